@@ -1,0 +1,347 @@
+//! `naerdata`: the platform on one machine, and the suppliers' pre-check.
+
+mod bench;
+mod ingest;
+mod summary;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use naerdata::Platform;
+use naerdata::contract::Registry;
+use naerdata::generate::{self, GenerateOptions};
+use naerdata::ledger::DeliveryState;
+use naerdata::process::{self, RunOptions};
+use naerdata::pseudonym::{Key, Pseudonymiser};
+use naerdata::receipt::{ReceiptHead, ReceiptOutcome};
+
+#[derive(Parser)]
+#[command(
+    name = "naerdata",
+    version,
+    about = "Collect, check, pseudonymise and lay out primary-sector health data"
+)]
+struct Cli {
+    /// The platform's home directory (landing, lake, receipts, ledger, key).
+    #[arg(
+        long,
+        env = "NAERDATA_HOME",
+        default_value = ".naerdata",
+        global = true
+    )]
+    home: PathBuf,
+    /// Log as JSON lines (as in Lambda) instead of text.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate synthetic deliveries, ingest them all, and print a summary.
+    Demo {
+        #[arg(long, default_value_t = 2_000)]
+        persons: usize,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+    /// Write synthetic deliveries laid out like the landing zone.
+    Generate {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 2_000)]
+        persons: usize,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        /// Share of rows with a defect.
+        #[arg(long, default_value_t = 0.01)]
+        defects: f64,
+        /// First delivery day (YYYY-MM-DD).
+        #[arg(long, default_value = "2026-10-01")]
+        start: chrono::NaiveDate,
+    },
+    /// Ingest files (or directories of files) as deliveries.
+    Ingest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The dataset, when the path is not .../<source>/<dataset>/<yyyy-mm-dd>/<file>.
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Print a JSON line with rows/s and peak memory at the end (for benchmarks).
+        #[arg(long, hide = true)]
+        stats: bool,
+    },
+    /// Check a file against its contract without storing anything: the receipt on stdout.
+    /// Exit 0 when accepted (ok or warning), 2 when rejected, 1 on an internal error.
+    Validate {
+        #[arg(long)]
+        dataset: String,
+        file: PathBuf,
+        /// The delivery day the file would have (default: today).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
+    /// Run SQL over the lake tables (DataFusion) and print the result.
+    Query { sql: String },
+    /// The ledger: deliveries by state, and the latest per dataset.
+    Status {
+        /// List this many recent deliveries.
+        #[arg(long, default_value_t = 10)]
+        recent: usize,
+    },
+    /// Re-run a failed delivery.
+    Replay { delivery_id: String },
+    /// Contracts: list them, or render the supplier reporting guide.
+    Contracts {
+        #[command(subcommand)]
+        what: ContractsCommand,
+    },
+    /// Benchmark the process step on large generated deliveries.
+    Bench {
+        /// Row counts to run, comma separated.
+        #[arg(long, value_delimiter = ',', default_value = "1000000,5000000")]
+        rows: Vec<u64>,
+        /// Where the generated files are kept between runs.
+        #[arg(long, default_value = "bench-data")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ContractsCommand {
+    List,
+    /// The Markdown reporting guide for suppliers.
+    Docs {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NAERDATA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        b.json().init();
+    } else {
+        b.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("naerdata: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let contracts = Registry::builtin();
+    let local =
+        || Platform::local(&cli.home, Registry::builtin()).context("opening the local platform");
+    match cli.command {
+        Command::Demo {
+            persons,
+            days,
+            seed,
+        } => {
+            let p = local()?;
+            // The suppliers' side lives beside the platform home, not inside it:
+            // these files hold CPR numbers until they are delivered.
+            let input = demo_input(&cli.home);
+            let mut opts = GenerateOptions::new(&input);
+            opts.persons = persons;
+            opts.days = days;
+            opts.seed = seed;
+            eprintln!(
+                "generating {days} days of deliveries for {persons} synthetic persons in {}",
+                input.display()
+            );
+            let files = generate::generate(&opts)?;
+            let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+            let results = ingest::ingest_paths(&p, &paths, None, true).await?;
+            summary::print_demo(&p, &cli.home, &results).await?;
+        }
+        Command::Generate {
+            out,
+            persons,
+            seed,
+            days,
+            defects,
+            start,
+        } => {
+            let files = generate::generate(&GenerateOptions {
+                out: out.clone(),
+                persons,
+                seed,
+                days,
+                defects,
+                start,
+            })?;
+            let rows: u64 = files.iter().map(|f| f.rows).sum();
+            println!(
+                "wrote {} files with {rows} rows under {}",
+                files.len(),
+                out.display()
+            );
+        }
+        Command::Ingest {
+            paths,
+            dataset,
+            stats,
+        } => {
+            let p = local()?;
+            let started = std::time::Instant::now();
+            let results = ingest::ingest_paths(&p, &paths, dataset.as_deref(), false).await?;
+            if stats {
+                bench::print_stats(&results, started.elapsed());
+            }
+            if results
+                .iter()
+                .any(|r| r.state == Some(DeliveryState::Failed))
+            {
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Command::Validate {
+            dataset,
+            file,
+            date,
+        } => {
+            let Some(contract) = contracts.get(&dataset) else {
+                bail!(
+                    "unknown dataset {dataset:?}; known: {}",
+                    contracts.ids().join(", ")
+                );
+            };
+            return validate(contract, &file, date);
+        }
+        Command::Query { sql } => {
+            let p = local()?;
+            let batches = naerdata::catalog::query(&p, &sql).await?;
+            println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+        }
+        Command::Status { recent } => {
+            let p = local()?;
+            summary::print_status(&p, recent).await?;
+        }
+        Command::Replay { delivery_id } => {
+            let p = local()?;
+            let Some(d) = p.ledger.get(&delivery_id).await? else {
+                bail!("delivery {delivery_id} is not in the ledger (see `naerdata status`)");
+            };
+            if d.state != DeliveryState::Failed && d.state != DeliveryState::Received {
+                bail!(
+                    "delivery {delivery_id} is {}; only failed (or never processed) deliveries are replayed",
+                    d.state
+                );
+            }
+            let outcome = process::process(&p, &delivery_id).await?;
+            naerdata::catalog::write_duckdb_catalog(&p).await?;
+            println!("{delivery_id}: {outcome:?}");
+        }
+        Command::Contracts { what } => match what {
+            ContractsCommand::List => {
+                for c in contracts.iter() {
+                    println!("{:<26} v{:<7} {}", c.id, c.version, c.title);
+                }
+            }
+            ContractsCommand::Docs { out } => {
+                let md = naerdata::docs::reporting_guide(&contracts);
+                match out {
+                    Some(path) => {
+                        std::fs::write(&path, md)
+                            .with_context(|| format!("writing {}", path.display()))?;
+                        println!("wrote {}", path.display());
+                    }
+                    None => print!("{md}"),
+                }
+            }
+        },
+        Command::Bench { rows, dir } => {
+            bench::run(&rows, &dir)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The supplier's pre-check: the same pass as the process step, without storing.
+fn validate(
+    contract: &naerdata::contract::Contract,
+    file: &std::path::Path,
+    date: Option<chrono::NaiveDate>,
+) -> Result<ExitCode> {
+    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let (sha256, size) = naerdata::receive::hash(std::fs::File::open(file)?)?;
+    let now = chrono::Utc::now();
+    // A throwaway key: the receipt holds no pseudonyms, so the real key is not needed.
+    let mut k = vec![0u8; 32];
+    getrandom_fill(&mut k)?;
+    let report = process::run(
+        contract,
+        Box::new(f),
+        RunOptions {
+            delivery_id: "validate",
+            delivery_date: date.unwrap_or_else(|| now.date_naive()),
+            received_at: now,
+            pseudonymiser: Pseudonymiser::new(&Key::new(0, k)?),
+            spool: None,
+        },
+    )?;
+    let (outcome, reason) = report.outcome(contract);
+    let head = ReceiptHead {
+        delivery_id: "validate".into(),
+        dataset: contract.id.clone(),
+        file_name: file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        object_key: String::new(),
+        sha256,
+        size_bytes: size,
+        contract_version: Some(contract.version.clone()),
+        received_at: now,
+    };
+    let receipt = report.receipt(
+        head,
+        chrono::Utc::now(),
+        outcome,
+        process::final_state(outcome),
+        reason,
+    );
+    println!("{}", receipt.to_json());
+    Ok(if outcome == ReceiptOutcome::Rejected {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn demo_input(home: &std::path::Path) -> PathBuf {
+    let name = home
+        .file_name()
+        .map_or_else(|| "naerdata".into(), |n| n.to_string_lossy().into_owned());
+    home.with_file_name(format!("{name}-input"))
+}
+
+fn getrandom_fill(buf: &mut [u8]) -> Result<()> {
+    naerdata::pseudonym::random_bytes(buf).context("no randomness available")
+}

@@ -1,0 +1,114 @@
+//! What `demo` and `status` print.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Result;
+use naerdata::Platform;
+use naerdata::ledger::DeliveryState;
+
+use crate::ingest::Ingested;
+
+pub async fn print_demo(p: &Platform, home: &Path, results: &[Ingested]) -> Result<()> {
+    #[derive(Default)]
+    struct Row {
+        deliveries: BTreeMap<&'static str, u64>,
+        accepted: u64,
+        rejected: u64,
+    }
+    let mut by: BTreeMap<&str, Row> = BTreeMap::new();
+    for r in results {
+        let e = by.entry(r.dataset.as_str()).or_default();
+        *e.deliveries
+            .entry(r.state.map_or("?", |s| s.as_str()))
+            .or_default() += 1;
+        e.accepted += r.rows_accepted;
+        e.rejected += r.rows_rejected;
+    }
+    println!("\nnaerdata demo: {} deliveries ingested\n", results.len());
+    println!(
+        "{:<26} {:>10} {:>14} {:>13}  outcomes",
+        "dataset", "deliveries", "rows accepted", "rows rejected"
+    );
+    for (ds, r) in &by {
+        let outcomes: Vec<String> = r
+            .deliveries
+            .iter()
+            .map(|(s, n)| format!("{s}={n}"))
+            .collect();
+        println!(
+            "{ds:<26} {:>10} {:>14} {:>13}  {}",
+            r.deliveries.values().sum::<u64>(),
+            r.accepted,
+            r.rejected,
+            outcomes.join(" ")
+        );
+    }
+    let lake = p.stores.lake.locate("curated");
+    println!("\nParquet lake:   {lake}/<table>/year=YYYY/month=MM/*.parquet");
+    println!(
+        "DuckDB catalog: {}",
+        p.stores.lake.locate(naerdata::catalog::CATALOG_KEY)
+    );
+    println!("Receipts:       {}", p.stores.receipts.locate(""));
+    println!("Ledger:         {}", home.join("ledger.sqlite").display());
+    let sql = "SELECT sygdomsomraade, count(DISTINCT person_id) AS persons, count(*) AS rows \
+               FROM almenpraksis_diagnose GROUP BY sygdomsomraade ORDER BY persons DESC";
+    println!(
+        "\nExample query:  naerdata --home {} query \"{sql}\"\n",
+        home.display()
+    );
+    let batches = naerdata::catalog::query(p, sql).await?;
+    println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    Ok(())
+}
+
+pub async fn print_status(p: &Platform, recent: usize) -> Result<()> {
+    let all = p.ledger.list(None, usize::MAX >> 1).await?;
+    let mut states: BTreeMap<DeliveryState, u64> = BTreeMap::new();
+    let mut latest: BTreeMap<&str, &naerdata::ledger::Delivery> = BTreeMap::new();
+    for d in &all {
+        *states.entry(d.state).or_default() += 1;
+        latest.entry(d.dataset.as_str()).or_insert(d);
+    }
+    println!("deliveries: {}", all.len());
+    for (s, n) in &states {
+        println!("  {s:<24} {n}");
+    }
+    println!("\nlatest per dataset:");
+    for (ds, d) in &latest {
+        println!(
+            "  {ds:<26} {}  {:<22} {} rows  {}",
+            d.received_at.format("%Y-%m-%d %H:%M"),
+            d.state.as_str(),
+            d.outcome.rows_accepted,
+            d.delivery_id
+        );
+    }
+    let failed: Vec<_> = all
+        .iter()
+        .filter(|d| d.state == DeliveryState::Failed)
+        .collect();
+    if !failed.is_empty() {
+        println!("\nfailed (replay with `naerdata replay <id>`):");
+        for d in failed {
+            println!(
+                "  {}  {}  {}",
+                d.delivery_id,
+                d.object_key,
+                d.outcome.message.as_deref().unwrap_or("")
+            );
+        }
+    }
+    println!("\nrecent:");
+    for d in all.iter().take(recent) {
+        println!(
+            "  {}  {:<22} {:<26} {}",
+            d.delivery_id,
+            d.state.as_str(),
+            d.dataset,
+            d.file_name
+        );
+    }
+    Ok(())
+}

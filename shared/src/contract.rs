@@ -1,0 +1,723 @@
+//! Dataset contracts: the machine-readable reporting guide.
+//!
+//! A contract is an ODCS v3 YAML document (`contracts/<source>.<dataset>.yaml`) with
+//! our extras under `customProperties`. Validation, the Parquet schema, the catalog
+//! and the supplier documentation are all derived from it, so they cannot drift apart.
+//! Loading compiles the document into [`Contract`] and checks it for internal
+//! consistency (a role pointing at a missing field is an error at load time, not a
+//! surprise while a delivery streams through).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use chrono::NaiveDate;
+use regex::Regex;
+use serde::Deserialize;
+use serde_json::Value as Json;
+
+/// The contracts shipped with the platform, compiled into every binary so a Lambda
+/// and the CLI use the same text.
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "almenpraksis.diagnose",
+        include_str!("../../contracts/almenpraksis.diagnose.yaml"),
+    ),
+    (
+        "almenpraksis.kontakt",
+        include_str!("../../contracts/almenpraksis.kontakt.yaml"),
+    ),
+    (
+        "almenpraksis.laboratorie",
+        include_str!("../../contracts/almenpraksis.laboratorie.yaml"),
+    ),
+    (
+        "speciallaege.kontakt",
+        include_str!("../../contracts/speciallaege.kontakt.yaml"),
+    ),
+    (
+        "speciallaege.diagnose",
+        include_str!("../../contracts/speciallaege.diagnose.yaml"),
+    ),
+    (
+        "lpr.kontakt",
+        include_str!("../../contracts/lpr.kontakt.yaml"),
+    ),
+    (
+        "lpr.diagnose",
+        include_str!("../../contracts/lpr.diagnose.yaml"),
+    ),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContractError {
+    #[error("contract {file}: not valid ODCS YAML: {source}")]
+    Yaml {
+        file: String,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+    #[error("contract {file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("reading contract {file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+// ---------------------------------------------------------------------------
+// The ODCS v3 document as written (only the parts we use).
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OdcsDocument {
+    api_version: String,
+    kind: String,
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    version: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    description: OdcsDescription,
+    schema: Vec<OdcsObject>,
+    #[serde(default)]
+    custom_properties: Vec<OdcsCustomProperty>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct OdcsDescription {
+    #[serde(default)]
+    purpose: Option<String>,
+    #[serde(default)]
+    usage: Option<String>,
+    #[serde(default)]
+    limitations: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OdcsObject {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    properties: Vec<OdcsProperty>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OdcsProperty {
+    name: String,
+    logical_type: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    required: bool,
+    #[serde(default)]
+    primary_key: bool,
+    #[serde(default)]
+    primary_key_position: Option<i32>,
+    #[serde(default)]
+    classification: Option<String>,
+    #[serde(default)]
+    examples: Vec<Json>,
+    #[serde(default)]
+    logical_type_options: BTreeMap<String, Json>,
+    #[serde(default)]
+    custom_properties: Vec<OdcsCustomProperty>,
+}
+
+#[derive(Debug, Deserialize)]
+struct OdcsCustomProperty {
+    property: String,
+    value: Json,
+}
+
+fn custom<'a>(props: &'a [OdcsCustomProperty], name: &str) -> Option<&'a Json> {
+    props.iter().find(|p| p.property == name).map(|p| &p.value)
+}
+
+// ---------------------------------------------------------------------------
+// The compiled contract.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    String,
+    Integer,
+    Number,
+    Date,
+    Timestamp,
+    Boolean,
+}
+
+impl FieldType {
+    fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "string" => FieldType::String,
+            "integer" => FieldType::Integer,
+            "number" => FieldType::Number,
+            "date" => FieldType::Date,
+            "timestamp" => FieldType::Timestamp,
+            "boolean" => FieldType::Boolean,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Integer => "integer",
+            FieldType::Number => "number",
+            FieldType::Date => "date",
+            FieldType::Timestamp => "timestamp",
+            FieldType::Boolean => "boolean",
+        }
+    }
+
+    /// The catalog (Hive/Athena) type; also understood by DuckDB and DataFusion.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            FieldType::String => "string",
+            FieldType::Integer => "bigint",
+            FieldType::Number => "double",
+            FieldType::Date => "date",
+            FieldType::Timestamp => "timestamp",
+            FieldType::Boolean => "boolean",
+        }
+    }
+}
+
+/// An allowed-values list, with the code system it comes from and optional labels.
+#[derive(Debug, Clone)]
+pub struct CodeList {
+    pub system: Option<String>,
+    pub values: Vec<(String, Option<String>)>,
+    set: HashSet<String>,
+}
+
+impl CodeList {
+    pub fn contains(&self, v: &str) -> bool {
+        self.set.contains(v)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Field {
+    pub name: String,
+    pub description: String,
+    pub field_type: FieldType,
+    pub required: bool,
+    pub pattern: Option<Regex>,
+    pub max_length: Option<usize>,
+    pub minimum: Option<f64>,
+    pub maximum: Option<f64>,
+    pub min_date: Option<NaiveDate>,
+    /// A date may not lie after the day the delivery was made.
+    pub not_after_delivery: bool,
+    pub code_list: Option<CodeList>,
+    pub examples: Vec<String>,
+    pub classification: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Utf8,
+    Windows1252,
+}
+
+impl Encoding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "UTF-8",
+            Encoding::Windows1252 => "windows-1252",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileFormat {
+    Csv { delimiter: u8 },
+    Ndjson,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub format: FileFormat,
+    pub encoding: Encoding,
+    /// The decimal separator for `number` fields (`.` or `,`).
+    pub decimal_separator: u8,
+    /// Share of invalid rows above which the whole delivery is rejected.
+    pub reject_threshold: f64,
+    /// Cap on the decompressed size of a `.gz` delivery (a zip-bomb guard).
+    pub max_decompressed_bytes: u64,
+}
+
+/// How a record's version is known: from one of its fields, or from when it arrived.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VersionRule {
+    Field(usize),
+    ReceivedAt,
+}
+
+#[derive(Debug, Clone)]
+pub struct Contract {
+    pub id: String,
+    pub version: String,
+    pub title: String,
+    /// What one row of the table is.
+    pub table_description: String,
+    pub purpose: String,
+    pub usage: String,
+    pub limitations: String,
+    pub status: String,
+    pub source: String,
+    pub dataset: String,
+    pub fields: Vec<Field>,
+    pub cpr_field: Option<usize>,
+    pub record_key: Vec<usize>,
+    pub version_rule: VersionRule,
+    pub event_date: usize,
+    pub reporting_unit: Option<usize>,
+    pub delivery: Delivery,
+}
+
+impl Contract {
+    /// The lake table name: `<source>_<dataset>`.
+    pub fn table(&self) -> String {
+        format!("{}_{}", self.source, self.dataset)
+    }
+
+    pub fn field_index(&self, name: &str) -> Option<usize> {
+        self.fields.iter().position(|f| f.name == name)
+    }
+
+    pub fn from_yaml(file: &str, text: &str) -> Result<Self, ContractError> {
+        let doc: OdcsDocument =
+            serde_yaml_ng::from_str(text).map_err(|source| ContractError::Yaml {
+                file: file.to_string(),
+                source,
+            })?;
+        compile(file, doc)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ContractError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ContractError::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Self::from_yaml(&file, &text)
+    }
+}
+
+fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
+    let bad = |message: String| ContractError::Invalid {
+        file: file.to_string(),
+        message,
+    };
+    if !doc.api_version.starts_with("v3.") {
+        return Err(bad(format!(
+            "apiVersion is {:?}; this platform reads ODCS v3.x",
+            doc.api_version
+        )));
+    }
+    if doc.kind != "DataContract" {
+        return Err(bad(format!(
+            "kind is {:?}; expected DataContract",
+            doc.kind
+        )));
+    }
+    let (source, dataset) = doc
+        .id
+        .split_once('.')
+        .ok_or_else(|| bad(format!("id {:?} is not <source>.<dataset>", doc.id)))?;
+    let [object] = <[OdcsObject; 1]>::try_from(doc.schema).map_err(|s| {
+        bad(format!(
+            "schema has {} objects; expected exactly one",
+            s.len()
+        ))
+    })?;
+
+    let mut fields = Vec::with_capacity(object.properties.len());
+    let mut roles: BTreeMap<String, usize> = BTreeMap::new();
+    let mut keys: Vec<(i32, usize)> = Vec::new();
+    for (i, p) in object.properties.iter().enumerate() {
+        let where_ = format!("property {:?}", p.name);
+        let field_type = FieldType::parse(&p.logical_type).ok_or_else(|| {
+            bad(format!(
+                "{where_}: logicalType {:?} is not one of string, integer, number, date, timestamp, boolean",
+                p.logical_type
+            ))
+        })?;
+        let opts = &p.logical_type_options;
+        let pattern = match opts.get("pattern") {
+            Some(Json::String(s)) => Some(
+                Regex::new(s)
+                    .map_err(|e| bad(format!("{where_}: pattern does not compile: {e}")))?,
+            ),
+            Some(other) => {
+                return Err(bad(format!(
+                    "{where_}: pattern must be a string, found {other}"
+                )));
+            }
+            None => None,
+        };
+        let num = |k: &str| opts.get(k).and_then(Json::as_f64);
+        let min_date = match (field_type, opts.get("minimum")) {
+            (FieldType::Date | FieldType::Timestamp, Some(Json::String(s))) => Some(
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .map_err(|e| bad(format!("{where_}: minimum {s:?} is not a date: {e}")))?,
+            ),
+            _ => None,
+        };
+        let code_list = match custom(&p.custom_properties, "codeList") {
+            Some(v) => {
+                Some(parse_code_list(v).map_err(|m| bad(format!("{where_}: codeList {m}")))?)
+            }
+            None => None,
+        };
+        if let Some(Json::String(role)) = custom(&p.custom_properties, "role") {
+            if let Some(prev) = roles.insert(role.clone(), i) {
+                return Err(bad(format!(
+                    "role {role:?} is given to both {:?} and {:?}",
+                    object.properties[prev].name, p.name
+                )));
+            }
+        }
+        if p.primary_key {
+            keys.push((p.primary_key_position.unwrap_or(i as i32), i));
+        }
+        fields.push(Field {
+            name: p.name.clone(),
+            description: p.description.clone().unwrap_or_default().trim().to_string(),
+            field_type,
+            required: p.required,
+            pattern,
+            max_length: opts
+                .get("maxLength")
+                .and_then(Json::as_u64)
+                .map(|n| n as usize),
+            minimum: if min_date.is_some() {
+                None
+            } else {
+                num("minimum")
+            },
+            maximum: num("maximum"),
+            min_date,
+            not_after_delivery: custom(&p.custom_properties, "notAfterDeliveryDate")
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+            code_list,
+            examples: p
+                .examples
+                .iter()
+                .map(|e| match e {
+                    Json::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect(),
+            classification: p.classification.clone(),
+        });
+    }
+    if fields.is_empty() {
+        return Err(bad("schema has no properties".into()));
+    }
+    let table = format!("{source}_{dataset}");
+    if object.name != table {
+        return Err(bad(format!(
+            "the schema object is named {:?}; the lake table of {} is {table:?}",
+            object.name, doc.id
+        )));
+    }
+    let mut names = HashSet::new();
+    for f in &fields {
+        if !names.insert(f.name.as_str()) {
+            return Err(bad(format!("property {:?} is declared twice", f.name)));
+        }
+    }
+
+    let cpr_field = roles.get("cpr").copied();
+    if let Some(i) = cpr_field {
+        if fields[i].field_type != FieldType::String {
+            return Err(bad(format!(
+                "the cpr field {:?} must be a string",
+                fields[i].name
+            )));
+        }
+    }
+    let event_date = *roles
+        .get("eventDate")
+        .ok_or_else(|| bad("no property has role eventDate (it partitions the lake)".into()))?;
+    if fields[event_date].field_type != FieldType::Date || !fields[event_date].required {
+        return Err(bad(format!(
+            "the eventDate field {:?} must be a required date",
+            fields[event_date].name
+        )));
+    }
+    let version_rule = match roles.get("version") {
+        Some(&i) if fields[i].field_type == FieldType::Timestamp => VersionRule::Field(i),
+        Some(&i) => {
+            return Err(bad(format!(
+                "the version field {:?} must be a timestamp",
+                fields[i].name
+            )));
+        }
+        None => VersionRule::ReceivedAt,
+    };
+    keys.sort();
+    let record_key: Vec<usize> = keys.into_iter().map(|(_, i)| i).collect();
+    if record_key.is_empty() {
+        return Err(bad("no property is a primaryKey (the record key)".into()));
+    }
+    if let Some(f) = record_key.iter().map(|&i| &fields[i]).find(|f| !f.required) {
+        return Err(bad(format!("primary key {:?} must be required", f.name)));
+    }
+
+    let props = &doc.custom_properties;
+    let delivery = custom(props, "delivery")
+        .ok_or_else(|| bad("customProperties has no `delivery` (format, encoding, ...)".into()))?;
+    let delivery = parse_delivery(delivery).map_err(|m| bad(format!("delivery: {m}")))?;
+
+    Ok(Contract {
+        title: doc.name.unwrap_or_else(|| doc.id.clone()),
+        table_description: object.description.unwrap_or_default().trim().to_string(),
+        source: source.to_string(),
+        dataset: dataset.to_string(),
+        id: doc.id,
+        version: doc.version,
+        status: doc.status.unwrap_or_else(|| "active".into()),
+        purpose: doc
+            .description
+            .purpose
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        usage: doc.description.usage.unwrap_or_default().trim().to_string(),
+        limitations: doc
+            .description
+            .limitations
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        reporting_unit: roles.get("reportingUnit").copied(),
+        fields,
+        cpr_field,
+        record_key,
+        version_rule,
+        event_date,
+        delivery,
+    })
+}
+
+fn parse_code_list(v: &Json) -> Result<CodeList, String> {
+    let (system, items) = match v {
+        Json::Array(items) => (None, items),
+        Json::Object(m) => (
+            m.get("system").and_then(Json::as_str).map(str::to_string),
+            m.get("values")
+                .and_then(Json::as_array)
+                .ok_or("needs `values`")?,
+        ),
+        _ => return Err("must be a list or {system, values}".into()),
+    };
+    let mut values = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Json::String(s) => values.push((s.clone(), None)),
+            Json::Object(m) => {
+                let code = m
+                    .get("code")
+                    .and_then(Json::as_str)
+                    .ok_or("entry without `code`")?;
+                let label = m.get("label").and_then(Json::as_str).map(str::to_string);
+                values.push((code.to_string(), label));
+            }
+            other => {
+                return Err(format!(
+                    "entry {other} is neither a code nor {{code, label}}"
+                ));
+            }
+        }
+    }
+    if values.is_empty() {
+        return Err("is empty".into());
+    }
+    let set = values.iter().map(|(c, _)| c.clone()).collect();
+    Ok(CodeList {
+        system,
+        values,
+        set,
+    })
+}
+
+fn parse_delivery(v: &Json) -> Result<Delivery, String> {
+    let get = |k: &str| v.get(k);
+    let format = match get("format").and_then(Json::as_str) {
+        Some("csv") => {
+            let d = get("delimiter").and_then(Json::as_str).unwrap_or(";");
+            let [b] = d.as_bytes() else {
+                return Err(format!("delimiter {d:?} must be one ASCII character"));
+            };
+            FileFormat::Csv { delimiter: *b }
+        }
+        Some("ndjson") => FileFormat::Ndjson,
+        other => return Err(format!("format {other:?} must be csv or ndjson")),
+    };
+    let encoding = match get("encoding").and_then(Json::as_str).unwrap_or("utf-8") {
+        e if e.eq_ignore_ascii_case("utf-8") => Encoding::Utf8,
+        e if e.eq_ignore_ascii_case("windows-1252") => Encoding::Windows1252,
+        e => return Err(format!("encoding {e:?} must be utf-8 or windows-1252")),
+    };
+    let decimal_separator = match get("decimalSeparator")
+        .and_then(Json::as_str)
+        .unwrap_or(".")
+    {
+        "." => b'.',
+        "," => b',',
+        d => return Err(format!("decimalSeparator {d:?} must be . or ,")),
+    };
+    let reject_threshold = get("rejectThreshold")
+        .and_then(Json::as_f64)
+        .unwrap_or(0.05);
+    if !(0.0..=1.0).contains(&reject_threshold) {
+        return Err(format!(
+            "rejectThreshold {reject_threshold} must be a share between 0 and 1"
+        ));
+    }
+    let max_decompressed_bytes = get("maxDecompressedBytes")
+        .and_then(Json::as_u64)
+        .unwrap_or(8 << 30);
+    Ok(Delivery {
+        format,
+        encoding,
+        decimal_separator,
+        reject_threshold,
+        max_decompressed_bytes,
+    })
+}
+
+/// All contracts the platform knows, by id.
+#[derive(Debug, Clone, Default)]
+pub struct Registry {
+    contracts: BTreeMap<String, Contract>,
+}
+
+impl Registry {
+    /// The contracts compiled into the binary.
+    pub fn builtin() -> Self {
+        let mut r = Registry::default();
+        for (id, text) in BUILTIN {
+            let c = Contract::from_yaml(&format!("contracts/{id}.yaml"), text)
+                .unwrap_or_else(|e| panic!("built-in contract is broken: {e}"));
+            assert_eq!(&c.id, id, "contract file name and id disagree");
+            r.insert(c);
+        }
+        r
+    }
+
+    /// Every `*.yaml` in a directory.
+    pub fn from_dir(dir: &Path) -> Result<Self, ContractError> {
+        let mut r = Registry::default();
+        let entries = std::fs::read_dir(dir).map_err(|source| ContractError::Io {
+            file: dir.display().to_string(),
+            source,
+        })?;
+        let mut paths: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+            .collect();
+        paths.sort();
+        for p in paths {
+            r.insert(Contract::from_file(&p)?);
+        }
+        Ok(r)
+    }
+
+    pub fn insert(&mut self, c: Contract) {
+        self.contracts.insert(c.id.clone(), c);
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Contract> {
+        self.contracts.get(id)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Contract> {
+        self.contracts.values()
+    }
+
+    pub fn ids(&self) -> Vec<&str> {
+        self.contracts.keys().map(String::as_str).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+apiVersion: v3.0.2
+kind: DataContract
+id: test.rows
+version: 1.0.0
+schema:
+  - name: test_rows
+    properties:
+      - name: id
+        logicalType: string
+        required: true
+        primaryKey: true
+      - name: cpr
+        logicalType: string
+        required: true
+        customProperties: [{property: role, value: cpr}]
+      - name: dato
+        logicalType: date
+        required: true
+        customProperties: [{property: role, value: eventDate}]
+customProperties:
+  - property: delivery
+    value: {format: csv, delimiter: ";", encoding: utf-8}
+"#;
+
+    #[test]
+    fn every_builtin_contract_compiles() {
+        let r = Registry::builtin();
+        assert_eq!(r.ids().len(), BUILTIN.len());
+        for c in r.iter() {
+            assert!(c.cpr_field.is_some(), "{} has no CPR field", c.id);
+            assert!(!c.purpose.is_empty(), "{} has no purpose", c.id);
+        }
+    }
+
+    #[test]
+    fn minimal_contract_defaults() {
+        let c = Contract::from_yaml("t", MINIMAL).unwrap();
+        assert_eq!(c.table(), "test_rows");
+        assert_eq!(c.record_key, vec![0]);
+        assert_eq!(c.cpr_field, Some(1));
+        assert_eq!(c.event_date, 2);
+        assert_eq!(c.version_rule, VersionRule::ReceivedAt);
+        assert_eq!(c.delivery.reject_threshold, 0.05);
+        assert_eq!(c.delivery.format, FileFormat::Csv { delimiter: b';' });
+    }
+
+    #[test]
+    fn inconsistent_contracts_are_refused_with_the_reason() {
+        let no_event = MINIMAL.replace("value: eventDate", "value: other");
+        let e = Contract::from_yaml("t", &no_event).unwrap_err().to_string();
+        assert!(e.contains("eventDate"), "{e}");
+
+        let bad_type = MINIMAL.replace("logicalType: date", "logicalType: datum");
+        let e = Contract::from_yaml("t", &bad_type).unwrap_err().to_string();
+        assert!(e.contains("\"datum\""), "{e}");
+
+        let no_key = MINIMAL.replace("primaryKey: true", "primaryKey: false");
+        let e = Contract::from_yaml("t", &no_key).unwrap_err().to_string();
+        assert!(e.contains("primaryKey"), "{e}");
+
+        let v2 = MINIMAL.replace("v3.0.2", "v2.2.0");
+        assert!(Contract::from_yaml("t", &v2).is_err());
+    }
+}

@@ -1,0 +1,210 @@
+//! The supplier's reporting guide, rendered from the contracts (so it cannot drift
+//! from what validation actually checks).
+
+use std::fmt::Write;
+
+use crate::contract::{Contract, Encoding, FileFormat, Registry, VersionRule};
+use crate::receipt::MAX_PROBLEMS;
+
+pub fn reporting_guide(registry: &Registry) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# naerdata reporting guide\n");
+    let _ = writeln!(
+        s,
+        "Generated from the dataset contracts (`contracts/*.yaml`, ODCS v3) by `naerdata contracts docs`. \
+         Do not edit by hand: change the contract.\n"
+    );
+    let _ = writeln!(s, "## How to deliver\n");
+    let _ = writeln!(
+        s,
+        "- Upload each file to `<source>/<dataset>/<yyyy-mm-dd>/<file name>` in the landing zone; \
+         the day is the delivery day. A `.gz` file is decompressed on arrival.\n\
+         - Check a file before sending it: `naerdata validate --dataset <source>.<dataset> FILE` prints the receipt \
+         it would get (exit 0 = accepted, 2 = rejected).\n\
+         - Every delivery gets a receipt `<source>/<dataset>/<delivery_id>.json` with outcome `ok`, `warning` or \
+         `rejected`, row counts, and up to {MAX_PROBLEMS} problems (line, column, rule, message); the total is counted.\n\
+         - A file that cannot be read as a whole (empty, wrong encoding, missing required column) is rejected with \
+         one message. Otherwise bad rows are left out and listed; if more than the dataset's threshold of rows is \
+         bad, the whole delivery is rejected and nothing of it is stored.\n\
+         - Sending the identical file again is recognised (sha256) and stored once (`duplicate`).\n\
+         - A correction is a new row with the same record key and a later version; the latest version wins.\n\
+         - CPR numbers are pseudonymised on arrival and never appear in receipts; a CPR that fails modulus 11 is \
+         accepted with a warning, an unreadable one is kept without a pseudonym and reported.\n"
+    );
+    let _ = writeln!(s, "## Datasets\n");
+    for c in registry.iter() {
+        let _ = writeln!(
+            s,
+            "- [`{}`](#{}) — {}",
+            c.id,
+            c.id.replace('.', ""),
+            c.title
+        );
+    }
+    for c in registry.iter() {
+        dataset(&mut s, c);
+    }
+    s
+}
+
+fn dataset(s: &mut String, c: &Contract) {
+    let _ = writeln!(s, "\n## {}\n", c.id);
+    let _ = writeln!(
+        s,
+        "**{}** — contract version {} ({})\n",
+        c.title, c.version, c.status
+    );
+    for (label, text) in [
+        ("Purpose", &c.purpose),
+        ("Usage", &c.usage),
+        ("Limitations", &c.limitations),
+    ] {
+        if !text.is_empty() {
+            let _ = writeln!(s, "*{label}:* {text}\n");
+        }
+    }
+    let d = &c.delivery;
+    let format = match d.format {
+        FileFormat::Csv { delimiter } => {
+            format!("CSV with a header row, delimiter `{}`", delimiter as char)
+        }
+        FileFormat::Ndjson => "NDJSON (one JSON object per line)".into(),
+    };
+    let encoding = match d.encoding {
+        Encoding::Utf8 => "UTF-8 (a BOM is allowed; other encodings are rejected)".to_string(),
+        Encoding::Windows1252 => {
+            "windows-1252 (a UTF-8 file with BOM is also read correctly)".to_string()
+        }
+    };
+    let key: Vec<&str> = c
+        .record_key
+        .iter()
+        .map(|&i| c.fields[i].name.as_str())
+        .collect();
+    let version = match c.version_rule {
+        VersionRule::Field(i) => format!("`{}`", c.fields[i].name),
+        VersionRule::ReceivedAt => "the time the delivery was received".into(),
+    };
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "| Path | `{}/{}/<yyyy-mm-dd>/<file>` |",
+        c.source, c.dataset
+    );
+    let _ = writeln!(s, "| Format | {format} |");
+    let _ = writeln!(s, "| Encoding | {encoding} |");
+    let _ = writeln!(
+        s,
+        "| Decimal separator | `{}` |",
+        d.decimal_separator as char
+    );
+    let _ = writeln!(
+        s,
+        "| Record key | {} |",
+        key.iter()
+            .map(|k| format!("`{k}`"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    );
+    let _ = writeln!(s, "| Version | {version} |");
+    let _ = writeln!(
+        s,
+        "| Event date (partitions the lake) | `{}` |",
+        c.fields[c.event_date].name
+    );
+    if let Some(i) = c.reporting_unit {
+        let _ = writeln!(s, "| Reporting unit | `{}` |", c.fields[i].name);
+    }
+    if let Some(i) = c.cpr_field {
+        let _ = writeln!(
+            s,
+            "| CPR column | `{}` (pseudonymised on arrival) |",
+            c.fields[i].name
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| Rejection threshold | {:.1} % of rows |",
+        d.reject_threshold * 100.0
+    );
+    let _ = writeln!(s, "| Table | `{}` |\n", c.table());
+    let _ = writeln!(
+        s,
+        "| Column | Type | Required | Rules | Example | Description |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    for f in &c.fields {
+        let mut rules = Vec::new();
+        if let Some(p) = &f.pattern {
+            rules.push(format!("pattern `{}`", p.as_str().replace('|', "\\|")));
+        }
+        if let Some(n) = f.max_length {
+            rules.push(format!("at most {n} characters"));
+        }
+        if let Some(m) = f.min_date {
+            rules.push(format!("from {m}"));
+        }
+        if f.not_after_delivery {
+            rules.push("not after the delivery day".into());
+        }
+        if f.minimum.is_some() || f.maximum.is_some() {
+            rules.push(format!(
+                "range {}..{}",
+                f.minimum.map(|x| x.to_string()).unwrap_or_default(),
+                f.maximum.map(|x| x.to_string()).unwrap_or_default()
+            ));
+        }
+        if let Some(list) = &f.code_list {
+            let codes: Vec<String> = list
+                .values
+                .iter()
+                .map(|(code, label)| match label {
+                    Some(l) => format!("`{code}` {l}"),
+                    None => format!("`{code}`"),
+                })
+                .collect();
+            let system = list
+                .system
+                .as_deref()
+                .map(|s| format!("{s}: "))
+                .unwrap_or_default();
+            rules.push(format!("one of {system}{}", codes.join(", ")));
+        }
+        let _ = writeln!(
+            s,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            f.name,
+            f.field_type.name(),
+            if f.required { "yes" } else { "no" },
+            rules.join("; "),
+            f.examples
+                .first()
+                .map(|e| format!("`{e}`"))
+                .unwrap_or_default(),
+            f.description.replace('\n', " ")
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guide_covers_every_dataset_and_column() {
+        let r = Registry::builtin();
+        let g = reporting_guide(&r);
+        for c in r.iter() {
+            assert!(g.contains(&format!("## {}", c.id)), "{}", c.id);
+            for f in &c.fields {
+                assert!(
+                    g.contains(&format!("| `{}` |", f.name)),
+                    "{}.{}",
+                    c.id,
+                    f.name
+                );
+            }
+        }
+        assert!(g.contains("windows-1252"));
+    }
+}

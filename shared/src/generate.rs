@@ -1,0 +1,766 @@
+//! Synthetic deliveries for every dataset, for demos, tests and benchmarks.
+//!
+//! One population of synthetic persons appears across all sources, so linkage is
+//! meaningful. CPR numbers are replacement-style (day + 60), which no real person
+//! has. Output is laid out like the landing zone:
+//! `DIR/<source>/<dataset>/<yyyy-mm-dd>/<source>-<dataset>-<yyyy-mm-dd>.csv`.
+//! Everything is deterministic per seed.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{Datelike, Duration, NaiveDate};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// The 98 municipalities (kommunekode, name, regionskode, region).
+pub const KOMMUNER_CSV: &str = include_str!("../../reference/kommuner.csv");
+
+#[derive(Debug, Clone)]
+pub struct Kommune {
+    pub code: String,
+    pub name: String,
+    pub region_code: String,
+    pub region_name: String,
+}
+
+pub fn kommuner() -> Vec<Kommune> {
+    KOMMUNER_CSV
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            Kommune {
+                code: format!("{:0>3}", f[0].trim()),
+                name: f[1].to_string(),
+                region_code: f[2].to_string(),
+                region_name: f[3].to_string(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub out: PathBuf,
+    pub persons: usize,
+    pub seed: u64,
+    pub days: u32,
+    /// Share of rows with a defect (invalid code, impossible date, missing value...).
+    pub defects: f64,
+    /// The first delivery day.
+    pub start: NaiveDate,
+}
+
+impl GenerateOptions {
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        GenerateOptions {
+            out: out.into(),
+            persons: 2_000,
+            seed: 42,
+            days: 7,
+            defects: 0.01,
+            start: NaiveDate::from_ymd_opt(2026, 10, 1).expect("a date"),
+        }
+    }
+}
+
+/// Never more defective rows per file than this share, so a generated delivery is
+/// accepted with warnings rather than rejected (the default threshold is 5 %).
+const MAX_DEFECT_SHARE: f64 = 0.04;
+
+#[derive(Debug, Clone)]
+pub struct Person {
+    pub cpr: String,
+    pub birth: NaiveDate,
+    pub female: bool,
+    pub kommune: usize,
+    pub clinic: usize,
+    /// Chronic areas (index into AREAS).
+    pub areas: Vec<usize>,
+}
+
+/// (sygdomsomraade, ICPC-2, ICD-10 SKS code for the hospital side)
+const AREAS: &[(&str, &str, &str)] = &[
+    ("diabetes2", "T90", "DE119"),
+    ("kol", "R95", "DJ441"),
+    ("astma", "R96", "DJ459"),
+    ("hjertesvigt", "K77", "DI500"),
+    ("atrieflimren", "K78", "DI489"),
+    ("hypertension", "K86", "DI109"),
+    ("diabetes1", "T89", "DE109"),
+];
+/// Chance that a person has each area (roughly the prevalence among those GPs report).
+const AREA_PREVALENCE: &[f64] = &[0.12, 0.08, 0.08, 0.03, 0.05, 0.18, 0.01];
+
+const GP_SERVICES: &[(&str, u32)] = &[
+    ("0101", 50),
+    ("0201", 25),
+    ("0120", 10),
+    ("0105", 8),
+    ("0125", 5),
+    ("0127", 2),
+];
+const SPECIALTIES: &[(&str, &[&str])] = &[
+    ("03", &["DL209", "DL400", "DC443"]),
+    ("05", &["DN951", "DN832"]),
+    ("08", &["DE119", "DI109", "DE039"]),
+    ("10", &["DG439", "DG409"]),
+    ("12", &["DH353", "DH251", "DH401"]),
+    ("14", &["DJ342", "DH911"]),
+    ("15", &["DF329", "DF411"]),
+    ("17", &["DM059", "DM159"]),
+];
+const HOSPITAL_SPECIALTIES: &[&str] = &[
+    "intern medicin",
+    "kardiologi",
+    "lungemedicin",
+    "ortopædkirurgi",
+    "geriatri",
+    "akutmedicin",
+];
+const ACUTE_DIAGNOSES: &[&str] = &[
+    "DJ441", "DI500", "DS720", "DJ189", "DN390", "DR069", "DI489", "DE119",
+];
+
+fn pick_weighted<'a>(rng: &mut ChaCha8Rng, items: &'a [(&'a str, u32)]) -> &'a str {
+    let total: u32 = items.iter().map(|x| x.1).sum();
+    let mut r = rng.random_range(0..total);
+    for (v, w) in items {
+        if r < *w {
+            return v;
+        }
+        r -= w;
+    }
+    items[0].0
+}
+
+/// A synthetic CPR: day + 60, digit 7 consistent with the century table.
+pub fn synthetic_cpr(rng: &mut ChaCha8Rng, birth: NaiveDate, female: bool) -> String {
+    let yy = birth.year() % 100;
+    let d7 = if birth.year() >= 2000 {
+        4
+    } else {
+        rng.random_range(0..4)
+    };
+    let mid: u32 = rng.random_range(0..100);
+    let mut last: u32 = rng.random_range(0..5) * 2;
+    if !female {
+        last += 1;
+    }
+    format!(
+        "{:02}{:02}{:02}-{d7}{mid:02}{last}",
+        birth.day() + 60,
+        birth.month(),
+        yy
+    )
+}
+
+pub fn population(rng: &mut ChaCha8Rng, n: usize) -> Vec<Person> {
+    let kommuner = kommuner().len();
+    let clinics = (n / 400).max(8);
+    let mut seen = HashSet::with_capacity(n);
+    let mut out = Vec::with_capacity(n);
+    let first = NaiveDate::from_ymd_opt(1925, 1, 1).expect("a date");
+    while out.len() < n {
+        let birth = first + Duration::days(rng.random_range(0..(95 * 365)));
+        let female = rng.random_bool(0.5);
+        let cpr = synthetic_cpr(rng, birth, female);
+        if !seen.insert(cpr.clone()) {
+            continue;
+        }
+        let age = 2026 - birth.year();
+        let mut areas = Vec::new();
+        for (i, p) in AREA_PREVALENCE.iter().enumerate() {
+            // Chronic disease is mostly a matter of age.
+            let p = if age > 60 {
+                p * 2.0
+            } else if age < 30 {
+                p * 0.3
+            } else {
+                *p
+            };
+            if rng.random_bool(p.min(0.9)) {
+                areas.push(i);
+            }
+        }
+        let clinic = rng.random_range(0..clinics);
+        // Patients mostly live where their clinic is.
+        let kommune = if rng.random_bool(0.85) {
+            clinic * 7 % kommuner
+        } else {
+            rng.random_range(0..kommuner)
+        };
+        out.push(Person {
+            cpr,
+            birth,
+            female,
+            kommune,
+            clinic,
+            areas,
+        });
+    }
+    out
+}
+
+pub fn ydernummer(clinic: usize) -> String {
+    format!("{:06}", 10_000 + clinic * 37)
+}
+
+fn specialist_ydernummer(i: usize) -> String {
+    format!("{:06}", 500_000 + i * 11)
+}
+
+fn hospital_sor(i: usize) -> String {
+    // Synthetic SOR-style unit codes (not real units).
+    format!("{}", 990_000_000_000u64 + i as u64 * 1_013)
+}
+
+/// Rows of one CSV file, with a header; defects applied before writing.
+struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+    /// Columns a defect may hit, with the kind of defect.
+    defect_columns: Vec<(&'static str, Defect)>,
+}
+
+#[derive(Clone, Copy)]
+enum Defect {
+    Empty,
+    ImpossibleDate,
+    NotInCodeList,
+    BadCpr,
+}
+
+impl Table {
+    fn new(header: Vec<&'static str>, defect_columns: Vec<(&'static str, Defect)>) -> Self {
+        Table {
+            header,
+            rows: Vec::new(),
+            defect_columns,
+        }
+    }
+
+    fn apply_defects(&mut self, rng: &mut ChaCha8Rng, rate: f64) {
+        let cap = (self.rows.len() as f64 * MAX_DEFECT_SHARE).floor() as usize;
+        let mut made = 0;
+        for row in self.rows.iter_mut() {
+            if made >= cap || !rng.random_bool(rate) {
+                continue;
+            }
+            let (col, kind) = *self.defect_columns.choose(rng).expect("defect columns");
+            let i = self
+                .header
+                .iter()
+                .position(|h| *h == col)
+                .expect("defect column exists");
+            row[i] = match kind {
+                Defect::Empty => String::new(),
+                Defect::ImpossibleDate => format!(
+                    "{}-02-30",
+                    &row[i][..4.min(row[i].len())].parse::<i32>().unwrap_or(2026)
+                ),
+                Defect::NotInCodeList => "XX9".to_string(),
+                Defect::BadCpr => format!("{}", &row[i][..6.min(row[i].len())]),
+            };
+            made += 1;
+        }
+    }
+
+    fn write(&self, path: &Path, windows_1252: bool) -> std::io::Result<u64> {
+        std::fs::create_dir_all(path.parent().expect("a parent"))?;
+        let mut w = BufWriter::new(File::create(path)?);
+        let mut line = self.header.join(";");
+        line.push('\n');
+        for r in &self.rows {
+            line.push_str(&r.join(";"));
+            line.push('\n');
+        }
+        if windows_1252 {
+            let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&line);
+            w.write_all(&bytes)?;
+        } else {
+            w.write_all(line.as_bytes())?;
+        }
+        w.flush()?;
+        Ok(self.rows.len() as u64)
+    }
+}
+
+fn ts(day: NaiveDate, rng: &mut ChaCha8Rng) -> String {
+    format!(
+        "{}T{:02}:{:02}:{:02}+01:00",
+        day,
+        rng.random_range(8..17),
+        rng.random_range(0..60),
+        rng.random_range(0..60)
+    )
+}
+
+/// One generated file.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub dataset: String,
+    pub path: PathBuf,
+    pub rows: u64,
+}
+
+/// Writes every dataset's deliveries for `days` days. Returns the files written.
+pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let people = population(&mut rng, opts.persons);
+    let chronic: Vec<usize> = (0..people.len())
+        .filter(|&i| !people[i].areas.is_empty())
+        .collect();
+    let mut out = Vec::new();
+    // Diagnoses are registered spread over the days; some are corrected later.
+    let mut diagnosis_registered: Vec<(usize, usize, String, NaiveDate)> = Vec::new();
+    let mut next_id = 0u64;
+    let mut id = |prefix: &str| {
+        next_id += 1;
+        format!("{prefix}-{next_id:09}")
+    };
+    let mut lpr_contact = 100_000_000u64;
+
+    for d in 0..opts.days {
+        let day = opts.start + Duration::days(d as i64);
+        let file = |source: &str, dataset: &str| {
+            opts.out
+                .join(source)
+                .join(dataset)
+                .join(day.to_string())
+                .join(format!("{source}-{dataset}-{day}.csv"))
+        };
+
+        // almenpraksis.diagnose
+        let mut t = Table::new(
+            vec![
+                "record_id",
+                "cpr",
+                "ydernummer",
+                "diagnosekode",
+                "diagnosedato",
+                "sygdomsomraade",
+                "registreret",
+            ],
+            vec![
+                ("diagnosekode", Defect::NotInCodeList),
+                ("diagnosedato", Defect::ImpossibleDate),
+                ("ydernummer", Defect::Empty),
+                ("cpr", Defect::BadCpr),
+            ],
+        );
+        for &pi in &chronic {
+            let p = &people[pi];
+            if (pi as u32 + d) % opts.days.max(1) != 0 {
+                continue;
+            }
+            for &a in &p.areas {
+                let since = day - Duration::days(rng.random_range(0..3650));
+                let since = since.max(p.birth + Duration::days(365 * 18)).min(day);
+                let rid = id("APD");
+                diagnosis_registered.push((pi, a, rid.clone(), since));
+                t.rows.push(vec![
+                    rid,
+                    p.cpr.clone(),
+                    ydernummer(p.clinic),
+                    AREAS[a].1.into(),
+                    since.to_string(),
+                    AREAS[a].0.into(),
+                    ts(day, &mut rng),
+                ]);
+            }
+        }
+        // Corrections: an earlier registration re-sent with a later version.
+        if d > 0 && !diagnosis_registered.is_empty() {
+            for _ in 0..(diagnosis_registered.len() / 50).max(1) {
+                let (pi, a, rid, since) = diagnosis_registered
+                    .choose(&mut rng)
+                    .expect("non-empty")
+                    .clone();
+                let p = &people[pi];
+                let corrected = (since + Duration::days(rng.random_range(0..30))).min(day);
+                t.rows.push(vec![
+                    rid,
+                    p.cpr.clone(),
+                    ydernummer(p.clinic),
+                    AREAS[a].1.into(),
+                    corrected.to_string(),
+                    AREAS[a].0.into(),
+                    ts(day, &mut rng),
+                ]);
+            }
+        }
+        t.apply_defects(&mut rng, opts.defects);
+        out.push(Generated {
+            dataset: "almenpraksis.diagnose".into(),
+            rows: t.write(&file("almenpraksis", "diagnose"), false)?,
+            path: file("almenpraksis", "diagnose"),
+        });
+
+        // almenpraksis.kontakt and .laboratorie
+        let mut k = Table::new(
+            vec![
+                "record_id",
+                "cpr",
+                "ydernummer",
+                "kontaktdato",
+                "ydelseskode",
+                "registreret",
+            ],
+            vec![
+                ("ydelseskode", Defect::NotInCodeList),
+                ("kontaktdato", Defect::ImpossibleDate),
+                ("cpr", Defect::BadCpr),
+            ],
+        );
+        let mut l = Table::new(
+            vec![
+                "record_id",
+                "cpr",
+                "ydernummer",
+                "proevedato",
+                "npu_kode",
+                "vaerdi",
+                "enhed",
+                "registreret",
+            ],
+            vec![
+                ("npu_kode", Defect::NotInCodeList),
+                ("vaerdi", Defect::Empty),
+                ("proevedato", Defect::ImpossibleDate),
+            ],
+        );
+        for &pi in &chronic {
+            let p = &people[pi];
+            if rng.random_bool(0.06) {
+                let when = day - Duration::days(rng.random_range(0..2));
+                k.rows.push(vec![
+                    id("APK"),
+                    p.cpr.clone(),
+                    ydernummer(p.clinic),
+                    when.to_string(),
+                    pick_weighted(&mut rng, GP_SERVICES).into(),
+                    ts(day, &mut rng),
+                ]);
+                if p.areas.contains(&0) && rng.random_bool(0.5) {
+                    let v: f64 = 40.0 + rng.random_range(0.0..40.0);
+                    l.rows.push(vec![
+                        id("APL"),
+                        p.cpr.clone(),
+                        ydernummer(p.clinic),
+                        when.to_string(),
+                        "NPU27300".into(),
+                        format!("{v:.1}").replace('.', ","),
+                        "mmol/mol".into(),
+                        ts(day, &mut rng),
+                    ]);
+                }
+                if p.areas.contains(&3) && rng.random_bool(0.5) {
+                    let v: f64 = rng.random_range(100.0..5000.0);
+                    l.rows.push(vec![
+                        id("APL"),
+                        p.cpr.clone(),
+                        ydernummer(p.clinic),
+                        when.to_string(),
+                        "NPU21531".into(),
+                        format!("{v:.0}"),
+                        "ng/L".into(),
+                        ts(day, &mut rng),
+                    ]);
+                }
+            }
+        }
+        k.apply_defects(&mut rng, opts.defects);
+        l.apply_defects(&mut rng, opts.defects);
+        out.push(Generated {
+            dataset: "almenpraksis.kontakt".into(),
+            rows: k.write(&file("almenpraksis", "kontakt"), false)?,
+            path: file("almenpraksis", "kontakt"),
+        });
+        out.push(Generated {
+            dataset: "almenpraksis.laboratorie".into(),
+            rows: l.write(&file("almenpraksis", "laboratorie"), false)?,
+            path: file("almenpraksis", "laboratorie"),
+        });
+
+        // speciallaege.kontakt and .diagnose (windows-1252, as Sentinel exports)
+        let mut sk = Table::new(
+            vec![
+                "kontakt_id",
+                "cpr",
+                "ydernummer",
+                "speciale",
+                "kontaktdato",
+                "ydelseskode",
+            ],
+            vec![
+                ("speciale", Defect::NotInCodeList),
+                ("kontaktdato", Defect::ImpossibleDate),
+            ],
+        );
+        let mut sd = Table::new(
+            vec![
+                "record_id",
+                "kontakt_id",
+                "cpr",
+                "ydernummer",
+                "diagnosekode",
+                "diagnosetype",
+                "diagnosedato",
+            ],
+            vec![
+                ("diagnosetype", Defect::NotInCodeList),
+                ("diagnosedato", Defect::ImpossibleDate),
+            ],
+        );
+        for (pi, p) in people.iter().enumerate() {
+            if !rng.random_bool(0.01) {
+                continue;
+            }
+            let (spec, codes) = SPECIALTIES[(pi + d as usize) % SPECIALTIES.len()];
+            let kid = id("SLK");
+            let practice = specialist_ydernummer(pi % 40);
+            sk.rows.push(vec![
+                kid.clone(),
+                p.cpr.clone(),
+                practice.clone(),
+                spec.into(),
+                day.to_string(),
+                "0101".into(),
+            ]);
+            sd.rows.push(vec![
+                id("SLD"),
+                kid.clone(),
+                p.cpr.clone(),
+                practice.clone(),
+                (*codes.choose(&mut rng).expect("codes")).into(),
+                "A".into(),
+                day.to_string(),
+            ]);
+            if rng.random_bool(0.3) {
+                sd.rows.push(vec![
+                    id("SLD"),
+                    kid,
+                    p.cpr.clone(),
+                    practice,
+                    (*codes.choose(&mut rng).expect("codes")).into(),
+                    "B".into(),
+                    day.to_string(),
+                ]);
+            }
+        }
+        sk.apply_defects(&mut rng, opts.defects);
+        sd.apply_defects(&mut rng, opts.defects);
+        out.push(Generated {
+            dataset: "speciallaege.kontakt".into(),
+            rows: sk.write(&file("speciallaege", "kontakt"), true)?,
+            path: file("speciallaege", "kontakt"),
+        });
+        out.push(Generated {
+            dataset: "speciallaege.diagnose".into(),
+            rows: sd.write(&file("speciallaege", "diagnose"), true)?,
+            path: file("speciallaege", "diagnose"),
+        });
+
+        // lpr.kontakt and .diagnose; chronic patients are admitted more often.
+        let mut lk = Table::new(
+            vec![
+                "dw_ek_kontakt",
+                "dw_ek_forloeb",
+                "cpr",
+                "sorenhed_ans",
+                "dato_start",
+                "tidspunkt_start",
+                "dato_slut",
+                "tidspunkt_slut",
+                "aktionsdiagnose",
+                "kontakttype",
+                "prioritet",
+                "hovedspeciale_ans",
+            ],
+            vec![
+                ("prioritet", Defect::NotInCodeList),
+                ("dato_start", Defect::ImpossibleDate),
+            ],
+        );
+        let mut ld = Table::new(
+            vec![
+                "dw_ek_kontakt",
+                "diagnosekode",
+                "diagnosetype",
+                "senere_afkraeftet",
+                "cpr",
+                "dato_start",
+            ],
+            vec![
+                ("diagnosetype", Defect::NotInCodeList),
+                ("dato_start", Defect::ImpossibleDate),
+            ],
+        );
+        for p in &people {
+            let chance = if p.areas.is_empty() { 0.002 } else { 0.008 };
+            if !rng.random_bool(chance) {
+                continue;
+            }
+            lpr_contact += 1;
+            let acute = rng.random_bool(0.45);
+            let main = if !p.areas.is_empty() && rng.random_bool(0.6) {
+                AREAS[*p.areas.choose(&mut rng).expect("areas")].2
+            } else {
+                ACUTE_DIAGNOSES.choose(&mut rng).expect("codes")
+            };
+            let start = day - Duration::days(rng.random_range(0..3));
+            let end = start + Duration::days(rng.random_range(0..8));
+            let end = if end > day {
+                String::new()
+            } else {
+                end.to_string()
+            };
+            let key = lpr_contact.to_string();
+            lk.rows.push(vec![
+                key.clone(),
+                (lpr_contact + 100_000_000).to_string(),
+                p.cpr.clone(),
+                hospital_sor(p.kommune % 20),
+                start.to_string(),
+                format!(
+                    "{:02}:{:02}",
+                    rng.random_range(0..24),
+                    rng.random_range(0..60)
+                ),
+                end.clone(),
+                if end.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        "{:02}:{:02}",
+                        rng.random_range(0..24),
+                        rng.random_range(0..60)
+                    )
+                },
+                main.into(),
+                "ALCA00".into(),
+                if acute { "ATA1" } else { "ATA3" }.into(),
+                (*HOSPITAL_SPECIALTIES.choose(&mut rng).expect("specialties")).into(),
+            ]);
+            ld.rows.push(vec![
+                key.clone(),
+                main.into(),
+                "A".into(),
+                "false".into(),
+                p.cpr.clone(),
+                start.to_string(),
+            ]);
+            if rng.random_bool(0.4) {
+                let b = ACUTE_DIAGNOSES
+                    .iter()
+                    .find(|c| **c != main)
+                    .expect("another code");
+                ld.rows.push(vec![
+                    key,
+                    (*b).into(),
+                    "B".into(),
+                    if rng.random_bool(0.05) {
+                        "true"
+                    } else {
+                        "false"
+                    }
+                    .into(),
+                    p.cpr.clone(),
+                    start.to_string(),
+                ]);
+            }
+        }
+        lk.apply_defects(&mut rng, opts.defects);
+        ld.apply_defects(&mut rng, opts.defects);
+        out.push(Generated {
+            dataset: "lpr.kontakt".into(),
+            rows: lk.write(&file("lpr", "kontakt"), false)?,
+            path: file("lpr", "kontakt"),
+        });
+        out.push(Generated {
+            dataset: "lpr.diagnose".into(),
+            rows: ld.write(&file("lpr", "diagnose"), false)?,
+            path: file("lpr", "diagnose"),
+        });
+    }
+    Ok(out)
+}
+
+/// One large `almenpraksis.diagnose` delivery for the benchmark, streamed to disk.
+pub fn bench_file(path: &Path, rows: u64, seed: u64) -> std::io::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let people = population(&mut rng, 200_000);
+    std::fs::create_dir_all(path.parent().expect("a parent"))?;
+    let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
+    writeln!(
+        w,
+        "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret"
+    )?;
+    let base = NaiveDate::from_ymd_opt(2025, 1, 1).expect("a date");
+    for i in 0..rows {
+        let p = &people[rng.random_range(0..people.len())];
+        let a = rng.random_range(0..AREAS.len());
+        let day = base + Duration::days(rng.random_range(0..365));
+        writeln!(
+            w,
+            "APB-{i:010};{};{};{};{day};{};{day}T{:02}:{:02}:00+01:00",
+            p.cpr,
+            ydernummer(p.clinic),
+            AREAS[a].1,
+            AREAS[a].0,
+            rng.random_range(8..17),
+            rng.random_range(0..60)
+        )?;
+    }
+    w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpr::{self, CprClass};
+
+    #[test]
+    fn ninety_eight_municipalities() {
+        let k = kommuner();
+        assert_eq!(k.len(), 98);
+        assert!(k.iter().all(|k| k.code.len() == 3));
+    }
+
+    #[test]
+    fn synthetic_cprs_are_replacement_numbers_with_the_right_birth_date() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        for p in population(&mut rng, 500) {
+            let c = cpr::parse(&p.cpr).unwrap();
+            assert_eq!(c.class, CprClass::Replacement);
+            assert_eq!(c.birth_date, p.birth);
+            assert_eq!(c.sex == cpr::Sex::K, p.female);
+        }
+    }
+
+    #[test]
+    fn deterministic_per_seed() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let mut oa = GenerateOptions::new(a.path());
+        oa.persons = 300;
+        oa.days = 2;
+        let mut ob = oa.clone();
+        ob.out = b.path().to_path_buf();
+        let ga = generate(&oa).unwrap();
+        let gb = generate(&ob).unwrap();
+        assert_eq!(ga.len(), 14);
+        for (x, y) in ga.iter().zip(&gb) {
+            assert_eq!(
+                std::fs::read(&x.path).unwrap(),
+                std::fs::read(&y.path).unwrap()
+            );
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! naerdata: collect, check, pseudonymise and lay out primary-sector health data.
+//!
+//! The domain lives here as modules named after it; the steps (`receive`, `process`)
+//! are plain async functions over the traits in `ports`, with adapters in `local`
+//! (and `aws`). Binaries (the CLI, the Lambda functions) only parse input, call a
+//! step and map the result.
+
+pub mod catalog;
+pub mod contract;
+pub mod cpr;
+pub mod docs;
+pub mod generate;
+pub mod lake;
+pub mod ledger;
+pub mod local;
+pub mod platform;
+pub mod ports;
+pub mod process;
+pub mod pseudonym;
+pub mod read;
+pub mod receipt;
+pub mod receive;
+pub mod validate;
+
+pub use platform::{Platform, StepError};

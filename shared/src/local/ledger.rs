@@ -1,0 +1,372 @@
+//! The ledger in a SQLite file. Unique keys make registration idempotent; every state
+//! change is an `UPDATE ... WHERE state IN (...)`, so two workers cannot both move a
+//! delivery.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::ledger::{Delivery, DeliveryState, NewDelivery, Outcome, Registration};
+use crate::ports::{Ledger, LedgerError};
+
+pub struct SqliteLedger {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id    TEXT PRIMARY KEY,
+    dataset        TEXT NOT NULL,
+    source         TEXT NOT NULL,
+    object_key     TEXT NOT NULL,
+    object_version TEXT NOT NULL,
+    file_name      TEXT NOT NULL,
+    delivery_date  TEXT NOT NULL,
+    sha256         TEXT NOT NULL,
+    size           INTEGER NOT NULL,
+    state          TEXT NOT NULL,
+    received_at    TEXT NOT NULL,
+    updated_at     TEXT NOT NULL,
+    duplicate_of   TEXT,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    rows_read      INTEGER NOT NULL DEFAULT 0,
+    rows_accepted  INTEGER NOT NULL DEFAULT 0,
+    rows_rejected  INTEGER NOT NULL DEFAULT 0,
+    message        TEXT,
+    UNIQUE (object_key, object_version)
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_dataset ON deliveries (dataset, received_at);
+-- One owner per content per dataset: the first delivery of those bytes.
+CREATE TABLE IF NOT EXISTS content_hashes (
+    dataset     TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    PRIMARY KEY (dataset, sha256)
+);
+";
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn backend(e: impl std::fmt::Display) -> LedgerError {
+    LedgerError::Backend(e.to_string())
+}
+
+const COLUMNS: &str = "delivery_id, dataset, source, object_key, object_version, file_name, \
+    delivery_date, sha256, size, state, received_at, updated_at, duplicate_of, attempts, \
+    rows_read, rows_accepted, rows_rejected, message";
+
+fn row_to_delivery(r: &rusqlite::Row) -> rusqlite::Result<Delivery> {
+    let parse_ts = |s: String| {
+        DateTime::parse_from_rfc3339(&s)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+    };
+    let state: String = r.get(9)?;
+    let date: String = r.get(6)?;
+    Ok(Delivery {
+        delivery_id: r.get(0)?,
+        dataset: r.get(1)?,
+        source: r.get(2)?,
+        object_key: r.get(3)?,
+        object_version: r.get(4)?,
+        file_name: r.get(5)?,
+        delivery_date: NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?,
+        sha256: r.get(7)?,
+        size: r.get::<_, i64>(8)? as u64,
+        state: DeliveryState::parse(&state).ok_or_else(|| {
+            rusqlite::Error::ToSqlConversionFailure(format!("unknown state {state}").into())
+        })?,
+        received_at: parse_ts(r.get(10)?)?,
+        updated_at: parse_ts(r.get(11)?)?,
+        duplicate_of: r.get(12)?,
+        attempts: r.get::<_, i64>(13)? as u32,
+        outcome: Outcome {
+            rows_read: r.get::<_, i64>(14)? as u64,
+            rows_accepted: r.get::<_, i64>(15)? as u64,
+            rows_rejected: r.get::<_, i64>(16)? as u64,
+            message: r.get(17)?,
+        },
+    })
+}
+
+impl SqliteLedger {
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(backend)?;
+        }
+        let conn = Connection::open(path).map_err(backend)?;
+        // WAL + a busy timeout let a CLI and a test read while another process writes.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
+        conn.execute_batch(SCHEMA).map_err(backend)?;
+        Ok(SqliteLedger {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn get_sync(conn: &Connection, id: &str) -> Result<Option<Delivery>, LedgerError> {
+        conn.query_row(
+            &format!("SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ?1"),
+            [id],
+            row_to_delivery,
+        )
+        .optional()
+        .map_err(backend)
+    }
+}
+
+#[async_trait]
+impl Ledger for SqliteLedger {
+    async fn register(&self, d: &NewDelivery) -> Result<Registration, LedgerError> {
+        let mut conn = self.conn.lock().expect("ledger lock");
+        let tx = conn.transaction().map_err(backend)?;
+        let inserted = tx
+            .execute(
+                "INSERT OR IGNORE INTO deliveries (delivery_id, dataset, source, object_key, \
+                 object_version, file_name, delivery_date, sha256, size, state, received_at, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'received', ?10, ?10)",
+                params![
+                    d.delivery_id,
+                    d.dataset,
+                    d.source,
+                    d.object_key,
+                    d.object_version,
+                    d.file_name,
+                    d.delivery_date.to_string(),
+                    d.sha256,
+                    d.size as i64,
+                    ts(d.received_at),
+                ],
+            )
+            .map_err(backend)?;
+        if inserted == 0 {
+            // Same delivery id, or the same object key+version under another id.
+            let known = tx
+                .query_row(
+                    &format!(
+                        "SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ?1 \
+                         OR (object_key = ?2 AND object_version = ?3)"
+                    ),
+                    params![d.delivery_id, d.object_key, d.object_version],
+                    row_to_delivery,
+                )
+                .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            return Ok(Registration::Known(known));
+        }
+        let owner = tx
+            .execute(
+                "INSERT OR IGNORE INTO content_hashes (dataset, sha256, delivery_id) VALUES (?1, ?2, ?3)",
+                params![d.dataset, d.sha256, d.delivery_id],
+            )
+            .map_err(backend)?;
+        let duplicate = owner == 0;
+        if duplicate {
+            tx.execute(
+                "UPDATE deliveries SET state = 'duplicate', duplicate_of = \
+                 (SELECT delivery_id FROM content_hashes WHERE dataset = ?2 AND sha256 = ?3) \
+                 WHERE delivery_id = ?1",
+                params![d.delivery_id, d.dataset, d.sha256],
+            )
+            .map_err(backend)?;
+        }
+        let stored = Self::get_sync(&tx, &d.delivery_id)?.expect("inserted above");
+        tx.commit().map_err(backend)?;
+        Ok(if duplicate {
+            Registration::Duplicate(stored)
+        } else {
+            Registration::New(stored)
+        })
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Delivery>, LedgerError> {
+        let conn = self.conn.lock().expect("ledger lock");
+        Self::get_sync(&conn, id)
+    }
+
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[DeliveryState],
+        to: DeliveryState,
+        at: DateTime<Utc>,
+        outcome: Option<&Outcome>,
+    ) -> Result<bool, LedgerError> {
+        let conn = self.conn.lock().expect("ledger lock");
+        let states = from
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let o = outcome.cloned().unwrap_or_default();
+        let n = conn
+            .execute(
+                &format!(
+                    "UPDATE deliveries SET state = ?2, updated_at = ?3, \
+                     attempts = attempts + (?2 = 'processing'), \
+                     rows_read = CASE WHEN ?4 THEN ?5 ELSE rows_read END, \
+                     rows_accepted = CASE WHEN ?4 THEN ?6 ELSE rows_accepted END, \
+                     rows_rejected = CASE WHEN ?4 THEN ?7 ELSE rows_rejected END, \
+                     message = CASE WHEN ?4 THEN ?8 ELSE message END \
+                     WHERE delivery_id = ?1 AND state IN ({states})"
+                ),
+                params![
+                    id,
+                    to.as_str(),
+                    ts(at),
+                    outcome.is_some(),
+                    o.rows_read as i64,
+                    o.rows_accepted as i64,
+                    o.rows_rejected as i64,
+                    o.message,
+                ],
+            )
+            .map_err(backend)?;
+        if n == 0 && Self::get_sync(&conn, id)?.is_none() {
+            return Err(LedgerError::Unknown { id: id.to_string() });
+        }
+        Ok(n == 1)
+    }
+
+    async fn list(
+        &self,
+        dataset: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, LedgerError> {
+        let conn = self.conn.lock().expect("ledger lock");
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM deliveries WHERE (?1 IS NULL OR dataset = ?1) \
+                 ORDER BY received_at DESC, delivery_id LIMIT ?2"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(params![dataset, limit as i64], row_to_delivery)
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new(id: &str, key: &str, sha: &str) -> NewDelivery {
+        NewDelivery {
+            delivery_id: id.into(),
+            dataset: "almenpraksis.diagnose".into(),
+            source: "almenpraksis".into(),
+            object_key: key.into(),
+            object_version: "v1".into(),
+            file_name: "f.csv".into(),
+            delivery_date: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            sha256: sha.into(),
+            size: 10,
+            received_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn register_is_idempotent_and_detects_identical_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        assert!(matches!(
+            l.register(&new("a", "k1", "h1")).await.unwrap(),
+            Registration::New(_)
+        ));
+        assert!(matches!(
+            l.register(&new("a", "k1", "h1")).await.unwrap(),
+            Registration::Known(_)
+        ));
+        match l.register(&new("b", "k2", "h1")).await.unwrap() {
+            Registration::Duplicate(d) => {
+                assert_eq!(d.state, DeliveryState::Duplicate);
+                assert_eq!(d.duplicate_of.as_deref(), Some("a"));
+            }
+            other => panic!("expected duplicate, got {other:?}"),
+        }
+        assert!(matches!(
+            l.register(&new("c", "k3", "h2")).await.unwrap(),
+            Registration::New(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn transitions_are_conditional() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        l.register(&new("a", "k1", "h1")).await.unwrap();
+        let now = Utc::now();
+        assert!(
+            l.transition(
+                "a",
+                &[DeliveryState::Received],
+                DeliveryState::Processing,
+                now,
+                None
+            )
+            .await
+            .unwrap()
+        );
+        // A second worker cannot claim it again.
+        assert!(
+            !l.transition(
+                "a",
+                &[DeliveryState::Received],
+                DeliveryState::Processing,
+                now,
+                None
+            )
+            .await
+            .unwrap()
+        );
+        let o = Outcome {
+            rows_read: 3,
+            rows_accepted: 2,
+            rows_rejected: 1,
+            message: None,
+        };
+        assert!(
+            l.transition(
+                "a",
+                &[DeliveryState::Processing],
+                DeliveryState::AcceptedWithWarnings,
+                now,
+                Some(&o)
+            )
+            .await
+            .unwrap()
+        );
+        let d = l.get("a").await.unwrap().unwrap();
+        assert_eq!(d.state, DeliveryState::AcceptedWithWarnings);
+        assert_eq!(d.outcome, o);
+        assert_eq!(d.attempts, 1);
+        assert!(matches!(
+            l.transition(
+                "zzz",
+                &[DeliveryState::Received],
+                DeliveryState::Processing,
+                now,
+                None
+            )
+            .await,
+            Err(LedgerError::Unknown { .. })
+        ));
+        assert_eq!(
+            l.list(Some("almenpraksis.diagnose"), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(l.list(Some("other"), 10).await.unwrap().len(), 0);
+    }
+}

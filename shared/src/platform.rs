@@ -1,0 +1,99 @@
+//! The platform a step runs on: its stores, ledger, key provider, clock and contracts.
+//! `Platform::local` builds the embedded default; the AWS adapters build another.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::contract::Registry;
+use crate::local::{FsStore, KeyFile, SqliteLedger};
+use crate::ports::{
+    Clock, KeyError, KeyProvider, Ledger, LedgerError, StoreError, Stores, SystemClock,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("delivery {0} is not in the ledger")]
+    UnknownDelivery(String),
+    #[error(transparent)]
+    Run(#[from] crate::process::RunError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Clone)]
+pub struct Platform {
+    pub stores: Stores,
+    pub ledger: Arc<dyn Ledger>,
+    pub keys: Arc<dyn KeyProvider>,
+    pub clock: Arc<dyn Clock>,
+    pub contracts: Arc<Registry>,
+    /// Local scratch space for Parquet spooling (Lambda: /tmp).
+    pub spool_root: PathBuf,
+}
+
+/// Where the local platform keeps things under its home directory.
+pub struct LocalLayout {
+    pub home: PathBuf,
+}
+
+impl LocalLayout {
+    pub fn landing(&self) -> PathBuf {
+        self.home.join("landing")
+    }
+    pub fn lake(&self) -> PathBuf {
+        self.home.join("lake")
+    }
+    pub fn receipts(&self) -> PathBuf {
+        self.home.join("receipts")
+    }
+    pub fn quarantine(&self) -> PathBuf {
+        self.home.join("quarantine")
+    }
+    pub fn ledger(&self) -> PathBuf {
+        self.home.join("ledger.sqlite")
+    }
+    /// Outside the lake: the lake can be shared, the key never is.
+    pub fn lake_key(&self) -> PathBuf {
+        self.home.join("keys").join("lake-key.json")
+    }
+    pub fn spool(&self) -> PathBuf {
+        self.home.join("spool")
+    }
+}
+
+impl Platform {
+    /// The embedded platform under `home`: directories for the buckets, a SQLite
+    /// ledger and a key file. Created on first use.
+    pub fn local(home: &Path, contracts: Registry) -> Result<Self, StepError> {
+        let layout = LocalLayout {
+            home: home.to_path_buf(),
+        };
+        let store = |dir: PathBuf| -> Result<Arc<FsStore>, StepError> {
+            FsStore::new(&dir)
+                .map(Arc::new)
+                .map_err(|e| StepError::Internal(format!("creating {}: {e}", dir.display())))
+        };
+        std::fs::create_dir_all(layout.spool()).map_err(|e| {
+            StepError::Internal(format!("creating {}: {e}", layout.spool().display()))
+        })?;
+        Ok(Platform {
+            stores: Stores {
+                landing: store(layout.landing())?,
+                lake: store(layout.lake())?,
+                receipts: store(layout.receipts())?,
+                quarantine: store(layout.quarantine())?,
+            },
+            ledger: Arc::new(SqliteLedger::open(&layout.ledger())?),
+            keys: Arc::new(KeyFile::new(layout.lake_key())),
+            clock: Arc::new(SystemClock),
+            contracts: Arc::new(contracts),
+            spool_root: layout.spool(),
+        })
+    }
+}

@@ -1,0 +1,132 @@
+//! The traits the steps use. Adapters live in `local/` (filesystem, SQLite) and, for
+//! AWS, in `aws/`; nothing outside those modules names a storage technology.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+
+use crate::ledger::{Delivery, DeliveryState, NewDelivery, Outcome, Registration};
+use crate::pseudonym::Key;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("object {key} does not exist")]
+    NotFound { key: String },
+    #[error("object store {op} {key}: {message}")]
+    Backend {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+}
+
+impl StoreError {
+    pub fn backend(op: &'static str, key: &str, e: impl std::fmt::Display) -> Self {
+        StoreError::Backend {
+            op,
+            key: key.to_string(),
+            message: e.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    pub key: String,
+    pub size: u64,
+    /// The store's version of the object (S3 VersionId; locally a content digest).
+    pub version: Option<String>,
+}
+
+/// One bucket (or one directory) of objects.
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// A streaming reader. It may block: read it on a blocking thread.
+    async fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StoreError>;
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError>;
+    /// Uploads a local file (multipart where the backend has it).
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError>;
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Where a key lives, for people and for SQL engines (a path or an s3:// URL).
+    fn locate(&self, key: &str) -> String;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error("delivery {id} is not in the ledger")]
+    Unknown { id: String },
+    #[error("ledger backend: {0}")]
+    Backend(String),
+}
+
+/// The delivery ledger: every state change is a conditional write.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    /// Records a delivery once per object (key + version). Identical content already
+    /// seen for the same dataset makes it a `duplicate`.
+    async fn register(&self, d: &NewDelivery) -> Result<Registration, LedgerError>;
+    async fn get(&self, id: &str) -> Result<Option<Delivery>, LedgerError>;
+    /// Moves `id` from one of `from` to `to`, only if it is still in that state.
+    /// Returns false when another worker got there first.
+    async fn transition(
+        &self,
+        id: &str,
+        from: &[DeliveryState],
+        to: DeliveryState,
+        at: DateTime<Utc>,
+        outcome: Option<&Outcome>,
+    ) -> Result<bool, LedgerError>;
+    /// Deliveries of a dataset (all datasets when `None`), newest first.
+    async fn list(&self, dataset: Option<&str>, limit: usize)
+    -> Result<Vec<Delivery>, LedgerError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("pseudonymisation key: {0}")]
+pub struct KeyError(pub String);
+
+/// Where the lake key comes from (a key file locally, Secrets Manager in AWS).
+#[async_trait]
+pub trait KeyProvider: Send + Sync {
+    async fn lake_key(&self) -> Result<Key, KeyError>;
+}
+
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that always says the same time (tests, reproducible runs).
+pub struct FixedClock(pub DateTime<Utc>);
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.0
+    }
+}
+
+/// The buckets of the platform.
+#[derive(Clone)]
+pub struct Stores {
+    /// Raw deliveries, immutable.
+    pub landing: Arc<dyn ObjectStore>,
+    /// Curated Parquet, the catalog.
+    pub lake: Arc<dyn ObjectStore>,
+    /// Receipts, readable by the suppliers.
+    pub receipts: Arc<dyn ObjectStore>,
+    /// Row numbers and errors of rejected rows (no identifying values).
+    pub quarantine: Arc<dyn ObjectStore>,
+}

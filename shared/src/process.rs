@@ -1,0 +1,630 @@
+//! The process step: stream one delivery through decode -> read -> validate ->
+//! pseudonymise -> Parquet, then publish the files, the quarantine and the receipt,
+//! and move the ledger to its final state.
+//!
+//! The heavy part ([`run`]) is synchronous and runs on a blocking thread; it writes
+//! to a local spool. Nothing reaches the lake before the delivery is known to be
+//! accepted, and every lake key is deterministic, so a retry after a crash rewrites
+//! the same objects instead of adding rows.
+
+use std::collections::BTreeMap;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use chrono::{DateTime, NaiveDate, Utc};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::contract::Contract;
+use crate::lake::{PartitionedWriter, SpooledFile};
+use crate::ledger::{Delivery, DeliveryState, Outcome};
+use crate::platform::{Platform, StepError};
+use crate::pseudonym::Pseudonymiser;
+use crate::read::{self, Next, RecordReader, StructuralError};
+use crate::receipt::{
+    MAX_PROBLEMS, Receipt, ReceiptHead, ReceiptOutcome, ReceiptProblem, RowCounts,
+};
+use crate::validate::{Problem, Severity, Validator, Verdict};
+
+/// A delivery stuck in `processing` longer than this is taken over by a retry
+/// (its worker died: a Lambda timeout, a killed process).
+pub const PROCESSING_LEASE: chrono::Duration = chrono::Duration::minutes(20);
+
+/// What one pass over a delivery found.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub rows: RowCounts,
+    pub problems: Vec<Problem>,
+    pub problems_total: u64,
+    pub problems_by_rule: BTreeMap<String, u64>,
+    pub structural: Option<StructuralError>,
+    pub ignored_columns: Vec<String>,
+    pub files: Vec<SpooledFile>,
+    /// All problems as NDJSON, when there were any and a spool was given.
+    pub quarantine_file: Option<PathBuf>,
+}
+
+impl Report {
+    /// The delivery's outcome and, for rejections, why.
+    pub fn outcome(&self, contract: &Contract) -> (ReceiptOutcome, Option<String>) {
+        if let Some(s) = &self.structural {
+            return (ReceiptOutcome::Rejected, Some(s.message.clone()));
+        }
+        let read = self.rows.read;
+        if read > 0 {
+            let share = self.rows.rejected as f64 / read as f64;
+            let limit = contract.delivery.reject_threshold;
+            if share > limit {
+                return (
+                    ReceiptOutcome::Rejected,
+                    Some(format!(
+                        "{} of {} rows ({:.1} %) failed validation, above the contract's threshold of {:.1} %; \
+                         the whole delivery is rejected — correct the rows listed and send the file again",
+                        self.rows.rejected,
+                        read,
+                        share * 100.0,
+                        limit * 100.0
+                    )),
+                );
+            }
+        }
+        if self.problems_total > 0 || !self.ignored_columns.is_empty() {
+            (ReceiptOutcome::Warning, None)
+        } else {
+            (ReceiptOutcome::Ok, None)
+        }
+    }
+}
+
+impl Report {
+    /// The receipt for this report. A rejected delivery stores nothing, so all its
+    /// rows count as rejected.
+    pub fn receipt(
+        &self,
+        head: ReceiptHead,
+        processed_at: DateTime<Utc>,
+        outcome: ReceiptOutcome,
+        state: DeliveryState,
+        reason: Option<String>,
+    ) -> Receipt {
+        let mut rows = self.rows.clone();
+        if outcome == ReceiptOutcome::Rejected {
+            rows.rejected = rows.read;
+            rows.accepted = 0;
+        }
+        Receipt {
+            head,
+            processed_at,
+            outcome,
+            state: state.as_str().to_string(),
+            reason,
+            rows,
+            problems: self.problems.iter().map(ReceiptProblem::from).collect(),
+            problems_total: self.problems_total,
+            problems_by_rule: self.problems_by_rule.clone(),
+            ignored_columns: self.ignored_columns.clone(),
+            quarantine: None,
+            duplicate_of: None,
+        }
+    }
+}
+
+/// The ledger state a receipt outcome ends in.
+pub fn final_state(outcome: ReceiptOutcome) -> DeliveryState {
+    match outcome {
+        ReceiptOutcome::Ok => DeliveryState::Accepted,
+        ReceiptOutcome::Warning => DeliveryState::AcceptedWithWarnings,
+        ReceiptOutcome::Rejected => DeliveryState::Rejected,
+    }
+}
+
+pub struct RunOptions<'a> {
+    pub delivery_id: &'a str,
+    pub delivery_date: NaiveDate,
+    pub received_at: DateTime<Utc>,
+    pub pseudonymiser: Pseudonymiser,
+    /// Where Parquet and quarantine files are spooled; `None` validates only.
+    pub spool: Option<&'a Path>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Lake(#[from] crate::lake::LakeError),
+    #[error("quarantine spool: {0}")]
+    Quarantine(std::io::Error),
+}
+
+/// One streaming pass over a delivery. Structural problems end up in the report;
+/// only internal failures (disk, Parquet) are errors.
+pub fn run(
+    contract: &Contract,
+    raw: Box<dyn Read + Send>,
+    opts: RunOptions,
+) -> Result<Report, RunError> {
+    let mut report = Report::default();
+    let received_micros = opts.received_at.timestamp_micros();
+    let mut quarantine = match opts.spool {
+        Some(dir) => {
+            let path = dir.join("quarantine.ndjson");
+            let f = std::fs::File::create(&path).map_err(RunError::Quarantine)?;
+            Some((path, BufWriter::new(f)))
+        }
+        None => None,
+    };
+    let mut writer = opts
+        .spool
+        .map(|dir| PartitionedWriter::new(contract, dir, opts.delivery_id, received_micros));
+    let mut validator = Validator::new(
+        contract,
+        opts.pseudonymiser,
+        opts.delivery_date,
+        received_micros,
+    );
+
+    let opened = read::decode(raw, contract).and_then(|input| RecordReader::open(input, contract));
+    let mut reader = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            report.structural = Some(e);
+            return Ok(report);
+        }
+    };
+    report.ignored_columns = reader.unknown_columns.clone();
+    let mut problems = Vec::new();
+    loop {
+        let verdict = match reader.next(contract) {
+            Ok(Next::End) => break,
+            Ok(Next::Row) => validator.check(&reader.row, &mut problems),
+            Ok(Next::Bad(e)) => {
+                problems.push(Problem {
+                    line: e.line,
+                    column: None,
+                    rule: e.rule,
+                    severity: Severity::Error,
+                    message: e.message,
+                });
+                Verdict::Rejected
+            }
+            Err(e) => {
+                report.structural = Some(e);
+                break;
+            }
+        };
+        report.rows.read += 1;
+        match verdict {
+            Verdict::Accepted => report.rows.accepted += 1,
+            Verdict::AcceptedWithWarnings => {
+                report.rows.accepted += 1;
+                report.rows.with_warnings += 1;
+            }
+            Verdict::Rejected => report.rows.rejected += 1,
+        }
+        if verdict != Verdict::Rejected {
+            if let Some(w) = writer.as_mut() {
+                w.append(&reader.row, &validator)?;
+            }
+        }
+        if !problems.is_empty() {
+            for p in problems.drain(..) {
+                report.problems_total += 1;
+                *report
+                    .problems_by_rule
+                    .entry(p.rule.to_string())
+                    .or_default() += 1;
+                if let Some((_, q)) = quarantine.as_mut() {
+                    serde_json::to_writer(&mut *q, &ReceiptProblem::from(&p))
+                        .map_err(|e| RunError::Quarantine(e.into()))?;
+                    q.write_all(b"\n").map_err(RunError::Quarantine)?;
+                }
+                if report.problems.len() < MAX_PROBLEMS {
+                    report.problems.push(p);
+                }
+            }
+        }
+    }
+    if let Some(w) = writer {
+        report.files = w.finish()?;
+    }
+    if let Some((path, mut q)) = quarantine {
+        q.flush().map_err(RunError::Quarantine)?;
+        if report.problems_total > 0 {
+            report.quarantine_file = Some(path);
+        }
+    }
+    Ok(report)
+}
+
+/// Where the quarantine record of a delivery lives in the quarantine store.
+pub fn quarantine_key(d: &Delivery) -> String {
+    format!("{}/{}/{}.ndjson", d.source, d.dataset_name(), d.delivery_id)
+}
+
+/// What the process step did with a delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Processed {
+    /// Processed now and ended in this state.
+    Done(DeliveryState),
+    /// Already final (a repeated message): nothing was done.
+    AlreadyFinal(DeliveryState),
+    /// Another worker holds it.
+    Busy,
+}
+
+/// The process step for one delivery id.
+pub async fn process(p: &Platform, delivery_id: &str) -> Result<Processed, StepError> {
+    let span = info_span!("process", delivery_id = %delivery_id);
+    async {
+        let d = p
+            .ledger
+            .get(delivery_id)
+            .await?
+            .ok_or_else(|| StepError::UnknownDelivery(delivery_id.to_string()))?;
+        if d.state.is_final() {
+            info!(state = %d.state, "already final; nothing to do");
+            return Ok(Processed::AlreadyFinal(d.state));
+        }
+        let now = p.clock.now();
+        let stale = d.state == DeliveryState::Processing && now - d.updated_at > PROCESSING_LEASE;
+        let from: &[DeliveryState] = if stale {
+            &[DeliveryState::Processing]
+        } else {
+            &[DeliveryState::Received, DeliveryState::Failed]
+        };
+        if !p
+            .ledger
+            .transition(&d.delivery_id, from, DeliveryState::Processing, now, None)
+            .await?
+        {
+            return Ok(Processed::Busy);
+        }
+        match process_claimed(p, &d).await {
+            Ok(state) => Ok(Processed::Done(state)),
+            Err(e) => {
+                warn!(error = %e, "processing failed; the delivery is replayable");
+                let o = Outcome {
+                    message: Some(e.to_string()),
+                    ..Outcome::default()
+                };
+                p.ledger
+                    .transition(
+                        &d.delivery_id,
+                        &[DeliveryState::Processing],
+                        DeliveryState::Failed,
+                        p.clock.now(),
+                        Some(&o),
+                    )
+                    .await?;
+                Err(e)
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, StepError> {
+    let Some(contract) = p.contracts.get(&d.dataset).cloned() else {
+        let reason = format!(
+            "the dataset {:?} (from the path {}) has no contract; known datasets: {}",
+            d.dataset,
+            d.object_key,
+            p.contracts.ids().join(", ")
+        );
+        return finish(
+            p,
+            d,
+            None,
+            &Report::default(),
+            ReceiptOutcome::Rejected,
+            Some(reason),
+            None,
+        )
+        .await;
+    };
+    let key = p.keys.lake_key().await?;
+    let raw = p.stores.landing.open(&d.object_key).await?;
+    let spool = tempfile::Builder::new()
+        .prefix(&format!("naerdata-{}-", d.delivery_id))
+        .tempdir_in(&p.spool_root)
+        .map_err(|e| {
+            StepError::Internal(format!(
+                "creating a spool directory in {}: {e}",
+                p.spool_root.display()
+            ))
+        })?;
+    let report = {
+        let contract = contract.clone();
+        let id = d.delivery_id.clone();
+        let (date, received_at) = (d.delivery_date, d.received_at);
+        let dir = spool.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            run(
+                &contract,
+                raw,
+                RunOptions {
+                    delivery_id: &id,
+                    delivery_date: date,
+                    received_at,
+                    pseudonymiser: Pseudonymiser::new(&key),
+                    spool: Some(&dir),
+                },
+            )
+        })
+        .await
+        .map_err(|e| StepError::Internal(format!("the processing thread died: {e}")))??
+    };
+    let (outcome, reason) = report.outcome(&contract);
+    if outcome != ReceiptOutcome::Rejected {
+        for f in &report.files {
+            p.stores.lake.put_file(&f.key, &f.path).await?;
+        }
+    }
+    let quarantine = match &report.quarantine_file {
+        Some(path) => {
+            let qkey = quarantine_key(d);
+            p.stores.quarantine.put_file(&qkey, path).await?;
+            Some(qkey)
+        }
+        None => None,
+    };
+    let state = finish(p, d, Some(&contract), &report, outcome, reason, quarantine).await?;
+    info!(
+        state = %state,
+        rows_read = report.rows.read,
+        rows_accepted = report.rows.accepted,
+        rows_rejected = report.rows.rejected,
+        files = report.files.len(),
+        "delivery processed"
+    );
+    Ok(state)
+}
+
+/// Writes the receipt, then moves the ledger: the ledger is last, so a crash before
+/// it leaves a delivery that a retry completes.
+async fn finish(
+    p: &Platform,
+    d: &Delivery,
+    contract: Option<&Contract>,
+    report: &Report,
+    outcome: ReceiptOutcome,
+    reason: Option<String>,
+    quarantine: Option<String>,
+) -> Result<DeliveryState, StepError> {
+    let state = final_state(outcome);
+    let mut receipt = report.receipt(
+        ReceiptHead::of(d, contract.map(|c| c.version.clone())),
+        p.clock.now(),
+        outcome,
+        state,
+        reason.clone(),
+    );
+    receipt.quarantine = quarantine;
+    let rows = receipt.rows.clone();
+    p.stores
+        .receipts
+        .put(&d.receipt_key(), Bytes::from(receipt.to_json()))
+        .await?;
+    let o = Outcome {
+        rows_read: rows.read,
+        rows_accepted: rows.accepted,
+        rows_rejected: rows.rejected,
+        message: reason,
+    };
+    let moved = p
+        .ledger
+        .transition(
+            &d.delivery_id,
+            &[DeliveryState::Processing],
+            state,
+            p.clock.now(),
+            Some(&o),
+        )
+        .await?;
+    if !moved {
+        return Err(StepError::Internal(format!(
+            "delivery {} left 'processing' while this worker held it",
+            d.delivery_id
+        )));
+    }
+    Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Registry;
+    use crate::pseudonym::Key;
+
+    const HEADER: &str =
+        "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n";
+
+    fn row(id: &str, code: &str) -> String {
+        format!("{id};670385-4001;012345;{code};2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n")
+    }
+
+    fn run_on(dataset: &str, bytes: Vec<u8>) -> Report {
+        let registry = Registry::builtin();
+        let c = registry.get(dataset).unwrap();
+        run(
+            c,
+            Box::new(std::io::Cursor::new(bytes)),
+            RunOptions {
+                delivery_id: "t",
+                delivery_date: NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
+                received_at: Utc::now(),
+                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![1; 32]).unwrap()),
+                spool: None,
+            },
+        )
+        .unwrap()
+    }
+
+    fn outcome(dataset: &str, r: &Report) -> ReceiptOutcome {
+        let registry = Registry::builtin();
+        r.outcome(registry.get(dataset).unwrap()).0
+    }
+
+    #[test]
+    fn a_clean_file_is_ok() {
+        let r = run_on(
+            "almenpraksis.diagnose",
+            format!("{HEADER}{}{}", row("a", "T90"), row("b", "R95")).into_bytes(),
+        );
+        assert_eq!(r.rows.read, 2);
+        assert_eq!(r.rows.accepted, 2);
+        assert_eq!(outcome("almenpraksis.diagnose", &r), ReceiptOutcome::Ok);
+    }
+
+    #[test]
+    fn utf8_bom_is_accepted() {
+        let mut bytes = b"\xEF\xBB\xBF".to_vec();
+        bytes.extend(format!("{HEADER}{}", row("a", "T90")).into_bytes());
+        let r = run_on("almenpraksis.diagnose", bytes);
+        assert!(r.structural.is_none(), "{:?}", r.structural);
+        assert_eq!(r.rows.accepted, 1);
+    }
+
+    #[test]
+    fn undeclared_windows_1252_is_rejected_with_line_and_column() {
+        let text = format!("{HEADER}{}", row("æble", "T90"));
+        let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(&text);
+        let r = run_on("almenpraksis.diagnose", bytes.into_owned());
+        let s = r.structural.expect("structural");
+        assert_eq!(s.rule, "encoding");
+        assert!(s.message.contains("line 2"), "{}", s.message);
+        assert!(s.message.contains("record_id"), "{}", s.message);
+        assert!(s.message.contains("UTF-8"), "{}", s.message);
+    }
+
+    #[test]
+    fn declared_windows_1252_is_decoded() {
+        let text = "kontakt_id;cpr;ydernummer;speciale;kontaktdato;ydelseskode\nSLK-æ1;670385-4001;512345;15;2026-03-01;0101\n";
+        let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(text);
+        let r = run_on("speciallaege.kontakt", bytes.into_owned());
+        assert!(r.structural.is_none(), "{:?}", r.structural);
+        // 'æ' is not allowed by the id pattern: proves it was decoded as 'æ', not garbage bytes.
+        assert_eq!(r.rows.rejected, 1);
+        assert!(
+            r.problems[0].message.contains("SLK-æ1"),
+            "{}",
+            r.problems[0].message
+        );
+    }
+
+    #[test]
+    fn empty_file_and_header_only() {
+        let r = run_on("almenpraksis.diagnose", Vec::new());
+        assert_eq!(r.structural.unwrap().rule, "empty_file");
+        let r = run_on("almenpraksis.diagnose", HEADER.as_bytes().to_vec());
+        assert!(r.structural.is_none());
+        assert_eq!(r.rows.read, 0);
+        assert_eq!(outcome("almenpraksis.diagnose", &r), ReceiptOutcome::Ok);
+    }
+
+    #[test]
+    fn missing_required_column_names_it_and_hints_at_the_delimiter() {
+        let r = run_on(
+            "almenpraksis.diagnose",
+            b"record_id;cpr;ydernummer\na;670385-4001;012345\n".to_vec(),
+        );
+        let s = r.structural.unwrap();
+        assert_eq!(s.rule, "missing_column");
+        assert!(s.message.contains("diagnosekode"), "{}", s.message);
+        let r = run_on(
+            "almenpraksis.diagnose",
+            HEADER.replace(';', ",").into_bytes(),
+        );
+        let s = r.structural.unwrap();
+        assert!(s.message.contains("','-delimited"), "{}", s.message);
+    }
+
+    #[test]
+    fn truncated_last_row_is_a_row_error() {
+        let mut text = format!("{HEADER}{}", row("a", "T90"));
+        text.push_str("b;670385-4001;012345;T90;2026-0");
+        let r = run_on("almenpraksis.diagnose", text.into_bytes());
+        assert_eq!(r.rows.read, 2);
+        assert_eq!(r.rows.rejected, 1);
+        assert_eq!(r.problems[0].rule, "field_count");
+        assert_eq!(r.problems[0].line, 3);
+    }
+
+    #[test]
+    fn gzip_is_decompressed_and_capped() {
+        use std::io::Write;
+        let text = format!("{HEADER}{}", row("a", "T90"));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        let bytes = gz.finish().unwrap();
+        let r = run_on("almenpraksis.diagnose", bytes.clone());
+        assert_eq!(r.rows.accepted, 1);
+
+        let registry = Registry::builtin();
+        let mut c = registry.get("almenpraksis.diagnose").unwrap().clone();
+        c.delivery.max_decompressed_bytes = 20;
+        let r = run(
+            &c,
+            Box::new(std::io::Cursor::new(bytes)),
+            RunOptions {
+                delivery_id: "t",
+                delivery_date: NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
+                received_at: Utc::now(),
+                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![1; 32]).unwrap()),
+                spool: None,
+            },
+        )
+        .unwrap();
+        let s = r.structural.expect("over the cap");
+        assert_eq!(s.rule, "too_large");
+    }
+
+    #[test]
+    fn threshold_decides_between_warning_and_rejection() {
+        // 1 bad row in 20 = 5 %: not above the threshold.
+        let mut text = HEADER.to_string();
+        for i in 0..19 {
+            text.push_str(&row(&format!("r{i}"), "T90"));
+        }
+        text.push_str(&row("bad", "X99"));
+        let r = run_on("almenpraksis.diagnose", text.clone().into_bytes());
+        assert_eq!(
+            outcome("almenpraksis.diagnose", &r),
+            ReceiptOutcome::Warning
+        );
+        // 2 in 21 = 9.5 %: rejected.
+        text.push_str(&row("bad2", "X99"));
+        let r = run_on("almenpraksis.diagnose", text.into_bytes());
+        assert_eq!(
+            outcome("almenpraksis.diagnose", &r),
+            ReceiptOutcome::Rejected
+        );
+    }
+
+    #[test]
+    fn cpr_problems_are_warnings_and_never_quote_the_number() {
+        let text = format!(
+            "{HEADER}a;6703854;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n\
+             b;;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n"
+        );
+        let r = run_on("almenpraksis.diagnose", text.into_bytes());
+        assert_eq!(r.rows.accepted, 1, "invalid CPR kept");
+        assert_eq!(r.rows.with_warnings, 1);
+        assert_eq!(r.rows.rejected, 1, "missing CPR is a required-field error");
+        for p in &r.problems {
+            assert!(!p.message.contains("6703854"), "{}", p.message);
+        }
+    }
+
+    #[test]
+    fn problems_in_receipt_are_capped_but_counted() {
+        let mut text = HEADER.to_string();
+        for i in 0..(MAX_PROBLEMS + 50) {
+            text.push_str(&row(&format!("r{i}"), "X99"));
+        }
+        let r = run_on("almenpraksis.diagnose", text.into_bytes());
+        assert_eq!(r.problems.len(), MAX_PROBLEMS);
+        assert_eq!(r.problems_total, (MAX_PROBLEMS + 50) as u64);
+        assert_eq!(r.problems_by_rule["code_list"], (MAX_PROBLEMS + 50) as u64);
+    }
+}

@@ -1,0 +1,406 @@
+//! Byte stream -> records.
+//!
+//! Everything streams: gzip is decompressed as it is read (with a cap against zip
+//! bombs), windows-1252 is transcoded as it is read (only where the contract says so),
+//! and CSV/NDJSON records are handed out one at a time into a reused buffer, so memory
+//! does not grow with the file.
+
+use std::io::{BufRead, BufReader, Read};
+
+use crate::contract::{Contract, Encoding, FileFormat};
+
+/// A problem with the file as a whole: the delivery is rejected with this one message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct StructuralError {
+    /// A stable machine-readable rule name, e.g. `empty_file`.
+    pub rule: &'static str,
+    pub message: String,
+}
+
+impl StructuralError {
+    pub fn new(rule: &'static str, message: impl Into<String>) -> Self {
+        StructuralError {
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+/// Refuses to read past `limit` bytes (of decompressed data).
+struct Capped<R> {
+    inner: R,
+    remaining: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for Capped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.remaining == 0 {
+            // Only an error if there really is more.
+            let mut probe = [0u8; 1];
+            return match self.inner.read(&mut probe)? {
+                0 => Ok(0),
+                _ => Err(std::io::Error::new(
+                    std::io::ErrorKind::FileTooLarge,
+                    format!(
+                        "the decompressed delivery exceeds the contract's cap of {} bytes",
+                        self.limit
+                    ),
+                )),
+            };
+        }
+        let max = buf
+            .len()
+            .min(self.remaining.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+const BUF: usize = 256 * 1024;
+
+/// Wraps a raw object stream: gunzips when the bytes say gzip (magic 1f 8b), and
+/// transcodes windows-1252 when the contract declares it. The result yields UTF-8
+/// (or, for UTF-8 contracts, bytes that are checked for UTF-8 per field).
+pub fn decode(
+    raw: Box<dyn Read + Send>,
+    contract: &Contract,
+) -> Result<Box<dyn Read + Send>, StructuralError> {
+    let mut buffered = BufReader::with_capacity(BUF, raw);
+    let head = buffered.fill_buf().map_err(|e| {
+        StructuralError::new("unreadable", format!("the file could not be read: {e}"))
+    })?;
+    if head.is_empty() {
+        return Err(StructuralError::new(
+            "empty_file",
+            "the file is empty (0 bytes); a delivery needs at least a header row",
+        ));
+    }
+    let gz = head.starts_with(&[0x1f, 0x8b]);
+    let plain: Box<dyn Read + Send> = if gz {
+        let limit = contract.delivery.max_decompressed_bytes;
+        Box::new(BufReader::with_capacity(
+            BUF,
+            Capped {
+                inner: flate2::read::MultiGzDecoder::new(buffered),
+                remaining: limit,
+                limit,
+            },
+        ))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(match contract.delivery.encoding {
+        Encoding::Utf8 => plain,
+        // BOM sniffing stays on: a UTF-8 file with BOM is still read correctly.
+        Encoding::Windows1252 => Box::new(
+            encoding_rs_io::DecodeReaderBytesBuilder::new()
+                .encoding(Some(encoding_rs::WINDOWS_1252))
+                .bom_sniffing(true)
+                .build(plain),
+        ),
+    })
+}
+
+/// One record, its fields aligned to the contract's fields.
+pub struct Row {
+    /// 1-based physical line in the (decompressed) file where the record starts.
+    pub line: u64,
+    record: csv::StringRecord,
+    /// contract field -> position in `record`
+    map: Vec<Option<usize>>,
+    /// Number of fields the record had, compared with the header.
+    pub width: usize,
+    pub expected_width: usize,
+}
+
+impl Row {
+    /// The raw text of contract field `i`; `None` when the column is absent.
+    pub fn get(&self, i: usize) -> Option<&str> {
+        self.map[i].and_then(|p| self.record.get(p))
+    }
+}
+
+/// Why a single record could not be read (the rest of the file still can).
+#[derive(Debug, Clone)]
+pub struct RecordError {
+    pub line: u64,
+    pub rule: &'static str,
+    pub message: String,
+}
+
+pub enum Next {
+    Row,
+    Bad(RecordError),
+    End,
+}
+
+/// Streams records of one delivery.
+pub struct RecordReader {
+    inner: Inner,
+    pub row: Row,
+    /// Column names in the file that the contract does not know (ignored, reported).
+    pub unknown_columns: Vec<String>,
+}
+
+enum Inner {
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        header: Vec<String>,
+    },
+    Ndjson {
+        lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
+        line: u64,
+        names: Vec<String>,
+    },
+}
+
+impl RecordReader {
+    pub fn open(input: Box<dyn Read + Send>, contract: &Contract) -> Result<Self, StructuralError> {
+        match contract.delivery.format {
+            FileFormat::Csv { delimiter } => Self::open_csv(input, contract, delimiter),
+            FileFormat::Ndjson => {
+                let names = contract.fields.iter().map(|f| f.name.clone()).collect();
+                Ok(RecordReader {
+                    inner: Inner::Ndjson {
+                        lines: BufReader::with_capacity(BUF, input).lines(),
+                        line: 0,
+                        names,
+                    },
+                    row: Row {
+                        line: 0,
+                        record: csv::StringRecord::new(),
+                        map: (0..contract.fields.len()).map(Some).collect(),
+                        width: contract.fields.len(),
+                        expected_width: contract.fields.len(),
+                    },
+                    unknown_columns: Vec::new(),
+                })
+            }
+        }
+    }
+
+    fn open_csv(
+        input: Box<dyn Read + Send>,
+        contract: &Contract,
+        delimiter: u8,
+    ) -> Result<Self, StructuralError> {
+        let mut reader = csv::ReaderBuilder::new()
+            .delimiter(delimiter)
+            .has_headers(false)
+            .flexible(true)
+            .buffer_capacity(BUF)
+            .from_reader(input);
+        let mut bytes = csv::ByteRecord::new();
+        let got = reader
+            .read_byte_record(&mut bytes)
+            .map_err(|e| csv_structural(e, contract))?;
+        if !got || (bytes.len() == 1 && bytes[0].iter().all(u8::is_ascii_whitespace)) {
+            return Err(StructuralError::new(
+                "empty_file",
+                "the file has no header row; the first line must name the columns",
+            ));
+        }
+        let mut header = Vec::with_capacity(bytes.len());
+        for (i, raw) in bytes.iter().enumerate() {
+            let mut raw = raw;
+            if i == 0 {
+                raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
+            }
+            let name = std::str::from_utf8(raw).map_err(|_| {
+                not_utf8(
+                    1,
+                    &format!("header column {}", i + 1),
+                    contract.delivery.encoding,
+                )
+            })?;
+            header.push(name.trim().to_string());
+        }
+        let mut map = Vec::with_capacity(contract.fields.len());
+        let mut missing = Vec::new();
+        for f in &contract.fields {
+            let pos = header.iter().position(|h| h.eq_ignore_ascii_case(&f.name));
+            if pos.is_none() && f.required {
+                missing.push(f.name.as_str());
+            }
+            map.push(pos);
+        }
+        if !missing.is_empty() {
+            let delim = delimiter as char;
+            let mut message = format!(
+                "line 1: the header lacks required column(s) {}; found {} column(s): {}",
+                missing.join(", "),
+                header.len(),
+                preview(&header.join(&delim.to_string()), 120)
+            );
+            if header.len() == 1 {
+                let other = [b',', b';', b'\t', b'|']
+                    .into_iter()
+                    .find(|&d| d != delimiter && header[0].as_bytes().contains(&d));
+                if let Some(d) = other {
+                    message.push_str(&format!(
+                        ". The contract's delimiter is {delim:?} but the header looks {:?}-delimited",
+                        d as char
+                    ));
+                } else {
+                    message.push_str(&format!(
+                        ". The contract declares CSV delimited by {delim:?}; is this the right format?"
+                    ));
+                }
+            }
+            return Err(StructuralError::new("missing_column", message));
+        }
+        let unknown_columns = header
+            .iter()
+            .filter(|h| {
+                !contract
+                    .fields
+                    .iter()
+                    .any(|f| f.name.eq_ignore_ascii_case(h))
+            })
+            .cloned()
+            .collect();
+        let width = header.len();
+        Ok(RecordReader {
+            inner: Inner::Csv { reader, header },
+            row: Row {
+                line: 1,
+                record: csv::StringRecord::new(),
+                map,
+                width,
+                expected_width: width,
+            },
+            unknown_columns,
+        })
+    }
+
+    /// Reads the next record into `self.row`.
+    pub fn next(&mut self, contract: &Contract) -> Result<Next, StructuralError> {
+        match &mut self.inner {
+            Inner::Csv { reader, header, .. } => loop {
+                match reader.read_record(&mut self.row.record) {
+                    Ok(false) => return Ok(Next::End),
+                    Ok(true) => {}
+                    Err(e) => {
+                        if let csv::ErrorKind::Utf8 { pos, err } = e.kind() {
+                            let line = pos.as_ref().map_or(0, |p| p.line());
+                            let column = header.get(err.field()).map_or_else(
+                                || format!("column {}", err.field() + 1),
+                                |h| format!("column {h:?}"),
+                            );
+                            return Err(not_utf8(line, &column, contract.delivery.encoding));
+                        }
+                        return Err(csv_structural(e, contract));
+                    }
+                }
+                let rec = &self.row.record;
+                // A blank line (a trailing newline, say) is not a record.
+                if rec.len() == 1 && rec[0].is_empty() {
+                    continue;
+                }
+                self.row.line = rec.position().map_or(0, |p| p.line());
+                self.row.width = rec.len();
+                return Ok(Next::Row);
+            },
+            Inner::Ndjson { lines, line, names } => loop {
+                let text = match lines.next() {
+                    None => return Ok(Next::End),
+                    Some(Ok(t)) => t,
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return Err(not_utf8(*line + 1, "a record", contract.delivery.encoding));
+                    }
+                    Some(Err(e)) => {
+                        return Err(StructuralError::new(
+                            "unreadable",
+                            format!("line {}: the file could not be read: {e}", *line + 1),
+                        ));
+                    }
+                };
+                *line += 1;
+                let t = text.trim();
+                if t.is_empty() {
+                    continue;
+                }
+                self.row.line = *line;
+                let obj =
+                    match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t) {
+                        Ok(o) => o,
+                        Err(e) => {
+                            return Ok(Next::Bad(RecordError {
+                                line: *line,
+                                rule: "format",
+                                message: format!("not a JSON object: {}", e.classify_message()),
+                            }));
+                        }
+                    };
+                let rec = &mut self.row.record;
+                rec.clear();
+                for n in names.iter() {
+                    match obj.get(n) {
+                        None | Some(serde_json::Value::Null) => rec.push_field(""),
+                        Some(serde_json::Value::String(s)) => rec.push_field(s),
+                        Some(other) => rec.push_field(&other.to_string()),
+                    }
+                }
+                return Ok(Next::Row);
+            },
+        }
+    }
+}
+
+trait ClassifyMessage {
+    fn classify_message(&self) -> String;
+}
+
+impl ClassifyMessage for serde_json::Error {
+    /// serde_json's message can quote input; keep only the position and category.
+    fn classify_message(&self) -> String {
+        format!("{:?} error at column {}", self.classify(), self.column())
+    }
+}
+
+fn not_utf8(line: u64, column: &str, declared: Encoding) -> StructuralError {
+    StructuralError::new(
+        "encoding",
+        format!(
+            "line {line}, {column}: the bytes are not valid {}; the contract declares {}. \
+             Send the file as UTF-8 (æ, ø and å would otherwise be garbled)",
+            Encoding::Utf8.name(),
+            declared.name()
+        ),
+    )
+}
+
+fn csv_structural(e: csv::Error, contract: &Contract) -> StructuralError {
+    let line = e.position().map_or(0, |p| p.line());
+    match e.kind() {
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::InvalidData => {
+            StructuralError::new(
+                "encoding",
+                format!(
+                    "line {line}: the file could not be decoded as {}: {io}",
+                    contract.delivery.encoding.name()
+                ),
+            )
+        }
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
+            StructuralError::new("too_large", format!("line {line}: {io}"))
+        }
+        csv::ErrorKind::Io(io) => StructuralError::new(
+            "unreadable",
+            format!("line {line}: the file could not be read: {io}"),
+        ),
+        _ => StructuralError::new("format", format!("line {line}: not readable as CSV: {e}")),
+    }
+}
+
+/// At most `n` characters of a header (never of data) for an error message.
+fn preview(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        format!("{}…", s.chars().take(n).collect::<String>())
+    }
+}

@@ -1,0 +1,219 @@
+//! The receive step: a new object in the landing zone becomes a ledger entry.
+//!
+//! It decodes the key (`<source>/<dataset>/<yyyy-mm-dd>/<file>`), hashes the content,
+//! and registers the delivery idempotently (the delivery id comes from key and
+//! version, so a notification seen twice changes nothing). Identical content already
+//! delivered for the dataset is a duplicate and gets its receipt here; a key outside
+//! the layout gets a rejected receipt rather than a crash.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use sha2::{Digest, Sha256};
+use tracing::{Instrument, info, info_span};
+
+use crate::ledger::{self, DeliveryState, NewDelivery, Outcome, Registration};
+use crate::platform::{Platform, StepError};
+use crate::process::Report;
+use crate::receipt::{ReceiptHead, ReceiptOutcome};
+
+/// A landing key taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LandingKey {
+    pub source: String,
+    pub dataset: String,
+    pub day: NaiveDate,
+    pub file_name: String,
+}
+
+impl LandingKey {
+    pub fn dataset_id(&self) -> String {
+        format!("{}.{}", self.source, self.dataset)
+    }
+}
+
+/// Parses `<source>/<dataset>/<yyyy-mm-dd>/<file>`; the error says what is wrong.
+pub fn parse_landing_key(key: &str) -> Result<LandingKey, String> {
+    let parts: Vec<&str> = key.split('/').collect();
+    let [source, dataset, day, file] = parts.as_slice() else {
+        return Err(format!(
+            "the object key {key:?} has {} part(s); deliveries go to <source>/<dataset>/<yyyy-mm-dd>/<file>",
+            parts.len()
+        ));
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    if !ok(source) || !ok(dataset) {
+        return Err(format!(
+            "the source and dataset in {key:?} must be letters, digits, '_' or '-'"
+        ));
+    }
+    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d")
+        .map_err(|_| format!("{day:?} in {key:?} is not a delivery day (yyyy-mm-dd)"))?;
+    if file.is_empty() {
+        return Err(format!("the object key {key:?} has no file name"));
+    }
+    Ok(LandingKey {
+        source: source.to_string(),
+        dataset: dataset.to_string(),
+        day,
+        file_name: file.to_string(),
+    })
+}
+
+/// What the receive step decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Received {
+    /// Registered; the process step should run for this delivery id.
+    ToProcess(String),
+    /// Already known and already past `received`: nothing to do.
+    Known(String, DeliveryState),
+    Duplicate {
+        delivery_id: String,
+        of: String,
+    },
+    /// Outside the landing layout: rejected with a receipt.
+    Unroutable(String),
+}
+
+/// Streams an object and returns (sha256 hex, size).
+pub fn hash(mut r: impl Read) -> std::io::Result<(String, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), size))
+}
+
+/// Registers the object at `key` (with the store's `version`, if it has versions).
+pub async fn receive(
+    p: &Platform,
+    key: &str,
+    version: Option<&str>,
+) -> Result<Received, StepError> {
+    let span = info_span!("receive", key = %key);
+    async {
+        let reader = p.stores.landing.open(key).await?;
+        let (sha256, size) = tokio::task::spawn_blocking(move || hash(reader))
+            .await
+            .map_err(|e| StepError::Internal(format!("hashing thread died: {e}")))?
+            .map_err(|e| StepError::Internal(format!("reading {key}: {e}")))?;
+        // Without store versions, the content digest tells versions of a key apart.
+        let version = version.map_or_else(|| format!("sha256:{}", &sha256[..16]), str::to_string);
+        let delivery_id = ledger::delivery_id(key, &version);
+        let now = p.clock.now();
+        let parsed = parse_landing_key(key);
+        let (source, dataset, day, file_name) = match &parsed {
+            Ok(k) => (k.source.clone(), k.dataset_id(), k.day, k.file_name.clone()),
+            Err(_) => (
+                "_unrouted".to_string(),
+                "_unrouted._unrouted".to_string(),
+                now.date_naive(),
+                key.rsplit('/').next().unwrap_or(key).to_string(),
+            ),
+        };
+        let new = NewDelivery {
+            delivery_id: delivery_id.clone(),
+            dataset,
+            source,
+            object_key: key.to_string(),
+            object_version: version,
+            file_name,
+            delivery_date: day,
+            sha256,
+            size,
+            received_at: now,
+        };
+        let registration = p.ledger.register(&new).await?;
+        if let Err(reason) = parsed {
+            if let Registration::New(d) = &registration {
+                p.ledger
+                    .transition(&d.delivery_id, &[DeliveryState::Received], DeliveryState::Rejected, now, Some(&Outcome { message: Some(reason.clone()), ..Outcome::default() }))
+                    .await?;
+                write_receipt(p, d, ReceiptOutcome::Rejected, DeliveryState::Rejected, Some(reason), None).await?;
+            }
+            info!("unroutable key");
+            return Ok(Received::Unroutable(delivery_id));
+        }
+        Ok(match registration {
+            Registration::New(d) => {
+                info!(delivery_id = %d.delivery_id, dataset = %d.dataset, "registered");
+                Received::ToProcess(d.delivery_id)
+            }
+            // An earlier attempt registered it but the process message may be lost.
+            Registration::Known(d) if matches!(d.state, DeliveryState::Received) => Received::ToProcess(d.delivery_id),
+            Registration::Known(d) => Received::Known(d.delivery_id, d.state),
+            Registration::Duplicate(d) => {
+                let of = d.duplicate_of.clone().unwrap_or_default();
+                let reason = format!(
+                    "the file is identical (sha256) to delivery {of} of the same dataset; nothing was written"
+                );
+                write_receipt(p, &d, ReceiptOutcome::Ok, DeliveryState::Duplicate, Some(reason), Some(of.clone())).await?;
+                info!(delivery_id = %d.delivery_id, duplicate_of = %of, "duplicate");
+                Received::Duplicate {
+                    delivery_id: d.delivery_id,
+                    of,
+                }
+            }
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+async fn write_receipt(
+    p: &Platform,
+    d: &ledger::Delivery,
+    outcome: ReceiptOutcome,
+    state: DeliveryState,
+    reason: Option<String>,
+    duplicate_of: Option<String>,
+) -> Result<(), StepError> {
+    let mut r = Report::default().receipt(
+        ReceiptHead::of(d, p.contracts.get(&d.dataset).map(|c| c.version.clone())),
+        p.clock.now(),
+        outcome,
+        state,
+        reason,
+    );
+    r.duplicate_of = duplicate_of;
+    p.stores
+        .receipts
+        .put(&d.receipt_key(), Bytes::from(r.to_json()))
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn landing_keys() {
+        let k = parse_landing_key("almenpraksis/diagnose/2026-03-01/ap.csv").unwrap();
+        assert_eq!(k.dataset_id(), "almenpraksis.diagnose");
+        assert_eq!(k.day, NaiveDate::from_ymd_opt(2026, 3, 1).unwrap());
+        assert!(
+            parse_landing_key("almenpraksis/diagnose/ap.csv")
+                .unwrap_err()
+                .contains("3 part")
+        );
+        assert!(
+            parse_landing_key("almenpraksis/diagnose/2026-02-30/ap.csv")
+                .unwrap_err()
+                .contains("delivery day")
+        );
+        assert!(parse_landing_key("a b/diagnose/2026-03-01/x").is_err());
+    }
+}

@@ -1,0 +1,588 @@
+//! Record -> typed row, or row problems, by the contract.
+//!
+//! A row problem names the line, the column, the rule and what was expected and
+//! found. A value that looks like a CPR number is never quoted back, in whatever
+//! column it was sent.
+
+use chrono::{DateTime, Datelike, NaiveDate};
+use serde::Serialize;
+
+use crate::contract::{Contract, Field, FieldType, VersionRule};
+use crate::cpr::{self, CprClass};
+use crate::pseudonym::Pseudonymiser;
+use crate::read::Row;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The row is rejected.
+    Error,
+    /// The row is kept; the supplier should look.
+    Warning,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    /// 1-based line in the delivered file (the header is line 1).
+    pub line: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub rule: &'static str,
+    pub severity: Severity,
+    pub message: String,
+}
+
+/// A validated value. Strings are not copied: the writer takes them from the row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    Null,
+    Str,
+    Int(i64),
+    Float(f64),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since the epoch, UTC.
+    Timestamp(i64),
+    Bool(bool),
+}
+
+/// What the CPR field turned into.
+#[derive(Debug, Clone, Copy)]
+pub struct Person {
+    pub class: CprClass,
+    /// Hex pseudonym; valid only when `class.identifies_person()`.
+    pub person_id: [u8; 64],
+    pub birth_year: Option<i32>,
+    pub birth_month: Option<i32>,
+    pub sex: Option<&'static str>,
+    pub age_at_event: Option<i32>,
+}
+
+impl Person {
+    pub fn person_id(&self) -> Option<&str> {
+        self.class
+            .identifies_person()
+            .then(|| std::str::from_utf8(&self.person_id).expect("hex is ASCII"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    AcceptedWithWarnings,
+    Rejected,
+}
+
+pub const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+pub fn days_since_epoch(d: NaiveDate) -> i32 {
+    d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE
+}
+
+/// Validates rows of one delivery; holds the typed result of the last row.
+pub struct Validator<'c> {
+    contract: &'c Contract,
+    pseudonymiser: Pseudonymiser,
+    delivery_date: NaiveDate,
+    received_at_micros: i64,
+    pub values: Vec<Value>,
+    pub person: Person,
+    pub record_key: String,
+    pub record_version: i64,
+    pub event_date: NaiveDate,
+}
+
+impl<'c> Validator<'c> {
+    pub fn new(
+        contract: &'c Contract,
+        pseudonymiser: Pseudonymiser,
+        delivery_date: NaiveDate,
+        received_at_micros: i64,
+    ) -> Self {
+        Validator {
+            contract,
+            pseudonymiser,
+            delivery_date,
+            received_at_micros,
+            values: vec![Value::Null; contract.fields.len()],
+            person: Person {
+                class: CprClass::Missing,
+                person_id: [b'0'; 64],
+                birth_year: None,
+                birth_month: None,
+                sex: None,
+                age_at_event: None,
+            },
+            record_key: String::new(),
+            record_version: 0,
+            event_date: delivery_date,
+        }
+    }
+
+    pub fn key_version(&self) -> u32 {
+        self.pseudonymiser.key_version()
+    }
+
+    /// Checks one row. Problems are appended to `problems`; on `Rejected` the typed
+    /// values are not meaningful.
+    pub fn check(&mut self, row: &Row, problems: &mut Vec<Problem>) -> Verdict {
+        let before = problems.len();
+        let mut rejected = false;
+        if row.width != row.expected_width {
+            problems.push(Problem {
+                line: row.line,
+                column: None,
+                rule: "field_count",
+                severity: Severity::Error,
+                message: format!(
+                    "the row has {} field(s) but the header has {}; a truncated or mis-quoted row?",
+                    row.width, row.expected_width
+                ),
+            });
+            rejected = true;
+        }
+        let c = self.contract;
+        for (i, f) in c.fields.iter().enumerate() {
+            let raw = row.get(i).unwrap_or("").trim();
+            if Some(i) == c.cpr_field {
+                // The CPR is handled below and never echoed.
+                if raw.is_empty() && f.required {
+                    problems.push(problem(
+                        row.line,
+                        f,
+                        "required",
+                        Severity::Error,
+                        "a CPR number is required but the field is empty".into(),
+                    ));
+                    rejected = true;
+                }
+                self.values[i] = Value::Null;
+                continue;
+            }
+            match check_value(f, raw, c.delivery.decimal_separator, self.delivery_date) {
+                Ok(v) => self.values[i] = v,
+                Err((rule, message)) => {
+                    problems.push(problem(row.line, f, rule, Severity::Error, message));
+                    rejected = true;
+                }
+            }
+        }
+        if rejected {
+            return Verdict::Rejected;
+        }
+
+        self.event_date = match self.values[c.event_date] {
+            Value::Date(d) => NaiveDate::from_num_days_from_ce_opt(d + UNIX_EPOCH_DAYS_FROM_CE)
+                .expect("a validated date"),
+            _ => unreachable!("the event date is a required date"),
+        };
+        self.record_version = match c.version_rule {
+            VersionRule::Field(i) => match self.values[i] {
+                Value::Timestamp(t) => t,
+                _ => self.received_at_micros,
+            },
+            VersionRule::ReceivedAt => self.received_at_micros,
+        };
+        self.record_key.clear();
+        for (n, &k) in c.record_key.iter().enumerate() {
+            if n > 0 {
+                self.record_key.push('|');
+            }
+            self.record_key.push_str(row.get(k).unwrap_or("").trim());
+        }
+        if let Some(i) = c.cpr_field {
+            self.pseudonymise(row, i, problems);
+        }
+        if problems.len() > before {
+            Verdict::AcceptedWithWarnings
+        } else {
+            Verdict::Accepted
+        }
+    }
+
+    fn pseudonymise(&mut self, row: &Row, i: usize, problems: &mut Vec<Problem>) {
+        let f = &self.contract.fields[i];
+        let raw = row.get(i).unwrap_or("");
+        let p = &mut self.person;
+        match cpr::parse(raw) {
+            Ok(cpr) => {
+                p.class = cpr.class;
+                self.pseudonymiser
+                    .pseudonym_into(cpr.normalised(), &mut p.person_id);
+                p.birth_year = Some(cpr.birth_date.year());
+                p.birth_month = Some(cpr.birth_date.month() as i32);
+                p.sex = Some(cpr.sex.code());
+                p.age_at_event = Some(cpr.age_on(self.event_date));
+                if cpr.class == CprClass::ValidNoModulus11 {
+                    problems.push(problem(
+                        row.line,
+                        f,
+                        "cpr_modulus11",
+                        Severity::Warning,
+                        "the CPR number does not satisfy modulus 11; accepted (such numbers are issued since 2007), please check it".into(),
+                    ));
+                }
+            }
+            Err(class) => {
+                *p = Person {
+                    class,
+                    person_id: [b'0'; 64],
+                    birth_year: None,
+                    birth_month: None,
+                    sex: None,
+                    age_at_event: None,
+                };
+                let why = match class {
+                    CprClass::InvalidDate => "its first six digits are not a calendar date",
+                    CprClass::Missing => "it is empty",
+                    _ => "it is not of the form DDMMYY-SSSS",
+                };
+                problems.push(problem(
+                    row.line,
+                    f,
+                    "cpr_invalid",
+                    Severity::Warning,
+                    format!(
+                        "the CPR number is not valid ({why}); the row is kept without a person pseudonym (reason {})",
+                        class.code()
+                    ),
+                ));
+            }
+        }
+    }
+}
+
+fn problem(
+    line: u64,
+    f: &Field,
+    rule: &'static str,
+    severity: Severity,
+    message: String,
+) -> Problem {
+    Problem {
+        line,
+        column: Some(f.name.clone()),
+        rule,
+        severity,
+        message,
+    }
+}
+
+type Fail = (&'static str, String);
+
+/// Checks one non-CPR value against its field.
+pub fn check_value(
+    f: &Field,
+    raw: &str,
+    decimal_separator: u8,
+    delivery_date: NaiveDate,
+) -> Result<Value, Fail> {
+    if raw.is_empty() {
+        return if f.required {
+            Err((
+                "required",
+                "a value is required but the field is empty".into(),
+            ))
+        } else {
+            Ok(Value::Null)
+        };
+    }
+    let value = match f.field_type {
+        FieldType::String => {
+            if let Some(max) = f.max_length {
+                let n = raw.chars().count();
+                if n > max {
+                    return Err((
+                        "max_length",
+                        format!("{n} characters; at most {max} are allowed"),
+                    ));
+                }
+            }
+            Value::Str
+        }
+        FieldType::Integer => {
+            let n: i64 = raw.parse().map_err(|_| {
+                (
+                    "type",
+                    format!("expected a whole number, found {}", shown(raw)),
+                )
+            })?;
+            check_range(f, n as f64, raw)?;
+            Value::Int(n)
+        }
+        FieldType::Number => {
+            let x = parse_number(raw, decimal_separator).ok_or_else(|| {
+                (
+                    "type",
+                    format!(
+                        "expected a number with decimal separator {:?}, found {}",
+                        decimal_separator as char,
+                        shown(raw)
+                    ),
+                )
+            })?;
+            check_range(f, x, raw)?;
+            Value::Float(x)
+        }
+        FieldType::Date => {
+            let d = parse_date(raw)?;
+            if let Some(min) = f.min_date {
+                if d < min {
+                    return Err((
+                        "date_range",
+                        format!("{d} is before {min}, the earliest date allowed"),
+                    ));
+                }
+            }
+            if f.not_after_delivery && d > delivery_date {
+                return Err((
+                    "date_range",
+                    format!("{d} is after the delivery date {delivery_date}"),
+                ));
+            }
+            Value::Date(days_since_epoch(d))
+        }
+        FieldType::Timestamp => {
+            let t = DateTime::parse_from_rfc3339(raw).map_err(|_| {
+                (
+                    "type",
+                    format!(
+                        "expected a timestamp like 2026-03-14T10:15:00+01:00 (with offset), found {}",
+                        shown(raw)
+                    ),
+                )
+            })?;
+            if let Some(min) = f.min_date {
+                if t.date_naive() < min {
+                    return Err(("date_range", format!("{} is before {min}", t.date_naive())));
+                }
+            }
+            Value::Timestamp(t.timestamp_micros())
+        }
+        FieldType::Boolean => Value::Bool(match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "ja" | "j" | "y" | "yes" => true,
+            "false" | "0" | "nej" | "n" | "no" => false,
+            _ => return Err(("type", format!("expected true/false, found {}", shown(raw)))),
+        }),
+    };
+    if let Some(re) = &f.pattern {
+        if !re.is_match(raw) {
+            return Err((
+                "pattern",
+                format!("{} does not match the pattern {}", shown(raw), re.as_str()),
+            ));
+        }
+    }
+    if let Some(list) = &f.code_list {
+        if !list.contains(raw) {
+            let system = list
+                .system
+                .as_deref()
+                .map(|s| format!(" ({s})"))
+                .unwrap_or_default();
+            return Err((
+                "code_list",
+                format!("{} is not in the code list{system}", shown(raw)),
+            ));
+        }
+    }
+    Ok(value)
+}
+
+fn check_range(f: &Field, x: f64, raw: &str) -> Result<(), Fail> {
+    if f.minimum.is_some_and(|m| x < m) || f.maximum.is_some_and(|m| x > m) {
+        return Err((
+            "range",
+            format!(
+                "{} is outside the allowed range {}..{}",
+                shown(raw),
+                f.minimum.map(|m| m.to_string()).unwrap_or_default(),
+                f.maximum.map(|m| m.to_string()).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD`, strictly, and a real calendar day.
+pub fn parse_date(raw: &str) -> Result<NaiveDate, Fail> {
+    let b = raw.as_bytes();
+    let shape = b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+    if !shape {
+        return Err((
+            "type",
+            format!("expected a date YYYY-MM-DD, found {}", shown(raw)),
+        ));
+    }
+    let n = |r: std::ops::Range<usize>| raw[r].parse::<u32>().expect("digits");
+    NaiveDate::from_ymd_opt(n(0..4) as i32, n(5..7), n(8..10))
+        .ok_or_else(|| ("invalid_date", format!("{raw} is not a calendar date")))
+}
+
+fn parse_number(raw: &str, sep: u8) -> Option<f64> {
+    if sep == b',' {
+        if raw.contains('.') {
+            // A '.' with a decimal-comma contract is ambiguous (thousands?): refuse.
+            return None;
+        }
+        raw.replacen(',', ".", 1).parse().ok()
+    } else {
+        if raw.contains(',') {
+            return None;
+        }
+        raw.parse().ok()
+    }
+    .filter(|x: &f64| x.is_finite())
+}
+
+/// A value quoted back in a message: short, and never anything CPR-like.
+pub fn shown(raw: &str) -> String {
+    if looks_like_cpr(raw) {
+        return "a value that looks like a CPR number (not shown)".into();
+    }
+    let mut s: String = raw.chars().take(40).collect();
+    if raw.chars().count() > 40 {
+        s.push('…');
+    }
+    format!("{s:?}")
+}
+
+/// Ten digits in a row, or six digits, a hyphen and four characters.
+pub fn looks_like_cpr(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut run = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= 10 {
+                return true;
+            }
+            if run == 6 && b.get(i + 1) == Some(&b'-') && b.len() >= i + 6 {
+                return true;
+            }
+        } else {
+            run = 0;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Registry;
+
+    fn field(contract: &str, name: &str) -> Field {
+        let r = Registry::builtin();
+        let c = r.get(contract).unwrap();
+        c.fields[c.field_index(name).unwrap()].clone()
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn rule(f: &Field, raw: &str) -> Option<&'static str> {
+        check_value(f, raw, b',', day("2026-06-30"))
+            .err()
+            .map(|e| e.0)
+    }
+
+    #[test]
+    fn required() {
+        let f = field("almenpraksis.diagnose", "diagnosekode");
+        assert_eq!(rule(&f, ""), Some("required"));
+        assert_eq!(rule(&f, "T90"), None);
+        let optional = field("lpr.kontakt", "dato_slut");
+        assert_eq!(rule(&optional, ""), None);
+    }
+
+    #[test]
+    fn code_list() {
+        let f = field("almenpraksis.diagnose", "diagnosekode");
+        assert_eq!(rule(&f, "X99"), Some("code_list"));
+        assert_eq!(rule(&f, "K78"), None);
+    }
+
+    #[test]
+    fn pattern() {
+        let f = field("almenpraksis.diagnose", "ydernummer");
+        assert_eq!(rule(&f, "12345"), Some("pattern"));
+        assert_eq!(rule(&f, "012345"), None);
+        let sks = field("speciallaege.diagnose", "diagnosekode");
+        assert_eq!(rule(&sks, "H353"), Some("pattern"));
+        assert_eq!(rule(&sks, "DH353"), None);
+        assert_eq!(rule(&sks, "DA022A"), None);
+    }
+
+    #[test]
+    fn dates_type_calendar_and_range() {
+        let f = field("almenpraksis.diagnose", "diagnosedato");
+        assert_eq!(rule(&f, "14-03-2026"), Some("type"));
+        assert_eq!(rule(&f, "2026-02-30"), Some("invalid_date"));
+        assert_eq!(rule(&f, "2026-02-28"), None);
+        assert_eq!(rule(&f, "2024-02-29"), None);
+        assert_eq!(rule(&f, "1899-12-31"), Some("date_range"));
+        assert_eq!(
+            rule(&f, "2026-07-01"),
+            Some("date_range"),
+            "after the delivery date"
+        );
+        assert_eq!(rule(&f, "2026-06-30"), None);
+    }
+
+    #[test]
+    fn timestamps_need_an_offset() {
+        let f = field("almenpraksis.diagnose", "registreret");
+        assert_eq!(rule(&f, "2026-03-14T10:15:00"), Some("type"));
+        assert_eq!(rule(&f, "2026-03-14T10:15:00+01:00"), None);
+        assert_eq!(rule(&f, "2026-03-14T10:15:00Z"), None);
+    }
+
+    #[test]
+    fn numbers_use_the_declared_separator_and_range() {
+        let f = field("almenpraksis.laboratorie", "vaerdi");
+        assert_eq!(
+            check_value(&f, "52,5", b',', day("2026-06-30")),
+            Ok(Value::Float(52.5))
+        );
+        assert_eq!(rule(&f, "52.5"), Some("type"));
+        assert_eq!(rule(&f, "abc"), Some("type"));
+        assert_eq!(rule(&f, "-1"), Some("range"));
+        assert_eq!(rule(&f, "100001"), Some("range"));
+    }
+
+    #[test]
+    fn booleans() {
+        let f = field("lpr.diagnose", "senere_afkraeftet");
+        assert_eq!(rule(&f, "maybe"), Some("type"));
+        assert_eq!(
+            check_value(&f, "false", b'.', day("2026-06-30")),
+            Ok(Value::Bool(false))
+        );
+    }
+
+    #[test]
+    fn max_length() {
+        let f = field("almenpraksis.diagnose", "record_id");
+        assert_eq!(rule(&f, &"a".repeat(65)), Some("max_length"));
+        assert_eq!(rule(&f, &"a".repeat(64)), None);
+    }
+
+    #[test]
+    fn messages_never_echo_cpr_like_values() {
+        let f = field("almenpraksis.diagnose", "diagnosekode");
+        for v in ["6703854001", "670385-4001", "x6703854001y"] {
+            let (_, msg) = check_value(&f, v, b'.', day("2026-06-30")).unwrap_err();
+            assert!(!msg.contains("670385"), "{msg}");
+        }
+        assert!(looks_like_cpr("670385-4ab1"));
+        assert!(!looks_like_cpr("012345"));
+        assert!(!looks_like_cpr("2026-03-14"));
+    }
+}

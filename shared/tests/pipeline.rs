@@ -1,0 +1,329 @@
+//! The receive and process steps on the embedded platform: a real directory tree,
+//! a real SQLite ledger, real Parquet read back through DataFusion.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use naerdata::Platform;
+use naerdata::catalog;
+use naerdata::contract::Registry;
+use naerdata::ledger::DeliveryState;
+use naerdata::ports::{FixedClock, ObjectMeta, ObjectStore, StoreError};
+use naerdata::process::{self, Processed};
+use naerdata::receipt::Receipt;
+use naerdata::receive::{self, Received};
+
+const HEADER: &str =
+    "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n";
+
+fn rows(ids: std::ops::Range<usize>, month: u32) -> String {
+    let mut s = HEADER.to_string();
+    for i in ids {
+        // Synthetic CPRs: day + 60.
+        s.push_str(&format!(
+            "r{i};{:02}0385-40{:02};012345;T90;2026-{month:02}-01;diabetes2;2026-{month:02}-02T10:00:00+01:00\n",
+            61 + i % 28,
+            i % 100
+        ));
+    }
+    s
+}
+
+async fn deliver(p: &Platform, key: &str, body: &str) -> Received {
+    p.stores
+        .landing
+        .put(key, Bytes::from(body.to_string()))
+        .await
+        .unwrap();
+    receive::receive(p, key, None).await.unwrap()
+}
+
+async fn lake_keys(p: &Platform) -> Vec<String> {
+    p.stores
+        .lake
+        .list("curated/")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect()
+}
+
+async fn count(p: &Platform, table: &str) -> i64 {
+    let b = catalog::query(p, &format!("SELECT count(*) AS n FROM {table}"))
+        .await
+        .unwrap();
+    b[0].column(0)
+        .as_any()
+        .downcast_ref::<arrow::array::Int64Array>()
+        .unwrap()
+        .value(0)
+}
+
+async fn receipt(p: &Platform, id: &str) -> Receipt {
+    let d = p.ledger.get(id).await.unwrap().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut p.stores.receipts.open(&d.receipt_key()).await.unwrap(),
+        &mut text,
+    )
+    .unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn platform(dir: &Path) -> Platform {
+    // The same key in every test home, so two runs produce the same pseudonyms.
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::write(
+        dir.join("keys/lake-key.json"),
+        format!(r#"{{"version":1,"key_hex":"{}"}}"#, "ab".repeat(32)),
+    )
+    .unwrap();
+    let mut p = Platform::local(dir, Registry::builtin()).unwrap();
+    // A fixed clock makes two runs byte-for-byte comparable.
+    p.clock = Arc::new(FixedClock("2026-06-01T12:00:00Z".parse().unwrap()));
+    p
+}
+
+#[tokio::test]
+async fn accepted_delivery_lands_in_partitions_with_a_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let mut body = rows(0..30, 3);
+    body.push_str(&rows(30..40, 4)[HEADER.len()..]);
+    let Received::ToProcess(id) =
+        deliver(&p, "almenpraksis/diagnose/2026-06-01/a.csv", &body).await
+    else {
+        panic!("expected a new delivery");
+    };
+    assert_eq!(
+        process::process(&p, &id).await.unwrap(),
+        Processed::Done(DeliveryState::Accepted)
+    );
+    let keys = lake_keys(&p).await;
+    assert_eq!(
+        keys,
+        [
+            format!("curated/almenpraksis_diagnose/year=2026/month=03/{id}-0.parquet"),
+            format!("curated/almenpraksis_diagnose/year=2026/month=04/{id}-0.parquet"),
+        ]
+    );
+    assert_eq!(count(&p, "almenpraksis_diagnose").await, 40);
+    let r = receipt(&p, &id).await;
+    assert_eq!(r.rows.accepted, 40);
+    assert_eq!(r.state, "accepted");
+    // The CPR column is gone; the person columns are there.
+    let b = catalog::query(
+        &p,
+        "SELECT count(DISTINCT person_id), min(cpr_status), min(sex) FROM almenpraksis_diagnose",
+    )
+    .await
+    .unwrap();
+    assert_eq!(b[0].num_columns(), 3);
+    assert!(
+        catalog::query(&p, "SELECT cpr FROM almenpraksis_diagnose")
+            .await
+            .is_err()
+    );
+    // A repeated process message changes nothing.
+    assert_eq!(
+        process::process(&p, &id).await.unwrap(),
+        Processed::AlreadyFinal(DeliveryState::Accepted)
+    );
+    // The same notification again: known, nothing to do.
+    assert!(matches!(
+        receive::receive(&p, "almenpraksis/diagnose/2026-06-01/a.csv", None)
+            .await
+            .unwrap(),
+        Received::Known(..)
+    ));
+    assert_eq!(count(&p, "almenpraksis_diagnose").await, 40);
+}
+
+#[tokio::test]
+async fn identical_file_again_is_a_duplicate_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let body = rows(0..10, 3);
+    let Received::ToProcess(id) =
+        deliver(&p, "almenpraksis/diagnose/2026-06-01/a.csv", &body).await
+    else {
+        panic!()
+    };
+    process::process(&p, &id).await.unwrap();
+    let before = lake_keys(&p).await;
+    match deliver(&p, "almenpraksis/diagnose/2026-06-02/a-again.csv", &body).await {
+        Received::Duplicate { delivery_id, of } => {
+            assert_eq!(of, id);
+            let d = p.ledger.get(&delivery_id).await.unwrap().unwrap();
+            assert_eq!(d.state, DeliveryState::Duplicate);
+            assert_eq!(
+                receipt(&p, &delivery_id).await.duplicate_of.as_deref(),
+                Some(id.as_str())
+            );
+        }
+        other => panic!("expected duplicate, got {other:?}"),
+    }
+    assert_eq!(lake_keys(&p).await, before);
+}
+
+#[tokio::test]
+async fn rejected_delivery_adds_no_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let good = rows(0..10, 3);
+    let Received::ToProcess(g) =
+        deliver(&p, "almenpraksis/diagnose/2026-06-01/good.csv", &good).await
+    else {
+        panic!()
+    };
+    process::process(&p, &g).await.unwrap();
+    // Every row has an unknown code: far above the threshold.
+    let bad = rows(100..110, 3).replace(";T90;", ";X99;");
+    let Received::ToProcess(b) =
+        deliver(&p, "almenpraksis/diagnose/2026-06-02/bad.csv", &bad).await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        process::process(&p, &b).await.unwrap(),
+        Processed::Done(DeliveryState::Rejected)
+    );
+    assert!(lake_keys(&p).await.iter().all(|k| !k.contains(&b)));
+    assert_eq!(count(&p, "almenpraksis_diagnose").await, 10);
+    let r = receipt(&p, &b).await;
+    assert_eq!(r.rows.accepted, 0);
+    assert_eq!(r.rows.rejected, 10);
+    assert!(r.reason.unwrap().contains("threshold"));
+    // The quarantine points at lines, with no values from the CPR column.
+    let d = p.ledger.get(&b).await.unwrap().unwrap();
+    let q = r.quarantine.expect("quarantine key");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut p.stores.quarantine.open(&q).await.unwrap(), &mut text)
+        .unwrap();
+    assert_eq!(text.lines().count(), 10);
+    assert!(!text.contains("0385-40"));
+    // The raw file is untouched.
+    assert_eq!(d.size as usize, bad.len());
+}
+
+#[tokio::test]
+async fn unroutable_keys_and_unknown_datasets_get_rejected_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    assert!(matches!(
+        deliver(&p, "stray-file.csv", "x").await,
+        Received::Unroutable(_)
+    ));
+    let Received::ToProcess(id) = deliver(&p, "almenpraksis/ukendt/2026-06-01/a.csv", "x\n").await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        process::process(&p, &id).await.unwrap(),
+        Processed::Done(DeliveryState::Rejected)
+    );
+    assert!(
+        receipt(&p, &id)
+            .await
+            .reason
+            .unwrap()
+            .contains("no contract")
+    );
+}
+
+/// Fails the Nth `put_file`; everything else goes to the real store.
+struct FailNthPut {
+    inner: Arc<dyn ObjectStore>,
+    n: usize,
+    seen: AtomicUsize,
+}
+
+#[async_trait]
+impl ObjectStore for FailNthPut {
+    async fn open(&self, key: &str) -> Result<Box<dyn std::io::Read + Send>, StoreError> {
+        self.inner.open(key).await
+    }
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError> {
+        self.inner.head(key).await
+    }
+    async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        self.inner.put(key, body).await
+    }
+    async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.n {
+            return Err(StoreError::backend("put", key, "injected fault"));
+        }
+        self.inner.put_file(key, path).await
+    }
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
+        self.inner.list(prefix).await
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.inner.delete(key).await
+    }
+    fn locate(&self, key: &str) -> String {
+        self.inner.locate(key)
+    }
+}
+
+#[tokio::test]
+async fn a_fault_after_some_objects_then_a_retry_gives_exactly_a_clean_run() {
+    let mut body = rows(0..20, 1);
+    for m in 2..=5 {
+        body.push_str(&rows(m * 100..m * 100 + 20, m as u32)[HEADER.len()..]);
+    }
+    // The clean run.
+    let clean_dir = tempfile::tempdir().unwrap();
+    let clean = platform(clean_dir.path());
+    let Received::ToProcess(id) =
+        deliver(&clean, "almenpraksis/diagnose/2026-06-01/a.csv", &body).await
+    else {
+        panic!()
+    };
+    process::process(&clean, &id).await.unwrap();
+    let clean_keys = lake_keys(&clean).await;
+    assert_eq!(clean_keys.len(), 5);
+
+    // The faulty run: the third lake upload fails.
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = platform(dir.path());
+    let real_lake = p.stores.lake.clone();
+    p.stores.lake = Arc::new(FailNthPut {
+        inner: real_lake.clone(),
+        n: 3,
+        seen: AtomicUsize::new(0),
+    });
+    let Received::ToProcess(id2) =
+        deliver(&p, "almenpraksis/diagnose/2026-06-01/a.csv", &body).await
+    else {
+        panic!()
+    };
+    assert_eq!(id, id2, "the delivery id depends only on key and content");
+    assert!(process::process(&p, &id2).await.is_err());
+    let d = p.ledger.get(&id2).await.unwrap().unwrap();
+    assert_eq!(d.state, DeliveryState::Failed);
+    assert!(d.outcome.message.unwrap().contains("injected fault"));
+    assert_eq!(
+        lake_keys(&p).await.len(),
+        2,
+        "two objects made it before the fault"
+    );
+
+    // Retry (replay) with a healthy store.
+    p.stores.lake = real_lake;
+    assert_eq!(
+        process::process(&p, &id2).await.unwrap(),
+        Processed::Done(DeliveryState::Accepted)
+    );
+    assert_eq!(lake_keys(&p).await, clean_keys);
+    assert_eq!(count(&p, "almenpraksis_diagnose").await, 100);
+    for k in &clean_keys {
+        let a = std::fs::read(clean.stores.lake.locate(k)).unwrap();
+        let b = std::fs::read(p.stores.lake.locate(k)).unwrap();
+        assert_eq!(a, b, "{k} differs from the clean run");
+    }
+}

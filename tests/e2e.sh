@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# End-to-end: a full demo run on the embedded platform, then an independent reader
+# (pyarrow + DuckDB, not our Rust code) checks the lake against the receipts and
+# scans everything written for the input CPRs.
+set -euo pipefail
+bin=$1
+py=$2
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$bin" --home "$work/home" --log-json demo --persons 1500 --days 5 2> "$work/home-demo.log" > "$work/demo.out"
+cp "$work/home-demo.log" "$work/home/demo.log"
+cp "$work/demo.out" "$work/home/demo.out"
+"$bin" --home "$work/home" status > "$work/home/status.out"
+"$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
