@@ -19,6 +19,8 @@ pub struct Ingested {
     pub rows_accepted: u64,
     pub rows_rejected: u64,
     pub message: Option<String>,
+    /// Wall time of the process step alone (not the copy into landing or receive).
+    pub process_seconds: f64,
 }
 
 /// Every file below the given paths, in a stable order.
@@ -122,10 +124,10 @@ pub async fn ingest_paths(
 async fn ingest_file(p: &Platform, path: &Path, dataset: Option<&str>) -> Result<Ingested> {
     let key = landing_key(path, dataset)?;
     // Raw files are immutable: never overwrite a different file under the same key.
-    let (sha, _) = receive::hash(
-        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-    )?;
     if p.stores.landing.head(&key).await?.is_some() {
+        let (sha, _) = receive::hash(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )?;
         let (existing, _) = receive::hash(p.stores.landing.open(&key).await?)?;
         if existing != sha {
             bail!(
@@ -137,12 +139,15 @@ async fn ingest_file(p: &Platform, path: &Path, dataset: Option<&str>) -> Result
         p.stores.landing.put_file(&key, path).await?;
     }
     let received = receive::receive(p, &key, None).await?;
+    let mut process_seconds = 0.0;
     let id = match &received {
         Received::ToProcess(id) => {
+            let started = std::time::Instant::now();
             // A failure is recorded in the ledger (state failed) and shown below.
             if let Err(e) = process::process(p, id).await {
                 tracing::warn!(delivery_id = %id, error = %e, "process failed");
             }
+            process_seconds = started.elapsed().as_secs_f64();
             id.clone()
         }
         Received::Known(id, _) | Received::Unroutable(id) => id.clone(),
@@ -160,6 +165,7 @@ async fn ingest_file(p: &Platform, path: &Path, dataset: Option<&str>) -> Result
         rows_read: d.outcome.rows_read,
         rows_accepted: d.outcome.rows_accepted,
         rows_rejected: d.outcome.rows_rejected,
+        process_seconds,
         message: d
             .outcome
             .message

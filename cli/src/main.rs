@@ -111,6 +111,9 @@ enum Command {
         /// Where the generated files are kept between runs.
         #[arg(long, default_value = "bench-data")]
         dir: PathBuf,
+        /// Runs per size; the median and the best are reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
 }
 
@@ -276,8 +279,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         },
-        Command::Bench { rows, dir } => {
-            bench::run(&rows, &dir)?;
+        Command::Bench { rows, dir, runs } => {
+            bench::run(&rows, &dir, runs)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -7,21 +7,26 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
+use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow::array::{
-    ArrayRef, BooleanBuilder, Date32Builder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    Array, ArrayRef, BooleanBuilder, Date32Builder, FixedSizeBinaryArray, FixedSizeBinaryBuilder,
+    Float64Builder, Int32Array, Int32Builder, Int64Builder, StringArray, StringBuilder,
+    TimestampMicrosecondArray, TimestampMicrosecondBuilder,
 };
 use arrow::datatypes::{DataType, Field as ArrowField, Schema, SchemaRef, TimeUnit};
+use arrow::ipc::reader::StreamReader;
+use arrow::ipc::writer::StreamWriter;
 use arrow::record_batch::RecordBatch;
 use chrono::Datelike;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
-use crate::contract::{Contract, FieldType};
+use crate::contract::{Contract, FieldType, VersionRule};
 use crate::read::Row;
 use crate::validate::{Validator, Value};
 
@@ -38,12 +43,10 @@ pub const PERSON_COLUMNS: &[&str] = &[
 pub const LINEAGE_COLUMNS: &[&str] =
     &["record_key", "record_version", "delivery_id", "received_at"];
 
-/// Rows buffered per partition before they become a record batch.
+/// Rows a partition buffers before they become a record batch.
 const BATCH_ROWS: usize = 8 * 1024;
-/// Encoded-but-unflushed bytes allowed across all open partitions; a partition over
-/// its share ends its row group early. This is what keeps memory flat when a
-/// delivery spans many months.
-const IN_PROGRESS_BUDGET: usize = 64 << 20;
+/// Rows buffered in builders across all partitions.
+const BUFFERED_ROWS: usize = 64 * 1024;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per file before a partition rolls over to `<delivery_id>-<n+1>.parquet`.
@@ -120,7 +123,38 @@ pub fn catalog_columns(contract: &Contract) -> Vec<(String, &'static str)> {
         .collect()
 }
 
+/// What is staged per row: the lake schema without the columns that are constant
+/// for a delivery (added when the Parquet is written), without `record_key` when it
+/// is a single field (the same array is reused), and with the pseudonym as its raw
+/// 32-byte tag rather than 64 hex characters. Staging less is staging faster.
+fn stage_schema(contract: &Contract) -> SchemaRef {
+    let single_key = contract.record_key.len() == 1;
+    let fields = schema(contract)
+        .fields()
+        .iter()
+        .filter(|f| {
+            !matches!(
+                f.name().as_str(),
+                "delivery_id" | "received_at" | "person_key_version"
+            ) && !(single_key && f.name() == "record_key")
+        })
+        .map(|f| {
+            if f.name() == "person_id" {
+                Arc::new(ArrowField::new(
+                    "person_tag",
+                    DataType::FixedSizeBinary(32),
+                    true,
+                ))
+            } else {
+                f.clone()
+            }
+        })
+        .collect::<Vec<_>>();
+    Arc::new(Schema::new(fields))
+}
+
 enum Col {
+    Tag(FixedSizeBinaryBuilder),
     Str(StringBuilder),
     I32(Int32Builder),
     I64(Int64Builder),
@@ -133,7 +167,8 @@ enum Col {
 impl Col {
     fn new(t: &DataType) -> Self {
         match t {
-            DataType::Utf8 => Col::Str(StringBuilder::with_capacity(BATCH_ROWS, BATCH_ROWS * 16)),
+            DataType::FixedSizeBinary(n) => Col::Tag(FixedSizeBinaryBuilder::new(*n)),
+            DataType::Utf8 => Col::Str(StringBuilder::new()),
             DataType::Int32 => Col::I32(Int32Builder::with_capacity(BATCH_ROWS)),
             DataType::Int64 => Col::I64(Int64Builder::with_capacity(BATCH_ROWS)),
             DataType::Float64 => Col::F64(Float64Builder::with_capacity(BATCH_ROWS)),
@@ -148,6 +183,7 @@ impl Col {
 
     fn finish(&mut self) -> ArrayRef {
         match self {
+            Col::Tag(b) => Arc::new(b.finish()),
             Col::Str(b) => Arc::new(b.finish()),
             Col::I32(b) => Arc::new(b.finish()),
             Col::I64(b) => Arc::new(b.finish()),
@@ -162,6 +198,14 @@ impl Col {
         match self {
             Col::Str(b) => b.append_option(v),
             _ => unreachable!("string column"),
+        }
+    }
+
+    fn tag(&mut self, v: Option<&[u8; 32]>) {
+        match (self, v) {
+            (Col::Tag(b), Some(t)) => b.append_value(t).expect("32 bytes"),
+            (Col::Tag(b), None) => b.append_null(),
+            _ => unreachable!("tag column"),
         }
     }
 
@@ -203,9 +247,9 @@ struct Partition {
     month: u32,
     cols: Vec<Col>,
     rows: usize,
-    file_no: usize,
-    file_rows: usize,
-    writer: Option<ArrowWriter<File>>,
+    /// Rows of this partition staged as Arrow IPC, written out as Parquet at the end.
+    stage: Option<StreamWriter<BufWriter<File>>>,
+    stage_path: PathBuf,
 }
 
 /// A written Parquet file waiting to be published to the lake.
@@ -236,16 +280,23 @@ pub enum LakeError {
 
 /// Writes one delivery's accepted rows into Parquet files per (year, month),
 /// spooled under `dir` until the delivery is known to be accepted.
+///
+/// Two passes keep memory flat however many months a delivery spans (a GP's
+/// diagnoses go back years): rows are staged per partition as Arrow IPC (no more
+/// than [`BUFFERED_ROWS`] wait in builders across all partitions), and at the end
+/// each partition becomes Parquet in turn, so only one Parquet writer is ever open.
 pub struct PartitionedWriter<'c> {
     contract: &'c Contract,
     schema: SchemaRef,
+    stage_schema: SchemaRef,
+    key_version: i32,
     props: WriterProperties,
     dir: PathBuf,
     table: String,
     delivery_id: String,
     received_at_micros: i64,
     partitions: BTreeMap<(i32, u32), Partition>,
-    done: Vec<SpooledFile>,
+    buffered: usize,
 }
 
 impl<'c> PartitionedWriter<'c> {
@@ -254,24 +305,47 @@ impl<'c> PartitionedWriter<'c> {
         dir: &Path,
         delivery_id: &str,
         received_at_micros: i64,
+        key_version: u32,
     ) -> Self {
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
                 ZstdLevel::try_new(1).expect("level 1 exists"),
             ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_created_by(format!("naerdata {}", env!("CARGO_PKG_VERSION")))
-            .build();
+            // Row-group statistics prune well for month-partitioned files; page-level
+            // ones cost more than they save here.
+            .set_statistics_enabled(EnabledStatistics::Chunk)
+            .set_write_batch_size(8 * 1024)
+            .set_created_by(format!("naerdata {}", env!("CARGO_PKG_VERSION")));
+        // Unique or near-unique columns gain nothing from a dictionary but pay for
+        // its hash table in time and memory.
+        let unique = contract
+            .record_key
+            .iter()
+            .map(|&i| contract.fields[i].name.as_str())
+            .chain(match contract.version_rule {
+                VersionRule::Field(i) => Some(contract.fields[i].name.as_str()),
+                VersionRule::ReceivedAt => None,
+            })
+            .chain(["record_key", "person_id", "record_version"]);
+        // Their min/max statistics cannot prune anything either (random hex, ids).
+        for name in unique {
+            props = props
+                .set_column_dictionary_enabled(ColumnPath::from(name), false)
+                .set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
+        }
         PartitionedWriter {
             contract,
             schema: schema(contract),
-            props,
+            stage_schema: stage_schema(contract),
+            key_version: key_version as i32,
+            props: props.build(),
             dir: dir.to_path_buf(),
             table: contract.table(),
             delivery_id: delivery_id.to_string(),
             received_at_micros,
             partitions: BTreeMap::new(),
-            done: Vec::new(),
+            buffered: 0,
         }
     }
 
@@ -279,7 +353,8 @@ impl<'c> PartitionedWriter<'c> {
     pub fn append(&mut self, row: &Row, v: &Validator) -> Result<(), LakeError> {
         let d = v.event_date;
         let key = (d.year(), d.month());
-        let schema = &self.schema;
+        let schema = &self.stage_schema;
+        let dir = &self.dir;
         let p = self.partitions.entry(key).or_insert_with(|| Partition {
             year: key.0,
             month: key.1,
@@ -289,9 +364,8 @@ impl<'c> PartitionedWriter<'c> {
                 .map(|f| Col::new(f.data_type()))
                 .collect(),
             rows: 0,
-            file_no: 0,
-            file_rows: 0,
-            writer: None,
+            stage: None,
+            stage_path: dir.join(format!("stage-{:04}-{:02}.arrows", key.0, key.1)),
         });
         let c = self.contract;
         let mut col = 0;
@@ -299,143 +373,178 @@ impl<'c> PartitionedWriter<'c> {
             if Some(i) == c.cpr_field {
                 continue;
             }
-            p.cols[col].value(*value, row.get(i).unwrap_or("").trim());
+            p.cols[col].value(*value, crate::validate::trim(row.get(i).unwrap_or("")));
             col += 1;
         }
         if c.cpr_field.is_some() {
             let person = &v.person;
-            p.cols[col].str(person.person_id());
-            p.cols[col + 1].i32(Some(v.key_version() as i32));
-            p.cols[col + 2].str(Some(person.class.code()));
-            p.cols[col + 3].i32(person.birth_year);
-            p.cols[col + 4].i32(person.birth_month);
-            p.cols[col + 5].str(person.sex);
-            p.cols[col + 6].i32(person.age_at_event);
-            col += 7;
+            p.cols[col].tag(person.tag());
+            p.cols[col + 1].str(Some(person.class.code()));
+            p.cols[col + 2].i32(person.birth_year);
+            p.cols[col + 3].i32(person.birth_month);
+            p.cols[col + 4].str(person.sex);
+            p.cols[col + 5].i32(person.age_at_event);
+            col += 6;
         }
-        p.cols[col].str(Some(&v.record_key));
-        p.cols[col + 1].ts(v.record_version);
-        p.cols[col + 2].str(Some(&self.delivery_id));
-        p.cols[col + 3].ts(self.received_at_micros);
+        if c.record_key.len() > 1 {
+            p.cols[col].str(Some(&v.record_key));
+            col += 1;
+        }
+        p.cols[col].ts(v.record_version);
         p.rows += 1;
+        self.buffered += 1;
         if p.rows >= BATCH_ROWS {
-            let share = (IN_PROGRESS_BUDGET / self.partitions.len()).max(1 << 20);
-            let p = self.partitions.get_mut(&key).expect("inserted above");
-            let done = flush(
-                p,
-                &self.schema,
-                &self.props,
-                &self.dir,
-                &self.table,
-                &self.delivery_id,
-            )?;
-            self.done.extend(done);
-            if let Some(w) = p.writer.as_mut() {
-                if w.in_progress_size() > share {
-                    w.flush().map_err(|source| LakeError::Parquet {
-                        path: self.dir.display().to_string(),
-                        source,
-                    })?;
-                }
-            }
+            self.buffered -= p.rows;
+            stage(p, &self.stage_schema)?;
+        } else if self.buffered >= BUFFERED_ROWS {
+            // Many small partitions: stage the fullest.
+            let p = self
+                .partitions
+                .values_mut()
+                .max_by_key(|p| p.rows)
+                .expect("a partition");
+            self.buffered -= p.rows;
+            stage(p, &self.stage_schema)?;
         }
         Ok(())
     }
 
-    /// Flushes and closes every partition; returns the spooled files in key order.
+    /// Converts each partition's staged rows to Parquet; returns the files in key order.
     pub fn finish(mut self) -> Result<Vec<SpooledFile>, LakeError> {
-        for p in self.partitions.values_mut() {
-            let done = flush(
-                p,
-                &self.schema,
-                &self.props,
-                &self.dir,
-                &self.table,
-                &self.delivery_id,
-            )?;
-            self.done.extend(done);
-            if let Some(f) = close(p, &self.dir, &self.table, &self.delivery_id)? {
-                self.done.push(f);
+        let mut done = Vec::new();
+        let mut partitions = std::mem::take(&mut self.partitions);
+        for p in partitions.values_mut() {
+            stage(p, &self.stage_schema)?;
+            let Some(mut w) = p.stage.take() else {
+                continue;
+            };
+            w.finish()?;
+            drop(w);
+            let staged = File::open(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+            let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, staged), None)?;
+            let mut file_no = 0;
+            let mut out: Option<(ArrowWriter<File>, String, PathBuf, u64)> = None;
+            for batch in reader {
+                let batch = self.to_lake(&batch?)?;
+                if out.is_none() {
+                    let key = object_key(&self.table, p.year, p.month, &self.delivery_id, file_no);
+                    let path = spool_path(&self.dir, &key);
+                    let f = File::create(&path).map_err(|e| io_error(&path, e))?;
+                    let w = ArrowWriter::try_new(f, self.schema.clone(), Some(self.props.clone()))
+                        .map_err(|e| parquet_error(&path, e))?;
+                    out = Some((w, key, path, 0));
+                }
+                let (w, _, path, rows) = out.as_mut().expect("opened above");
+                w.write(&batch).map_err(|e| parquet_error(path, e))?;
+                *rows += batch.num_rows() as u64;
+                if *rows >= FILE_ROWS as u64 {
+                    done.push(close(out.take().expect("open"))?);
+                    file_no += 1;
+                }
             }
+            if let Some(o) = out {
+                done.push(close(o)?);
+            }
+            std::fs::remove_file(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
         }
-        self.done.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(self.done)
+        done.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(done)
     }
+}
+
+impl PartitionedWriter<'_> {
+    /// A staged batch in the lake schema: constants added, the tag as hex.
+    fn to_lake(&self, staged: &RecordBatch) -> Result<RecordBatch, LakeError> {
+        let n = staged.num_rows();
+        let c = self.contract;
+        let columns = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| -> ArrayRef {
+                match f.name().as_str() {
+                    "person_id" => hex_column(
+                        staged
+                            .column_by_name("person_tag")
+                            .and_then(|a| a.as_any().downcast_ref::<FixedSizeBinaryArray>())
+                            .expect("staged tag column"),
+                    ),
+                    "person_key_version" => Arc::new(Int32Array::from(vec![self.key_version; n])),
+                    "delivery_id" => Arc::new(StringArray::from_iter_values(std::iter::repeat_n(
+                        self.delivery_id.as_str(),
+                        n,
+                    ))),
+                    "received_at" => Arc::new(
+                        TimestampMicrosecondArray::from(vec![self.received_at_micros; n])
+                            .with_timezone("UTC"),
+                    ),
+                    "record_key" if c.record_key.len() == 1 => staged
+                        .column_by_name(&c.fields[c.record_key[0]].name)
+                        .expect("staged key column")
+                        .clone(),
+                    name => staged.column_by_name(name).expect("staged column").clone(),
+                }
+            })
+            .collect();
+        Ok(RecordBatch::try_new(self.schema.clone(), columns)?)
+    }
+}
+
+/// Lowercase hex of each 32-byte tag.
+fn hex_column(tags: &FixedSizeBinaryArray) -> ArrayRef {
+    let mut b = StringBuilder::with_capacity(tags.len(), tags.len() * 64);
+    let mut buf = [0u8; 64];
+    for i in 0..tags.len() {
+        if tags.is_null(i) {
+            b.append_null();
+        } else {
+            hex::encode_to_slice(tags.value(i), &mut buf).expect("32 bytes -> 64 hex");
+            b.append_value(std::str::from_utf8(&buf).expect("hex is ASCII"));
+        }
+    }
+    Arc::new(b.finish())
+}
+
+fn io_error(path: &Path, source: impl Into<std::io::Error>) -> LakeError {
+    LakeError::Io {
+        path: path.display().to_string(),
+        source: source.into(),
+    }
+}
+
+fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> LakeError {
+    LakeError::Parquet {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Moves a partition's buffered rows into its IPC stage file.
+fn stage(p: &mut Partition, schema: &SchemaRef) -> Result<(), LakeError> {
+    if p.rows == 0 {
+        return Ok(());
+    }
+    let arrays: Vec<ArrayRef> = p.cols.iter_mut().map(Col::finish).collect();
+    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    if p.stage.is_none() {
+        let f = File::create(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+        p.stage = Some(StreamWriter::try_new(
+            BufWriter::with_capacity(256 * 1024, f),
+            schema,
+        )?);
+    }
+    p.stage.as_mut().expect("opened above").write(&batch)?;
+    p.rows = 0;
+    Ok(())
+}
+
+fn close(
+    (w, key, path, rows): (ArrowWriter<File>, String, PathBuf, u64),
+) -> Result<SpooledFile, LakeError> {
+    w.close().map_err(|e| parquet_error(&path, e))?;
+    Ok(SpooledFile { path, key, rows })
 }
 
 fn spool_path(dir: &Path, key: &str) -> PathBuf {
     dir.join(key.replace('/', "__"))
-}
-
-/// Turns buffered rows into a batch and writes it; rolls the file over when full.
-fn flush(
-    p: &mut Partition,
-    schema: &SchemaRef,
-    props: &WriterProperties,
-    dir: &Path,
-    table: &str,
-    delivery_id: &str,
-) -> Result<Option<SpooledFile>, LakeError> {
-    if p.rows == 0 {
-        return Ok(None);
-    }
-    let arrays: Vec<ArrayRef> = p.cols.iter_mut().map(Col::finish).collect();
-    let batch = RecordBatch::try_new(schema.clone(), arrays)?;
-    if p.writer.is_none() {
-        let key = object_key(table, p.year, p.month, delivery_id, p.file_no);
-        let path = spool_path(dir, &key);
-        let file = File::create(&path).map_err(|source| LakeError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let w =
-            ArrowWriter::try_new(file, schema.clone(), Some(props.clone())).map_err(|source| {
-                LakeError::Parquet {
-                    path: path.display().to_string(),
-                    source,
-                }
-            })?;
-        p.writer = Some(w);
-    }
-    let w = p.writer.as_mut().expect("opened above");
-    w.write(&batch).map_err(|source| LakeError::Parquet {
-        path: key_path(dir, table, p, delivery_id),
-        source,
-    })?;
-    p.file_rows += p.rows;
-    p.rows = 0;
-    if p.file_rows >= FILE_ROWS {
-        return close(p, dir, table, delivery_id);
-    }
-    Ok(None)
-}
-
-fn key_path(dir: &Path, table: &str, p: &Partition, delivery_id: &str) -> String {
-    spool_path(
-        dir,
-        &object_key(table, p.year, p.month, delivery_id, p.file_no),
-    )
-    .display()
-    .to_string()
-}
-
-fn close(
-    p: &mut Partition,
-    dir: &Path,
-    table: &str,
-    delivery_id: &str,
-) -> Result<Option<SpooledFile>, LakeError> {
-    let Some(w) = p.writer.take() else {
-        return Ok(None);
-    };
-    let key = object_key(table, p.year, p.month, delivery_id, p.file_no);
-    let path = spool_path(dir, &key);
-    w.close().map_err(|source| LakeError::Parquet {
-        path: path.display().to_string(),
-        source,
-    })?;
-    let rows = p.file_rows as u64;
-    p.file_no += 1;
-    p.file_rows = 0;
-    Ok(Some(SpooledFile { path, key, rows }))
 }

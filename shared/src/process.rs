@@ -152,9 +152,16 @@ pub fn run(
         }
         None => None,
     };
-    let mut writer = opts
-        .spool
-        .map(|dir| PartitionedWriter::new(contract, dir, opts.delivery_id, received_micros));
+    let key_version = opts.pseudonymiser.key_version();
+    let mut writer = opts.spool.map(|dir| {
+        PartitionedWriter::new(
+            contract,
+            dir,
+            opts.delivery_id,
+            received_micros,
+            key_version,
+        )
+    });
     let mut validator = Validator::new(
         contract,
         opts.pseudonymiser,

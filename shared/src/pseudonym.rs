@@ -75,11 +75,17 @@ impl Pseudonymiser {
         self.version
     }
 
-    /// The 64 lowercase hex characters of the pseudonym, written into `out`.
-    pub fn pseudonym_into(&self, input: &[u8], out: &mut [u8; 64]) {
+    /// The 32-byte HMAC tag; the pseudonym is its lowercase hex.
+    pub fn tag_into(&self, input: &[u8], out: &mut [u8; 32]) {
         let mut mac = self.prepared.clone();
         mac.update(input);
-        let tag = mac.finalize().into_bytes();
+        out.copy_from_slice(&mac.finalize().into_bytes());
+    }
+
+    /// The 64 lowercase hex characters of the pseudonym, written into `out`.
+    pub fn pseudonym_into(&self, input: &[u8], out: &mut [u8; 64]) {
+        let mut tag = [0u8; 32];
+        self.tag_into(input, &mut tag);
         hex::encode_to_slice(tag, out).expect("64 hex characters for 32 bytes");
     }
 

@@ -50,8 +50,9 @@ pub enum Value {
 #[derive(Debug, Clone, Copy)]
 pub struct Person {
     pub class: CprClass,
-    /// Hex pseudonym; valid only when `class.identifies_person()`.
-    pub person_id: [u8; 64],
+    /// The pseudonym's HMAC tag (person_id is its hex); valid only when
+    /// `class.identifies_person()`.
+    pub tag: [u8; 32],
     pub birth_year: Option<i32>,
     pub birth_month: Option<i32>,
     pub sex: Option<&'static str>,
@@ -59,10 +60,8 @@ pub struct Person {
 }
 
 impl Person {
-    pub fn person_id(&self) -> Option<&str> {
-        self.class
-            .identifies_person()
-            .then(|| std::str::from_utf8(&self.person_id).expect("hex is ASCII"))
+    pub fn tag(&self) -> Option<&[u8; 32]> {
+        self.class.identifies_person().then_some(&self.tag)
     }
 }
 
@@ -107,7 +106,7 @@ impl<'c> Validator<'c> {
             values: vec![Value::Null; contract.fields.len()],
             person: Person {
                 class: CprClass::Missing,
-                person_id: [b'0'; 64],
+                tag: [0; 32],
                 birth_year: None,
                 birth_month: None,
                 sex: None,
@@ -143,7 +142,7 @@ impl<'c> Validator<'c> {
         }
         let c = self.contract;
         for (i, f) in c.fields.iter().enumerate() {
-            let raw = row.get(i).unwrap_or("").trim();
+            let raw = trim(row.get(i).unwrap_or(""));
             if Some(i) == c.cpr_field {
                 // The CPR is handled below and never echoed.
                 if raw.is_empty() && f.required {
@@ -188,7 +187,7 @@ impl<'c> Validator<'c> {
             if n > 0 {
                 self.record_key.push('|');
             }
-            self.record_key.push_str(row.get(k).unwrap_or("").trim());
+            self.record_key.push_str(trim(row.get(k).unwrap_or("")));
         }
         if let Some(i) = c.cpr_field {
             self.pseudonymise(row, i, problems);
@@ -207,8 +206,7 @@ impl<'c> Validator<'c> {
         match cpr::parse(raw) {
             Ok(cpr) => {
                 p.class = cpr.class;
-                self.pseudonymiser
-                    .pseudonym_into(cpr.normalised(), &mut p.person_id);
+                self.pseudonymiser.tag_into(cpr.normalised(), &mut p.tag);
                 p.birth_year = Some(cpr.birth_date.year());
                 p.birth_month = Some(cpr.birth_date.month() as i32);
                 p.sex = Some(cpr.sex.code());
@@ -226,7 +224,7 @@ impl<'c> Validator<'c> {
             Err(class) => {
                 *p = Person {
                     class,
-                    person_id: [b'0'; 64],
+                    tag: [0; 32],
                     birth_year: None,
                     birth_month: None,
                     sex: None,
@@ -289,7 +287,8 @@ pub fn check_value(
     }
     let value = match f.field_type {
         FieldType::String => {
-            if let Some(max) = f.max_length {
+            if let Some(max) = f.max_length.filter(|&max| raw.len() > max) {
+                // Bytes >= characters, so only a long value needs counting.
                 let n = raw.chars().count();
                 if n > max {
                     return Err((
@@ -438,6 +437,22 @@ fn parse_number(raw: &str, sep: u8) -> Option<f64> {
         raw.parse().ok()
     }
     .filter(|x: &f64| x.is_finite())
+}
+
+/// `str::trim`, with a fast path for the usual value that has nothing to trim.
+#[inline]
+pub fn trim(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b))
+            if !a.is_ascii_whitespace()
+                && !b.is_ascii_whitespace()
+                && a.is_ascii()
+                && b.is_ascii() =>
+        {
+            s
+        }
+        _ => s.trim(),
+    }
 }
 
 /// A value quoted back in a message: short, and never anything CPR-like.

@@ -125,7 +125,10 @@ impl ObjectStore for FsStore {
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
-        self.write_atomically(key, |tmp| std::fs::copy(path, tmp).map(|_| ()))
+        // A hard link when on the same filesystem (spool -> lake): no bytes copied.
+        self.write_atomically(key, |tmp| {
+            std::fs::hard_link(path, tmp).or_else(|_| std::fs::copy(path, tmp).map(|_| ()))
+        })
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError> {
