@@ -51,6 +51,11 @@ pub trait ObjectStore: Send + Sync {
     async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError>;
     /// Uploads a local file (multipart where the backend has it).
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError>;
+    /// Like `put_file`, for a file the caller no longer needs (a spool file): the
+    /// store may move it instead of copying.
+    async fn put_owned_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        self.put_file(key, path).await
+    }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Where a key lives, for people and for SQL engines (a path or an s3:// URL).

@@ -364,13 +364,13 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
     let (outcome, reason) = report.outcome(&contract);
     if outcome != ReceiptOutcome::Rejected {
         for f in &report.files {
-            p.stores.lake.put_file(&f.key, &f.path).await?;
+            p.stores.lake.put_owned_file(&f.key, &f.path).await?;
         }
     }
     let quarantine = match &report.quarantine_file {
         Some(path) => {
             let qkey = quarantine_key(d);
-            p.stores.quarantine.put_file(&qkey, path).await?;
+            p.stores.quarantine.put_owned_file(&qkey, path).await?;
             Some(qkey)
         }
         None => None,

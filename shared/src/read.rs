@@ -308,6 +308,12 @@ impl RecordReader {
                 let text = match lines.next() {
                     None => return Ok(Next::End),
                     Some(Ok(t)) => t,
+                    Some(Err(e)) if e.kind() == std::io::ErrorKind::FileTooLarge => {
+                        return Err(StructuralError::new(
+                            "too_large",
+                            format!("line {}: {e}", *line + 1),
+                        ));
+                    }
                     Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
                         return Err(not_utf8(*line + 1, "a record", contract.delivery.encoding));
                     }

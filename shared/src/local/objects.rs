@@ -125,9 +125,14 @@ impl ObjectStore for FsStore {
     }
 
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
-        // A hard link when on the same filesystem (spool -> lake): no bytes copied.
+        // A copy: the caller's file may change later, the stored object must not.
+        self.write_atomically(key, |tmp| std::fs::copy(path, tmp).map(|_| ()))
+    }
+
+    async fn put_owned_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
+        // The caller gives the file up (a spool file): a rename moves no bytes.
         self.write_atomically(key, |tmp| {
-            std::fs::hard_link(path, tmp).or_else(|_| std::fs::copy(path, tmp).map(|_| ()))
+            std::fs::rename(path, tmp).or_else(|_| std::fs::copy(path, tmp).map(|_| ()))
         })
     }
 

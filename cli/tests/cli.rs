@@ -1,0 +1,177 @@
+//! The `naerdata` command as a supplier and an operator use it.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn naerdata(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_naerdata"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+const HEADER: &str =
+    "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n";
+
+fn write(dir: &Path, rel: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+#[test]
+fn validate_prints_a_receipt_and_exits_by_outcome() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(
+        dir.path(),
+        "good.csv",
+        &format!(
+            "{HEADER}a;670385-4001;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n"
+        ),
+    );
+    let out = naerdata(
+        dir.path(),
+        &[
+            "validate",
+            "--dataset",
+            "almenpraksis.diagnose",
+            good.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let receipt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(receipt["outcome"], "ok");
+    assert_eq!(receipt["rows"]["accepted"], 1);
+
+    let bad = write(dir.path(), "bad.csv", "hello;world\n1;2\n");
+    let out = naerdata(
+        dir.path(),
+        &[
+            "validate",
+            "--dataset",
+            "almenpraksis.diagnose",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let receipt: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(receipt["outcome"], "rejected");
+    assert!(receipt["reason"].as_str().unwrap().contains("diagnosekode"));
+    // validate stores nothing
+    assert!(!dir.path().join("lake").exists());
+
+    let out = naerdata(
+        dir.path(),
+        &["validate", "--dataset", "nope.nope", bad.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown dataset"));
+}
+
+#[test]
+fn ingest_status_query_and_duplicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let body = format!(
+        "{HEADER}a;670385-4001;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n\
+         b;680385-4002;012345;R95;2026-03-01;kol;2026-03-02T10:00:00+01:00\n"
+    );
+    let f = write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-06-01/a.csv",
+        &body,
+    );
+    let out = naerdata(&home, &["ingest", f.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("accepted "), "{stdout}");
+
+    // The same content under another name is a duplicate.
+    let g = write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-06-02/a-copy.csv",
+        &body,
+    );
+    let out = naerdata(&home, &["ingest", g.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("duplicate "));
+
+    // A different file under an existing landing key is refused: raw files are immutable.
+    write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-06-01/a.csv",
+        &format!("{body}\n"),
+    );
+    let out = naerdata(&home, &["ingest", f.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("immutable"));
+
+    let out = naerdata(
+        &home,
+        &[
+            "query",
+            "SELECT count(*) AS n, count(DISTINCT person_id) AS p FROM almenpraksis_diagnose",
+        ],
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("| 2 | 2 |"), "{table}");
+
+    let out = naerdata(&home, &["status"]);
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(status.contains("deliveries: 2"), "{status}");
+    assert!(status.contains("duplicate"), "{status}");
+
+    let catalog = std::fs::read_to_string(home.join("lake/catalog.sql")).unwrap();
+    assert!(catalog.contains("CREATE OR REPLACE VIEW almenpraksis_diagnose"));
+}
+
+#[test]
+fn ingest_needs_a_dataset_it_can_tell() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "loose.csv", HEADER);
+    let out = naerdata(&dir.path().join("home"), &["ingest", f.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--dataset"));
+    let out = naerdata(
+        &dir.path().join("home"),
+        &[
+            "ingest",
+            "--dataset",
+            "almenpraksis.diagnose",
+            f.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn the_committed_reporting_guide_is_current() {
+    let out = Command::new(env!("CARGO_BIN_EXE_naerdata"))
+        .args(["contracts", "docs"])
+        .output()
+        .unwrap();
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/reporting-guide.md"
+    ))
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "docs/reporting-guide.md is stale: run `naerdata contracts docs --out docs/reporting-guide.md`"
+    );
+}
