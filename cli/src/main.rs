@@ -235,7 +235,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     contracts.ids().join(", ")
                 );
             };
-            return validate(contract, &file, date);
+            return validate(&contracts, contract, &file, date);
         }
         Command::Query { sql } => {
             let p = local()?;
@@ -288,6 +288,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// The supplier's pre-check: the same pass as the process step, without storing.
 fn validate(
+    registry: &Registry,
     contract: &naerdata::contract::Contract,
     file: &std::path::Path,
     date: Option<chrono::NaiveDate>,
@@ -299,6 +300,7 @@ fn validate(
     let mut k = vec![0u8; 32];
     getrandom_fill(&mut k)?;
     let report = process::run(
+        registry,
         contract,
         Box::new(f),
         RunOptions {

@@ -46,6 +46,34 @@ pub const BUILTIN: &[(&str, &str)] = &[
         "lpr.diagnose",
         include_str!("../../contracts/lpr.diagnose.yaml"),
     ),
+    (
+        "kommune.gateway",
+        include_str!("../../contracts/kommune.gateway.yaml"),
+    ),
+    (
+        "kommune.borger",
+        include_str!("../../contracts/kommune.borger.yaml"),
+    ),
+    (
+        "kommune.tilstand",
+        include_str!("../../contracts/kommune.tilstand.yaml"),
+    ),
+    (
+        "kommune.indsats",
+        include_str!("../../contracts/kommune.indsats.yaml"),
+    ),
+    (
+        "kommune.kontakt",
+        include_str!("../../contracts/kommune.kontakt.yaml"),
+    ),
+    (
+        "kommune.henvisning",
+        include_str!("../../contracts/kommune.henvisning.yaml"),
+    ),
+    (
+        "kommune.opfoelgning",
+        include_str!("../../contracts/kommune.opfoelgning.yaml"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -316,8 +344,18 @@ impl Encoding {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileFormat {
-    Csv { delimiter: u8 },
+    Csv {
+        delimiter: u8,
+    },
     Ndjson,
+    /// FHIR R4 Bundles (NDJSON, or one Bundle per file), fanned out to `tables`.
+    Fhir {
+        tables: Vec<String>,
+    },
+    /// Not delivered on its own: produced from the delivery contract `from`.
+    Derived {
+        from: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -641,7 +679,30 @@ fn parse_delivery(v: &Json) -> Result<Delivery, String> {
             FileFormat::Csv { delimiter: *b }
         }
         Some("ndjson") => FileFormat::Ndjson,
-        other => return Err(format!("format {other:?} must be csv or ndjson")),
+        Some("fhir") => {
+            let tables = get("tables")
+                .and_then(Json::as_array)
+                .ok_or("format fhir needs `tables`, the contracts its bundles fan out to")?
+                .iter()
+                .map(|t| {
+                    t.as_str()
+                        .map(str::to_string)
+                        .ok_or("tables must be contract ids")
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            FileFormat::Fhir { tables }
+        }
+        Some("derived") => FileFormat::Derived {
+            from: get("from")
+                .and_then(Json::as_str)
+                .ok_or("format derived needs `from`, the delivery contract")?
+                .to_string(),
+        },
+        other => {
+            return Err(format!(
+                "format {other:?} must be csv, ndjson, fhir or derived"
+            ));
+        }
     };
     let encoding = match get("encoding").and_then(Json::as_str).unwrap_or("utf-8") {
         e if e.eq_ignore_ascii_case("utf-8") => Encoding::Utf8,
@@ -692,7 +753,36 @@ impl Registry {
             assert_eq!(&c.id, id, "contract file name and id disagree");
             r.insert(c);
         }
+        r.check_links()
+            .unwrap_or_else(|e| panic!("built-in contracts: {e}"));
         r
+    }
+
+    /// Every fan-out table and every `derived from` names a known contract.
+    pub fn check_links(&self) -> Result<(), String> {
+        for c in self.iter() {
+            let linked: Vec<&String> = match &c.delivery.format {
+                FileFormat::Fhir { tables } => tables.iter().collect(),
+                FileFormat::Derived { from } => vec![from],
+                _ => Vec::new(),
+            };
+            if let Some(missing) = linked.into_iter().find(|id| self.get(id).is_none()) {
+                return Err(format!(
+                    "{} refers to {missing}, which has no contract",
+                    c.id
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The contracts of the tables a delivery contract writes: itself, then its fan-out.
+    pub fn tables_of<'a>(&'a self, c: &'a Contract) -> Vec<&'a Contract> {
+        let mut out = vec![c];
+        if let FileFormat::Fhir { tables } = &c.delivery.format {
+            out.extend(tables.iter().filter_map(|t| self.get(t)));
+        }
+        out
     }
 
     /// Every `*.yaml` in a directory.

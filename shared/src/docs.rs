@@ -64,11 +64,23 @@ fn dataset(s: &mut String, c: &Contract) {
         }
     }
     let d = &c.delivery;
-    let format = match d.format {
+    let format = match &d.format {
         FileFormat::Csv { delimiter } => {
-            format!("CSV with a header row, delimiter `{}`", delimiter as char)
+            format!("CSV with a header row, delimiter `{}`", *delimiter as char)
         }
         FileFormat::Ndjson => "NDJSON (one JSON object per line)".into(),
+        FileFormat::Fhir { tables } => format!(
+            "FHIR R4 Bundles of type collection, one per line (NDJSON), or one Bundle per file; \
+             see docs/kl-gateway-input.md. Each bundle fans out to {}",
+            tables
+                .iter()
+                .map(|t| format!("`{t}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        FileFormat::Derived { from } => {
+            format!("not delivered on its own: flattened from `{from}` deliveries")
+        }
     };
     let encoding = match d.encoding {
         Encoding::Utf8 => "UTF-8 (a BOM is allowed; other encodings are rejected)".to_string(),

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod contract;
 pub mod cpr;
 pub mod docs;
+pub mod fhir;
 pub mod generate;
 pub mod lake;
 pub mod ledger;

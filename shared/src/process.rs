@@ -15,7 +15,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::contract::Contract;
+use crate::contract::{Contract, FileFormat, Registry};
 use crate::lake::{PartitionedWriter, SpooledFile};
 use crate::ledger::{Delivery, DeliveryState, Outcome};
 use crate::platform::{Platform, StepError};
@@ -42,6 +42,8 @@ pub struct Report {
     pub files: Vec<SpooledFile>,
     /// All problems as NDJSON, when there were any and a spool was given.
     pub quarantine_file: Option<PathBuf>,
+    /// Rows written per lake table (a FHIR delivery fans out to several).
+    pub tables: BTreeMap<String, u64>,
 }
 
 impl Report {
@@ -103,6 +105,11 @@ impl Report {
             problems_total: self.problems_total,
             problems_by_rule: self.problems_by_rule.clone(),
             ignored_columns: self.ignored_columns.clone(),
+            tables: if outcome == ReceiptOutcome::Rejected {
+                BTreeMap::new()
+            } else {
+                self.tables.clone()
+            },
             quarantine: None,
             duplicate_of: None,
         }
@@ -135,23 +142,92 @@ pub enum RunError {
     Quarantine(std::io::Error),
 }
 
+/// Collects a delivery's problems: all of them into the quarantine spool (NDJSON),
+/// the first [`MAX_PROBLEMS`] into the report, counts by rule.
+pub(crate) struct ProblemSink {
+    quarantine: Option<(PathBuf, BufWriter<std::fs::File>)>,
+}
+
+impl ProblemSink {
+    pub(crate) fn new(spool: Option<&Path>) -> Result<Self, RunError> {
+        let quarantine = match spool {
+            Some(dir) => {
+                let path = dir.join("quarantine.ndjson");
+                let f = std::fs::File::create(&path).map_err(RunError::Quarantine)?;
+                Some((path, BufWriter::new(f)))
+            }
+            None => None,
+        };
+        Ok(ProblemSink { quarantine })
+    }
+
+    pub(crate) fn take(
+        &mut self,
+        report: &mut Report,
+        problems: &mut Vec<Problem>,
+    ) -> Result<(), RunError> {
+        for p in problems.drain(..) {
+            report.problems_total += 1;
+            *report
+                .problems_by_rule
+                .entry(p.rule.to_string())
+                .or_default() += 1;
+            if let Some((_, q)) = self.quarantine.as_mut() {
+                serde_json::to_writer(&mut *q, &ReceiptProblem::from(&p))
+                    .map_err(|e| RunError::Quarantine(e.into()))?;
+                q.write_all(b"\n").map_err(RunError::Quarantine)?;
+            }
+            if report.problems.len() < MAX_PROBLEMS {
+                report.problems.push(p);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn finish(self, report: &mut Report) -> Result<(), RunError> {
+        if let Some((path, mut q)) = self.quarantine {
+            q.flush().map_err(RunError::Quarantine)?;
+            if report.problems_total > 0 {
+                report.quarantine_file = Some(path);
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One streaming pass over a delivery. Structural problems end up in the report;
 /// only internal failures (disk, Parquet) are errors.
 pub fn run(
+    registry: &Registry,
+    contract: &Contract,
+    raw: Box<dyn Read + Send>,
+    opts: RunOptions,
+) -> Result<Report, RunError> {
+    match &contract.delivery.format {
+        FileFormat::Fhir { .. } => crate::fhir::run(registry, contract, raw, opts),
+        FileFormat::Derived { from } => Ok(Report {
+            structural: Some(StructuralError::new(
+                "derived_dataset",
+                format!(
+                    "{} is produced from {from} deliveries and is not delivered on its own; send {from} instead",
+                    contract.id
+                ),
+            )),
+            ..Report::default()
+        }),
+        FileFormat::Csv { .. } | FileFormat::Ndjson => run_rows(contract, raw, opts),
+    }
+}
+
+/// CSV or flat NDJSON: one record is one row of one table.
+fn run_rows(
     contract: &Contract,
     raw: Box<dyn Read + Send>,
     opts: RunOptions,
 ) -> Result<Report, RunError> {
     let mut report = Report::default();
     let received_micros = opts.received_at.timestamp_micros();
-    let mut quarantine = match opts.spool {
-        Some(dir) => {
-            let path = dir.join("quarantine.ndjson");
-            let f = std::fs::File::create(&path).map_err(RunError::Quarantine)?;
-            Some((path, BufWriter::new(f)))
-        }
-        None => None,
-    };
+    let mut sink = ProblemSink::new(opts.spool)?;
     let key_version = opts.pseudonymiser.key_version();
     let mut writer = opts.spool.map(|dir| {
         PartitionedWriter::new(
@@ -198,48 +274,37 @@ pub fn run(
                 break;
             }
         };
-        report.rows.read += 1;
-        match verdict {
-            Verdict::Accepted => report.rows.accepted += 1,
-            Verdict::AcceptedWithWarnings => {
-                report.rows.accepted += 1;
-                report.rows.with_warnings += 1;
-            }
-            Verdict::Rejected => report.rows.rejected += 1,
-        }
+        report.count(verdict);
         if verdict != Verdict::Rejected {
             if let Some(w) = writer.as_mut() {
                 w.append(&reader.row, &validator)?;
             }
         }
         if !problems.is_empty() {
-            for p in problems.drain(..) {
-                report.problems_total += 1;
-                *report
-                    .problems_by_rule
-                    .entry(p.rule.to_string())
-                    .or_default() += 1;
-                if let Some((_, q)) = quarantine.as_mut() {
-                    serde_json::to_writer(&mut *q, &ReceiptProblem::from(&p))
-                        .map_err(|e| RunError::Quarantine(e.into()))?;
-                    q.write_all(b"\n").map_err(RunError::Quarantine)?;
-                }
-                if report.problems.len() < MAX_PROBLEMS {
-                    report.problems.push(p);
-                }
-            }
+            sink.take(&mut report, &mut problems)?;
         }
     }
     if let Some(w) = writer {
         report.files = w.finish()?;
     }
-    if let Some((path, mut q)) = quarantine {
-        q.flush().map_err(RunError::Quarantine)?;
-        if report.problems_total > 0 {
-            report.quarantine_file = Some(path);
+    report.tables.insert(contract.table(), report.rows.accepted);
+    sink.finish(&mut report)?;
+    Ok(report)
+}
+
+impl Report {
+    /// Counts one unit of acceptance (a row, or a bundle).
+    pub(crate) fn count(&mut self, verdict: Verdict) {
+        self.rows.read += 1;
+        match verdict {
+            Verdict::Accepted => self.rows.accepted += 1,
+            Verdict::AcceptedWithWarnings => {
+                self.rows.accepted += 1;
+                self.rows.with_warnings += 1;
+            }
+            Verdict::Rejected => self.rows.rejected += 1,
         }
     }
-    Ok(report)
 }
 
 /// Where the quarantine record of a delivery lives in the quarantine store.
@@ -342,11 +407,13 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
         })?;
     let report = {
         let contract = contract.clone();
+        let registry = p.contracts.clone();
         let id = d.delivery_id.clone();
         let (date, received_at) = (d.delivery_date, d.received_at);
         let dir = spool.path().to_path_buf();
         tokio::task::spawn_blocking(move || {
             run(
+                &registry,
                 &contract,
                 raw,
                 RunOptions {
@@ -454,6 +521,7 @@ mod tests {
         let registry = Registry::builtin();
         let c = registry.get(dataset).unwrap();
         run(
+            &registry,
             c,
             Box::new(std::io::Cursor::new(bytes)),
             RunOptions {
@@ -571,6 +639,7 @@ mod tests {
         let mut c = registry.get("almenpraksis.diagnose").unwrap().clone();
         c.delivery.max_decompressed_bytes = 20;
         let r = run(
+            &registry,
             &c,
             Box::new(std::io::Cursor::new(bytes)),
             RunOptions {

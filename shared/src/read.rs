@@ -117,6 +117,27 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row whose fields are given in contract order (FHIR flattening builds these).
+    pub fn with_fields(n: usize) -> Self {
+        Row {
+            line: 0,
+            record: csv::StringRecord::with_capacity(256, n),
+            map: (0..n).map(Some).collect(),
+            width: n,
+            expected_width: n,
+        }
+    }
+
+    /// Replaces the values (in contract order).
+    pub fn fill<'a>(&mut self, line: u64, values: impl IntoIterator<Item = &'a str>) {
+        self.record.clear();
+        for v in values {
+            self.record.push_field(v);
+        }
+        self.line = line;
+        self.width = self.record.len();
+    }
+
     /// The raw text of contract field `i`; `None` when the column is absent.
     pub fn get(&self, i: usize) -> Option<&str> {
         self.map[i].and_then(|p| self.record.get(p))
@@ -161,6 +182,10 @@ impl RecordReader {
     pub fn open(input: Box<dyn Read + Send>, contract: &Contract) -> Result<Self, StructuralError> {
         match contract.delivery.format {
             FileFormat::Csv { delimiter } => Self::open_csv(input, contract, delimiter),
+            FileFormat::Fhir { .. } | FileFormat::Derived { .. } => Err(StructuralError::new(
+                "format",
+                format!("{} deliveries are not read as flat records", contract.id),
+            )),
             FileFormat::Ndjson => {
                 let names = contract.fields.iter().map(|f| f.name.clone()).collect();
                 Ok(RecordReader {

@@ -103,6 +103,9 @@ pub struct Receipt {
     pub problems_by_rule: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub ignored_columns: Vec<String>,
+    /// Rows written per lake table.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub tables: BTreeMap<String, u64>,
     /// Where the full list of row problems is kept (pointers into the raw file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<String>,

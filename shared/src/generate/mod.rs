@@ -16,8 +16,10 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub mod gateway;
+
 /// The 98 municipalities (kommunekode, name, regionskode, region).
-pub const KOMMUNER_CSV: &str = include_str!("../../reference/kommuner.csv");
+pub const KOMMUNER_CSV: &str = include_str!("../../../reference/kommuner.csv");
 
 #[derive(Debug, Clone)]
 pub struct Kommune {
@@ -325,9 +327,13 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
         format!("{prefix}-{next_id:09}")
     };
     let mut lpr_contact = 100_000_000u64;
+    let kommuner = kommuner();
+    let mut gw = gateway::Gateway::new(opts.seed, opts.defects);
 
     for d in 0..opts.days {
         let day = opts.start + Duration::days(d as i64);
+        // LPR contacts that ended today: §140 rehabilitation may follow.
+        let mut discharges: Vec<(usize, String)> = Vec::new();
         let file = |source: &str, dataset: &str| {
             opts.out
                 .join(source)
@@ -602,7 +608,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 ("dato_start", Defect::ImpossibleDate),
             ],
         );
-        for p in &people {
+        for (pi, p) in people.iter().enumerate() {
             let chance = if p.areas.is_empty() { 0.002 } else { 0.008 };
             if !rng.random_bool(chance) {
                 continue;
@@ -619,6 +625,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
             let end = if end > day {
                 String::new()
             } else {
+                discharges.push((pi, main.to_string()));
                 end.to_string()
             };
             let key = lpr_contact.to_string();
@@ -688,8 +695,42 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
             rows: ld.write(&file("lpr", "diagnose"), false)?,
             path: file("lpr", "diagnose"),
         });
+
+        // kommune.gateway: the day's delivery reports.
+        let bundles = gw.day(day, &people, &kommuner, &discharges);
+        let path = opts
+            .out
+            .join("kommune/gateway")
+            .join(day.to_string())
+            .join(format!("kommune-gateway-{day}.ndjson"));
+        out.push(Generated {
+            dataset: "kommune.gateway".into(),
+            rows: gateway::write_ndjson(&path, &bundles)?,
+            path,
+        });
     }
     Ok(out)
+}
+
+/// One large `kommune.gateway` delivery for the benchmark: `bundles` citizens whose
+/// care starts the same day.
+pub fn bench_gateway_file(path: &Path, bundles: usize, seed: u64) -> std::io::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let people: Vec<Person> = population(&mut rng, bundles)
+        .into_iter()
+        .map(|mut p| {
+            // Old enough for home care.
+            p.birth =
+                NaiveDate::from_ymd_opt(1940, 1 + (p.birth.ordinal() % 12), 1).expect("a date");
+            let female = p.female;
+            p.cpr = synthetic_cpr(&mut rng, p.birth, female);
+            p
+        })
+        .collect();
+    let mut gw = gateway::Gateway::new(seed, 0.0);
+    let day = NaiveDate::from_ymd_opt(2026, 10, 1).expect("a date");
+    let b = gw.day_all_start(day, &people, &kommuner());
+    gateway::write_ndjson(path, &b).map(|_| ())
 }
 
 /// One large `almenpraksis.diagnose` delivery for the benchmark, streamed to disk.

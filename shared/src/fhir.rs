@@ -1,0 +1,1166 @@
+//! KL Gateway deliveries: FHIR R4 Bundles -> the municipal lake tables.
+//!
+//! A bundle (one delivery report per citizen per day) is the unit of acceptance, as a
+//! row is in CSV: it is checked as a whole (one Patient with one CPR, a municipality
+//! SOR code, `meta.lastUpdated` everywhere, FSIII codes, severity, periods, cancel
+//! reasons, references that resolve inside the bundle), then flattened into one row
+//! per resource, each checked again by its table's contract. If anything in a bundle
+//! fails, none of its rows are written. Problems carry the bundle's line, its id and a
+//! FHIRPath-like location, never the CPR.
+//!
+//! Bundle shape and code systems: docs/kl-gateway-input.md.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::sync::OnceLock;
+
+use chrono::DateTime;
+use serde_json::Value;
+
+use crate::contract::{Contract, Registry};
+use crate::lake::PartitionedWriter;
+use crate::process::{ProblemSink, Report, RunError, RunOptions};
+use crate::read::{self, Row, StructuralError};
+use crate::validate::{Problem, Severity, Validator, Verdict};
+
+/// CPR identifier system.
+pub const CPR_SYSTEM: &str = "urn:oid:1.2.208.176.1.2";
+/// SOR identifier system (the municipality as managing organisation).
+pub const SOR_SYSTEM: &str = "urn:oid:1.2.208.176.1.1";
+/// FSIII, as the first gateway guide named it and as the current guides do.
+pub const FSIII_SYSTEMS: &[&str] = &[
+    "urn:oid:1.2.208.176.2.21",
+    "http://kl.dk/fhir/common/caresocial/CodeSystem/FSIII",
+];
+/// Locally defined level-3 interventions (current and older guides).
+pub const LOCAL_SYSTEMS: &[&str] = &[
+    "http://fhir.kl.dk/gateway/CodeSystem/LocallyDefinedInterventions",
+    "http://gateway.kl.dk/1.0/CodeSystem/LocallyDefinedInterventions",
+];
+/// SKS diagnoses (dk-core SKS-D slice) and ICPC-2, for referral diagnoses.
+pub const SKS_SYSTEM: &str = "urn:oid:1.2.208.176.2.4.12";
+pub const ICPC2_SYSTEM: &str = "urn:oid:1.2.208.176.2.31";
+/// The hospital discharge date a §140 referral follows ("anledningUdskrivningsdato").
+pub const DISCHARGE_EXTENSION: &str =
+    "http://fhir.kl.dk/rehab/StructureDefinition/PreconditionDate";
+/// SNOMED CT code of the follow-up observation; other Observations are not stored.
+pub const FOLLOW_UP_CODE: &str = "712744002";
+/// ServiceRequest.code: the service, and so the legal basis, of a referral.
+pub const REFERRAL_SERVICES: &[(&str, &str)] = &[
+    ("a71921ea-fe83-441d-933b-cc21d0b3c8c3", "§119"),
+    ("7fc66c15-0cb3-4c89-9e18-f3a01e6a6592", "§140"),
+];
+/// §140 referral categories (GGOP type).
+pub const REFERRAL_CATEGORIES: &[(&str, &str)] = &[
+    ("ffd81f78-352e-4589-a195-5350dd1df2a4", "almen"),
+    ("8b962281-2ab6-4b10-9c91-4bac592d6d49", "basal"),
+    ("b679c454-2da2-46dd-9425-0e52d4aa2bf3", "avanceret"),
+    ("0c8e2bfc-1350-45d1-90da-c07e2645d073", "specialiseret"),
+    ("83c89857-8fb8-4163-97b1-eb1a56345c29", "rehabilitering"),
+];
+/// Categories of §119/§140 pathway CarePlans (indsatsforløb), by legal basis.
+pub const PATHWAY_CATEGORIES: &[(&str, &str)] = &[
+    ("9791e55a-656f-47eb-8fd5-c4a06b0a4662", "§119"),
+    ("5c160c02-e858-4c1f-925a-71ed64844749", "§119"),
+    ("4863001e-14c7-4be8-a2da-e4f21a4b6ac4", "§140"),
+    ("f15b2663-94d9-4d0c-a5de-d8bd8e1e4ebb", "§140"),
+];
+
+fn lookup(table: &[(&str, &'static str)], code: &str) -> Option<&'static str> {
+    table.iter().find(|(c, _)| *c == code).map(|(_, v)| *v)
+}
+
+/// Reference data compiled into the binary (see `reference/`).
+pub const SOR_KOMMUNE_CSV: &str = include_str!("../../reference/sor-kommune.csv");
+pub const FSIII_CSV: &str = include_str!("../../reference/fsiii.csv");
+pub const CATALOGUE_CSV: &str = include_str!("../../reference/catalogue-119-140.csv");
+
+/// What a code means for us.
+#[derive(Debug, Clone)]
+pub struct CodeInfo {
+    /// FSIII group letter (`J`, `I`, `G`, `H`, `E`, `B`), or `C` for a §119/§140 catalogue entry.
+    pub group: char,
+    /// Legal basis, for interventions.
+    pub paragraph: Option<String>,
+    /// The old-style code (`J1.1`) when known, so both spellings land the same.
+    pub code: String,
+}
+
+/// SOR -> municipality, and the FSIII and §119/§140 code lists (old codes and UUIDs).
+pub struct GatewayReference {
+    pub sor: HashMap<String, String>,
+    pub codes: HashMap<String, CodeInfo>,
+}
+
+fn csv_rows(text: &str) -> impl Iterator<Item = HashMap<String, String>> + '_ {
+    let mut r = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let header: Vec<String> = r
+        .headers()
+        .expect("reference csv header")
+        .iter()
+        .map(str::to_string)
+        .collect();
+    r.into_records().map(move |rec| {
+        let rec = rec.expect("reference csv row");
+        header
+            .iter()
+            .cloned()
+            .zip(rec.iter().map(str::to_string))
+            .collect()
+    })
+}
+
+impl GatewayReference {
+    pub fn builtin() -> &'static GatewayReference {
+        static R: OnceLock<GatewayReference> = OnceLock::new();
+        R.get_or_init(|| {
+            let sor = csv_rows(SOR_KOMMUNE_CSV)
+                .map(|r| (r["sor_code"].clone(), format!("{:0>3}", r["kommunekode"])))
+                .collect();
+            let mut codes = HashMap::new();
+            for r in csv_rows(FSIII_CSV) {
+                let group = r["group"].chars().next().unwrap_or('?');
+                let paragraph = Some(r["paragraph"].clone()).filter(|p| !p.is_empty());
+                let code = if r["code"].is_empty() {
+                    r["uuid"].clone()
+                } else {
+                    r["code"].clone()
+                };
+                let info = CodeInfo {
+                    group,
+                    paragraph,
+                    code,
+                };
+                for key in [&r["code"], &r["uuid"]] {
+                    if !key.is_empty() {
+                        codes.insert(key.clone(), info.clone());
+                    }
+                }
+            }
+            for r in csv_rows(CATALOGUE_CSV) {
+                codes.insert(
+                    r["code"].clone(),
+                    CodeInfo {
+                        group: 'C',
+                        paragraph: Some(r["paragraph"].clone()),
+                        code: r["code"].clone(),
+                    },
+                );
+            }
+            GatewayReference { sor, codes }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Small JSON helpers.
+
+fn get<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
+    path.iter().try_fold(v, |v, k| v.get(k))
+}
+
+fn text<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    get(v, path).and_then(Value::as_str)
+}
+
+/// `(system, code)` of every coding of a CodeableConcept.
+fn codings(cc: Option<&Value>) -> Vec<(&str, &str)> {
+    cc.and_then(|c| c.get("coding"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| Some((c.get("system")?.as_str()?, c.get("code")?.as_str()?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn first_code<'a>(cc: Option<&'a Value>) -> Option<&'a str> {
+    codings(cc).first().map(|(_, c)| *c)
+}
+
+/// The date part of a FHIR date or dateTime, if it is a real date.
+fn date_part(s: &str) -> Option<String> {
+    let d = s.get(..10)?;
+    chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()?;
+    Some(d.to_string())
+}
+
+fn id_of_reference(r: &str) -> &str {
+    r.rsplit('/').next().unwrap_or(r)
+}
+
+// ---------------------------------------------------------------------------
+// One bundle.
+
+/// A table row flattened from a resource: `(table contract id, (column, value)...)`.
+pub struct FlatRow {
+    pub table: &'static str,
+    pub values: Vec<(&'static str, String)>,
+}
+
+struct Check<'a> {
+    line: u64,
+    bundle_id: String,
+    problems: &'a mut Vec<Problem>,
+    failed: bool,
+}
+
+impl Check<'_> {
+    fn fail(&mut self, location: String, rule: &'static str, message: impl Into<String>) {
+        self.failed = true;
+        self.problems.push(Problem {
+            line: self.line,
+            column: Some(location),
+            rule,
+            severity: Severity::Error,
+            message: format!("bundle {}: {}", self.bundle_id, message.into()),
+        });
+    }
+}
+
+/// Checks one bundle and flattens it. Returns `None` (with problems) when rejected.
+/// The CPR is returned separately so it can be put into each row in memory only.
+pub fn flatten_bundle(
+    line: u64,
+    bundle: &Value,
+    refs: &GatewayReference,
+    problems: &mut Vec<Problem>,
+) -> Option<(String, Vec<FlatRow>)> {
+    let bundle_id = text(bundle, &["id"]).unwrap_or("(no id)");
+    let mut ck = Check {
+        line,
+        bundle_id: crate::validate::shown(bundle_id)
+            .trim_matches('"')
+            .to_string(),
+        problems,
+        failed: false,
+    };
+    if text(bundle, &["resourceType"]) != Some("Bundle")
+        || text(bundle, &["type"]) != Some("collection")
+    {
+        ck.fail(
+            "Bundle".into(),
+            "bundle_type",
+            "expected a Bundle of type collection",
+        );
+        return None;
+    }
+    if text(bundle, &["id"]).is_none() {
+        ck.fail("Bundle.id".into(), "required", "the bundle has no id");
+    }
+    let entries = bundle
+        .get("entry")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if entries.is_empty() {
+        ck.fail(
+            "Bundle.entry".into(),
+            "required",
+            "the bundle has no entries",
+        );
+        return None;
+    }
+
+    // What references may point at: fullUrl, and ResourceType/id (also as the
+    // suffix of an absolute fullUrl).
+    let mut by_ref: HashMap<String, &Value> = HashMap::new();
+    for e in &entries {
+        let Some(res) = e.get("resource") else {
+            continue;
+        };
+        if let Some(u) = text(e, &["fullUrl"]) {
+            by_ref.insert(u.to_string(), res);
+        }
+        if let (Some(t), Some(id)) = (text(res, &["resourceType"]), text(res, &["id"])) {
+            by_ref.insert(format!("{t}/{id}"), res);
+        }
+    }
+
+    // The citizen.
+    let patients: Vec<usize> = entries
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| text(e, &["resource", "resourceType"]) == Some("Patient"))
+        .map(|(i, _)| i)
+        .collect();
+    if patients.len() != 1 {
+        ck.fail(
+            "Bundle.entry.resource.ofType(Patient)".into(),
+            "patient_count",
+            format!(
+                "{} Patient resources; exactly one citizen per bundle is required",
+                patients.len()
+            ),
+        );
+        return None;
+    }
+    let pi = patients[0];
+    let patient = &entries[pi]["resource"];
+    let cprs: Vec<&str> = patient
+        .get("identifier")
+        .and_then(Value::as_array)
+        .map(|ids| {
+            ids.iter()
+                .filter(|i| text(i, &["system"]) == Some(CPR_SYSTEM))
+                .filter_map(|i| text(i, &["value"]))
+                .collect()
+        })
+        .unwrap_or_default();
+    if cprs.len() != 1 {
+        ck.fail(
+            format!("Bundle.entry[{pi}].resource.identifier"),
+            "cpr_count",
+            format!(
+                "the Patient has {} CPR identifiers ({CPR_SYSTEM}); exactly one is required",
+                cprs.len()
+            ),
+        );
+        return None;
+    }
+    let cpr = cprs[0].to_string();
+    let sor = text(patient, &["managingOrganization", "identifier", "value"]).filter(|_| {
+        text(patient, &["managingOrganization", "identifier", "system"]) == Some(SOR_SYSTEM)
+    });
+    let kommune = match sor {
+        None => {
+            ck.fail(
+                format!("Bundle.entry[{pi}].resource.managingOrganization.identifier"),
+                "municipality",
+                format!("the Patient has no managing organisation SOR code ({SOR_SYSTEM})"),
+            );
+            String::new()
+        }
+        Some(s) => match refs.sor.get(s) {
+            Some(k) => k.clone(),
+            None => {
+                ck.fail(
+                    format!("Bundle.entry[{pi}].resource.managingOrganization.identifier.value"),
+                    "municipality",
+                    format!(
+                        "SOR code {} is not a known municipality",
+                        crate::validate::shown(s)
+                    ),
+                );
+                String::new()
+            }
+        },
+    };
+    let sor = sor.unwrap_or("").to_string();
+
+    let mut rows = Vec::new();
+    let mut newest = String::new();
+    for (i, e) in entries.iter().enumerate() {
+        let at = format!("Bundle.entry[{i}].resource");
+        let Some(r) = e.get("resource") else {
+            ck.fail(
+                format!("Bundle.entry[{i}]"),
+                "required",
+                "an entry without a resource",
+            );
+            continue;
+        };
+        let kind = text(r, &["resourceType"]).unwrap_or("");
+        let Some(id) = text(r, &["id"]) else {
+            ck.fail(
+                format!("{at}.id"),
+                "required",
+                format!("the {kind} has no id"),
+            );
+            continue;
+        };
+        let last_updated = match text(r, &["meta", "lastUpdated"]) {
+            Some(t) if DateTime::parse_from_rfc3339(t).is_ok() => t.to_string(),
+            Some(_) => {
+                ck.fail(
+                    format!("{at}.meta.lastUpdated"),
+                    "last_updated",
+                    "not an instant with offset",
+                );
+                continue;
+            }
+            None => {
+                ck.fail(
+                    format!("{at}.meta.lastUpdated"),
+                    "last_updated",
+                    format!("the {kind} has no meta.lastUpdated"),
+                );
+                continue;
+            }
+        };
+        if last_updated > newest {
+            newest.clone_from(&last_updated);
+        }
+        check_references(r, &at, &by_ref, &mut ck);
+        let updated_day = last_updated[..10].to_string();
+        let common = |mut v: Vec<(&'static str, String)>, eie: bool| {
+            v.extend([
+                ("resource_id", id.to_string()),
+                ("kommunekode", kommune.clone()),
+                ("last_updated", last_updated.clone()),
+                ("entered_in_error", eie.to_string()),
+            ]);
+            v
+        };
+        let row = match kind {
+            "Patient" => {
+                let death = text(r, &["deceasedDateTime"]).and_then(date_part);
+                let dead = death.is_some()
+                    || get(r, &["deceasedBoolean"]).and_then(Value::as_bool) == Some(true);
+                Some(FlatRow {
+                    table: "kommune.borger",
+                    values: common(
+                        vec![
+                            ("sor_kode", sor.clone()),
+                            ("rapportdato", updated_day.clone()),
+                            ("afdoed", dead.to_string()),
+                            ("doedsdato", death.unwrap_or_default()),
+                        ],
+                        false,
+                    ),
+                })
+            }
+            "Condition" => condition(r, &at, refs, &mut ck).flatten().map(|mut v| {
+                let eie = first_code(r.get("verificationStatus")) == Some("entered-in-error");
+                if v.iter().all(|(k, _)| *k != "startdato") {
+                    v.push(("startdato", updated_day.clone()));
+                }
+                FlatRow {
+                    table: "kommune.tilstand",
+                    values: common(v, eie),
+                }
+            }),
+            "CarePlan" | "Procedure" => intervention(r, kind, &at, refs, &mut ck).map(|v| {
+                let eie = text(r, &["status"]) == Some("entered-in-error");
+                FlatRow {
+                    table: "kommune.indsats",
+                    values: common(v, eie),
+                }
+            }),
+            "Encounter" => {
+                let start = text(r, &["period", "start"]).and_then(date_part);
+                if start.is_none() {
+                    ck.fail(
+                        format!("{at}.period.start"),
+                        "period_start",
+                        "an encounter needs period.start",
+                    );
+                }
+                start.map(|start| FlatRow {
+                    table: "kommune.kontakt",
+                    values: common(
+                        vec![
+                            (
+                                "klasse",
+                                text(r, &["class", "code"]).unwrap_or("").to_string(),
+                            ),
+                            (
+                                "kontakttype",
+                                r.get("type")
+                                    .and_then(|t| t.get(0))
+                                    .and_then(|t| first_code(Some(t)))
+                                    .unwrap_or("")
+                                    .to_string(),
+                            ),
+                            ("status", text(r, &["status"]).unwrap_or("").to_string()),
+                            ("startdato", start),
+                            (
+                                "slutdato",
+                                text(r, &["period", "end"])
+                                    .and_then(date_part)
+                                    .unwrap_or_default(),
+                            ),
+                        ],
+                        text(r, &["status"]) == Some("entered-in-error"),
+                    ),
+                })
+            }
+            "ServiceRequest" => referral(r, &at, &by_ref, &mut ck).map(|v| FlatRow {
+                table: "kommune.henvisning",
+                values: common(v, text(r, &["status"]) == Some("entered-in-error")),
+            }),
+            "Observation" => follow_up(r, &at, refs, &mut ck).flatten().map(|v| FlatRow {
+                table: "kommune.opfoelgning",
+                values: common(v, text(r, &["status"]) == Some("entered-in-error")),
+            }),
+            // The delivery report itself, goals and other resources carry nothing we store.
+            _ => None,
+        };
+        rows.extend(row);
+    }
+    if ck.failed {
+        return None;
+    }
+    let reported = text(bundle, &["timestamp"])
+        .filter(|t| DateTime::parse_from_rfc3339(t).is_ok())
+        .map_or(newest, str::to_string);
+    rows.push(FlatRow {
+        table: "kommune.gateway",
+        values: vec![
+            ("bundle_id", text(bundle, &["id"]).unwrap_or("").to_string()),
+            ("kommunekode", kommune),
+            ("sor_kode", sor),
+            (
+                "rapportdato",
+                reported[..10.min(reported.len())].to_string(),
+            ),
+            ("ressourcer", entries.len().to_string()),
+            ("rapporteret", reported),
+        ],
+    });
+    Some((cpr, rows))
+}
+
+/// Every `reference` anywhere in a resource must resolve inside the bundle.
+fn check_references(v: &Value, at: &str, targets: &HashMap<String, &Value>, ck: &mut Check) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k == "reference" {
+                    if let Some(r) = x.as_str() {
+                        let suffix = r.rsplitn(3, '/').take(2).collect::<Vec<_>>();
+                        let short =
+                            (suffix.len() == 2).then(|| format!("{}/{}", suffix[1], suffix[0]));
+                        if !targets.contains_key(r)
+                            && !short.is_some_and(|s| targets.contains_key(&s))
+                        {
+                            ck.fail(
+                                format!("{at}.reference"),
+                                "reference",
+                                format!(
+                                    "the reference {} does not resolve to an entry of the bundle",
+                                    crate::validate::shown(r)
+                                ),
+                            );
+                        }
+                    }
+                } else {
+                    check_references(x, &format!("{at}.{k}"), targets, ck);
+                }
+            }
+        }
+        Value::Array(a) => {
+            for (i, x) in a.iter().enumerate() {
+                check_references(x, &format!("{at}[{i}]"), targets, ck);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The FSIII (or catalogue) code of a CodeableConcept, checked against the lists.
+fn fsiii<'r>(
+    cc: Option<&Value>,
+    at: &str,
+    groups: &[char],
+    refs: &'r GatewayReference,
+    ck: &mut Check,
+) -> Option<&'r CodeInfo> {
+    let found = codings(cc)
+        .into_iter()
+        .find(|(s, _)| FSIII_SYSTEMS.contains(s));
+    let Some((_, code)) = found else {
+        ck.fail(
+            at.to_string(),
+            "code",
+            format!("no FSIII coding ({})", FSIII_SYSTEMS[1]),
+        );
+        return None;
+    };
+    match refs.codes.get(code) {
+        Some(info) if groups.contains(&info.group) => Some(info),
+        Some(info) => {
+            ck.fail(
+                at.to_string(),
+                "code",
+                format!(
+                    "FSIII code {code} is in group {}, expected one of {groups:?}",
+                    info.group
+                ),
+            );
+            None
+        }
+        None => {
+            ck.fail(
+                at.to_string(),
+                "code",
+                format!(
+                    "{} is not an FSIII code in the code list",
+                    crate::validate::shown(code)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A Condition: an FSIII care condition (a `kommune.tilstand` row), or the focus of
+/// a referral (SKS/ICPC-2 coded: no row, its code is read through the referral).
+fn condition(
+    r: &Value,
+    at: &str,
+    refs: &GatewayReference,
+    ck: &mut Check,
+) -> Option<Option<Vec<(&'static str, String)>>> {
+    if referral_diagnosis(r).is_some() {
+        return Some(None);
+    }
+    let info = fsiii(
+        r.get("code"),
+        &format!("{at}.code"),
+        &['J', 'I', 'C'],
+        refs,
+        ck,
+    )?;
+    let omraade = match (info.group, info.paragraph.as_deref()) {
+        ('J', _) => "home_care",
+        ('I', _) => "nursing",
+        (_, Some("§140")) => "rehabilitation",
+        _ => "prevention",
+    };
+    // Severity (B1-B5) is required on home-care conditions and forbidden elsewhere.
+    let severity = match (r.get("severity"), info.group) {
+        (None, 'J') => {
+            ck.fail(
+                format!("{at}.severity"),
+                "severity",
+                format!(
+                    "a home-care condition ({}) needs a severity (B1-B5)",
+                    info.code
+                ),
+            );
+            return None;
+        }
+        (None, _) => String::new(),
+        (Some(_), g) if g != 'J' => {
+            ck.fail(
+                format!("{at}.severity"),
+                "severity",
+                format!(
+                    "a {omraade} condition ({}) must not carry a severity",
+                    info.code
+                ),
+            );
+            return None;
+        }
+        (Some(s), _) => fsiii(Some(s), &format!("{at}.severity"), &['B'], refs, ck)?
+            .code
+            .clone(),
+    };
+    let mut v = vec![
+        ("fsiii_kode", info.code.clone()),
+        ("omraade", omraade.to_string()),
+        ("alvorlighed", severity),
+        (
+            "klinisk_status",
+            first_code(r.get("clinicalStatus"))
+                .unwrap_or("")
+                .to_string(),
+        ),
+        (
+            "verifikationsstatus",
+            first_code(r.get("verificationStatus"))
+                .unwrap_or("confirmed")
+                .to_string(),
+        ),
+    ];
+    // onset[x] is forbidden in the KL guides; recordedDate is the start.
+    if let Some(d) = text(r, &["recordedDate"])
+        .or_else(|| text(r, &["onsetDateTime"]))
+        .and_then(date_part)
+    {
+        v.push(("startdato", d));
+    }
+    Some(Some(v))
+}
+
+/// The SKS or ICPC-2 code of a referral's focus condition (an SKS supplement after
+/// `+` is dropped).
+fn referral_diagnosis(r: &Value) -> Option<(String, &'static str)> {
+    codings(r.get("code"))
+        .into_iter()
+        .find_map(|(s, c)| match s {
+            SKS_SYSTEM => Some((c.split('+').next().unwrap_or(c).to_string(), "SKS")),
+            ICPC2_SYSTEM => Some((c.to_string(), "ICPC-2")),
+            _ => None,
+        })
+}
+
+fn intervention(
+    r: &Value,
+    kind: &str,
+    at: &str,
+    refs: &GatewayReference,
+    ck: &mut Check,
+) -> Option<Vec<(&'static str, String)>> {
+    let planned = kind == "CarePlan";
+    let detail = get(r, &["activity"])
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.get("detail"));
+    // A §119/§140 pathway (indsatsforløb) has a category and no intervention code.
+    let pathway =
+        planned && detail.and_then(|d| d.get("code")).is_none() && r.get("category").is_some();
+    let (code, lovgrundlag, local) = if pathway {
+        let cat = r.get("category").and_then(|c| c.get(0));
+        let Some((code, para)) = codings(cat)
+            .into_iter()
+            .find_map(|(_, c)| lookup(PATHWAY_CATEGORIES, c).map(|p| (c.to_string(), p)))
+        else {
+            ck.fail(
+                format!("{at}.category"),
+                "code",
+                "a pathway CarePlan needs a §119/§140 pathway category",
+            );
+            return None;
+        };
+        (code, para.to_string(), String::new())
+    } else {
+        let (cc, cc_at) = if planned {
+            (
+                detail.and_then(|d| d.get("code")),
+                format!("{at}.activity[0].detail.code"),
+            )
+        } else {
+            (r.get("code"), format!("{at}.code"))
+        };
+        let info = fsiii(cc, &cc_at, &['G', 'H', 'C'], refs, ck)?;
+        let local = codings(cc)
+            .into_iter()
+            .find(|(s, _)| LOCAL_SYSTEMS.contains(s))
+            .map(|(_, c)| c.to_string())
+            .unwrap_or_default();
+        (
+            info.code.clone(),
+            info.paragraph.clone().unwrap_or_default(),
+            local,
+        )
+    };
+    let (start, end) = if planned {
+        (text(r, &["period", "start"]), text(r, &["period", "end"]))
+    } else {
+        (
+            text(r, &["performedDateTime"]).or_else(|| text(r, &["performedPeriod", "start"])),
+            text(r, &["performedPeriod", "end"]),
+        )
+    };
+    let Some(start) = start.and_then(date_part) else {
+        let path = if planned {
+            "period.start"
+        } else {
+            "performedDateTime"
+        };
+        ck.fail(
+            format!("{at}.{path}"),
+            "period_start",
+            format!(
+                "a {} intervention needs {path}",
+                if planned { "planned" } else { "completed" }
+            ),
+        );
+        return None;
+    };
+    let status = detail
+        .and_then(|d| text(d, &["status"]))
+        .or_else(|| text(r, &["status"]))
+        .unwrap_or("")
+        .to_string();
+    let reason = detail
+        .and_then(|d| d.get("statusReason"))
+        .and_then(|c| first_code(Some(c)).or_else(|| text(c, &["text"])))
+        .unwrap_or("")
+        .to_string();
+    // The §119/§140 guides require the cancellation reason on a cancelled or
+    // stopped pathway; the care guide has no such field.
+    if pathway && matches!(status.as_str(), "cancelled" | "stopped") && reason.is_empty() {
+        ck.fail(
+            format!("{at}.activity[0].detail.statusReason"),
+            "cancel_reason",
+            format!("a pathway with status {status} needs a cancellation reason (statusReason)"),
+        );
+        return None;
+    }
+    let condition = detail
+        .and_then(|d| d.get("reasonReference"))
+        .or_else(|| r.get("reasonReference"))
+        .and_then(|a| a.get(0))
+        .and_then(|x| text(x, &["reference"]))
+        .map(|x| id_of_reference(x).to_string())
+        .unwrap_or_default();
+    let kind = match (planned, pathway) {
+        (true, true) => "pathway",
+        (true, false) => "planned",
+        _ => "completed",
+    };
+    Some(vec![
+        ("type", kind.to_string()),
+        ("fsiii_kode", code),
+        ("lokal_kode", local),
+        ("lovgrundlag", lovgrundlag),
+        ("startdato", start),
+        ("slutdato", end.and_then(date_part).unwrap_or_default()),
+        ("status", status),
+        ("aarsag", reason),
+        ("tilstand_id", condition),
+    ])
+}
+
+fn referral(
+    r: &Value,
+    at: &str,
+    by_ref: &HashMap<String, &Value>,
+    ck: &mut Check,
+) -> Option<Vec<(&'static str, String)>> {
+    let Some(paragraph) = codings(r.get("code"))
+        .into_iter()
+        .find_map(|(_, c)| lookup(REFERRAL_SERVICES, c))
+    else {
+        ck.fail(
+            format!("{at}.code"),
+            "code",
+            "a referral's code must be the §119 or §140 service",
+        );
+        return None;
+    };
+    let Some(authored) = text(r, &["authoredOn"]).and_then(date_part) else {
+        ck.fail(
+            format!("{at}.authoredOn"),
+            "required",
+            "a referral needs authoredOn",
+        );
+        return None;
+    };
+    // The referral diagnosis sits on the focus Condition the referral points at.
+    let diag = r
+        .get("reasonReference")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|x| text(x, &["reference"]))
+        .filter_map(|x| {
+            by_ref
+                .get(x)
+                .or_else(|| by_ref.get(&format!("Condition/{}", id_of_reference(x))))
+        })
+        .find_map(|c| referral_diagnosis(c));
+    let discharge = r
+        .get("extension")
+        .and_then(Value::as_array)
+        .and_then(|a| {
+            a.iter()
+                .find(|x| text(x, &["url"]) == Some(DISCHARGE_EXTENSION))
+        })
+        .and_then(|x| text(x, &["valueDate"]).or_else(|| text(x, &["valueDateTime"])))
+        .and_then(date_part)
+        .unwrap_or_default();
+    let category = r
+        .get("category")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .flat_map(|c| codings(Some(c)))
+        .find_map(|(_, c)| lookup(REFERRAL_CATEGORIES, c))
+        .unwrap_or("")
+        .to_string();
+    Some(vec![
+        ("lovgrundlag", paragraph.to_string()),
+        ("kategori", category),
+        (
+            "henvisningsdiagnose",
+            diag.as_ref().map(|d| d.0.clone()).unwrap_or_default(),
+        ),
+        (
+            "diagnosesystem",
+            diag.map(|d| d.1.to_string()).unwrap_or_default(),
+        ),
+        ("henvisningsdato", authored),
+        ("udskrivningsdato", discharge),
+        ("status", text(r, &["status"]).unwrap_or("").to_string()),
+    ])
+}
+
+/// A follow-up result; other Observations ("matter of interest") are not stored.
+fn follow_up(
+    r: &Value,
+    at: &str,
+    refs: &GatewayReference,
+    ck: &mut Check,
+) -> Option<Option<Vec<(&'static str, String)>>> {
+    if !codings(r.get("code"))
+        .iter()
+        .any(|(_, c)| *c == FOLLOW_UP_CODE)
+    {
+        return Some(None);
+    }
+    let info = fsiii(
+        r.get("valueCodeableConcept"),
+        &format!("{at}.valueCodeableConcept"),
+        &['E'],
+        refs,
+        ck,
+    )?;
+    let Some(day) = text(r, &["effectiveDateTime"]).and_then(date_part) else {
+        ck.fail(
+            format!("{at}.effectiveDateTime"),
+            "required",
+            "a follow-up result needs effectiveDateTime",
+        );
+        return None;
+    };
+    let about = ["focus", "basedOn"]
+        .iter()
+        .find_map(|k| {
+            r.get(*k)
+                .and_then(|a| a.get(0))
+                .and_then(|x| text(x, &["reference"]))
+        })
+        .map(|x| id_of_reference(x).to_string())
+        .unwrap_or_default();
+    Some(Some(vec![
+        ("resultat", info.code.clone()),
+        ("vedroerer_id", about),
+        ("status", text(r, &["status"]).unwrap_or("").to_string()),
+        ("dato", day),
+    ]))
+}
+
+// ---------------------------------------------------------------------------
+// The delivery.
+
+/// Yields `(line, bundle text)`: NDJSON, or a whole file holding one Bundle.
+struct Bundles {
+    lines: std::io::Lines<BufReader<Box<dyn Read + Send>>>,
+    line: u64,
+    /// A single pretty-printed Bundle, read whole (after the first line showed it).
+    single: Option<String>,
+}
+
+/// A single-Bundle file is read whole; this caps it.
+const MAX_SINGLE_BUNDLE: usize = 256 << 20;
+
+impl Bundles {
+    fn next(&mut self) -> Result<Option<(u64, String)>, StructuralError> {
+        if let Some(s) = self.single.take() {
+            return Ok(Some((1, s)));
+        }
+        loop {
+            let Some(l) = self.lines.next() else {
+                return Ok(None);
+            };
+            let l = l.map_err(|e| match e.kind() {
+                std::io::ErrorKind::FileTooLarge => {
+                    StructuralError::new("too_large", e.to_string())
+                }
+                std::io::ErrorKind::InvalidData => StructuralError::new(
+                    "encoding",
+                    format!(
+                        "line {}: the bytes are not valid UTF-8; FHIR JSON is always UTF-8",
+                        self.line + 1
+                    ),
+                ),
+                _ => StructuralError::new("unreadable", format!("line {}: {e}", self.line + 1)),
+            })?;
+            self.line += 1;
+            if l.trim().is_empty() {
+                continue;
+            }
+            return Ok(Some((self.line, l)));
+        }
+    }
+}
+
+fn open_bundles(
+    raw: Box<dyn Read + Send>,
+    contract: &Contract,
+) -> Result<Bundles, StructuralError> {
+    let input = read::decode(raw, contract)?;
+    let mut b = Bundles {
+        lines: BufReader::with_capacity(256 * 1024, input).lines(),
+        line: 0,
+        single: None,
+    };
+    // NDJSON has a whole JSON object on line 1; a pretty-printed Bundle does not.
+    let Some((_, first)) = b.next()? else {
+        return Err(StructuralError::new(
+            "empty_file",
+            "the file holds no bundles",
+        ));
+    };
+    if !first.trim_start().starts_with('{') {
+        return Err(StructuralError::new(
+            "format",
+            "line 1: not JSON; a gateway delivery is NDJSON of FHIR Bundles (or one Bundle)",
+        ));
+    }
+    if serde_json::from_str::<serde::de::IgnoredAny>(&first).is_ok() {
+        b.single = Some(first);
+        // `single` doubles as the "put back" slot for NDJSON's first line.
+        return Ok(b);
+    }
+    let mut whole = first;
+    for l in b.lines.by_ref() {
+        let l = l.map_err(|e| StructuralError::new("unreadable", e.to_string()))?;
+        whole.push('\n');
+        whole.push_str(&l);
+        if whole.len() > MAX_SINGLE_BUNDLE {
+            return Err(StructuralError::new(
+                "too_large",
+                format!("a single-Bundle file over {MAX_SINGLE_BUNDLE} bytes; send NDJSON instead"),
+            ));
+        }
+    }
+    b.single = Some(whole);
+    Ok(b)
+}
+
+/// The process pass for a gateway delivery.
+pub fn run(
+    registry: &Registry,
+    contract: &Contract,
+    raw: Box<dyn Read + Send>,
+    opts: RunOptions,
+) -> Result<Report, RunError> {
+    let refs = GatewayReference::builtin();
+    let mut report = Report::default();
+    let received = opts.received_at.timestamp_micros();
+    let mut sink = ProblemSink::new(opts.spool)?;
+    let tables = registry.tables_of(contract);
+    let key_version = opts.pseudonymiser.key_version();
+    let mut validators: Vec<Validator> = tables
+        .iter()
+        .map(|c| Validator::new(c, opts.pseudonymiser.clone(), opts.delivery_date, received))
+        .collect();
+    let mut writers: Option<Vec<PartitionedWriter>> = opts.spool.map(|dir| {
+        tables
+            .iter()
+            .map(|c| PartitionedWriter::new(c, dir, opts.delivery_id, received, key_version))
+            .collect()
+    });
+    let index: HashMap<&str, usize> = tables
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.id.as_str(), i))
+        .collect();
+    let mut rows: Vec<Row> = tables
+        .iter()
+        .map(|c| Row::with_fields(c.fields.len()))
+        .collect();
+    let mut counts = vec![0u64; tables.len()];
+
+    let mut bundles = match open_bundles(raw, contract) {
+        Ok(b) => b,
+        Err(e) => {
+            report.structural = Some(e);
+            return Ok(report);
+        }
+    };
+    let mut problems = Vec::new();
+    loop {
+        let (line, text) = match bundles.next() {
+            Ok(Some(x)) => x,
+            Ok(None) => break,
+            Err(e) => {
+                report.structural = Some(e);
+                break;
+            }
+        };
+        let flat = match serde_json::from_str::<Value>(&text) {
+            Ok(bundle) => flatten_bundle(line, &bundle, refs, &mut problems),
+            Err(e) => {
+                problems.push(Problem {
+                    line,
+                    column: None,
+                    rule: "format",
+                    severity: Severity::Error,
+                    message: format!(
+                        "not JSON: {:?} error at column {}",
+                        e.classify(),
+                        e.column()
+                    ),
+                });
+                None
+            }
+        };
+        let verdict = match flat {
+            None => Verdict::Rejected,
+            Some((cpr, flat)) => {
+                // First pass: every row must pass its table's contract.
+                let before = problems.len();
+                let mut verdict = Verdict::Accepted;
+                for f in &flat {
+                    let t = index[f.table];
+                    fill(&mut rows[t], tables[t], line, &cpr, &f.values);
+                    match validators[t].check(&rows[t], &mut problems) {
+                        Verdict::Rejected => verdict = Verdict::Rejected,
+                        Verdict::AcceptedWithWarnings if verdict == Verdict::Accepted => {
+                            verdict = Verdict::AcceptedWithWarnings
+                        }
+                        _ => {}
+                    }
+                }
+                // Warnings repeat per row (the same CPR in each): keep the first.
+                dedup_from(&mut problems, before);
+                if verdict != Verdict::Rejected {
+                    for f in &flat {
+                        let t = index[f.table];
+                        fill(&mut rows[t], tables[t], line, &cpr, &f.values);
+                        let mut ignored = Vec::new();
+                        validators[t].check(&rows[t], &mut ignored);
+                        counts[t] += 1;
+                        if let Some(w) = writers.as_mut() {
+                            w[t].append(&rows[t], &validators[t])?;
+                        }
+                    }
+                }
+                verdict
+            }
+        };
+        report.count(verdict);
+        if !problems.is_empty() {
+            sink.take(&mut report, &mut problems)?;
+        }
+    }
+    if let Some(ws) = writers {
+        for w in ws {
+            report.files.extend(w.finish()?);
+        }
+        report.files.sort_by(|a, b| a.key.cmp(&b.key));
+    }
+    for (c, n) in tables.iter().zip(counts) {
+        if n > 0 {
+            report.tables.insert(c.table(), n);
+        }
+    }
+    sink.finish(&mut report)?;
+    Ok(report)
+}
+
+/// Puts a flattened resource into a row in the table's field order.
+fn fill(row: &mut Row, table: &Contract, line: u64, cpr: &str, values: &[(&'static str, String)]) {
+    row.fill(
+        line,
+        table.fields.iter().map(|f| {
+            if Some(f.name.as_str()) == table.cpr_field.map(|i| table.fields[i].name.as_str()) {
+                cpr
+            } else {
+                values
+                    .iter()
+                    .find(|(k, _)| *k == f.name)
+                    .map_or("", |(_, v)| v.as_str())
+            }
+        }),
+    );
+}
+
+fn dedup_from(problems: &mut Vec<Problem>, from: usize) {
+    let mut seen = HashSet::new();
+    let mut i = from;
+    while i < problems.len() {
+        let key = (problems[i].rule, problems[i].message.clone());
+        if problems[i].severity == Severity::Warning && !seen.insert(key) {
+            problems.remove(i);
+        } else {
+            i += 1;
+        }
+    }
+}
