@@ -169,7 +169,12 @@ fn codings(cc: Option<&Value>) -> Vec<(&str, &str)> {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|c| Some((c.get("system")?.as_str()?, c.get("code")?.as_str()?)))
+                // A system may be absent (the latest care guide forbids it on
+                // verificationStatus): such codings match by code alone.
+                .filter_map(|c| {
+                    let system = c.get("system").and_then(Value::as_str).unwrap_or("");
+                    Some((system, c.get("code")?.as_str()?))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -1162,5 +1167,396 @@ fn dedup_from(problems: &mut Vec<Problem>, from: usize) {
         } else {
             i += 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pseudonym::{Key, Pseudonymiser};
+    use serde_json::json;
+
+    const PATIENT: &str = "Patient/p1";
+
+    /// A valid bundle with one resource of every kind the flattener reads.
+    fn bundle() -> Value {
+        let meta = json!({"lastUpdated": "2026-10-01T10:00:00+02:00"});
+        let fsiii =
+            |c: &str| json!({"coding": [{"system": "urn:oid:1.2.208.176.2.21", "code": c}]});
+        let entry = |r: Value| json!({"fullUrl": format!("{}/{}", r["resourceType"].as_str().unwrap(), r["id"].as_str().unwrap()), "resource": r});
+        json!({
+            "resourceType": "Bundle", "id": "b1", "type": "collection",
+            "timestamp": "2026-10-01T23:00:00+02:00",
+            "entry": [
+                entry(json!({"resourceType": "Patient", "id": "p1", "meta": meta,
+                    "identifier": [{"system": CPR_SYSTEM, "value": "6703854001"}],
+                    "managingOrganization": {"identifier": {"system": SOR_SYSTEM, "value": "990316000000000"}}})),
+                entry(json!({"resourceType": "Condition", "id": "c-home", "meta": meta,
+                    "code": fsiii("J1.1"), "severity": fsiii("B3"), "subject": {"reference": PATIENT},
+                    "clinicalStatus": {"coding": [{"code": "active"}]}, "recordedDate": "2026-09-30"})),
+                entry(json!({"resourceType": "Condition", "id": "c-nurse", "meta": meta,
+                    "code": fsiii("I4.4"), "subject": {"reference": PATIENT}, "recordedDate": "2026-09-29"})),
+                entry(json!({"resourceType": "CarePlan", "id": "cp1", "meta": meta, "status": "active", "intent": "plan",
+                    "subject": {"reference": PATIENT}, "period": {"start": "2026-10-01"},
+                    "activity": [{"detail": {"code": {"coding": [
+                        {"system": "urn:oid:1.2.208.176.2.21", "code": "G1.39"},
+                        {"system": LOCAL_SYSTEMS[0], "code": "LOK-1"}]},
+                        "status": "in-progress", "reasonReference": [{"reference": "Condition/c-nurse"}]}}]})),
+                entry(json!({"resourceType": "Procedure", "id": "pr1", "meta": meta, "status": "completed",
+                    "code": fsiii("H1.1"), "subject": {"reference": PATIENT}, "performedDateTime": "2026-10-01T09:00:00+02:00"})),
+                entry(json!({"resourceType": "Encounter", "id": "e1", "meta": meta, "status": "planned",
+                    "class": {"code": "HH"}, "subject": {"reference": PATIENT}, "period": {"start": "2026-11-01"}})),
+                entry(json!({"resourceType": "Observation", "id": "o1", "meta": meta, "status": "final",
+                    "code": {"coding": [{"system": "http://snomed.info/sct", "code": FOLLOW_UP_CODE}]},
+                    "valueCodeableConcept": fsiii("E1"), "subject": {"reference": PATIENT},
+                    "focus": [{"reference": "CarePlan/cp1"}], "effectiveDateTime": "2026-10-01T09:00:00+02:00"})),
+                entry(json!({"resourceType": "Condition", "id": "focus", "meta": meta,
+                    "code": {"coding": [{"system": SKS_SYSTEM, "code": "DS720+TUL1"}]}, "subject": {"reference": PATIENT}})),
+                entry(json!({"resourceType": "ServiceRequest", "id": "sr1", "meta": meta, "status": "active",
+                    "code": {"coding": [{"code": "7fc66c15-0cb3-4c89-9e18-f3a01e6a6592"}]},
+                    "category": [{"coding": [{"code": "ffd81f78-352e-4589-a195-5350dd1df2a4"}]}],
+                    "extension": [{"url": DISCHARGE_EXTENSION, "valueDate": "2026-09-28"}],
+                    "subject": {"reference": PATIENT}, "authoredOn": "2026-09-29",
+                    "reasonReference": [{"reference": "Condition/focus"}]})),
+                entry(json!({"resourceType": "CarePlan", "id": "pw1", "meta": meta, "status": "active", "intent": "plan",
+                    "category": [{"coding": [{"code": "f15b2663-94d9-4d0c-a5de-d8bd8e1e4ebb"}]}],
+                    "subject": {"reference": PATIENT}, "period": {"start": "2026-10-02"},
+                    "activity": [{"detail": {"status": "scheduled"}}]})),
+            ]
+        })
+    }
+
+    fn check(b: &Value) -> (Option<Vec<FlatRow>>, Vec<Problem>) {
+        let mut problems = Vec::new();
+        let r =
+            flatten_bundle(7, b, GatewayReference::builtin(), &mut problems).map(|(cpr, rows)| {
+                assert_eq!(cpr, "6703854001");
+                rows
+            });
+        (r, problems)
+    }
+
+    fn rule(b: &Value) -> &'static str {
+        let (rows, problems) = check(b);
+        assert!(rows.is_none(), "expected a rejection");
+        assert!(!problems.is_empty());
+        for p in &problems {
+            assert_eq!(p.line, 7);
+            assert!(p.message.contains("bundle b1"), "{}", p.message);
+            assert!(!p.message.contains("670385"), "{}", p.message);
+            assert!(!p.column.as_deref().unwrap_or("").contains("670385"));
+        }
+        problems[0].rule
+    }
+
+    fn value<'a>(rows: &'a [FlatRow], table: &str, id: &str, col: &str) -> &'a str {
+        let row = rows
+            .iter()
+            .find(|r| {
+                r.table == table && r.values.iter().any(|(k, v)| *k == "resource_id" && v == id)
+            })
+            .unwrap_or_else(|| panic!("no {table} row for {id}"));
+        row.values
+            .iter()
+            .find(|(k, _)| *k == col)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("")
+    }
+
+    #[test]
+    fn a_valid_bundle_fans_out_into_every_table() {
+        let (rows, problems) = check(&bundle());
+        assert!(problems.is_empty(), "{problems:?}");
+        let rows = rows.unwrap();
+        assert_eq!(value(&rows, "kommune.borger", "p1", "kommunekode"), "316");
+        assert_eq!(
+            value(&rows, "kommune.tilstand", "c-home", "omraade"),
+            "home_care"
+        );
+        assert_eq!(
+            value(&rows, "kommune.tilstand", "c-home", "alvorlighed"),
+            "B3"
+        );
+        assert_eq!(
+            value(&rows, "kommune.tilstand", "c-nurse", "omraade"),
+            "nursing"
+        );
+        assert_eq!(
+            value(&rows, "kommune.tilstand", "c-nurse", "startdato"),
+            "2026-09-29"
+        );
+        assert_eq!(
+            value(&rows, "kommune.indsats", "cp1", "lovgrundlag"),
+            "§138"
+        );
+        assert_eq!(
+            value(&rows, "kommune.indsats", "cp1", "lokal_kode"),
+            "LOK-1"
+        );
+        assert_eq!(
+            value(&rows, "kommune.indsats", "cp1", "tilstand_id"),
+            "c-nurse"
+        );
+        assert_eq!(value(&rows, "kommune.indsats", "pr1", "type"), "completed");
+        assert_eq!(value(&rows, "kommune.indsats", "pr1", "lovgrundlag"), "§83");
+        assert_eq!(value(&rows, "kommune.indsats", "pw1", "type"), "pathway");
+        assert_eq!(
+            value(&rows, "kommune.indsats", "pw1", "lovgrundlag"),
+            "§140"
+        );
+        assert_eq!(value(&rows, "kommune.kontakt", "e1", "klasse"), "HH");
+        assert_eq!(value(&rows, "kommune.opfoelgning", "o1", "resultat"), "E1");
+        assert_eq!(
+            value(&rows, "kommune.opfoelgning", "o1", "vedroerer_id"),
+            "cp1"
+        );
+        assert_eq!(
+            value(&rows, "kommune.henvisning", "sr1", "lovgrundlag"),
+            "§140"
+        );
+        assert_eq!(
+            value(&rows, "kommune.henvisning", "sr1", "henvisningsdiagnose"),
+            "DS720"
+        );
+        assert_eq!(
+            value(&rows, "kommune.henvisning", "sr1", "udskrivningsdato"),
+            "2026-09-28"
+        );
+        assert_eq!(
+            value(&rows, "kommune.henvisning", "sr1", "kategori"),
+            "almen"
+        );
+        // The referral's focus condition is read through the referral, not stored alone.
+        assert!(
+            !rows.iter().any(
+                |r| r.table == "kommune.tilstand" && r.values.iter().any(|(_, v)| v == "focus")
+            )
+        );
+        let gw = rows.iter().find(|r| r.table == "kommune.gateway").unwrap();
+        assert!(gw.values.contains(&("rapportdato", "2026-10-01".into())));
+    }
+
+    #[test]
+    fn uuid_codes_land_as_their_old_code() {
+        let mut b = bundle();
+        b["entry"][1]["resource"]["code"]["coding"][0]["code"] =
+            json!("4d46bd94-9518-431c-82e8-ebb91bca307a");
+        let (rows, problems) = check(&b);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(
+            value(&rows.unwrap(), "kommune.tilstand", "c-home", "fsiii_kode"),
+            "J1.1"
+        );
+    }
+
+    #[test]
+    fn exactly_one_patient() {
+        let mut b = bundle();
+        let p = b["entry"][0].clone();
+        b["entry"].as_array_mut().unwrap().push(p);
+        assert_eq!(rule(&b), "patient_count");
+        b["entry"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|e| e["resource"]["resourceType"] != "Patient");
+        assert_eq!(rule(&b), "patient_count");
+    }
+
+    #[test]
+    fn exactly_one_cpr() {
+        let mut b = bundle();
+        b["entry"][0]["resource"]["identifier"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"system": CPR_SYSTEM, "value": "6101804002"}));
+        assert_eq!(rule(&b), "cpr_count");
+        b["entry"][0]["resource"]["identifier"] = json!([]);
+        assert_eq!(rule(&b), "cpr_count");
+    }
+
+    #[test]
+    fn municipality_from_sor() {
+        let mut b = bundle();
+        b["entry"][0]["resource"]["managingOrganization"]["identifier"]["value"] = json!("123456");
+        assert_eq!(rule(&b), "municipality");
+        b["entry"][0]["resource"]
+            .as_object_mut()
+            .unwrap()
+            .remove("managingOrganization");
+        assert_eq!(rule(&b), "municipality");
+    }
+
+    #[test]
+    fn last_updated_everywhere() {
+        let mut b = bundle();
+        b["entry"][4]["resource"]["meta"]
+            .as_object_mut()
+            .unwrap()
+            .remove("lastUpdated");
+        assert_eq!(rule(&b), "last_updated");
+        b["entry"][4]["resource"]["meta"]["lastUpdated"] = json!("2026-10-01");
+        assert_eq!(rule(&b), "last_updated");
+    }
+
+    #[test]
+    fn fsiii_codes() {
+        let mut b = bundle();
+        b["entry"][1]["resource"]["code"]["coding"][0]["code"] = json!("J9.99");
+        assert_eq!(rule(&b), "code");
+        let mut b = bundle();
+        b["entry"][1]["resource"]["code"]["coding"][0]["system"] =
+            json!("http://example.org/other");
+        assert_eq!(rule(&b), "code");
+        // The older guide's system is accepted too.
+        let mut b = bundle();
+        b["entry"][1]["resource"]["code"]["coding"][0]["system"] = json!(FSIII_SYSTEMS[1]);
+        assert!(check(&b).0.is_some());
+        // An intervention code where a condition is expected.
+        let mut b = bundle();
+        b["entry"][1]["resource"]["code"]["coding"][0]["code"] = json!("G1.39");
+        assert_eq!(rule(&b), "code");
+    }
+
+    #[test]
+    fn severity_required_for_home_care_forbidden_for_nursing() {
+        let mut b = bundle();
+        b["entry"][1]["resource"]
+            .as_object_mut()
+            .unwrap()
+            .remove("severity");
+        assert_eq!(rule(&b), "severity");
+        let mut b = bundle();
+        b["entry"][2]["resource"]["severity"] =
+            json!({"coding": [{"system": FSIII_SYSTEMS[0], "code": "B2"}]});
+        assert_eq!(rule(&b), "severity");
+    }
+
+    #[test]
+    fn planned_interventions_need_period_start() {
+        let mut b = bundle();
+        b["entry"][3]["resource"]["period"] = json!({});
+        assert_eq!(rule(&b), "period_start");
+    }
+
+    #[test]
+    fn cancelled_pathways_need_a_reason() {
+        let mut b = bundle();
+        b["entry"][9]["resource"]["activity"][0]["detail"]["status"] = json!("cancelled");
+        assert_eq!(rule(&b), "cancel_reason");
+        b["entry"][9]["resource"]["activity"][0]["detail"]["statusReason"] =
+            json!({"coding": [{"code": "3a5a72b7-addf-4857-b80c-04e4246e3072"}]});
+        let (rows, _) = check(&b);
+        assert_eq!(
+            value(&rows.unwrap(), "kommune.indsats", "pw1", "aarsag"),
+            "3a5a72b7-addf-4857-b80c-04e4246e3072"
+        );
+    }
+
+    #[test]
+    fn references_resolve_inside_the_bundle() {
+        let mut b = bundle();
+        b["entry"][3]["resource"]["activity"][0]["detail"]["reasonReference"][0]["reference"] =
+            json!("Condition/elsewhere");
+        assert_eq!(rule(&b), "reference");
+        // An absolute fullUrl ending in Type/id resolves.
+        let mut b = bundle();
+        b["entry"][2]["fullUrl"] = json!("https://gateway.example/fhir/Condition/c-nurse");
+        assert!(check(&b).0.is_some());
+    }
+
+    #[test]
+    fn entered_in_error_is_flagged() {
+        let mut b = bundle();
+        b["entry"][3]["resource"]["status"] = json!("entered-in-error");
+        let (rows, _) = check(&b);
+        assert_eq!(
+            value(&rows.unwrap(), "kommune.indsats", "cp1", "entered_in_error"),
+            "true"
+        );
+    }
+
+    fn run_lines(lines: &[Value]) -> Report {
+        let text: String = lines.iter().map(|b| format!("{b}\n")).collect();
+        let registry = Registry::builtin();
+        let c = registry.get("kommune.gateway").unwrap();
+        run(
+            &registry,
+            c,
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+            RunOptions {
+                delivery_id: "t",
+                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap(),
+                received_at: chrono::Utc::now(),
+                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![3; 32]).unwrap()),
+                spool: None,
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_bad_bundle_is_left_out_without_rejecting_the_rest() {
+        let mut lines: Vec<Value> = (0..30)
+            .map(|i| {
+                let mut b = bundle();
+                b["id"] = json!(format!("b{i}"));
+                b
+            })
+            .collect();
+        lines[5]["entry"][3]["resource"]["subject"]["reference"] = json!("Patient/nobody");
+        let r = run_lines(&lines);
+        assert_eq!(r.rows.read, 30);
+        assert_eq!(r.rows.rejected, 1);
+        assert_eq!(r.rows.accepted, 29);
+        assert_eq!(r.problems[0].line, 6);
+        assert_eq!(r.tables["kommune_gateway"], 29);
+        assert_eq!(r.tables["kommune_indsats"], 29 * 3);
+        let registry = Registry::builtin();
+        assert_eq!(
+            r.outcome(registry.get("kommune.gateway").unwrap()).0,
+            crate::receipt::ReceiptOutcome::Warning
+        );
+    }
+
+    #[test]
+    fn a_single_pretty_printed_bundle_file_is_accepted() {
+        let registry = Registry::builtin();
+        let c = registry.get("kommune.gateway").unwrap();
+        let text = serde_json::to_string_pretty(&bundle()).unwrap();
+        let r = run(
+            &registry,
+            c,
+            Box::new(std::io::Cursor::new(text.into_bytes())),
+            RunOptions {
+                delivery_id: "t",
+                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap(),
+                received_at: chrono::Utc::now(),
+                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![3; 32]).unwrap()),
+                spool: None,
+            },
+        )
+        .unwrap();
+        assert!(r.structural.is_none(), "{:?}", r.structural);
+        assert_eq!(r.rows.accepted, 1);
+    }
+
+    #[test]
+    fn derived_tables_cannot_be_delivered_directly() {
+        let registry = Registry::builtin();
+        let c = registry.get("kommune.indsats").unwrap();
+        let r = crate::process::run(
+            &registry,
+            c,
+            Box::new(std::io::Cursor::new(b"x".to_vec())),
+            RunOptions {
+                delivery_id: "t",
+                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap(),
+                received_at: chrono::Utc::now(),
+                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![3; 32]).unwrap()),
+                spool: None,
+            },
+        )
+        .unwrap();
+        assert!(r.structural.unwrap().message.contains("kommune.gateway"));
     }
 }

@@ -327,3 +327,65 @@ async fn a_fault_after_some_objects_then_a_retry_gives_exactly_a_clean_run() {
         assert_eq!(a, b, "{k} differs from the clean run");
     }
 }
+
+/// A minimal gateway bundle: a citizen with one planned nursing intervention.
+fn gateway_bundle(bundle_id: &str, updated: &str, status: &str) -> String {
+    serde_json::json!({
+        "resourceType": "Bundle", "id": bundle_id, "type": "collection", "timestamp": updated,
+        "entry": [
+            {"fullUrl": "Patient/p1", "resource": {"resourceType": "Patient", "id": "p1",
+                "meta": {"lastUpdated": updated},
+                "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": "6703854001"}],
+                "managingOrganization": {"identifier": {"system": "urn:oid:1.2.208.176.1.1", "value": "990101000000000"}}}},
+            {"fullUrl": "CarePlan/cp1", "resource": {"resourceType": "CarePlan", "id": "cp1",
+                "meta": {"lastUpdated": updated}, "status": status, "intent": "plan",
+                "subject": {"reference": "Patient/p1"}, "period": {"start": "2026-10-01"},
+                "activity": [{"detail": {"code": {"coding": [{"system": "urn:oid:1.2.208.176.2.21", "code": "G1.20"}]},
+                    "status": if status == "active" { "in-progress" } else { status }}}]}}
+        ]
+    })
+    .to_string()
+        + "\n"
+}
+
+#[tokio::test]
+async fn a_later_gateway_update_is_a_newer_version_of_the_same_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    for (day, body) in [
+        (
+            "2026-10-01",
+            gateway_bundle("b1", "2026-10-01T10:00:00+02:00", "active"),
+        ),
+        (
+            "2026-10-03",
+            gateway_bundle("b2", "2026-10-03T10:00:00+02:00", "entered-in-error"),
+        ),
+    ] {
+        let key = format!("kommune/gateway/{day}/gw.ndjson");
+        let Received::ToProcess(id) = deliver(&p, &key, &body).await else {
+            panic!()
+        };
+        assert_eq!(
+            process::process(&p, &id).await.unwrap(),
+            Processed::Done(DeliveryState::Accepted)
+        );
+    }
+    let b = catalog::query(
+        &p,
+        "SELECT record_key, count(*) AS versions, count(DISTINCT record_version) AS distinct_versions, \
+         max(CASE WHEN entered_in_error THEN record_version END) = max(record_version) AS latest_is_error \
+         FROM kommune_indsats GROUP BY record_key",
+    )
+    .await
+    .unwrap();
+    let shown = arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains("| cp1        | 2        | 2                 | true            |"),
+        "{shown}"
+    );
+    assert_eq!(count(&p, "kommune_gateway").await, 2);
+    assert_eq!(count(&p, "kommune_borger").await, 2);
+}

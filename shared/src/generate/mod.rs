@@ -796,7 +796,7 @@ mod tests {
         ob.out = b.path().to_path_buf();
         let ga = generate(&oa).unwrap();
         let gb = generate(&ob).unwrap();
-        assert_eq!(ga.len(), 14);
+        assert_eq!(ga.len(), 16, "8 datasets x 2 days");
         for (x, y) in ga.iter().zip(&gb) {
             assert_eq!(
                 std::fs::read(&x.path).unwrap(),
