@@ -92,3 +92,36 @@ pub fn run(sizes: &[u64], dir: &Path, runs: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// The same for one KL Gateway delivery of `bundles` FHIR bundles.
+pub fn run_gateway(bundles: usize, dir: &Path, runs: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the naerdata binary")?;
+    let file = dir.join(format!("kommune/gateway/2026-10-01/bench-{bundles}.ndjson"));
+    if !file.exists() {
+        eprintln!("generating {}", file.display());
+        naerdata::generate::bench_gateway_file(&file, bundles, 7)?;
+    }
+    let home = dir.join(format!("home-gateway-{bundles}"));
+    let mut secs = Vec::new();
+    let mut peak: f64 = 0.0;
+    for _ in 0..runs.max(1) {
+        let stats = one_run(&exe, &file, &home)?;
+        secs.push(stats["process_seconds"].as_f64().unwrap_or(f64::NAN));
+        peak = peak.max(stats["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
+    }
+    secs.sort_by(f64::total_cmp);
+    let median = secs[secs.len() / 2];
+    println!("\nKL Gateway delivery (FHIR bundles -> 7 tables), {runs} runs:");
+    println!(
+        "{:>10}  {:>16}  {:>12}  {:>13}",
+        "bundles", "median bundles/s", "median s", "peak RSS MiB"
+    );
+    println!(
+        "{:>10}  {:>16.0}  {:>12.2}  {:>13.1}",
+        bundles,
+        bundles as f64 / median,
+        median,
+        peak
+    );
+    Ok(())
+}

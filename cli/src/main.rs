@@ -114,6 +114,9 @@ enum Command {
         /// Runs per size; the median and the best are reported.
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Bundles in the KL Gateway benchmark delivery (0 skips it).
+        #[arg(long, default_value_t = 10_000)]
+        bundles: usize,
     },
 }
 
@@ -279,8 +282,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
         },
-        Command::Bench { rows, dir, runs } => {
+        Command::Bench {
+            rows,
+            dir,
+            runs,
+            bundles,
+        } => {
             bench::run(&rows, &dir, runs)?;
+            if bundles > 0 {
+                bench::run_gateway(bundles, &dir, runs)?;
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -355,6 +355,7 @@ impl<'c> PartitionedWriter<'c> {
         let key = (d.year(), d.month());
         let schema = &self.stage_schema;
         let dir = &self.dir;
+        let table = &self.table;
         let p = self.partitions.entry(key).or_insert_with(|| Partition {
             year: key.0,
             month: key.1,
@@ -365,7 +366,7 @@ impl<'c> PartitionedWriter<'c> {
                 .collect(),
             rows: 0,
             stage: None,
-            stage_path: dir.join(format!("stage-{:04}-{:02}.arrows", key.0, key.1)),
+            stage_path: dir.join(format!("stage-{}-{:04}-{:02}.arrows", table, key.0, key.1)),
         });
         let c = self.contract;
         let mut col = 0;

@@ -389,3 +389,24 @@ async fn a_later_gateway_update_is_a_newer_version_of_the_same_record() {
     assert_eq!(count(&p, "kommune_gateway").await, 2);
     assert_eq!(count(&p, "kommune_borger").await, 2);
 }
+
+#[tokio::test]
+async fn a_large_gateway_delivery_stages_every_table_apart() {
+    // More bundles than a writer buffers, so several tables stage to disk at once.
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let file = dir.path().join("in.ndjson");
+    naerdata::generate::bench_gateway_file(&file, 9_000, 1).unwrap();
+    let key = "kommune/gateway/2026-10-02/big.ndjson";
+    p.stores.landing.put_file(key, &file).await.unwrap();
+    let Received::ToProcess(id) = receive::receive(&p, key, None).await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        process::process(&p, &id).await.unwrap(),
+        Processed::Done(DeliveryState::Accepted)
+    );
+    assert_eq!(count(&p, "kommune_gateway").await, 9_000);
+    assert_eq!(count(&p, "kommune_borger").await, 9_000);
+    assert_eq!(count(&p, "kommune_indsats").await, 9_000);
+}
