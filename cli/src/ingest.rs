@@ -110,10 +110,11 @@ pub async fn ingest_paths(
         } else {
             println!("{line}");
         }
-        if let Some(m) = &r.message {
-            if !progress && r.state != Some(DeliveryState::Duplicate) {
-                println!("    {m}");
-            }
+        if let Some(m) = &r.message
+            && !progress
+            && r.state != Some(DeliveryState::Duplicate)
+        {
+            println!("    {m}");
         }
         results.push(r);
     }

@@ -494,13 +494,13 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
             }
             None => None,
         };
-        if let Some(Json::String(role)) = custom(&p.custom_properties, "role") {
-            if let Some(prev) = roles.insert(role.clone(), i) {
-                return Err(bad(format!(
-                    "role {role:?} is given to both {:?} and {:?}",
-                    object.properties[prev].name, p.name
-                )));
-            }
+        if let Some(Json::String(role)) = custom(&p.custom_properties, "role")
+            && let Some(prev) = roles.insert(role.clone(), i)
+        {
+            return Err(bad(format!(
+                "role {role:?} is given to both {:?} and {:?}",
+                object.properties[prev].name, p.name
+            )));
         }
         if p.primary_key {
             keys.push((p.primary_key_position.unwrap_or(i as i32), i));
@@ -555,13 +555,13 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
     }
 
     let cpr_field = roles.get("cpr").copied();
-    if let Some(i) = cpr_field {
-        if fields[i].field_type != FieldType::String {
-            return Err(bad(format!(
-                "the cpr field {:?} must be a string",
-                fields[i].name
-            )));
-        }
+    if let Some(i) = cpr_field
+        && fields[i].field_type != FieldType::String
+    {
+        return Err(bad(format!(
+            "the cpr field {:?} must be a string",
+            fields[i].name
+        )));
     }
     let event_date = *roles
         .get("eventDate")

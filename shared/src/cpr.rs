@@ -153,7 +153,7 @@ pub fn parse(raw: &str) -> Result<Cpr, CprClass> {
     }
     let year = century(n[6] - b'0', yy) + yy as i32;
     let birth_date = NaiveDate::from_ymd_opt(year, month, day).ok_or(CprClass::InvalidDate)?;
-    let sex = if (n[9] - b'0') % 2 == 0 {
+    let sex = if (n[9] - b'0').is_multiple_of(2) {
         Sex::K
     } else {
         Sex::M
@@ -191,7 +191,7 @@ pub fn century(digit7: u8, yy: u32) -> i32 {
 pub fn modulus11(n: &[u8; 10]) -> bool {
     const W: [u32; 10] = [4, 3, 2, 7, 6, 5, 4, 3, 2, 1];
     let sum: u32 = n.iter().zip(W).map(|(&d, w)| u32::from(d - b'0') * w).sum();
-    sum % 11 == 0
+    sum.is_multiple_of(11)
 }
 
 #[cfg(test)]

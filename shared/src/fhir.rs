@@ -180,7 +180,7 @@ fn codings(cc: Option<&Value>) -> Vec<(&str, &str)> {
         .unwrap_or_default()
 }
 
-fn first_code<'a>(cc: Option<&'a Value>) -> Option<&'a str> {
+fn first_code(cc: Option<&Value>) -> Option<&str> {
     codings(cc).first().map(|(_, c)| *c)
 }
 

@@ -132,11 +132,10 @@ fn stage_schema(contract: &Contract) -> SchemaRef {
     let fields = schema(contract)
         .fields()
         .iter()
-        .filter(|f| {
-            !matches!(
-                f.name().as_str(),
-                "delivery_id" | "received_at" | "person_key_version"
-            ) && !(single_key && f.name() == "record_key")
+        .filter(|f| match f.name().as_str() {
+            "delivery_id" | "received_at" | "person_key_version" => false,
+            "record_key" => !single_key,
+            _ => true,
         })
         .map(|f| {
             if f.name() == "person_id" {

@@ -275,10 +275,10 @@ fn run_rows(
             }
         };
         report.count(verdict);
-        if verdict != Verdict::Rejected {
-            if let Some(w) = writer.as_mut() {
-                w.append(&reader.row, &validator)?;
-            }
+        if verdict != Verdict::Rejected
+            && let Some(w) = writer.as_mut()
+        {
+            w.append(&reader.row, &validator)?;
         }
         if !problems.is_empty() {
             sink.take(&mut report, &mut problems)?;

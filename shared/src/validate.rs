@@ -325,13 +325,13 @@ pub fn check_value(
         }
         FieldType::Date => {
             let d = parse_date(raw)?;
-            if let Some(min) = f.min_date {
-                if d < min {
-                    return Err((
-                        "date_range",
-                        format!("{d} is before {min}, the earliest date allowed"),
-                    ));
-                }
+            if let Some(min) = f.min_date
+                && d < min
+            {
+                return Err((
+                    "date_range",
+                    format!("{d} is before {min}, the earliest date allowed"),
+                ));
             }
             if f.not_after_delivery && d > delivery_date {
                 return Err((
@@ -351,10 +351,10 @@ pub fn check_value(
                     ),
                 )
             })?;
-            if let Some(min) = f.min_date {
-                if t.date_naive() < min {
-                    return Err(("date_range", format!("{} is before {min}", t.date_naive())));
-                }
+            if let Some(min) = f.min_date
+                && t.date_naive() < min
+            {
+                return Err(("date_range", format!("{} is before {min}", t.date_naive())));
             }
             Value::Timestamp(t.timestamp_micros())
         }
@@ -364,26 +364,26 @@ pub fn check_value(
             _ => return Err(("type", format!("expected true/false, found {}", shown(raw)))),
         }),
     };
-    if let Some(re) = &f.pattern {
-        if !re.is_match(raw) {
-            return Err((
-                "pattern",
-                format!("{} does not match the pattern {}", shown(raw), re.as_str()),
-            ));
-        }
+    if let Some(re) = &f.pattern
+        && !re.is_match(raw)
+    {
+        return Err((
+            "pattern",
+            format!("{} does not match the pattern {}", shown(raw), re.as_str()),
+        ));
     }
-    if let Some(list) = &f.code_list {
-        if !list.contains(raw) {
-            let system = list
-                .system
-                .as_deref()
-                .map(|s| format!(" ({s})"))
-                .unwrap_or_default();
-            return Err((
-                "code_list",
-                format!("{} is not in the code list{system}", shown(raw)),
-            ));
-        }
+    if let Some(list) = &f.code_list
+        && !list.contains(raw)
+    {
+        let system = list
+            .system
+            .as_deref()
+            .map(|s| format!(" ({s})"))
+            .unwrap_or_default();
+        return Err((
+            "code_list",
+            format!("{} is not in the code list{system}", shown(raw)),
+        ));
     }
     Ok(value)
 }

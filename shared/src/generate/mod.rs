@@ -267,7 +267,7 @@ impl Table {
                     &row[i][..4.min(row[i].len())].parse::<i32>().unwrap_or(2026)
                 ),
                 Defect::NotInCodeList => "XX9".to_string(),
-                Defect::BadCpr => format!("{}", &row[i][..6.min(row[i].len())]),
+                Defect::BadCpr => row[i][..6.min(row[i].len())].to_string(),
             };
             made += 1;
         }
@@ -362,7 +362,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
         );
         for &pi in &chronic {
             let p = &people[pi];
-            if (pi as u32 + d) % opts.days.max(1) != 0 {
+            if !(pi as u32 + d).is_multiple_of(opts.days.max(1)) {
                 continue;
             }
             for &a in &p.areas {
