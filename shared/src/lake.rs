@@ -47,6 +47,9 @@ pub const LINEAGE_COLUMNS: &[&str] =
 const BATCH_ROWS: usize = 8 * 1024;
 /// Rows buffered in builders across all partitions.
 const BUFFERED_ROWS: usize = 64 * 1024;
+/// Finished batches held in memory across all partitions before the biggest is
+/// spilled to disk. Most deliveries never spill.
+const HELD_BUDGET: usize = 96 << 20;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per file before a partition rolls over to `<delivery_id>-<n+1>.parquet`.
@@ -246,7 +249,11 @@ struct Partition {
     month: u32,
     cols: Vec<Col>,
     rows: usize,
-    /// Rows of this partition staged as Arrow IPC, written out as Parquet at the end.
+    /// Finished batches kept in memory while the delivery's budget allows.
+    held: Vec<RecordBatch>,
+    held_bytes: usize,
+    /// Batches spilled to disk as Arrow IPC under memory pressure; they precede
+    /// `held` in row order.
     stage: Option<StreamWriter<BufWriter<File>>>,
     stage_path: PathBuf,
 }
@@ -281,9 +288,11 @@ pub enum LakeError {
 /// spooled under `dir` until the delivery is known to be accepted.
 ///
 /// Two passes keep memory flat however many months a delivery spans (a GP's
-/// diagnoses go back years): rows are staged per partition as Arrow IPC (no more
-/// than [`BUFFERED_ROWS`] wait in builders across all partitions), and at the end
-/// each partition becomes Parquet in turn, so only one Parquet writer is ever open.
+/// diagnoses go back years): rows are gathered per partition as Arrow batches (no
+/// more than [`BUFFERED_ROWS`] wait in builders, no more than [`HELD_BUDGET`] bytes of
+/// batches are held; past that the biggest partition spills to an Arrow IPC file), and
+/// at the end each partition becomes Parquet in turn, so only one Parquet writer is
+/// ever open.
 pub struct PartitionedWriter<'c> {
     contract: &'c Contract,
     schema: SchemaRef,
@@ -296,6 +305,8 @@ pub struct PartitionedWriter<'c> {
     received_at_micros: i64,
     partitions: BTreeMap<(i32, u32), Partition>,
     buffered: usize,
+    held: usize,
+    held_budget: usize,
 }
 
 impl<'c> PartitionedWriter<'c> {
@@ -345,7 +356,15 @@ impl<'c> PartitionedWriter<'c> {
             received_at_micros,
             partitions: BTreeMap::new(),
             buffered: 0,
+            held: 0,
+            held_budget: HELD_BUDGET,
         }
+    }
+
+    /// Overrides the held-batch budget (tests force spilling with a small one).
+    pub fn with_held_budget(mut self, bytes: usize) -> Self {
+        self.held_budget = bytes;
+        self
     }
 
     /// Appends the row the validator just accepted.
@@ -364,6 +383,8 @@ impl<'c> PartitionedWriter<'c> {
                 .map(|f| Col::new(f.data_type()))
                 .collect(),
             rows: 0,
+            held: Vec::new(),
+            held_bytes: 0,
             stage: None,
             stage_path: dir.join(format!("stage-{}-{:04}-{:02}.arrows", table, key.0, key.1)),
         });
@@ -395,16 +416,25 @@ impl<'c> PartitionedWriter<'c> {
         self.buffered += 1;
         if p.rows >= BATCH_ROWS {
             self.buffered -= p.rows;
-            stage(p, &self.stage_schema)?;
+            self.held += hold(p, &self.stage_schema)?;
         } else if self.buffered >= BUFFERED_ROWS {
-            // Many small partitions: stage the fullest.
+            // Many small partitions: batch the fullest.
             let p = self
                 .partitions
                 .values_mut()
                 .max_by_key(|p| p.rows)
                 .expect("a partition");
             self.buffered -= p.rows;
-            stage(p, &self.stage_schema)?;
+            self.held += hold(p, &self.stage_schema)?;
+        }
+        while self.held > self.held_budget {
+            // Memory pressure: spill the partition holding the most.
+            let p = self
+                .partitions
+                .values_mut()
+                .max_by_key(|p| p.held_bytes)
+                .expect("a partition");
+            self.held -= spill(p, &self.stage_schema)?;
         }
         Ok(())
     }
@@ -414,17 +444,26 @@ impl<'c> PartitionedWriter<'c> {
         let mut done = Vec::new();
         let mut partitions = std::mem::take(&mut self.partitions);
         for p in partitions.values_mut() {
-            stage(p, &self.stage_schema)?;
-            let Some(mut w) = p.stage.take() else {
-                continue;
-            };
-            w.finish()?;
-            drop(w);
-            let staged = File::open(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
-            let reader = StreamReader::try_new(BufReader::with_capacity(1 << 20, staged), None)?;
+            hold(p, &self.stage_schema)?;
+            // Spilled batches first, then the held ones: row order is kept.
+            let spilled: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>> =
+                match p.stage.take() {
+                    Some(mut w) => {
+                        w.finish()?;
+                        drop(w);
+                        let f =
+                            File::open(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+                        Box::new(StreamReader::try_new(
+                            BufReader::with_capacity(1 << 20, f),
+                            None,
+                        )?)
+                    }
+                    None => Box::new(std::iter::empty()),
+                };
+            let held = std::mem::take(&mut p.held).into_iter().map(Ok);
             let mut file_no = 0;
             let mut out: Option<(ArrowWriter<File>, String, PathBuf, u64)> = None;
-            for batch in reader {
+            for batch in spilled.chain(held) {
                 let batch = self.to_lake(&batch?)?;
                 if out.is_none() {
                     let key = object_key(&self.table, p.year, p.month, &self.delivery_id, file_no);
@@ -445,7 +484,9 @@ impl<'c> PartitionedWriter<'c> {
             if let Some(o) = out {
                 done.push(close(o)?);
             }
-            std::fs::remove_file(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+            if p.stage_path.exists() {
+                std::fs::remove_file(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+            }
         }
         done.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(done)
@@ -519,13 +560,22 @@ fn parquet_error(path: &Path, source: parquet::errors::ParquetError) -> LakeErro
     }
 }
 
-/// Moves a partition's buffered rows into its IPC stage file.
-fn stage(p: &mut Partition, schema: &SchemaRef) -> Result<(), LakeError> {
+/// Turns a partition's buffered rows into a held batch; returns the bytes it holds.
+fn hold(p: &mut Partition, schema: &SchemaRef) -> Result<usize, LakeError> {
     if p.rows == 0 {
-        return Ok(());
+        return Ok(0);
     }
     let arrays: Vec<ArrayRef> = p.cols.iter_mut().map(Col::finish).collect();
     let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+    let bytes = batch.get_array_memory_size();
+    p.held.push(batch);
+    p.held_bytes += bytes;
+    p.rows = 0;
+    Ok(bytes)
+}
+
+/// Writes a partition's held batches to its IPC stage file; returns the bytes freed.
+fn spill(p: &mut Partition, schema: &SchemaRef) -> Result<usize, LakeError> {
     if p.stage.is_none() {
         let f = File::create(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
         p.stage = Some(StreamWriter::try_new(
@@ -533,9 +583,11 @@ fn stage(p: &mut Partition, schema: &SchemaRef) -> Result<(), LakeError> {
             schema,
         )?);
     }
-    p.stage.as_mut().expect("opened above").write(&batch)?;
-    p.rows = 0;
-    Ok(())
+    let w = p.stage.as_mut().expect("opened above");
+    for batch in p.held.drain(..) {
+        w.write(&batch)?;
+    }
+    Ok(std::mem::take(&mut p.held_bytes))
 }
 
 fn close(
@@ -547,4 +599,63 @@ fn close(
 
 fn spool_path(dir: &Path, key: &str) -> PathBuf {
     dir.join(key.replace('/', "__"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Registry;
+    use crate::pseudonym::{Key, Pseudonymiser};
+    use crate::validate::Verdict;
+
+    /// Writes 40k rows over three months with the given held budget.
+    fn write(dir: &Path, budget: usize) -> Vec<(String, Vec<u8>)> {
+        let registry = Registry::builtin();
+        let c = registry.get("almenpraksis.diagnose").unwrap();
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let p = Pseudonymiser::new(&Key::new(1, vec![9; 32]).unwrap());
+        let mut v = Validator::new(c, p, day, 0);
+        let mut w = PartitionedWriter::new(c, dir, "d1", 0, 1).with_held_budget(budget);
+        let mut row = Row::with_fields(c.fields.len());
+        let mut problems = Vec::new();
+        for i in 0..40_000u32 {
+            let month = 1 + i % 3;
+            let id = format!("r{i}");
+            let date = format!("2026-{month:02}-01");
+            let values = [
+                id.as_str(),
+                "670385-4001",
+                "012345",
+                "T90",
+                date.as_str(),
+                "diabetes2",
+                "2026-03-02T10:00:00+01:00",
+            ];
+            row.fill(u64::from(i) + 2, values);
+            assert_eq!(v.check(&row, &mut problems), Verdict::Accepted);
+            w.append(&row, &v).unwrap();
+        }
+        w.finish()
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.key, std::fs::read(f.path).unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn spilling_under_memory_pressure_writes_the_same_files() {
+        let held = tempfile::tempdir().unwrap();
+        let spilled = tempfile::tempdir().unwrap();
+        let a = write(held.path(), usize::MAX);
+        let b = write(spilled.path(), 1);
+        assert_eq!(a.len(), 3);
+        assert_eq!(a, b, "spilling changed the output");
+        // No stage files are left behind.
+        let left: Vec<_> = std::fs::read_dir(spilled.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".arrows"))
+            .collect();
+        assert!(left.is_empty());
+    }
 }
