@@ -421,6 +421,13 @@ pub fn flatten_bundle(
                             ("rapportdato", updated_day.clone()),
                             ("afdoed", dead.to_string()),
                             ("doedsdato", death.unwrap_or_default()),
+                            (
+                                "aktiv_journal",
+                                get(r, &["active"])
+                                    .and_then(Value::as_bool)
+                                    .map(|b| b.to_string())
+                                    .unwrap_or_default(),
+                            ),
                         ],
                         false,
                     ),

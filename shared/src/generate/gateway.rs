@@ -137,7 +137,7 @@ impl Gateway {
         day: NaiveDate,
         people: &[Person],
         kommuner: &[super::Kommune],
-        discharges: &[(usize, String)],
+        discharges: &[(usize, NaiveDate, String)],
     ) -> Vec<Value> {
         let mut bundles = Vec::new();
         let order: Vec<usize> = (0..people.len()).collect();
@@ -149,7 +149,7 @@ impl Gateway {
             // New care: mostly the elderly; a few each day.
             let starts_care = !known && age >= 65 && self.rng.random_bool(0.03);
             let starts_119 = !known && !p.areas.is_empty() && self.rng.random_bool(0.005);
-            let discharge = discharges.iter().find(|(i, _)| *i == pi);
+            let discharge = discharges.iter().find(|(i, _, _)| *i == pi);
             let starts_140 = discharge.is_some() && self.rng.random_bool(0.5);
             if starts_care || starts_119 || starts_140 {
                 let c = self.citizens.entry(pi).or_default();
@@ -166,13 +166,13 @@ impl Gateway {
             } else if starts_119 {
                 self.start_pathway(&mut c, day, hour, "§119", None, &mut resources);
             } else if starts_140 {
-                let (_, diagnosis) = discharge.expect("checked");
+                let (_, discharged, diagnosis) = discharge.expect("checked");
                 self.start_pathway(
                     &mut c,
                     day,
                     hour,
                     "§140",
-                    Some(diagnosis.clone()),
+                    Some((*discharged, diagnosis.clone())),
                     &mut resources,
                 );
             } else {
@@ -275,13 +275,13 @@ impl Gateway {
         day: NaiveDate,
         hour: u32,
         paragraph: &str,
-        diagnosis: Option<String>,
+        discharge: Option<(NaiveDate, String)>,
         out: &mut Vec<Value>,
     ) {
         let meta = self.meta(day, hour);
         let focus_id = uuid(&mut self.rng);
-        let focus = match &diagnosis {
-            Some(d) => coding(SKS_SYSTEM, d),
+        let focus = match &discharge {
+            Some((_, d)) => coding(SKS_SYSTEM, d),
             None => coding(
                 ICPC2_SYSTEM,
                 ["T90", "R95", "K77"].choose(&mut self.rng).expect("codes"),
@@ -298,10 +298,11 @@ impl Gateway {
             "authoredOn": day.to_string(),
             "reasonReference": [{"reference": format!("Condition/{focus_id}")}],
         });
-        if rehab {
+        if let Some((discharged, _)) = &discharge {
             referral["category"] = json!([coding(CARE_CODES, CATEGORY_ALMEN)]);
-            // Discharged the day before the referral was received.
-            referral["extension"] = json!([{"url": DISCHARGE_EXTENSION, "valueDate": (day - Duration::days(1)).to_string()}]);
+            // The hospital discharge the rehabilitation plan follows (the LPR contact's end).
+            referral["extension"] =
+                json!([{"url": DISCHARGE_EXTENSION, "valueDate": discharged.to_string()}]);
         }
         let start = day + Duration::days(self.rng.random_range(3..15));
         let pathway = json!({
@@ -423,6 +424,7 @@ impl Gateway {
             "resourceType": "Patient", "id": patient_id, "meta": self.meta(day, 21),
             "identifier": [{"use": "official", "system": CPR_SYSTEM, "value": cpr.replace('-', "")}],
             "deceasedBoolean": false,
+            "active": true,
             "managingOrganization": {"identifier": {"use": "official", "system": SOR_SYSTEM, "value": sor}},
         });
         let mut entries =

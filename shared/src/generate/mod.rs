@@ -333,7 +333,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
     for d in 0..opts.days {
         let day = opts.start + Duration::days(d as i64);
         // LPR contacts that ended today: §140 rehabilitation may follow.
-        let mut discharges: Vec<(usize, String)> = Vec::new();
+        let mut discharges: Vec<(usize, NaiveDate, String)> = Vec::new();
         let file = |source: &str, dataset: &str| {
             opts.out
                 .join(source)
@@ -625,7 +625,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
             let end = if end > day {
                 String::new()
             } else {
-                discharges.push((pi, main.to_string()));
+                discharges.push((pi, end, main.to_string()));
                 end.to_string()
             };
             let key = lpr_contact.to_string();
