@@ -90,6 +90,12 @@ enum Command {
     },
     /// Run SQL over the lake tables (DataFusion) and print the result.
     Query { sql: String },
+    /// Publish current tables, the linked model and the disclosure-controlled marts.
+    Publish {
+        /// The reference date of the marts (default: today).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+    },
     /// The ledger: deliveries by state, and the latest per dataset.
     Status {
         /// List this many recent deliveries.
@@ -184,7 +190,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let files = generate::generate(&opts)?;
             let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
             let results = ingest::ingest_paths(&p, &paths, None, true).await?;
-            summary::print_demo(&p, &cli.home, &results).await?;
+            let last_day = opts.start + chrono::Duration::days(i64::from(days.max(1)) - 1);
+            eprintln!("publishing current tables and marts (reference date {last_day})");
+            let published = naerdata::publish::publish(&p, last_day).await?;
+            naerdata::catalog::write_duckdb_catalog(&p).await?;
+            summary::print_demo(&p, &cli.home, &results, &published).await?;
         }
         Command::Generate {
             out,
@@ -244,6 +254,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let p = local()?;
             let batches = naerdata::catalog::query(&p, &sql).await?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+        }
+        Command::Publish { date } => {
+            let p = local()?;
+            let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let published = naerdata::publish::publish(&p, date).await?;
+            naerdata::catalog::write_duckdb_catalog(&p).await?;
+            summary::print_published(&published);
         }
         Command::Status { recent } => {
             let p = local()?;

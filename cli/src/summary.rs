@@ -9,7 +9,12 @@ use naerdata::ledger::DeliveryState;
 
 use crate::ingest::Ingested;
 
-pub async fn print_demo(p: &Platform, home: &Path, results: &[Ingested]) -> Result<()> {
+pub async fn print_demo(
+    p: &Platform,
+    home: &Path,
+    results: &[Ingested],
+    published: &naerdata::publish::Published,
+) -> Result<()> {
     #[derive(Default)]
     struct Row {
         deliveries: BTreeMap<&'static str, u64>,
@@ -60,7 +65,30 @@ pub async fn print_demo(p: &Platform, home: &Path, results: &[Ingested]) -> Resu
     );
     let batches = naerdata::catalog::query(p, sql).await?;
     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
+    print_published(published);
+    if let Some((_, rehab)) = published.batches.iter().find(|(n, _)| n == "rehab_effekt") {
+        println!(
+            "\nRehabilitation effect (§140 courses ended, and contacts after them; blank = suppressed):"
+        );
+        println!(
+            "{}",
+            arrow::util::pretty::pretty_format_batches(std::slice::from_ref(rehab))?
+        );
+    }
     Ok(())
+}
+
+pub fn print_published(published: &naerdata::publish::Published) {
+    println!("\nPresentation zone:");
+    for (t, n) in &published.tables {
+        println!("  {t:<34} {n:>9} rows");
+    }
+    for m in &published.marts {
+        println!(
+            "  mart {:<29} {:>9} rows  suppressed: {} primary, {} secondary  ({})",
+            m.name, m.rows, m.primary_suppressed, m.secondary_suppressed, m.key
+        );
+    }
 }
 
 pub async fn print_status(p: &Platform, recent: usize) -> Result<()> {

@@ -63,6 +63,16 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
             sql_string(&glob)
         ));
     }
+    // The presentation zone: current tables, dimensions and marts, once published.
+    for obj in p.stores.lake.list("presentation/").await? {
+        let parts: Vec<&str> = obj.key.split('/').collect();
+        if let ["presentation", kind, name, "data.parquet"] = parts.as_slice() {
+            sql.push_str(&format!(
+                "\n-- presentation ({kind})\nCREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({});\n",
+                sql_string(&p.stores.lake.locate(&obj.key))
+            ));
+        }
+    }
     Ok(sql)
 }
 

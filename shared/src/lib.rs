@@ -8,6 +8,7 @@
 pub mod catalog;
 pub mod contract;
 pub mod cpr;
+pub mod disclosure;
 pub mod docs;
 pub mod fhir;
 pub mod generate;
@@ -18,6 +19,7 @@ pub mod platform;
 pub mod ports;
 pub mod process;
 pub mod pseudonym;
+pub mod publish;
 pub mod read;
 pub mod receipt;
 pub mod receive;

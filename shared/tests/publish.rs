@@ -1,0 +1,182 @@
+//! The publish step on a small hand-made cohort: current tables and a mart checked
+//! against numbers computed by hand.
+
+use std::sync::Arc;
+
+use arrow::array::{Array, StringArray, UInt64Array};
+use bytes::Bytes;
+use chrono::NaiveDate;
+use naerdata::Platform;
+use naerdata::catalog;
+use naerdata::contract::Registry;
+use naerdata::ports::FixedClock;
+use naerdata::process;
+use naerdata::receive::{self, Received};
+
+fn platform(dir: &std::path::Path) -> Platform {
+    let mut p = Platform::local(dir, Registry::builtin()).unwrap();
+    p.clock = Arc::new(FixedClock("2026-12-31T12:00:00Z".parse().unwrap()));
+    p
+}
+
+async fn deliver(p: &Platform, key: &str, body: String) {
+    p.stores.landing.put(key, Bytes::from(body)).await.unwrap();
+    let Received::ToProcess(id) = receive::receive(p, key, None).await.unwrap() else {
+        panic!("{key} was not new")
+    };
+    process::process(p, &id).await.unwrap();
+}
+
+fn cpr(i: usize) -> String {
+    // Synthetic: day 61.. is a replacement number.
+    format!("{:02}0385-4{:03}", 61 + i, i)
+}
+
+/// A §140 pathway that ended on `end`, reported by the municipality with SOR `sor`.
+fn pathway(i: usize, sor: &str, end: &str, eie: bool) -> String {
+    let status = if eie { "entered-in-error" } else { "completed" };
+    serde_json::json!({
+        "resourceType": "Bundle", "id": format!("b{i}"), "type": "collection", "timestamp": "2026-12-01T10:00:00+01:00",
+        "entry": [
+            {"fullUrl": format!("Patient/p{i}"), "resource": {"resourceType": "Patient", "id": format!("p{i}"),
+                "meta": {"lastUpdated": "2026-12-01T10:00:00+01:00"},
+                "identifier": [{"system": "urn:oid:1.2.208.176.1.2", "value": cpr(i).replace('-', "")}],
+                "managingOrganization": {"identifier": {"system": "urn:oid:1.2.208.176.1.1", "value": sor}}}},
+            {"fullUrl": format!("CarePlan/f{i}"), "resource": {"resourceType": "CarePlan", "id": format!("f{i}"),
+                "meta": {"lastUpdated": "2026-12-01T10:00:00+01:00"}, "status": status, "intent": "plan",
+                "category": [{"coding": [{"code": "f15b2663-94d9-4d0c-a5de-d8bd8e1e4ebb"}]}],
+                "subject": {"reference": format!("Patient/p{i}")}, "period": {"start": "2026-09-01", "end": end},
+                "activity": [{"detail": {"status": status}}]}}
+        ]
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn rehab_effect_mart_matches_hand_computed_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    // 101 København: persons 0-6 (7 courses) + person 15 whose course was entered in error;
+    // 147 Frederiksberg: persons 7-12 (6); 151 Ballerup: persons 13-14 (2).
+    let mut bundles = Vec::new();
+    for i in 0..15 {
+        let sor = match i {
+            0..=6 => "990101000000000",
+            7..=12 => "990147000000000",
+            _ => "990151000000000",
+        };
+        bundles.push(pathway(i, sor, "2026-10-05", false));
+    }
+    bundles.push(pathway(15, "990101000000000", "2026-10-05", true));
+    deliver(
+        &p,
+        "kommune/gateway/2026-12-31/gw.ndjson",
+        bundles.join("\n") + "\n",
+    )
+    .await;
+
+    // Acute hospital contacts: persons 0-4 after 15 days, person 5 after 57 days,
+    // person 7 a planned (not acute) contact after 10 days; person 15 acute (but its
+    // course was entered in error, so it must not count).
+    let mut lpr = String::from(
+        "dw_ek_kontakt;dw_ek_forloeb;cpr;sorenhed_ans;dato_start;tidspunkt_start;dato_slut;tidspunkt_slut;aktionsdiagnose;kontakttype;prioritet;hovedspeciale_ans\n",
+    );
+    for (n, (i, day, prio)) in [
+        (0, "2026-10-20", "ATA1"),
+        (1, "2026-10-20", "ATA1"),
+        (2, "2026-10-20", "ATA1"),
+        (3, "2026-10-20", "ATA1"),
+        (4, "2026-10-20", "ATA1"),
+        (5, "2026-12-01", "ATA1"),
+        (7, "2026-10-15", "ATA3"),
+        (15, "2026-10-20", "ATA1"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        lpr.push_str(&format!(
+            "{};;{};990000000001;{day};08:00;{day};12:00;DS720;ALCA00;{prio};akutmedicin\n",
+            500 + n,
+            cpr(i)
+        ));
+    }
+    deliver(&p, "lpr/kontakt/2026-12-31/lpr.csv", lpr).await;
+
+    // GP contacts within 30 days: persons 0-5.
+    let mut gp = String::from("record_id;cpr;ydernummer;kontaktdato;ydelseskode;registreret\n");
+    for i in 0..6 {
+        gp.push_str(&format!(
+            "k{i};{};012345;2026-10-10;0101;2026-10-10T10:00:00+02:00\n",
+            cpr(i)
+        ));
+    }
+    deliver(&p, "almenpraksis/kontakt/2026-12-31/gp.csv", gp).await;
+
+    let published = naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 12, 31).unwrap())
+        .await
+        .unwrap();
+    let (_, rehab) = published
+        .batches
+        .iter()
+        .find(|(n, _)| n == "rehab_effekt")
+        .unwrap();
+    let col = |name: &str| rehab.column_by_name(name).unwrap().clone();
+    let (kommune, kvartal) = (col("kommunekode"), col("kvartal"));
+    let kommune = kommune.as_any().downcast_ref::<StringArray>().unwrap();
+    let kvartal = kvartal.as_any().downcast_ref::<StringArray>().unwrap();
+    let row = |k: &str, q: &str| {
+        (0..rehab.num_rows())
+            .find(|&i| kommune.value(i) == k && kvartal.value(i) == q)
+            .unwrap()
+    };
+    let get = |name: &str, i: usize| {
+        let a = col(name);
+        let a = a.as_any().downcast_ref::<UInt64Array>().unwrap();
+        (!a.is_null(i)).then(|| a.value(i))
+    };
+    let r101 = row("101", "2026-Q4");
+    assert_eq!(
+        get("forloeb_afsluttet", r101),
+        Some(7),
+        "the entered-in-error course is not counted"
+    );
+    assert_eq!(get("akut_hospital_30d", r101), Some(5));
+    assert_eq!(get("akut_hospital_90d", r101), Some(6));
+    assert_eq!(get("almen_praksis_30d", r101), Some(6));
+    // 151 has 2 courses: suppressed; 147 (6) is the smallest complement in the column.
+    assert_eq!(get("forloeb_afsluttet", row("151", "2026-Q4")), None);
+    assert_eq!(get("forloeb_afsluttet", row("147", "2026-Q4")), None);
+    assert_eq!(get("forloeb_afsluttet", row("I alt", "2026-Q4")), Some(15));
+    // A planned contact is not acute: 147 has no acute contacts, a true zero is shown.
+    assert_eq!(get("akut_hospital_30d", row("147", "2026-Q4")), Some(0));
+    let share = rehab.column_by_name("andel_akut_hospital_30d").unwrap();
+    let share = share
+        .as_any()
+        .downcast_ref::<arrow::array::Float64Array>()
+        .unwrap();
+    assert!((share.value(r101) - 5.0 / 7.0).abs() < 1e-9);
+    assert!(rehab.column_by_name("disclosure_rule_set").is_some());
+
+    // Current tables: one row per record key, entered-in-error dropped.
+    let b = catalog::query(&p, "SELECT count(*) AS n FROM kommune_indsats")
+        .await
+        .unwrap();
+    assert_eq!(
+        arrow::util::pretty::pretty_format_batches(&b)
+            .unwrap()
+            .to_string()
+            .contains("| 16 |"),
+        true
+    );
+    let current = published
+        .tables
+        .iter()
+        .find(|(t, _)| t == "kommune_indsats_current")
+        .unwrap();
+    assert_eq!(current.1, 15);
+    // The catalog has views for the presentation zone.
+    catalog::write_duckdb_catalog(&p).await.unwrap();
+    let sql = std::fs::read_to_string(p.stores.lake.locate(catalog::CATALOG_KEY)).unwrap();
+    assert!(sql.contains("CREATE OR REPLACE VIEW rehab_effekt"), "{sql}");
+    assert!(sql.contains("CREATE OR REPLACE VIEW dim_person"));
+}
