@@ -43,9 +43,9 @@ struct Cli {
 enum Command {
     /// Generate synthetic deliveries, ingest them all, and print a summary.
     Demo {
-        #[arg(long, default_value_t = 2_000)]
+        #[arg(long, default_value_t = 5_000)]
         persons: usize,
-        #[arg(long, default_value_t = 7)]
+        #[arg(long, default_value_t = 28)]
         days: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,

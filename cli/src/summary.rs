@@ -70,10 +70,16 @@ pub async fn print_demo(
         println!(
             "\nRehabilitation effect (§140 courses ended, and contacts after them; blank = suppressed):"
         );
-        println!(
-            "{}",
-            arrow::util::pretty::pretty_format_batches(std::slice::from_ref(rehab))?
-        );
+        // The counts; the rates and the rule set are in the published table.
+        let keep: Vec<usize> = (0..rehab.num_columns())
+            .filter(|&i| {
+                let n = rehab.schema().field(i).name().clone();
+                !n.starts_with("andel_") && n != "disclosure_rule_set"
+            })
+            .collect();
+        let shown = rehab.project(&keep)?;
+        println!("{}", arrow::util::pretty::pretty_format_batches(&[shown])?);
+        println!("rule set: {}", naerdata::disclosure::RULE_SET);
     }
     Ok(())
 }

@@ -304,7 +304,7 @@ impl Gateway {
             referral["extension"] =
                 json!([{"url": DISCHARGE_EXTENSION, "valueDate": discharged.to_string()}]);
         }
-        let start = day + Duration::days(self.rng.random_range(3..15));
+        let start = day + Duration::days(self.rng.random_range(1..5));
         let pathway = json!({
             "resourceType": "CarePlan", "id": uuid(&mut self.rng), "meta": meta,
             "status": "active", "intent": "plan",
@@ -334,7 +334,9 @@ impl Gateway {
     /// Later days: follow-up results, completed visits, plans ending or stopping,
     /// pathways ending or cancelled, and now and then an entered-in-error.
     fn follow_up(&mut self, c: &mut Citizen, day: NaiveDate, hour: u32, out: &mut Vec<Value>) {
-        if !self.rng.random_bool(0.15) {
+        // Courses (§119/§140) move faster than long-term care.
+        let chance = if c.pathway.is_some() { 0.35 } else { 0.15 };
+        if !self.rng.random_bool(chance) {
             return;
         }
         let meta = self.meta(day, hour);
