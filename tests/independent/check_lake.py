@@ -282,8 +282,13 @@ def check_duckdb(home, lake, report):
     except Exception as e:  # noqa: BLE001
         report.check("duckdb catalog runs", [str(e)])
         return
-    views = [v for (v,) in con.execute(
+    all_views = [v for (v,) in con.execute(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
+    # Views over the presentation zone (current tables, dimensions, marts) are
+    # checked separately: they are derived, not delivered.
+    presentation = {p.parent.name for p in (home / "lake" / "presentation").glob("*/*/data.parquet")}
+    check_presentation(con, [v for v in all_views if v in presentation], lake, report)
+    views = [v for v in all_views if v not in presentation]
     with_rows = {t for t, c in lake.items() if sum(c.values())}
     report.check("duckdb catalog runs: one view per table with data",
                  [f"no view for table {t}" for t in sorted(with_rows - set(views))]
@@ -306,6 +311,34 @@ def check_duckdb(home, lake, report):
             problems.append(f"query failed: {e}")
         report.check(f"duckdb view {v}", problems,
                      f"{sum(lake.get(v, {}).values())} rows, has year/month")
+
+
+def check_presentation(con, views, lake, report):
+    """Current tables hold one row per record key and no more rows than the curated
+    table; marts never publish a count of 1-4 persons."""
+    for v in views:
+        problems = []
+        try:
+            cols = [row[0] for row in con.execute(f'DESCRIBE "{v}"').fetchall()]
+            n = con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0]
+            if v.endswith("_current"):
+                base = v[: -len("_current")]
+                keys = con.execute(f'SELECT count(DISTINCT record_key) FROM "{v}"').fetchone()[0]
+                if keys != n:
+                    problems.append(f"{n} rows but {keys} record keys")
+                if n > sum(lake.get(base, {}).values()):
+                    problems.append(f"{n} rows, more than the curated {base}")
+            elif "disclosure_rule_set" in cols:
+                counts = [row[0] for row in con.execute(f'DESCRIBE "{v}"').fetchall()
+                          if str(row[1]).startswith("UBIGINT")]
+                for c in counts:
+                    small = con.execute(
+                        f'SELECT count(*) FROM "{v}" WHERE "{c}" BETWEEN 1 AND 4').fetchone()[0]
+                    if small:
+                        problems.append(f"{small} published count(s) of 1-4 in {c}")
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"query failed: {e}")
+        report.check(f"presentation view {v}", problems, f"{n if not problems else '?'} rows")
 
 
 # ---------------------------------------------------------------- check 3: CPR scan
