@@ -161,13 +161,8 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
     let b = catalog::query(&p, "SELECT count(*) AS n FROM kommune_indsats")
         .await
         .unwrap();
-    assert_eq!(
-        arrow::util::pretty::pretty_format_batches(&b)
-            .unwrap()
-            .to_string()
-            .contains("| 16 |"),
-        true
-    );
+    let shown = arrow::util::pretty::pretty_format_batches(&b).unwrap().to_string();
+    assert!(shown.contains("| 16 |"), "all 16 versions are in the curated table: {shown}");
     let current = published
         .tables
         .iter()
