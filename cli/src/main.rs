@@ -96,6 +96,12 @@ enum Command {
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
     },
+    /// Write a research extract: approved tables and columns, project pseudonyms.
+    Extract {
+        /// The project spec (YAML: project, title, datasets: [{dataset, columns}]).
+        #[arg(long)]
+        project: PathBuf,
+    },
     /// The ledger: deliveries by state, and the latest per dataset.
     Status {
         /// List this many recent deliveries.
@@ -261,6 +267,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let published = naerdata::publish::publish(&p, date).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             summary::print_published(&published);
+        }
+        Command::Extract { project } => {
+            let p = local()?;
+            let text = std::fs::read_to_string(&project)
+                .with_context(|| format!("reading {}", project.display()))?;
+            let spec =
+                naerdata::extract::ProjectSpec::from_yaml(&text).map_err(anyhow::Error::msg)?;
+            let keys = naerdata::local::KeyFile::new(naerdata::extract::project_key_path(
+                &cli.home.join("keys"),
+                &spec.project,
+            ));
+            let m = naerdata::extract::extract(&p, &spec, &keys).await?;
+            for (t, n, k) in &m.tables {
+                println!("{t:<28} {n:>9} rows  {}", p.stores.lake.locate(k));
+            }
         }
         Command::Status { recent } => {
             let p = local()?;

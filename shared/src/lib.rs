@@ -10,6 +10,7 @@ pub mod contract;
 pub mod cpr;
 pub mod disclosure;
 pub mod docs;
+pub mod extract;
 pub mod fhir;
 pub mod generate;
 pub mod lake;

@@ -161,8 +161,13 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
     let b = catalog::query(&p, "SELECT count(*) AS n FROM kommune_indsats")
         .await
         .unwrap();
-    let shown = arrow::util::pretty::pretty_format_batches(&b).unwrap().to_string();
-    assert!(shown.contains("| 16 |"), "all 16 versions are in the curated table: {shown}");
+    let shown = arrow::util::pretty::pretty_format_batches(&b)
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains("| 16 |"),
+        "all 16 versions are in the curated table: {shown}"
+    );
     let current = published
         .tables
         .iter()
@@ -174,4 +179,106 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
     let sql = std::fs::read_to_string(p.stores.lake.locate(catalog::CATALOG_KEY)).unwrap();
     assert!(sql.contains("CREATE OR REPLACE VIEW rehab_effekt"), "{sql}");
     assert!(sql.contains("CREATE OR REPLACE VIEW dim_person"));
+}
+
+#[tokio::test]
+async fn two_projects_extracts_share_no_pseudonym_and_hold_no_person_id() {
+    use naerdata::extract::{self, ProjectSpec};
+    use naerdata::local::KeyFile;
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let mut gp = String::from("record_id;cpr;ydernummer;kontaktdato;ydelseskode;registreret\n");
+    for i in 0..20 {
+        gp.push_str(&format!(
+            "k{i};{};012345;2026-10-10;0101;2026-10-10T10:00:00+02:00\n",
+            cpr(i)
+        ));
+    }
+    deliver(&p, "almenpraksis/kontakt/2026-12-31/gp.csv", gp).await;
+
+    let spec = |name: &str| {
+        ProjectSpec::from_yaml(&format!(
+            "project: {name}\ndatasets:\n  - dataset: almenpraksis.kontakt\n    columns: [kontaktdato, ydelseskode]\n"
+        ))
+        .unwrap()
+    };
+    let read_ids = |project: &str| -> Vec<String> {
+        let path = p
+            .stores
+            .lake
+            .locate(&format!("extracts/{project}/almenpraksis_kontakt.parquet"));
+        let file = std::fs::File::open(path).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let mut ids = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let names: Vec<String> = b
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect();
+            assert_eq!(
+                names,
+                ["projekt_person_id", "kontaktdato", "ydelseskode"],
+                "only approved columns"
+            );
+            let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            ids.extend((0..a.len()).map(|i| a.value(i).to_string()));
+        }
+        ids
+    };
+    for name in ["P-A", "P-B"] {
+        let keys = KeyFile::new(extract::project_key_path(&dir.path().join("keys"), name));
+        let m = extract::extract(&p, &spec(name), &keys).await.unwrap();
+        assert_eq!(m.tables[0].1, 20);
+    }
+    let (a, b) = (read_ids("P-A"), read_ids("P-B"));
+    assert_eq!(a.len(), 20);
+    let lake_ids: Vec<String> = {
+        let batches = catalog::query(&p, "SELECT person_id FROM almenpraksis_kontakt")
+            .await
+            .unwrap();
+        let mut v = Vec::new();
+        for bt in batches {
+            let arr = bt
+                .column(0)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .clone();
+            v.extend((0..arr.len()).map(|i| arr.value(i).to_string()));
+        }
+        v
+    };
+    assert!(
+        a.iter().all(|x| !b.contains(x)),
+        "two projects share a pseudonym"
+    );
+    assert!(
+        a.iter().chain(&b).all(|x| !lake_ids.contains(x)),
+        "an extract holds a lake person_id"
+    );
+
+    // A column outside the approvals, or the person key itself, is refused.
+    let keys = KeyFile::new(extract::project_key_path(&dir.path().join("keys"), "P-C"));
+    let bad = ProjectSpec::from_yaml(
+        "project: P-C\ndatasets:\n  - dataset: almenpraksis.kontakt\n    columns: [person_id]\n",
+    )
+    .unwrap();
+    assert!(
+        extract::extract(&p, &bad, &keys)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("never released")
+    );
+    let bad = ProjectSpec::from_yaml(
+        "project: P-C\ndatasets:\n  - dataset: almenpraksis.kontakt\n    columns: [cpr]\n",
+    )
+    .unwrap();
+    assert!(extract::extract(&p, &bad, &keys).await.is_err());
 }
