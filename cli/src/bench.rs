@@ -54,6 +54,19 @@ fn one_run(exe: &Path, file: &Path, home: &Path) -> Result<serde_json::Value> {
         .context("the ingest child printed no stats")
 }
 
+/// `runs` child runs: the process-step seconds, sorted, and the highest peak RSS.
+fn repeat(exe: &Path, file: &Path, home: &Path, runs: usize) -> Result<(Vec<f64>, f64)> {
+    let mut secs = Vec::new();
+    let mut peak: f64 = 0.0;
+    for _ in 0..runs.max(1) {
+        let stats = one_run(exe, file, home)?;
+        secs.push(stats["process_seconds"].as_f64().unwrap_or(f64::NAN));
+        peak = peak.max(stats["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
+    }
+    secs.sort_by(f64::total_cmp);
+    Ok((secs, peak))
+}
+
 /// Runs each size `runs` times (wall time on a shared VM is noisy) and prints the
 /// median and the best run.
 pub fn run(sizes: &[u64], dir: &Path, runs: usize) -> Result<()> {
@@ -71,15 +84,7 @@ pub fn run(sizes: &[u64], dir: &Path, runs: usize) -> Result<()> {
             eprintln!("generating {}", file.display());
             naerdata::generate::bench_file(&file, rows, 7)?;
         }
-        let home = dir.join(format!("home-{rows}"));
-        let mut secs = Vec::new();
-        let mut peak: f64 = 0.0;
-        for _ in 0..runs.max(1) {
-            let stats = one_run(&exe, &file, &home)?;
-            secs.push(stats["process_seconds"].as_f64().unwrap_or(f64::NAN));
-            peak = peak.max(stats["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
-        }
-        secs.sort_by(f64::total_cmp);
+        let (secs, peak) = repeat(&exe, &file, &dir.join(format!("home-{rows}")), runs)?;
         let median = secs[secs.len() / 2];
         println!(
             "{:>10}  {:>14.0}  {:>14.0}  {:>12.2}  {:>13.1}",
@@ -101,15 +106,12 @@ pub fn run_gateway(bundles: usize, dir: &Path, runs: usize) -> Result<()> {
         eprintln!("generating {}", file.display());
         naerdata::generate::bench_gateway_file(&file, bundles, 7)?;
     }
-    let home = dir.join(format!("home-gateway-{bundles}"));
-    let mut secs = Vec::new();
-    let mut peak: f64 = 0.0;
-    for _ in 0..runs.max(1) {
-        let stats = one_run(&exe, &file, &home)?;
-        secs.push(stats["process_seconds"].as_f64().unwrap_or(f64::NAN));
-        peak = peak.max(stats["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
-    }
-    secs.sort_by(f64::total_cmp);
+    let (secs, peak) = repeat(
+        &exe,
+        &file,
+        &dir.join(format!("home-gateway-{bundles}")),
+        runs,
+    )?;
     let median = secs[secs.len() / 2];
     println!("\nKL Gateway delivery (FHIR bundles -> 7 tables), {runs} runs:");
     println!(

@@ -156,21 +156,9 @@ pub async fn extract(
                 true,
             )]))
         });
-        let mut buf = Vec::new();
-        let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, schema, None)
-            .map_err(|e| StepError::Internal(e.to_string()))?;
-        let mut rows = 0u64;
-        for b in &out {
-            rows += b.num_rows() as u64;
-            w.write(b).map_err(|e| StepError::Internal(e.to_string()))?;
-        }
-        w.close().map_err(|e| StepError::Internal(e.to_string()))?;
+        let rows = out.iter().map(|b| b.num_rows() as u64).sum();
         let key = format!("extracts/{}/{table}.parquet", spec.project);
-        p.stores
-            .lake
-            .put(&key, Bytes::from(buf))
-            .await
-            .map_err(StepError::from)?;
+        crate::publish::put_batches(p, &key, schema, &out).await?;
         manifest.tables.push((table, rows, key));
     }
     let body = serde_json::to_vec_pretty(&manifest).expect("serialisable");

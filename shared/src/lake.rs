@@ -55,6 +55,24 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per file before a partition rolls over to `<delivery_id>-<n+1>.parquet`.
 const FILE_ROWS: usize = 4 * 1024 * 1024;
 
+/// A small Parquet file in memory (marts, dimensions, extracts), zstd like the lake.
+pub fn parquet_bytes(
+    schema: SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<Vec<u8>, parquet::errors::ParquetError> {
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_created_by(format!("naerdata {}", env!("CARGO_PKG_VERSION")))
+        .build();
+    let mut buf = Vec::new();
+    let mut w = ArrowWriter::try_new(&mut buf, schema, Some(props))?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.close()?;
+    Ok(buf)
+}
+
 pub fn curated_prefix(table: &str) -> String {
     format!("curated/{table}/")
 }

@@ -396,19 +396,24 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     Ok(out)
 }
 
-async fn put_batch(p: &Platform, key: &str, batch: &RecordBatch) -> Result<(), PublishError> {
-    let mut buf = Vec::new();
-    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None)
-        .map_err(|e| StepError::Internal(e.to_string()))?;
-    w.write(batch)
-        .map_err(|e| StepError::Internal(e.to_string()))?;
-    w.close().map_err(|e| StepError::Internal(e.to_string()))?;
+pub(crate) async fn put_batches(
+    p: &Platform,
+    key: &str,
+    schema: arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(), PublishError> {
+    let buf = lake::parquet_bytes(schema, batches)
+        .map_err(|e| StepError::Internal(format!("{key}: {e}")))?;
     p.stores
         .lake
         .put(key, Bytes::from(buf))
         .await
         .map_err(StepError::from)?;
     Ok(())
+}
+
+async fn put_batch(p: &Platform, key: &str, batch: &RecordBatch) -> Result<(), PublishError> {
+    put_batches(p, key, batch.schema(), std::slice::from_ref(batch)).await
 }
 
 fn text_value(a: &ArrayRef, i: usize) -> String {
