@@ -362,6 +362,17 @@ impl<'c> PartitionedWriter<'c> {
                 .set_column_dictionary_enabled(ColumnPath::from(name), false)
                 .set_column_statistics_enabled(ColumnPath::from(name), EnabledStatistics::None);
         }
+        // Small or constant integers compress as well under zstd without a dictionary,
+        // and hashing every value into one costs more than it saves.
+        for name in [
+            "person_key_version",
+            "birth_year",
+            "birth_month",
+            "age_at_event",
+            "received_at",
+        ] {
+            props = props.set_column_dictionary_enabled(ColumnPath::from(name), false);
+        }
         PartitionedWriter {
             contract,
             schema: schema(contract),
