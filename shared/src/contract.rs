@@ -8,7 +8,6 @@
 //! surprise while a delivery streams through).
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
 
 use chrono::NaiveDate;
 use regex::Regex;
@@ -86,12 +85,6 @@ pub enum ContractError {
     },
     #[error("contract {file}: {message}")]
     Invalid { file: String, message: String },
-    #[error("reading contract {file}: {source}")]
-    Io {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 // ---------------------------------------------------------------------------
@@ -416,15 +409,6 @@ impl Contract {
                 source,
             })?;
         compile(file, doc)
-    }
-
-    pub fn from_file(path: &Path) -> Result<Self, ContractError> {
-        let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ContractError::Io {
-            file: file.clone(),
-            source,
-        })?;
-        Self::from_yaml(&file, &text)
     }
 }
 
@@ -783,24 +767,6 @@ impl Registry {
             out.extend(tables.iter().filter_map(|t| self.get(t)));
         }
         out
-    }
-
-    /// Every `*.yaml` in a directory.
-    pub fn from_dir(dir: &Path) -> Result<Self, ContractError> {
-        let mut r = Registry::default();
-        let entries = std::fs::read_dir(dir).map_err(|source| ContractError::Io {
-            file: dir.display().to_string(),
-            source,
-        })?;
-        let mut paths: Vec<_> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-            .collect();
-        paths.sort();
-        for p in paths {
-            r.insert(Contract::from_file(&p)?);
-        }
-        Ok(r)
     }
 
     pub fn insert(&mut self, c: Contract) {

@@ -31,16 +31,6 @@ pub enum CprClass {
 }
 
 impl CprClass {
-    pub const ALL: [CprClass; 7] = [
-        CprClass::Valid,
-        CprClass::ValidNoModulus11,
-        CprClass::Replacement,
-        CprClass::Ecpr,
-        CprClass::Missing,
-        CprClass::InvalidFormat,
-        CprClass::InvalidDate,
-    ];
-
     /// The reason code written to the lake and receipts.
     pub fn code(self) -> &'static str {
         match self {

@@ -1180,7 +1180,6 @@ fn dedup_from(problems: &mut Vec<Problem>, from: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pseudonym::{Key, Pseudonymiser};
     use serde_json::json;
 
     const PATIENT: &str = "Patient/p1";
@@ -1490,13 +1489,7 @@ mod tests {
             &registry,
             c,
             Box::new(std::io::Cursor::new(text.into_bytes())),
-            RunOptions {
-                delivery_id: "t",
-                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap(),
-                received_at: chrono::Utc::now(),
-                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![3; 32]).unwrap()),
-                spool: None,
-            },
+            crate::process::test_options(chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap()),
         )
         .unwrap()
     }
@@ -1534,13 +1527,7 @@ mod tests {
             &registry,
             c,
             Box::new(std::io::Cursor::new(text.into_bytes())),
-            RunOptions {
-                delivery_id: "t",
-                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap(),
-                received_at: chrono::Utc::now(),
-                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![3; 32]).unwrap()),
-                spool: None,
-            },
+            crate::process::test_options(chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap()),
         )
         .unwrap();
         assert!(r.structural.is_none(), "{:?}", r.structural);
@@ -1555,13 +1542,7 @@ mod tests {
             &registry,
             c,
             Box::new(std::io::Cursor::new(b"x".to_vec())),
-            RunOptions {
-                delivery_id: "t",
-                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap(),
-                received_at: chrono::Utc::now(),
-                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![3; 32]).unwrap()),
-                spool: None,
-            },
+            crate::process::test_options(chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap()),
         )
         .unwrap();
         assert!(r.structural.unwrap().message.contains("kommune.gateway"));

@@ -30,19 +30,6 @@ use crate::contract::{Contract, FieldType, VersionRule};
 use crate::read::Row;
 use crate::validate::{Validator, Value};
 
-/// Columns every curated table has after the contract's own (minus the CPR).
-pub const PERSON_COLUMNS: &[&str] = &[
-    "person_id",
-    "person_key_version",
-    "cpr_status",
-    "birth_year",
-    "birth_month",
-    "sex",
-    "age_at_event",
-];
-pub const LINEAGE_COLUMNS: &[&str] =
-    &["record_key", "record_version", "delivery_id", "received_at"];
-
 /// Rows a partition buffers before they become a record batch.
 const BATCH_ROWS: usize = 8 * 1024;
 /// Rows buffered in builders across all partitions.

@@ -125,6 +125,20 @@ pub fn final_state(outcome: ReceiptOutcome) -> DeliveryState {
     }
 }
 
+/// Options for a validate-only pass in tests: a throwaway key, no spool.
+#[cfg(test)]
+pub(crate) fn test_options(delivery_date: NaiveDate) -> RunOptions<'static> {
+    RunOptions {
+        delivery_id: "t",
+        delivery_date,
+        received_at: Utc::now(),
+        pseudonymiser: Pseudonymiser::new(
+            &crate::pseudonym::Key::new(1, vec![1; 32]).expect("32 bytes"),
+        ),
+        spool: None,
+    }
+}
+
 pub struct RunOptions<'a> {
     pub delivery_id: &'a str,
     pub delivery_date: NaiveDate,
@@ -508,7 +522,6 @@ async fn finish(
 mod tests {
     use super::*;
     use crate::contract::Registry;
-    use crate::pseudonym::Key;
 
     const HEADER: &str =
         "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n";
@@ -524,13 +537,7 @@ mod tests {
             &registry,
             c,
             Box::new(std::io::Cursor::new(bytes)),
-            RunOptions {
-                delivery_id: "t",
-                delivery_date: NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
-                received_at: Utc::now(),
-                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![1; 32]).unwrap()),
-                spool: None,
-            },
+            test_options(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()),
         )
         .unwrap()
     }
@@ -642,13 +649,7 @@ mod tests {
             &registry,
             &c,
             Box::new(std::io::Cursor::new(bytes)),
-            RunOptions {
-                delivery_id: "t",
-                delivery_date: NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
-                received_at: Utc::now(),
-                pseudonymiser: Pseudonymiser::new(&Key::new(1, vec![1; 32]).unwrap()),
-                spool: None,
-            },
+            test_options(NaiveDate::from_ymd_opt(2026, 6, 30).unwrap()),
         )
         .unwrap();
         let s = r.structural.expect("over the cap");

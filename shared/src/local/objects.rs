@@ -21,10 +21,6 @@ impl FsStore {
         })
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     /// Maps a key to a path, refusing anything that would leave the root.
     fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
         let rel = Path::new(key);
