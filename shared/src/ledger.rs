@@ -127,6 +127,12 @@ impl Delivery {
             .map_or(self.dataset.as_str(), |(_, d)| d)
     }
 
+    /// The object version to read, when the store gave one (not a content digest).
+    pub fn store_version(&self) -> Option<&str> {
+        (!self.object_version.starts_with(DIGEST_VERSION_PREFIX))
+            .then_some(self.object_version.as_str())
+    }
+
     pub fn receipt_key(&self) -> String {
         crate::receipt::Receipt::key(&self.source, self.dataset_name(), &self.delivery_id)
     }
@@ -150,6 +156,9 @@ impl Registration {
     }
 }
 
+/// Marks an `object_version` made from the content because the store had none.
+pub const DIGEST_VERSION_PREFIX: &str = "sha256:";
+
 /// The delivery id is derived from the object's identity, so a notification seen
 /// twice names the same delivery. 20 hex characters: short enough for paths.
 pub fn delivery_id(object_key: &str, object_version: &str) -> String {
@@ -158,6 +167,174 @@ pub fn delivery_id(object_key: &str, object_version: &str) -> String {
     h.update([0]);
     h.update(object_version.as_bytes());
     hex::encode(&h.finalize()[..10])
+}
+
+/// The behaviour every [`crate::ports::Ledger`] adapter must have, as one check that
+/// the SQLite tests and the DynamoDB tests (against the emulator) both run.
+#[doc(hidden)]
+pub mod conformance {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+    use crate::ports::{Ledger, LedgerError};
+
+    fn new(id: &str, key: &str, sha: &str, received_at: DateTime<Utc>) -> NewDelivery {
+        NewDelivery {
+            delivery_id: id.into(),
+            dataset: "almenpraksis.diagnose".into(),
+            source: "almenpraksis".into(),
+            object_key: key.into(),
+            object_version: "v1".into(),
+            file_name: "f.csv".into(),
+            delivery_date: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            sha256: sha.into(),
+            size: 10,
+            received_at,
+        }
+    }
+
+    /// Panics on the first behaviour that differs. Expects an empty ledger.
+    pub async fn check(l: &dyn Ledger) {
+        let t0 = Utc.with_ymd_and_hms(2026, 3, 1, 23, 30, 0).unwrap();
+        let a = new("a", "k1", "h1", t0);
+        match l.register(&a).await.unwrap() {
+            Registration::New(d) => {
+                assert_eq!(d.state, DeliveryState::Received);
+                assert_eq!(d.received_at, t0);
+                assert_eq!(d.size, 10);
+            }
+            other => panic!("expected new, got {other:?}"),
+        }
+        // The same object again (a repeated notification): nothing changes.
+        match l.register(&a).await.unwrap() {
+            Registration::Known(d) => assert_eq!(d.delivery_id, "a"),
+            other => panic!("expected known, got {other:?}"),
+        }
+        // The same bytes under another key: a duplicate of the first.
+        match l
+            .register(&new("b", "k2", "h1", t0 + Duration::hours(1)))
+            .await
+            .unwrap()
+        {
+            Registration::Duplicate(d) => {
+                assert_eq!(d.state, DeliveryState::Duplicate);
+                assert_eq!(d.duplicate_of.as_deref(), Some("a"));
+            }
+            other => panic!("expected duplicate, got {other:?}"),
+        }
+        assert!(matches!(
+            l.register(&new("b", "k2", "h1", t0)).await.unwrap(),
+            Registration::Known(_)
+        ));
+        let c = new("c", "k3", "h2", t0 + Duration::hours(2));
+        assert!(matches!(
+            l.register(&c).await.unwrap(),
+            Registration::New(_)
+        ));
+        let mut other = new("x", "k4", "h1", t0);
+        other.dataset = "speciallaege.kontakt".into();
+        assert!(
+            matches!(l.register(&other).await.unwrap(), Registration::New(_)),
+            "content is deduplicated per dataset"
+        );
+
+        // Transitions are conditional on the current state.
+        let now = t0 + Duration::hours(3);
+        let claim = |id: &'static str| {
+            l.transition(
+                id,
+                &[DeliveryState::Received, DeliveryState::Failed],
+                DeliveryState::Processing,
+                now,
+                None,
+            )
+        };
+        assert!(claim("a").await.unwrap());
+        assert!(
+            !claim("a").await.unwrap(),
+            "a second worker cannot claim it"
+        );
+        let failed = Outcome {
+            message: Some("boom".into()),
+            ..Outcome::default()
+        };
+        assert!(
+            l.transition(
+                "a",
+                &[DeliveryState::Processing],
+                DeliveryState::Failed,
+                now,
+                Some(&failed)
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            claim("a").await.unwrap(),
+            "a failed delivery can be claimed again"
+        );
+        let o = Outcome {
+            rows_read: 3,
+            rows_accepted: 2,
+            rows_rejected: 1,
+            message: None,
+        };
+        assert!(
+            l.transition(
+                "a",
+                &[DeliveryState::Processing],
+                DeliveryState::AcceptedWithWarnings,
+                now + Duration::seconds(1),
+                Some(&o)
+            )
+            .await
+            .unwrap()
+        );
+        let d = l.get("a").await.unwrap().unwrap();
+        assert_eq!(d.state, DeliveryState::AcceptedWithWarnings);
+        assert_eq!(d.outcome, o, "the outcome replaces the failure message");
+        assert_eq!(d.attempts, 2);
+        assert_eq!(d.updated_at, now + Duration::seconds(1));
+        assert!(l.get("zzz").await.unwrap().is_none());
+        assert!(matches!(
+            l.transition(
+                "zzz",
+                &[DeliveryState::Received],
+                DeliveryState::Processing,
+                now,
+                None
+            )
+            .await,
+            Err(LedgerError::Unknown { .. })
+        ));
+
+        // Listing: newest first, per dataset, limited; and by day of receipt.
+        let ids = |v: Vec<Delivery>| v.into_iter().map(|d| d.delivery_id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(l.list(Some("almenpraksis.diagnose"), 10).await.unwrap()),
+            ["c", "b", "a"]
+        );
+        assert_eq!(
+            ids(l.list(Some("almenpraksis.diagnose"), 2).await.unwrap()),
+            ["c", "b"]
+        );
+        assert_eq!(ids(l.list(None, 10).await.unwrap()), ["c", "b", "a", "x"]);
+        assert!(l.list(Some("other.dataset"), 10).await.unwrap().is_empty());
+        assert_eq!(
+            ids(l
+                .received_on("almenpraksis.diagnose", t0.date_naive())
+                .await
+                .unwrap()),
+            ["a"]
+        );
+        assert_eq!(
+            ids(l
+                .received_on("almenpraksis.diagnose", t0.date_naive().succ_opt().unwrap())
+                .await
+                .unwrap()),
+            ["c", "b"]
+        );
+    }
 }
 
 #[cfg(test)]

@@ -2,24 +2,30 @@
 //!
 //! The domain lives here as modules named after it; the steps (`receive`, `process`)
 //! are plain async functions over the traits in `ports`, with adapters in `local`
-//! (and `aws`). Binaries (the CLI, the Lambda functions) only parse input, call a
+//! (`aws`, behind the `aws` feature). Binaries (the CLI, the Lambda functions) only parse input, call a
 //! step and map the result.
 
+#[cfg(feature = "aws")]
+pub mod aws;
+#[cfg(feature = "analytics")]
 pub mod catalog;
 pub mod contract;
 pub mod cpr;
 pub mod disclosure;
 pub mod docs;
+#[cfg(feature = "analytics")]
 pub mod extract;
 pub mod fhir;
 pub mod generate;
 pub mod lake;
 pub mod ledger;
 pub mod local;
+pub mod metrics;
 pub mod platform;
 pub mod ports;
 pub mod process;
 pub mod pseudonym;
+#[cfg(feature = "analytics")]
 pub mod publish;
 pub mod read;
 pub mod receipt;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::ledger::{Delivery, DeliveryState, NewDelivery, Outcome, Registration};
 use crate::pseudonym::Key;
@@ -47,6 +47,17 @@ pub struct ObjectMeta {
 pub trait ObjectStore: Send + Sync {
     /// A streaming reader. It may block: read it on a blocking thread.
     async fn open(&self, key: &str) -> Result<Box<dyn Read + Send>, StoreError>;
+    /// One version of an object (S3 VersionId), so a step reads exactly the upload it
+    /// was told about even if the key was overwritten since. Stores without versions
+    /// read the current object.
+    async fn open_version(
+        &self,
+        key: &str,
+        version: Option<&str>,
+    ) -> Result<Box<dyn Read + Send>, StoreError> {
+        let _ = version;
+        self.open(key).await
+    }
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
     async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError>;
     /// Uploads a local file (multipart where the backend has it).
@@ -90,6 +101,12 @@ pub trait Ledger: Send + Sync {
     /// Deliveries of a dataset (all datasets when `None`), newest first.
     async fn list(&self, dataset: Option<&str>, limit: usize)
     -> Result<Vec<Delivery>, LedgerError>;
+    /// Deliveries of a dataset received on one (UTC) day, newest first.
+    async fn received_on(
+        &self,
+        dataset: &str,
+        day: NaiveDate,
+    ) -> Result<Vec<Delivery>, LedgerError>;
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -409,7 +409,11 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
         .await;
     };
     let key = p.keys.lake_key().await?;
-    let raw = p.stores.landing.open(&d.object_key).await?;
+    let raw = p
+        .stores
+        .landing
+        .open_version(&d.object_key, d.store_version())
+        .await?;
     let spool = tempfile::Builder::new()
         .prefix(&format!("naerdata-{}-", d.delivery_id))
         .tempdir_in(&p.spool_root)

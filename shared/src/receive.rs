@@ -104,13 +104,16 @@ pub async fn receive(
 ) -> Result<Received, StepError> {
     let span = info_span!("receive", key = %key);
     async {
-        let reader = p.stores.landing.open(key).await?;
+        let reader = p.stores.landing.open_version(key, version).await?;
         let (sha256, size) = tokio::task::spawn_blocking(move || hash(reader))
             .await
             .map_err(|e| StepError::Internal(format!("hashing thread died: {e}")))?
             .map_err(|e| StepError::Internal(format!("reading {key}: {e}")))?;
         // Without store versions, the content digest tells versions of a key apart.
-        let version = version.map_or_else(|| format!("sha256:{}", &sha256[..16]), str::to_string);
+        let version = version.map_or_else(
+            || format!("{}{}", ledger::DIGEST_VERSION_PREFIX, &sha256[..16]),
+            str::to_string,
+        );
         let delivery_id = ledger::delivery_id(key, &version);
         let now = p.clock.now();
         let parsed = parse_landing_key(key);

@@ -253,120 +253,41 @@ impl Ledger for SqliteLedger {
             .map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }
+
+    async fn received_on(
+        &self,
+        dataset: &str,
+        day: NaiveDate,
+    ) -> Result<Vec<Delivery>, LedgerError> {
+        let conn = self.conn.lock().expect("ledger lock");
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {COLUMNS} FROM deliveries WHERE dataset = ?1 \
+                 AND received_at BETWEEN ?2 AND ?3 ORDER BY received_at DESC, delivery_id"
+            ))
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map(
+                params![
+                    dataset,
+                    format!("{day}T00:00:00"),
+                    format!("{day}T23:59:59.999999Z")
+                ],
+                row_to_delivery,
+            )
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn new(id: &str, key: &str, sha: &str) -> NewDelivery {
-        NewDelivery {
-            delivery_id: id.into(),
-            dataset: "almenpraksis.diagnose".into(),
-            source: "almenpraksis".into(),
-            object_key: key.into(),
-            object_version: "v1".into(),
-            file_name: "f.csv".into(),
-            delivery_date: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
-            sha256: sha.into(),
-            size: 10,
-            received_at: Utc::now(),
-        }
-    }
-
     #[tokio::test]
-    async fn register_is_idempotent_and_detects_identical_content() {
+    async fn behaves_like_a_ledger() {
         let dir = tempfile::tempdir().unwrap();
         let l = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
-        assert!(matches!(
-            l.register(&new("a", "k1", "h1")).await.unwrap(),
-            Registration::New(_)
-        ));
-        assert!(matches!(
-            l.register(&new("a", "k1", "h1")).await.unwrap(),
-            Registration::Known(_)
-        ));
-        match l.register(&new("b", "k2", "h1")).await.unwrap() {
-            Registration::Duplicate(d) => {
-                assert_eq!(d.state, DeliveryState::Duplicate);
-                assert_eq!(d.duplicate_of.as_deref(), Some("a"));
-            }
-            other => panic!("expected duplicate, got {other:?}"),
-        }
-        assert!(matches!(
-            l.register(&new("c", "k3", "h2")).await.unwrap(),
-            Registration::New(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn transitions_are_conditional() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
-        l.register(&new("a", "k1", "h1")).await.unwrap();
-        let now = Utc::now();
-        assert!(
-            l.transition(
-                "a",
-                &[DeliveryState::Received],
-                DeliveryState::Processing,
-                now,
-                None
-            )
-            .await
-            .unwrap()
-        );
-        // A second worker cannot claim it again.
-        assert!(
-            !l.transition(
-                "a",
-                &[DeliveryState::Received],
-                DeliveryState::Processing,
-                now,
-                None
-            )
-            .await
-            .unwrap()
-        );
-        let o = Outcome {
-            rows_read: 3,
-            rows_accepted: 2,
-            rows_rejected: 1,
-            message: None,
-        };
-        assert!(
-            l.transition(
-                "a",
-                &[DeliveryState::Processing],
-                DeliveryState::AcceptedWithWarnings,
-                now,
-                Some(&o)
-            )
-            .await
-            .unwrap()
-        );
-        let d = l.get("a").await.unwrap().unwrap();
-        assert_eq!(d.state, DeliveryState::AcceptedWithWarnings);
-        assert_eq!(d.outcome, o);
-        assert_eq!(d.attempts, 1);
-        assert!(matches!(
-            l.transition(
-                "zzz",
-                &[DeliveryState::Received],
-                DeliveryState::Processing,
-                now,
-                None
-            )
-            .await,
-            Err(LedgerError::Unknown { .. })
-        ));
-        assert_eq!(
-            l.list(Some("almenpraksis.diagnose"), 10)
-                .await
-                .unwrap()
-                .len(),
-            1
-        );
-        assert_eq!(l.list(Some("other"), 10).await.unwrap().len(), 0);
+        crate::ledger::conformance::check(&l).await;
     }
 }

@@ -1,0 +1,219 @@
+//! The AWS adapters: S3 stores, the DynamoDB ledger, SQS queues and the key in
+//! Secrets Manager. This module (with `functions/`) is the only code that names an
+//! AWS SDK. Clients are built once per process (a Lambda cold start) and shared.
+//!
+//! Names come from environment variables, and the endpoint from the SDK's own
+//! `AWS_ENDPOINT_URL`, so one binary talks to AWS or to an emulator:
+//!
+//! | variable | what |
+//! |---|---|
+//! | `NAERDATA_LANDING_BUCKET`, `NAERDATA_LAKE_BUCKET`, `NAERDATA_RECEIPTS_BUCKET`, `NAERDATA_QUARANTINE_BUCKET` | the buckets |
+//! | `NAERDATA_LEDGER_TABLE` | the DynamoDB ledger |
+//! | `NAERDATA_KEY_SECRET_ID` | the lake key's secret (process only) |
+//! | `NAERDATA_KMS_KEY_ID` | SSE-KMS key for every write (optional: the bucket default) |
+//! | `NAERDATA_PROCESS_QUEUE_URL` | where receive sends work (receive, replay) |
+//! | `NAERDATA_PROCESS_DLQ_URL`, `NAERDATA_RECEIVE_QUEUE_URL`, `NAERDATA_RECEIVE_DLQ_URL` | for redrive |
+//! | `NAERDATA_SPOOL` | scratch directory (default: the temp dir, `/tmp` on Lambda) |
+//! | `NAERDATA_MULTIPART_THRESHOLD_MIB` | upload files from this size in parts (default 64) |
+
+pub mod ledger;
+pub mod queue;
+pub mod s3;
+pub mod secrets;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use aws_config::{BehaviorVersion, SdkConfig};
+
+use crate::contract::Registry;
+use crate::platform::Platform;
+use crate::ports::{KeyError, KeyProvider, Stores, SystemClock};
+use crate::pseudonym::Key;
+
+pub use ledger::DynamoLedger;
+pub use queue::{ProcessMessage, SqsQueue};
+pub use s3::{Multipart, S3Store};
+pub use secrets::SecretKeyProvider;
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// The SDK clients, built once.
+#[derive(Clone)]
+pub struct Clients {
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+impl Clients {
+    /// From the environment: region, credentials and `AWS_ENDPOINT_URL` as the SDK reads them.
+    pub async fn from_env() -> Self {
+        Self::new(&aws_config::defaults(BehaviorVersion::latest()).load().await)
+    }
+
+    pub fn new(sdk: &SdkConfig) -> Self {
+        // An emulator on one host:port cannot serve virtual-hosted bucket names.
+        let s3 = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        Clients {
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+        }
+    }
+}
+
+/// The names of a deployment's resources.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub landing_bucket: String,
+    pub lake_bucket: String,
+    pub receipts_bucket: String,
+    pub quarantine_bucket: String,
+    pub ledger_table: String,
+    pub key_secret_id: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub process_queue_url: Option<String>,
+    pub process_dlq_url: Option<String>,
+    pub receive_queue_url: Option<String>,
+    pub receive_dlq_url: Option<String>,
+    pub spool: PathBuf,
+    pub multipart: Multipart,
+}
+
+impl Resources {
+    /// Reads the `NAERDATA_*` variables; names every missing one at once.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+    }
+
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let mut missing = Vec::new();
+        let mut need = |name: &str| {
+            get(name).unwrap_or_else(|| {
+                missing.push(name.to_string());
+                String::new()
+            })
+        };
+        let landing_bucket = need("NAERDATA_LANDING_BUCKET");
+        let lake_bucket = need("NAERDATA_LAKE_BUCKET");
+        let receipts_bucket = need("NAERDATA_RECEIPTS_BUCKET");
+        let quarantine_bucket = need("NAERDATA_QUARANTINE_BUCKET");
+        let ledger_table = need("NAERDATA_LEDGER_TABLE");
+        if !missing.is_empty() {
+            return Err(ConfigError(format!(
+                "set the environment variable(s) {}",
+                missing.join(", ")
+            )));
+        }
+        let mut multipart = Multipart::default();
+        if let Some(v) = get("NAERDATA_MULTIPART_THRESHOLD_MIB") {
+            let mib: u64 = v.parse().map_err(|_| {
+                ConfigError(format!(
+                    "NAERDATA_MULTIPART_THRESHOLD_MIB={v:?} is not a number"
+                ))
+            })?;
+            multipart.threshold = mib << 20;
+            multipart.part_size = ((mib << 20) as usize).max(s3::MIN_PART_SIZE);
+        }
+        Ok(Resources {
+            landing_bucket,
+            lake_bucket,
+            receipts_bucket,
+            quarantine_bucket,
+            ledger_table,
+            key_secret_id: get("NAERDATA_KEY_SECRET_ID"),
+            kms_key_id: get("NAERDATA_KMS_KEY_ID"),
+            process_queue_url: get("NAERDATA_PROCESS_QUEUE_URL"),
+            process_dlq_url: get("NAERDATA_PROCESS_DLQ_URL"),
+            receive_queue_url: get("NAERDATA_RECEIVE_QUEUE_URL"),
+            receive_dlq_url: get("NAERDATA_RECEIVE_DLQ_URL"),
+            spool: get("NAERDATA_SPOOL")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir),
+            multipart,
+        })
+    }
+
+    /// A queue named by one of the optional variables, or an error naming it.
+    pub fn queue(
+        &self,
+        clients: &Clients,
+        url: &Option<String>,
+        variable: &str,
+    ) -> Result<SqsQueue, ConfigError> {
+        url.as_ref()
+            .map(|u| SqsQueue::new(clients.sqs.clone(), u))
+            .ok_or_else(|| ConfigError(format!("set the environment variable {variable}")))
+    }
+}
+
+/// Used when no secret is configured (the receive function never pseudonymises).
+struct NoKey;
+
+#[async_trait::async_trait]
+impl KeyProvider for NoKey {
+    async fn lake_key(&self) -> Result<Key, KeyError> {
+        Err(KeyError(
+            "NAERDATA_KEY_SECRET_ID is not set, so this process has no lake key".into(),
+        ))
+    }
+}
+
+/// The platform on AWS.
+pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platform {
+    let store = |bucket: &str| {
+        Arc::new(
+            S3Store::new(clients.s3.clone(), bucket, r.kms_key_id.clone())
+                .with_multipart(r.multipart),
+        )
+    };
+    let keys: Arc<dyn KeyProvider> = match &r.key_secret_id {
+        Some(id) => Arc::new(SecretKeyProvider::new(clients.secrets.clone(), id)),
+        None => Arc::new(NoKey),
+    };
+    Platform {
+        stores: Stores {
+            landing: store(&r.landing_bucket),
+            lake: store(&r.lake_bucket),
+            receipts: store(&r.receipts_bucket),
+            quarantine: store(&r.quarantine_bucket),
+        },
+        ledger: Arc::new(DynamoLedger::new(clients.dynamodb.clone(), &r.ledger_table)),
+        keys,
+        clock: Arc::new(SystemClock),
+        contracts: Arc::new(contracts),
+        spool_root: r.spool.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_variables_are_named_together() {
+        let e = Resources::from_lookup(|n| (n == "NAERDATA_LAKE_BUCKET").then(|| "lake".into()))
+            .unwrap_err();
+        assert!(e.0.contains("NAERDATA_LANDING_BUCKET"), "{e}");
+        assert!(e.0.contains("NAERDATA_LEDGER_TABLE"), "{e}");
+        assert!(!e.0.contains("NAERDATA_LAKE_BUCKET,"), "{e}");
+    }
+
+    #[test]
+    fn multipart_threshold_is_configurable_with_the_s3_minimum_part() {
+        let r = Resources::from_lookup(|n| match n {
+            "NAERDATA_MULTIPART_THRESHOLD_MIB" => Some("1".into()),
+            _ => Some("x".into()),
+        })
+        .unwrap();
+        assert_eq!(r.multipart.threshold, 1 << 20);
+        assert_eq!(r.multipart.part_size, s3::MIN_PART_SIZE);
+    }
+}
