@@ -1,0 +1,26 @@
+//! Lambda entry point of the process function. Configuration: see `naerdata::aws`.
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use naerdata::aws::{self, Clients, Resources};
+use naerdata::contract::Registry;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    naerdata_functions::init_tracing();
+    let started = std::time::Instant::now();
+    let clients = Clients::from_env().await;
+    let resources = Resources::from_env()?;
+    let platform = aws::platform(&clients, &resources, Registry::builtin());
+    // The key is read once, here: the cold start pays for it, not the first delivery.
+    platform.keys.lake_key().await?;
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        "process function ready"
+    );
+    let platform = &platform;
+    lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(naerdata_functions::process::handle(platform, e.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,672 @@
+//! The AWS adapters and the Lambda handlers against a local AWS (moto server over
+//! HTTP; no mocks between the handlers and the emulator). Each test starts its own
+//! emulator. Needs `make test` (moto and pyarrow in .venv).
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use aws_lambda_events::event::sqs::SqsEvent;
+use naerdata::Platform;
+use naerdata::aws::{self, DynamoLedger, Multipart, S3Store, SqsQueue};
+use naerdata::contract::Registry;
+use naerdata::ledger::{Delivery, DeliveryState};
+use naerdata::ports::{FixedClock, ObjectStore, StoreError};
+use naerdata::receipt::Receipt;
+use naerdata_functions::process;
+use naerdata_functions::receive::Receiver;
+use support::{FailingPuts, Moto, Stack, check_objects, diagnoses, provision, pump};
+
+/// The platform on the emulator, with a fixed clock so two runs write identical
+/// objects (the lake rows carry the time of receipt).
+fn platform(stack: &Stack) -> Platform {
+    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin());
+    p.clock = Arc::new(FixedClock(
+        chrono::DateTime::parse_from_rfc3339("2026-06-02T08:00:00Z")
+            .unwrap()
+            .to_utc(),
+    ));
+    p
+}
+
+/// Takes the notification of `key` off the receive queue (dropping the s3:TestEvent
+/// that configuring the notification sent).
+async fn take_notification(stack: &Stack, key: &str) -> aws_sdk_sqs::types::Message {
+    loop {
+        let taken = stack
+            .clients
+            .sqs
+            .receive_message()
+            .queue_url(&stack.receive_queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap()
+            .messages
+            .expect("a notification on the receive queue");
+        for m in taken {
+            let body = m.body().unwrap();
+            if body.contains(key) {
+                return m;
+            }
+            assert!(body.contains("s3:TestEvent"), "unexpected message {body}");
+            stack
+                .clients
+                .sqs
+                .delete_message()
+                .queue_url(&stack.receive_queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+fn receiver(stack: &Stack) -> Receiver {
+    Receiver {
+        platform: platform(stack),
+        process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
+        landing_bucket: stack.resources.landing_bucket.clone(),
+    }
+}
+
+/// Runs both functions until both queues are empty.
+async fn run_functions(stack: &Stack, p: &Platform) {
+    let r = receiver(stack);
+    pump(stack, &stack.receive_queue, &stack.receive_queue_arn, |e| {
+        r.handle(e)
+    })
+    .await;
+    pump(stack, &stack.process_queue, &stack.process_queue_arn, |e| {
+        process::handle(p, e)
+    })
+    .await;
+}
+
+async fn deliveries(p: &Platform) -> Vec<Delivery> {
+    p.ledger.list(None, 1000).await.unwrap()
+}
+
+async fn by_key(p: &Platform, key: &str) -> Delivery {
+    deliveries(p)
+        .await
+        .into_iter()
+        .find(|d| d.object_key == key)
+        .unwrap_or_else(|| panic!("no delivery for {key}"))
+}
+
+async fn receipt(stack: &Stack, d: &Delivery) -> Receipt {
+    let body = stack
+        .clients
+        .s3
+        .get_object()
+        .bucket(&stack.resources.receipts_bucket)
+        .key(d.receipt_key())
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("no receipt for {}: {e:?}", d.object_key))
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    serde_json::from_slice(&body).unwrap()
+}
+
+#[tokio::test]
+async fn the_dynamodb_ledger_behaves_like_a_ledger() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "t").await;
+    let l = DynamoLedger::new(
+        stack.clients.dynamodb.clone(),
+        &stack.resources.ledger_table,
+    );
+    naerdata::ledger::conformance::check(&l).await;
+}
+
+#[tokio::test]
+async fn the_s3_store_streams_encrypts_and_uploads_large_files_in_parts() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "t").await;
+    let store = S3Store::new(
+        stack.clients.s3.clone(),
+        &stack.resources.lake_bucket,
+        Some(support::KMS_KEY.into()),
+    )
+    .with_multipart(Multipart {
+        threshold: 5 << 20,
+        part_size: 5 << 20,
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let big: Vec<u8> = (0..12 * 1024 * 1024 + 7)
+        .map(|i| (i * 31 % 251) as u8)
+        .collect();
+    let path = dir.path().join("big.bin");
+    std::fs::write(&path, &big).unwrap();
+    store.put_file("a/big.bin", &path).await.unwrap();
+    store.put("a/small.json", "{}".into()).await.unwrap();
+
+    let head = stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&stack.resources.lake_bucket)
+        .key("a/big.bin")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        head.e_tag().unwrap().ends_with("-3\""),
+        "three parts: {:?}",
+        head.e_tag()
+    );
+    for key in ["a/big.bin", "a/small.json"] {
+        let h = stack
+            .clients
+            .s3
+            .head_object()
+            .bucket(&stack.resources.lake_bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            h.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
+            "{key}"
+        );
+        assert!(
+            h.ssekms_key_id().unwrap().contains("naerdata-test"),
+            "{key}"
+        );
+    }
+
+    let bytes = tokio::task::spawn_blocking({
+        let reader = store.open("a/big.bin").await.unwrap();
+        move || {
+            let mut out = Vec::new();
+            let mut reader = reader;
+            std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
+            out
+        }
+    })
+    .await
+    .unwrap();
+    assert!(bytes == big, "the streamed object equals the uploaded file");
+
+    let meta = store.head("a/big.bin").await.unwrap().unwrap();
+    assert_eq!(meta.size, big.len() as u64);
+    assert!(store.head("a/none").await.unwrap().is_none());
+    assert!(matches!(
+        store.open("a/none").await.err().unwrap(),
+        StoreError::NotFound { .. }
+    ));
+    store
+        .copy("a/small.json", "b/copy of small+1.json")
+        .await
+        .unwrap();
+    let keys: Vec<String> = store
+        .list("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.key)
+        .collect();
+    assert_eq!(
+        keys,
+        ["a/big.bin", "a/small.json", "b/copy of small+1.json"]
+    );
+    store.delete("a/small.json").await.unwrap();
+    assert_eq!(store.list("a/").await.unwrap().len(), 1);
+    assert_eq!(
+        store.locate("x/y"),
+        format!("s3://{}/x/y", stack.resources.lake_bucket)
+    );
+
+    // A step reads the version it was told about, even after the key was overwritten.
+    let landing = S3Store::new(
+        stack.clients.s3.clone(),
+        &stack.resources.landing_bucket,
+        None,
+    );
+    let v1 = stack
+        .upload("k/1/2026-06-01/a.csv", b"first".to_vec())
+        .await;
+    stack
+        .upload("k/1/2026-06-01/a.csv", b"second".to_vec())
+        .await;
+    let read = |r: Box<dyn std::io::Read + Send>| {
+        tokio::task::spawn_blocking(move || {
+            let mut s = String::new();
+            let mut r = r;
+            std::io::Read::read_to_string(&mut r, &mut s).unwrap();
+            s
+        })
+    };
+    let old = landing
+        .open_version("k/1/2026-06-01/a.csv", Some(&v1))
+        .await
+        .unwrap();
+    assert_eq!(read(old).await.unwrap(), "first");
+    let new = landing.open("k/1/2026-06-01/a.csv").await.unwrap();
+    assert_eq!(read(new).await.unwrap(), "second");
+}
+
+#[tokio::test]
+async fn deliveries_flow_from_the_landing_bucket_to_the_lake() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "flow").await;
+    let p = platform(&stack);
+    let input = tempfile::tempdir().unwrap();
+    let mut opts = naerdata::generate::GenerateOptions::new(input.path());
+    opts.persons = 300;
+    opts.days = 2;
+    let generated = naerdata::generate::generate(&opts).unwrap();
+    assert!(generated.iter().any(|g| g.dataset == "kommune.gateway"));
+    let mut uploaded = Vec::new();
+    for g in &generated {
+        let key = g
+            .path
+            .strip_prefix(input.path())
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_string();
+        stack.upload(&key, std::fs::read(&g.path).unwrap()).await;
+        uploaded.push(key);
+    }
+    // The awkward ones: an unknown dataset, a key outside the layout, an empty
+    // object, and a key that S3 URL-encodes in the notification.
+    let odd_csv = diagnoses(0, 3, 1);
+    std::fs::write(input.path().join("odd.csv"), &odd_csv).unwrap();
+    let unknown = "almenpraksis/ukendt/2026-10-01/x.csv";
+    let stray = "stray file.csv";
+    let empty = "speciallaege/kontakt/2026-10-02/empty.csv";
+    let encoded = "almenpraksis/diagnose/2026-10-03/dag 3+x=1.csv";
+    stack.upload(unknown, odd_csv.clone().into_bytes()).await;
+    stack.upload(stray, b"a;b\n".to_vec()).await;
+    stack.upload(empty, Vec::new()).await;
+    stack.upload(encoded, odd_csv.clone().into_bytes()).await;
+
+    run_functions(&stack, &p).await;
+
+    assert_eq!(stack.depth(&stack.receive_dlq).await, 0);
+    assert_eq!(stack.depth(&stack.process_dlq).await, 0);
+    for key in &uploaded {
+        let d = by_key(&p, key).await;
+        assert!(
+            d.state.has_rows(),
+            "{key}: {} ({:?})",
+            d.state,
+            d.outcome.message
+        );
+    }
+    let d = by_key(&p, unknown).await;
+    assert_eq!(d.state, DeliveryState::Rejected);
+    assert!(
+        receipt(&stack, &d)
+            .await
+            .reason
+            .unwrap()
+            .contains("no contract")
+    );
+    let d = by_key(&p, stray).await;
+    assert_eq!(d.state, DeliveryState::Rejected);
+    assert!(receipt(&stack, &d).await.reason.unwrap().contains("part"));
+    let d = by_key(&p, empty).await;
+    assert_eq!(d.state, DeliveryState::Rejected);
+    assert!(receipt(&stack, &d).await.reason.unwrap().contains("empty"));
+    let d = by_key(&p, encoded).await;
+    assert_eq!(d.state, DeliveryState::Accepted, "{:?}", d.outcome);
+    assert_eq!(d.outcome.rows_accepted, 3);
+
+    // What the lake holds, read by an independent reader (pyarrow), agrees with the
+    // receipts, and no input CPR is anywhere in the lake, receipts or quarantine.
+    let out = tempfile::tempdir().unwrap();
+    let lake_keys = stack
+        .download(&stack.resources.lake_bucket, &out.path().join("lake"))
+        .await;
+    stack
+        .download(
+            &stack.resources.receipts_bucket,
+            &out.path().join("receipts"),
+        )
+        .await;
+    let quarantine = stack
+        .download(
+            &stack.resources.quarantine_bucket,
+            &out.path().join("quarantine"),
+        )
+        .await;
+    let report = check_objects(out.path(), input.path());
+    let cprs = report["input_cprs"].as_u64().unwrap();
+    assert!(cprs > 100, "the scan knows the input CPRs ({cprs})");
+    assert_eq!(
+        report["cpr_hits"],
+        serde_json::json!({}),
+        "CPRs outside the landing zone"
+    );
+    let mut lake_rows: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (path, v) in report["parquet"].as_object().unwrap() {
+        // lake/curated/<table>/year=YYYY/month=MM/<delivery_id>-<n>.parquet
+        let parts: Vec<&str> = path.split('/').collect();
+        assert_eq!(parts[1], "curated", "{path}");
+        let id = parts[5].split('-').next().unwrap().to_string();
+        *lake_rows.entry((id, parts[2].to_string())).or_default() += v["rows"].as_u64().unwrap();
+    }
+    let mut expected: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for d in deliveries(&p).await {
+        let r = receipt(&stack, &d).await;
+        assert_eq!(r.head.delivery_id, d.delivery_id);
+        for (table, n) in r.tables {
+            if n > 0 {
+                expected.insert((d.delivery_id.clone(), table), n);
+            }
+        }
+        if r.rows.rejected > 0 && d.state.has_rows() {
+            assert!(
+                quarantine.contains(&r.quarantine.clone().unwrap()),
+                "{:?}",
+                r.quarantine
+            );
+        }
+    }
+    assert!(expected.len() > 10, "{expected:?}");
+    assert!(
+        !quarantine.is_empty(),
+        "the generator's defective rows are quarantined"
+    );
+    assert_eq!(
+        lake_rows, expected,
+        "lake rows per delivery and table = the receipts"
+    );
+    assert!(
+        lake_keys
+            .iter()
+            .any(|k| k.starts_with("curated/kommune_borger/"))
+    );
+    let head = stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&stack.resources.lake_bucket)
+        .key(&lake_keys[0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        head.server_side_encryption(),
+        Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+    );
+}
+
+#[tokio::test]
+async fn repeated_notifications_and_copies_give_one_set_of_lake_objects() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "dup").await;
+    let p = platform(&stack);
+    let body = diagnoses(0, 40, 3);
+    stack
+        .upload(
+            "almenpraksis/diagnose/2026-06-01/a.csv",
+            body.clone().into_bytes(),
+        )
+        .await;
+    // The one notification S3 sent, delivered three times (SQS is at-least-once).
+    let taken = vec![take_notification(&stack, "a.csv").await];
+    let r = receiver(&stack);
+    for i in 0..3 {
+        let mut event: SqsEvent = support::lambda_event(&taken, &stack.receive_queue_arn);
+        event.records[0].message_id = Some(format!("copy-{i}"));
+        let response = r.handle(event).await;
+        assert!(response.batch_item_failures.is_empty());
+    }
+    // The same bytes under a second key.
+    stack
+        .upload(
+            "almenpraksis/diagnose/2026-06-02/a-again.csv",
+            body.into_bytes(),
+        )
+        .await;
+    run_functions(&stack, &p).await;
+
+    let first = by_key(&p, "almenpraksis/diagnose/2026-06-01/a.csv").await;
+    let second = by_key(&p, "almenpraksis/diagnose/2026-06-02/a-again.csv").await;
+    assert_eq!(first.state, DeliveryState::Accepted);
+    assert_eq!(first.attempts, 1, "processed once");
+    assert_eq!(second.state, DeliveryState::Duplicate);
+    assert_eq!(
+        second.duplicate_of.as_deref(),
+        Some(first.delivery_id.as_str())
+    );
+    let keys = stack.keys(&stack.resources.lake_bucket).await;
+    assert_eq!(keys.len(), 3, "one object per month: {keys:?}");
+    assert!(keys.iter().all(|k| k.contains(&first.delivery_id)));
+    let out = tempfile::tempdir().unwrap();
+    stack
+        .download(&stack.resources.lake_bucket, out.path())
+        .await;
+    let report = check_objects(out.path(), out.path());
+    let rows: u64 = report["parquet"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(rows, 40);
+    assert_eq!(deliveries(&p).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_poison_message_fails_alone_and_ends_in_the_dead_letter_queue() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "poison").await;
+    let p = platform(&stack);
+    stack
+        .upload(
+            "almenpraksis/diagnose/2026-06-01/a.csv",
+            diagnoses(0, 5, 1).into_bytes(),
+        )
+        .await;
+    let mut taken = vec![take_notification(&stack, "a.csv").await];
+    let mut poison = taken[0].clone();
+    poison.message_id = Some("poison".into());
+    poison.body = Some("this is not an S3 notification".into());
+    taken.push(poison);
+    let response = receiver(&stack)
+        .handle(support::lambda_event(&taken, &stack.receive_queue_arn))
+        .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, ["poison"], "only the poison message fails");
+    assert_eq!(deliveries(&p).await.len(), 1, "the good one was received");
+    stack
+        .clients
+        .sqs
+        .delete_message()
+        .queue_url(&stack.receive_queue)
+        .receipt_handle(taken[0].receipt_handle().unwrap())
+        .send()
+        .await
+        .unwrap();
+
+    // A real poison message on the queue: retried, then moved to the DLQ.
+    SqsQueue::new(stack.clients.sqs.clone(), &stack.receive_queue)
+        .send("{\"Records\": 7}", &[])
+        .await
+        .unwrap();
+    let r = receiver(&stack);
+    let pumped = pump(
+        &stack,
+        &stack.receive_queue,
+        &stack.receive_queue_arn,
+        |e| r.handle(e),
+    )
+    .await;
+    assert_eq!(pumped.failed, 5, "maxReceiveCount attempts");
+    assert_eq!(stack.depth(&stack.receive_dlq).await, 1);
+}
+
+#[tokio::test]
+async fn a_failing_delivery_ends_failed_in_the_dlq_and_a_redrive_completes_it() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "redrive").await;
+    let healthy = platform(&stack);
+    let mut broken = platform(&stack);
+    broken.stores.lake = Arc::new(FailingPuts::new(broken.stores.lake.clone(), |_| true));
+    let key = "almenpraksis/diagnose/2026-06-01/a.csv";
+    stack.upload(key, diagnoses(0, 50, 2).into_bytes()).await;
+    let r = receiver(&stack);
+    pump(
+        &stack,
+        &stack.receive_queue,
+        &stack.receive_queue_arn,
+        |e| r.handle(e),
+    )
+    .await;
+    let pumped = pump(
+        &stack,
+        &stack.process_queue,
+        &stack.process_queue_arn,
+        |e| process::handle(&broken, e),
+    )
+    .await;
+    assert_eq!(pumped.failed, 5);
+    assert_eq!(stack.depth(&stack.process_dlq).await, 1);
+    let d = by_key(&healthy, key).await;
+    assert_eq!(d.state, DeliveryState::Failed);
+    assert_eq!(d.attempts, 5);
+    assert!(d.outcome.message.unwrap().contains("injected fault"));
+    assert!(stack.keys(&stack.resources.lake_bucket).await.is_empty());
+
+    // The operator's redrive: DLQ -> process queue, then the function as usual.
+    let dlq = SqsQueue::new(stack.clients.sqs.clone(), &stack.process_dlq);
+    let queue = SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue);
+    assert_eq!(dlq.redrive_to(&queue).await.unwrap(), 1);
+    pump(
+        &stack,
+        &stack.process_queue,
+        &stack.process_queue_arn,
+        |e| process::handle(&healthy, e),
+    )
+    .await;
+    let d = by_key(&healthy, key).await;
+    assert_eq!(d.state, DeliveryState::Accepted);
+    assert_eq!(d.outcome.rows_accepted, 50);
+    assert_eq!(stack.keys(&stack.resources.lake_bucket).await.len(), 2);
+    assert_eq!(stack.depth(&stack.process_dlq).await, 0);
+}
+
+#[tokio::test]
+async fn a_fault_after_some_parquet_objects_then_a_retry_equals_a_clean_run() {
+    let moto = Moto::start();
+    let clean = provision(&moto, "clean").await;
+    let faulty = provision(&moto, "faulty").await;
+    let body = diagnoses(0, 100, 5);
+    let key = "almenpraksis/diagnose/2026-06-01/a.csv";
+    for s in [&clean, &faulty] {
+        s.upload(key, body.clone().into_bytes()).await;
+    }
+    run_functions(&clean, &platform(&clean)).await;
+
+    let mut broken = platform(&faulty);
+    broken.stores.lake = Arc::new(FailingPuts::new(broken.stores.lake.clone(), |n| n == 3));
+    let r = receiver(&faulty);
+    pump(
+        &faulty,
+        &faulty.receive_queue,
+        &faulty.receive_queue_arn,
+        |e| r.handle(e),
+    )
+    .await;
+    // One attempt fails after two objects are written; SQS redelivers the message,
+    // and the second attempt (the store no longer fails) completes it.
+    let pumped = pump(
+        &faulty,
+        &faulty.process_queue,
+        &faulty.process_queue_arn,
+        |e| process::handle(&broken, e),
+    )
+    .await;
+    assert_eq!(pumped.failed, 1);
+    assert_eq!(pumped.messages, 2);
+
+    let clean_keys = clean.keys(&clean.resources.lake_bucket).await;
+    assert_eq!(clean_keys.len(), 5);
+    assert_eq!(faulty.keys(&faulty.resources.lake_bucket).await, clean_keys);
+    for k in &clean_keys {
+        let get = |s: &Stack| {
+            let (c, b) = (s.clients.s3.clone(), s.resources.lake_bucket.clone());
+            let k = k.clone();
+            async move {
+                c.get_object()
+                    .bucket(b)
+                    .key(k)
+                    .send()
+                    .await
+                    .unwrap()
+                    .body
+                    .collect()
+                    .await
+                    .unwrap()
+                    .into_bytes()
+            }
+        };
+        assert!(
+            get(&clean).await == get(&faulty).await,
+            "{k} differs from the clean run"
+        );
+    }
+    let d = by_key(&platform(&faulty), key).await;
+    assert_eq!(d.state, DeliveryState::Accepted);
+    assert_eq!(d.attempts, 2);
+}
+
+#[tokio::test]
+async fn a_delivery_over_the_multipart_threshold_round_trips() {
+    let moto = Moto::start();
+    let mut stack = provision(&moto, "big").await;
+    stack.resources.multipart = Multipart {
+        threshold: 5 << 20,
+        part_size: 5 << 20,
+    };
+    let p = platform(&stack);
+    // One month, so one Parquet object well over 5 MiB (pseudonyms do not compress).
+    let rows = 250_000;
+    let body = diagnoses(0, rows, 1);
+    assert!(body.len() > 10 << 20);
+    stack
+        .upload(
+            "almenpraksis/diagnose/2026-06-01/big.csv",
+            body.into_bytes(),
+        )
+        .await;
+    run_functions(&stack, &p).await;
+    let d = by_key(&p, "almenpraksis/diagnose/2026-06-01/big.csv").await;
+    assert!(d.state.has_rows(), "{:?}", d.outcome);
+    assert_eq!(d.outcome.rows_accepted, rows as u64);
+    let keys = stack.keys(&stack.resources.lake_bucket).await;
+    assert_eq!(keys.len(), 1);
+    let head = stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&stack.resources.lake_bucket)
+        .key(&keys[0])
+        .send()
+        .await
+        .unwrap();
+    assert!(head.content_length().unwrap() > 5 << 20);
+    assert!(head.e_tag().unwrap().contains('-'), "uploaded in parts");
+    let out = tempfile::tempdir().unwrap();
+    stack
+        .download(&stack.resources.lake_bucket, out.path())
+        .await;
+    let report = check_objects(out.path(), out.path());
+    assert_eq!(report["parquet"][&keys[0]]["rows"], rows);
+}
