@@ -35,6 +35,10 @@ struct Cli {
     /// Log as JSON lines (as in Lambda) instead of text.
     #[arg(long, global = true)]
     log_json: bool,
+    /// Operate on the AWS deployment named by the `NAERDATA_*` environment variables
+    /// (see the README) instead of the local home: `status`, `replay`, `redrive`.
+    #[arg(long, global = true)]
+    aws: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -108,8 +112,13 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         recent: usize,
     },
-    /// Re-run a failed delivery.
+    /// Re-run a failed delivery (with --aws: send it to the process queue).
     Replay { delivery_id: String },
+    /// Move the messages of a dead-letter queue back to its queue (AWS only).
+    Redrive {
+        #[arg(value_enum)]
+        queue: RedriveQueue,
+    },
     /// Contracts: list them, or render the supplier reporting guide.
     Contracts {
         #[command(subcommand)]
@@ -130,6 +139,12 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         bundles: usize,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum RedriveQueue {
+    Receive,
+    Process,
 }
 
 #[derive(Subcommand)]
@@ -172,6 +187,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    if cli.aws {
+        return operate_aws(cli.command).await;
+    }
     let contracts = Registry::builtin();
     let local =
         || Platform::local(&cli.home, Registry::builtin()).context("opening the local platform");
@@ -289,18 +307,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Replay { delivery_id } => {
             let p = local()?;
-            let Some(d) = p.ledger.get(&delivery_id).await? else {
-                bail!("delivery {delivery_id} is not in the ledger (see `naerdata status`)");
-            };
-            if d.state != DeliveryState::Failed && d.state != DeliveryState::Received {
-                bail!(
-                    "delivery {delivery_id} is {}; only failed (or never processed) deliveries are replayed",
-                    d.state
-                );
-            }
+            replayable(&p, &delivery_id).await?;
             let outcome = process::process(&p, &delivery_id).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             println!("{delivery_id}: {outcome:?}");
+        }
+        Command::Redrive { .. } => {
+            bail!(
+                "redrive moves messages between SQS queues: run it with --aws (locally, `replay` a failed delivery)"
+            )
         }
         Command::Contracts { what } => match what {
             ContractsCommand::List => {
@@ -331,6 +346,85 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 bench::run_gateway(bundles, &dir, runs)?;
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Checks that a delivery may be replayed: failed, or registered but never processed.
+async fn replayable(p: &Platform, delivery_id: &str) -> Result<naerdata::ledger::Delivery> {
+    let Some(d) = p.ledger.get(delivery_id).await? else {
+        bail!("delivery {delivery_id} is not in the ledger (see `naerdata status`)");
+    };
+    if d.state != DeliveryState::Failed && d.state != DeliveryState::Received {
+        bail!(
+            "delivery {delivery_id} is {}; only failed (or never processed) deliveries are replayed",
+            d.state
+        );
+    }
+    Ok(d)
+}
+
+/// The operator's commands against an AWS deployment: the same ledger, read through
+/// the same adapters as the functions; work is handed to the functions via SQS.
+async fn operate_aws(command: Command) -> Result<ExitCode> {
+    use naerdata::aws::{self, Clients, ProcessMessage, Resources};
+    let clients = Clients::from_env().await;
+    let resources = Resources::from_env()?;
+    let p = aws::platform(&clients, &resources, Registry::builtin());
+    match command {
+        Command::Status { recent } => summary::print_status(&p, recent).await?,
+        Command::Replay { delivery_id } => {
+            let d = replayable(&p, &delivery_id).await?;
+            let queue = resources.queue(
+                &clients,
+                &resources.process_queue_url,
+                "NAERDATA_PROCESS_QUEUE_URL",
+            )?;
+            queue
+                .send_process(
+                    &ProcessMessage {
+                        delivery_id: delivery_id.clone(),
+                    },
+                    &d.dataset,
+                )
+                .await?;
+            println!("{delivery_id}: sent to the process queue");
+        }
+        Command::Redrive { queue } => {
+            let (dlq, to) = match queue {
+                RedriveQueue::Receive => (
+                    resources.queue(
+                        &clients,
+                        &resources.receive_dlq_url,
+                        "NAERDATA_RECEIVE_DLQ_URL",
+                    )?,
+                    resources.queue(
+                        &clients,
+                        &resources.receive_queue_url,
+                        "NAERDATA_RECEIVE_QUEUE_URL",
+                    )?,
+                ),
+                RedriveQueue::Process => (
+                    resources.queue(
+                        &clients,
+                        &resources.process_dlq_url,
+                        "NAERDATA_PROCESS_DLQ_URL",
+                    )?,
+                    resources.queue(
+                        &clients,
+                        &resources.process_queue_url,
+                        "NAERDATA_PROCESS_QUEUE_URL",
+                    )?,
+                ),
+            };
+            let moved = dlq.redrive_to(&to).await?;
+            println!(
+                "moved {moved} message(s) from {} to {}",
+                dlq.url(),
+                to.url()
+            );
+        }
+        _ => bail!("with --aws only status, replay and redrive run; the other commands are local"),
     }
     Ok(ExitCode::SUCCESS)
 }
