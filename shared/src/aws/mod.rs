@@ -1,6 +1,6 @@
 //! The AWS adapters: S3 stores, the DynamoDB ledger, SQS queues and the key in
-//! Secrets Manager. This module (with `functions/`) is the only code that names an
-//! AWS SDK. Clients are built once per process (a Lambda cold start) and shared.
+//! Secrets Manager, and the SQS batch response of the functions. This module (with
+//! `functions/`) is the only code that names an AWS SDK. Clients are built once per process (a Lambda cold start) and shared.
 //!
 //! Names come from environment variables, and the endpoint from the SDK's own
 //! `AWS_ENDPOINT_URL`, so one binary talks to AWS or to an emulator:
@@ -16,6 +16,7 @@
 //! | `NAERDATA_SPOOL` | scratch directory (default: the temp dir, `/tmp` on Lambda) |
 //! | `NAERDATA_MULTIPART_THRESHOLD_MIB` | upload files from this size in parts (default 64) |
 
+pub mod batch;
 pub mod ledger;
 pub mod queue;
 pub mod s3;

@@ -1,15 +1,6 @@
-//! naerdata as AWS Lambda functions. Each handler takes an SQS batch and answers
-//! with the messages that failed (`ReportBatchItemFailures`), so one bad message is
-//! retried — and after the queue's `maxReceiveCount` moved to its dead-letter queue —
-//! without repeating the others. The steps themselves live in `naerdata`; a handler
-//! only parses messages, calls a step and reports.
-//!
-//! Binaries: `receive` (S3 notifications -> ledger -> process queue) and `process`
-//! (process queue -> lake, receipts, quarantine, ledger).
-
-pub mod notification;
-pub mod process;
-pub mod receive;
+//! SQS batches in Lambda: the functions answer with the messages that failed
+//! (`ReportBatchItemFailures`), so one bad message is retried — and after the queue's
+//! `maxReceiveCount` moved to its dead-letter queue — without repeating the others.
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 
@@ -37,9 +28,4 @@ impl Failures {
             .collect();
         r
     }
-}
-
-/// Logging for a function: JSON lines when the Lambda log format is JSON.
-pub fn init_tracing() {
-    lambda_runtime::tracing::init_default_subscriber();
 }

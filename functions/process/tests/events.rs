@@ -3,11 +3,11 @@
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use naerdata::aws::ProcessMessage;
-use naerdata_functions::notification::{self, Notification};
+use naerdata_receive::notification::{self, Notification};
 
 fn event(name: &str) -> SqsEvent {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../events")
+        .join("../../events")
         .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }

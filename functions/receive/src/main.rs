@@ -4,11 +4,11 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use naerdata::aws::{self, Clients, Resources};
 use naerdata::contract::Registry;
-use naerdata_functions::receive::Receiver;
+use naerdata_receive::Receiver;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    naerdata_functions::init_tracing();
+    lambda_runtime::tracing::init_default_subscriber();
     let started = std::time::Instant::now();
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;

@@ -7,7 +7,7 @@ use naerdata::contract::Registry;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    naerdata_functions::init_tracing();
+    lambda_runtime::tracing::init_default_subscriber();
     let started = std::time::Instant::now();
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;
@@ -20,7 +20,7 @@ async fn main() -> Result<(), Error> {
     );
     let platform = &platform;
     lambda_runtime::run(service_fn(move |e: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(naerdata_functions::process::handle(platform, e.payload).await)
+        Ok::<_, Error>(naerdata_process::handle(platform, e.payload).await)
     }))
     .await
 }

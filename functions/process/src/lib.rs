@@ -11,7 +11,7 @@ use naerdata::aws::ProcessMessage;
 use naerdata::metrics::{Metrics, Unit};
 use naerdata::process::{Processed, process};
 
-use crate::Failures;
+use naerdata::aws::batch::Failures;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {

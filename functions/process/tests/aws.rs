@@ -14,8 +14,8 @@ use naerdata::contract::Registry;
 use naerdata::ledger::{Delivery, DeliveryState};
 use naerdata::ports::{FixedClock, ObjectStore, StoreError};
 use naerdata::receipt::Receipt;
-use naerdata_functions::process;
-use naerdata_functions::receive::Receiver;
+use naerdata_process as process;
+use naerdata_receive::Receiver;
 use support::{FailingPuts, Moto, Stack, check_objects, diagnoses, provision, pump};
 
 /// The platform on the emulator, with a fixed clock so two runs write identical
@@ -233,7 +233,8 @@ async fn the_s3_store_streams_encrypts_and_uploads_large_files_in_parts() {
     );
     let v1 = stack
         .upload("k/1/2026-06-01/a.csv", b"first".to_vec())
-        .await;
+        .await
+        .expect("the landing bucket is versioned");
     stack
         .upload("k/1/2026-06-01/a.csv", b"second".to_vec())
         .await;
@@ -669,4 +670,89 @@ async fn a_delivery_over_the_multipart_threshold_round_trips() {
         .await;
     let report = check_objects(out.path(), out.path());
     assert_eq!(report["parquet"][&keys[0]]["rows"], rows);
+}
+
+/// The stack of infra/template.yaml, created by CloudFormation in the emulator
+/// (infra/checks/deploy_emulator.py, which also checks the resources' settings),
+/// runs the same flow: the functions configured only from the stack's outputs.
+#[tokio::test]
+async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
+    let moto = Moto::start();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../infra/checks/deploy_emulator.py");
+    let run = std::process::Command::new(support::python())
+        .arg(&script)
+        .args(["--endpoint", &moto.endpoint, "--env", "test"])
+        .arg("--detach-event-sources")
+        .output()
+        .expect("running deploy_emulator.py");
+    let log = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "deploying the stack failed:\n{log}");
+    assert!(log.contains("PASS receive runs as its own role"), "{log}");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let out: BTreeMap<String, String> =
+        serde_json::from_str(stdout.lines().last().expect("the outputs")).unwrap();
+    // The Outputs' descriptions name the variables the functions read.
+    let variable = |name: &str| -> Option<&str> {
+        Some(match name {
+            "NAERDATA_LANDING_BUCKET" => "LandingBucket",
+            "NAERDATA_LAKE_BUCKET" => "LakeBucket",
+            "NAERDATA_RECEIPTS_BUCKET" => "ReceiptsBucket",
+            "NAERDATA_QUARANTINE_BUCKET" => "QuarantineBucket",
+            "NAERDATA_LEDGER_TABLE" => "LedgerTable",
+            "NAERDATA_KEY_SECRET_ID" => "LakeKeySecret",
+            "NAERDATA_KMS_KEY_ID" => "DataKey",
+            "NAERDATA_PROCESS_QUEUE_URL" => "ProcessQueue",
+            "NAERDATA_PROCESS_DLQ_URL" => "ProcessDeadLetterQueue",
+            "NAERDATA_RECEIVE_QUEUE_URL" => "ReceiveQueue",
+            "NAERDATA_RECEIVE_DLQ_URL" => "ReceiveDeadLetterQueue",
+            _ => return None,
+        })
+    };
+    let resources =
+        aws::Resources::from_lookup(|name| variable(name).and_then(|k| out.get(k)).cloned())
+            .unwrap();
+    let clients = aws::Clients::new(&moto.sdk_config().await);
+    let stack = Stack {
+        receive_queue: out["ReceiveQueue"].clone(),
+        receive_queue_arn: out["ReceiveQueueArn"].clone(),
+        receive_dlq: out["ReceiveDeadLetterQueue"].clone(),
+        process_queue: out["ProcessQueue"].clone(),
+        process_queue_arn: out["ProcessQueueArn"].clone(),
+        process_dlq: out["ProcessDeadLetterQueue"].clone(),
+        secret_id: out["LakeKeySecret"].clone(),
+        clients,
+        resources,
+    };
+    let p = platform(&stack);
+    let input = tempfile::tempdir().unwrap();
+    let mut opts = naerdata::generate::GenerateOptions::new(input.path());
+    opts.persons = 100;
+    opts.days = 1;
+    let generated = naerdata::generate::generate(&opts).unwrap();
+    for g in &generated {
+        let key = g.path.strip_prefix(input.path()).unwrap().to_str().unwrap();
+        stack.upload(key, std::fs::read(&g.path).unwrap()).await;
+    }
+    run_functions(&stack, &p).await;
+    let all = deliveries(&p).await;
+    assert_eq!(
+        all.len(),
+        generated.len(),
+        "received {:?} of {:?}",
+        all.iter().map(|d| &d.object_key).collect::<Vec<_>>(),
+        generated.iter().map(|g| &g.path).collect::<Vec<_>>()
+    );
+    for d in &all {
+        assert!(
+            d.state.has_rows(),
+            "{}: {} {:?}",
+            d.object_key,
+            d.state,
+            d.outcome.message
+        );
+    }
+    assert!(!stack.keys(&stack.resources.lake_bucket).await.is_empty());
+    assert_eq!(stack.depth(&stack.receive_dlq).await, 0);
+    assert_eq!(stack.depth(&stack.process_dlq).await, 0);
 }

@@ -1,5 +1,8 @@
 //! The receive function: S3 ObjectCreated notifications (through the receive queue)
-//! are registered in the ledger and, when new, sent on to the process queue.
+//! are registered in the ledger and, when new, sent on to the process queue. The
+//! step itself is `naerdata::receive`; this crate parses messages and reports.
+
+pub mod notification;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use naerdata::Platform;
@@ -8,8 +11,8 @@ use naerdata::metrics::Metrics;
 use naerdata::receive::{Received, receive};
 use tracing::info;
 
-use crate::Failures;
-use crate::notification::{self, Notification};
+use crate::notification::Notification;
+use naerdata::aws::batch::Failures;
 
 pub struct Receiver {
     pub platform: Platform,
@@ -91,6 +94,15 @@ impl Receiver {
                     o.size.unwrap_or(0) as f64,
                     naerdata::metrics::Unit::Bytes,
                 )
+                .emit();
+            // Per source, for the "no delivery within the cadence" alarms.
+            let source = naerdata::receive::parse_landing_key(&o.key)
+                .map(|k| k.source)
+                .unwrap_or_else(|_| "_unrouted".to_string());
+            Metrics::new()
+                .dimension("Function", "receive")
+                .dimension("Source", &source)
+                .count("Deliveries", 1)
                 .emit();
         }
         Ok(())
