@@ -11,7 +11,12 @@ HOME_DEMO ?= .naerdata/demo
 ARCH    ?= x86_64
 LAMBDA_ARCH_FLAG := $(if $(filter arm64,$(ARCH)),--arm64,--x86-64)
 
-.PHONY: all build build-cli demo test test-rust test-e2e bench bench-lambda lint fmt venv venv-build clean
+CFN_GUARD := .tools/bin/cfn-guard
+ENV       ?=
+DEPLOY_ARCH ?= arm64
+ALARM_EMAIL ?=
+
+.PHONY: all build build-cli demo test test-rust test-e2e test-infra bench bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -22,7 +27,7 @@ build-cli:
 ## build: the Lambda zips (target/lambda/<function>/bootstrap.zip) with cargo-lambda
 build: venv-build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build \
-	  --profile lambda --package naerdata-functions --output-format zip $(LAMBDA_ARCH_FLAG)
+	  --profile lambda-release --package naerdata-receive --package naerdata-process --output-format zip $(LAMBDA_ARCH_FLAG)
 
 ## demo: generate a week of synthetic deliveries, ingest them, print the summary
 demo: build-cli
@@ -30,7 +35,7 @@ demo: build-cli
 	$(BIN) --home $(HOME_DEMO) demo
 
 ## test: unit and end-to-end tests, then an independent reader over a full run
-test: test-rust test-e2e
+test: test-infra test-rust test-e2e
 
 # The AWS tests start moto and read Parquet back with pyarrow from the venv.
 test-rust: venv
@@ -44,11 +49,49 @@ $(VENV)/.done: tests/requirements.txt
 
 venv: $(VENV)/.done
 
+# cfn-guard is a Rust tool from crates.io, installed beside the project (not in target/).
+$(CFN_GUARD):
+	$(CARGO) install cfn-guard --locked --quiet --root .tools
+
+## test-infra: the SAM template checked offline (transform, cfn-lint, checkov, cfn-guard)
+test-infra: venv $(CFN_GUARD)
+	$(PY) infra/checks/check_template.py infra/template.yaml target/infra/template.json
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/catalog.yaml
+	BC_SKIP_MAPPING=TRUE $(VENV)/bin/checkov --quiet --compact --framework cloudformation \
+	  -f infra/template.yaml -f infra/catalog.yaml
+	$(CFN_GUARD) validate --show-summary fail -r infra/rules/naerdata.guard -d target/infra/template.json
+	@$(CFN_GUARD) test -r infra/rules/naerdata.guard -t infra/rules/tests/naerdata_tests.yaml \
+	  > target/infra/guard-tests.log || { cat target/infra/guard-tests.log; exit 1; }
+	@echo "cfn-guard rule tests: $$(grep -c '^Test Case' target/infra/guard-tests.log) cases as expected"
+
 $(VENV)/.build-done: $(VENV)/.done requirements-build.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
 
 venv-build: $(VENV)/.build-done
+
+# The SAM CLI pins its own dependencies: a venv of its own.
+.venv-deploy/.done: requirements-deploy.txt
+	python3 -m venv .venv-deploy
+	.venv-deploy/bin/pip install --quiet --disable-pip-version-check -r requirements-deploy.txt
+	touch $@
+
+venv-deploy: .venv-deploy/.done venv-build
+
+## deploy: sam build + sam deploy of infra/template.yaml as stack naerdata-$(ENV)
+deploy: venv-deploy
+	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev [DEPLOY_ARCH=arm64|x86_64] [ALARM_EMAIL=ops@example.org]"; exit 2; }
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
+	  .venv-deploy/bin/sam build --beta-features --template-file infra/template.yaml --build-dir target/sam \
+	  --parameter-overrides Architecture=$(DEPLOY_ARCH)
+	.venv-deploy/bin/sam deploy --template-file target/sam/template.yaml --stack-name naerdata-$(ENV) \
+	  --resolve-s3 --capabilities CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
+	  --parameter-overrides EnvironmentName=$(ENV) Architecture=$(DEPLOY_ARCH) AlarmEmail=$(ALARM_EMAIL)
+
+## destroy: delete the stack; buckets, ledger, key and secret are retained (README)
+destroy: venv-deploy
+	@test -n "$(ENV)" || { echo "usage: make destroy ENV=dev"; exit 2; }
+	.venv-deploy/bin/sam delete --stack-name naerdata-$(ENV) --no-prompts
 
 test-e2e: build-cli venv
 	bash tests/e2e.sh $(BIN) $(PY)
@@ -73,4 +116,4 @@ fmt:
 	$(CARGO) fmt --all
 
 clean:
-	rm -rf target .naerdata bench-data $(VENV)
+	rm -rf target .naerdata bench-data $(VENV) .venv-deploy .tools

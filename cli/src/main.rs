@@ -124,6 +124,11 @@ enum Command {
         #[command(subcommand)]
         what: ContractsCommand,
     },
+    /// Infrastructure files generated from the contracts.
+    Infra {
+        #[command(subcommand)]
+        what: InfraCommand,
+    },
     /// Benchmark the process step on large generated deliveries.
     Bench {
         /// Row counts to run, comma separated.
@@ -138,6 +143,15 @@ enum Command {
         /// Bundles in the KL Gateway benchmark delivery (0 skips it).
         #[arg(long, default_value_t = 10_000)]
         bundles: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum InfraCommand {
+    /// The Glue tables of the lake (CloudFormation, nested by infra/template.yaml).
+    Catalog {
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
 }
 
@@ -311,6 +325,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = process::process(&p, &delivery_id).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             println!("{delivery_id}: {outcome:?}");
+        }
+        Command::Infra {
+            what: InfraCommand::Catalog { out },
+        } => {
+            let yaml = naerdata::glue::catalog_template(&contracts);
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, yaml)
+                        .with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+                None => print!("{yaml}"),
+            }
         }
         Command::Redrive { .. } => {
             bail!(

@@ -175,3 +175,21 @@ fn the_committed_reporting_guide_is_current() {
         "docs/reporting-guide.md is stale: run `naerdata contracts docs --out docs/reporting-guide.md`"
     );
 }
+
+#[test]
+fn the_committed_glue_catalog_is_current() {
+    let out = Command::new(env!("CARGO_BIN_EXE_naerdata"))
+        .args(["infra", "catalog"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../infra/catalog.yaml"
+    ))
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "infra/catalog.yaml is stale: run `naerdata infra catalog --out infra/catalog.yaml`"
+    );
+}

@@ -17,6 +17,7 @@ pub mod docs;
 pub mod extract;
 pub mod fhir;
 pub mod generate;
+pub mod glue;
 pub mod lake;
 pub mod ledger;
 pub mod local;
