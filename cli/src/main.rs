@@ -329,15 +329,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Infra {
             what: InfraCommand::Catalog { out },
         } => {
-            let yaml = naerdata::glue::catalog_template(&contracts);
-            match out {
-                Some(path) => {
-                    std::fs::write(&path, yaml)
-                        .with_context(|| format!("writing {}", path.display()))?;
-                    println!("wrote {}", path.display());
-                }
-                None => print!("{yaml}"),
-            }
+            write_or_print(out, &naerdata::glue::catalog_template(&contracts))?;
         }
         Command::Redrive { .. } => {
             bail!(
@@ -351,15 +343,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             ContractsCommand::Docs { out } => {
-                let md = naerdata::docs::reporting_guide(&contracts);
-                match out {
-                    Some(path) => {
-                        std::fs::write(&path, md)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        println!("wrote {}", path.display());
-                    }
-                    None => print!("{md}"),
-                }
+                write_or_print(out, &naerdata::docs::reporting_guide(&contracts))?;
             }
         },
         Command::Bench {
@@ -375,6 +359,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A generated file (`--out`), or the same text on stdout.
+fn write_or_print(out: Option<PathBuf>, text: &str) -> Result<()> {
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 /// Checks that a delivery may be replayed: failed, or registered but never processed.

@@ -156,6 +156,11 @@ impl Registration {
     }
 }
 
+/// The `received_at` bounds (RFC 3339, UTC, as both ledgers store it) of one day.
+pub fn day_bounds(day: NaiveDate) -> (String, String) {
+    (format!("{day}T00:00:00"), format!("{day}T23:59:59.999999Z"))
+}
+
 /// Marks an `object_version` made from the content because the store had none.
 pub const DIGEST_VERSION_PREFIX: &str = "sha256:";
 

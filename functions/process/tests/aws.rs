@@ -99,19 +99,8 @@ async fn by_key(p: &Platform, key: &str) -> Delivery {
 
 async fn receipt(stack: &Stack, d: &Delivery) -> Receipt {
     let body = stack
-        .clients
-        .s3
-        .get_object()
-        .bucket(&stack.resources.receipts_bucket)
-        .key(d.receipt_key())
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("no receipt for {}: {e:?}", d.object_key))
-        .body
-        .collect()
-        .await
-        .unwrap()
-        .into_bytes();
+        .get(&stack.resources.receipts_bucket, &d.receipt_key())
+        .await;
     serde_json::from_slice(&body).unwrap()
 }
 
@@ -601,25 +590,9 @@ async fn a_fault_after_some_parquet_objects_then_a_retry_equals_a_clean_run() {
     assert_eq!(clean_keys.len(), 5);
     assert_eq!(faulty.keys(&faulty.resources.lake_bucket).await, clean_keys);
     for k in &clean_keys {
-        let get = |s: &Stack| {
-            let (c, b) = (s.clients.s3.clone(), s.resources.lake_bucket.clone());
-            let k = k.clone();
-            async move {
-                c.get_object()
-                    .bucket(b)
-                    .key(k)
-                    .send()
-                    .await
-                    .unwrap()
-                    .body
-                    .collect()
-                    .await
-                    .unwrap()
-                    .into_bytes()
-            }
-        };
         assert!(
-            get(&clean).await == get(&faulty).await,
+            clean.get(&clean.resources.lake_bucket, k).await
+                == faulty.get(&faulty.resources.lake_bucket, k).await,
             "{k} differs from the clean run"
         );
     }

@@ -405,8 +405,7 @@ impl Ledger for DynamoLedger {
         dataset: &str,
         day: NaiveDate,
     ) -> Result<Vec<Delivery>, LedgerError> {
-        let from = format!("{day}T00:00:00");
-        let to = format!("{day}T23:59:59.999999Z");
+        let (from, to) = crate::ledger::day_bounds(day);
         self.query_dataset(dataset, Some(from), Some(to), usize::MAX)
             .await
     }

@@ -266,15 +266,9 @@ impl Ledger for SqliteLedger {
                  AND received_at BETWEEN ?2 AND ?3 ORDER BY received_at DESC, delivery_id"
             ))
             .map_err(backend)?;
+        let (from, to) = crate::ledger::day_bounds(day);
         let rows = stmt
-            .query_map(
-                params![
-                    dataset,
-                    format!("{day}T00:00:00"),
-                    format!("{day}T23:59:59.999999Z")
-                ],
-                row_to_delivery,
-            )
+            .query_map(params![dataset, from, to], row_to_delivery)
             .map_err(backend)?;
         rows.collect::<Result<Vec<_>, _>>().map_err(backend)
     }

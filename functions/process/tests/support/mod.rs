@@ -293,42 +293,34 @@ impl Stack {
             .version_id
     }
 
-    /// Every object of a bucket, downloaded under `dir/<bucket-role>/`.
+    /// Every object of a bucket, downloaded under `dir`.
     pub async fn download(&self, bucket: &str, dir: &Path) -> Vec<String> {
-        let mut keys = Vec::new();
-        let listed = self
-            .clients
-            .s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .send()
-            .await
-            .unwrap();
-        for o in listed.contents() {
-            let key = o.key().unwrap().to_string();
-            let body = self
-                .clients
-                .s3
-                .get_object()
-                .bucket(bucket)
-                .key(&key)
-                .send()
-                .await
-                .unwrap()
-                .body
-                .collect()
-                .await
-                .unwrap()
-                .into_bytes();
-            let path = dir.join(&key);
+        let keys = self.keys(bucket).await;
+        for key in &keys {
+            let path = dir.join(key);
             std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-            std::fs::write(path, body).unwrap();
-            keys.push(key);
+            std::fs::write(path, self.get(bucket, key).await).unwrap();
         }
-        keys.sort();
         keys
     }
 
+    pub async fn get(&self, bucket: &str, key: &str) -> bytes::Bytes {
+        self.clients
+            .s3
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("get {bucket}/{key}: {e:?}"))
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes()
+    }
+
+    /// The keys of a bucket, sorted (the tests' buckets hold fewer than 1,000).
     pub async fn keys(&self, bucket: &str) -> Vec<String> {
         let listed = self
             .clients
