@@ -140,7 +140,10 @@ pub async fn receive(
         };
         let registration = p.ledger.register(&new).await?;
         if let Err(reason) = parsed {
-            if let Registration::New(d) = &registration {
+            // Also on a retry (Known): an earlier attempt may have died between the
+            // registration and the receipt. Both writes are idempotent.
+            let d = registration.delivery();
+            if matches!(d.state, DeliveryState::Received | DeliveryState::Rejected) {
                 p.ledger
                     .transition(&d.delivery_id, &[DeliveryState::Received], DeliveryState::Rejected, now, Some(&Outcome { message: Some(reason.clone()), ..Outcome::default() }))
                     .await?;
@@ -156,8 +159,10 @@ pub async fn receive(
             }
             // An earlier attempt registered it but the process message may be lost.
             Registration::Known(d) if matches!(d.state, DeliveryState::Received) => Received::ToProcess(d.delivery_id),
-            Registration::Known(d) => Received::Known(d.delivery_id, d.state),
-            Registration::Duplicate(d) => {
+            Registration::Known(d) if d.state != DeliveryState::Duplicate => Received::Known(d.delivery_id, d.state),
+            // A duplicate seen again gets its receipt again: the first attempt may have
+            // died before writing it.
+            Registration::Duplicate(d) | Registration::Known(d) => {
                 let of = d.duplicate_of.clone().unwrap_or_default();
                 let reason = format!(
                     "the file is identical (sha256) to delivery {of} of the same dataset; nothing was written"

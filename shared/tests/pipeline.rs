@@ -235,11 +235,13 @@ async fn unroutable_keys_and_unknown_datasets_get_rejected_receipts() {
     );
 }
 
-/// Fails the Nth `put_file`; everything else goes to the real store.
+/// Fails the Nth `put_file` and the first `failing_puts` calls of `put`; everything
+/// else goes to the real store.
 struct FailNthPut {
     inner: Arc<dyn ObjectStore>,
     n: usize,
     seen: AtomicUsize,
+    failing_puts: AtomicUsize,
 }
 
 #[async_trait]
@@ -251,6 +253,11 @@ impl ObjectStore for FailNthPut {
         self.inner.head(key).await
     }
     async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError> {
+        let left = self.failing_puts.load(Ordering::SeqCst);
+        if left > 0 {
+            self.failing_puts.store(left - 1, Ordering::SeqCst);
+            return Err(StoreError::backend("put", key, "injected fault"));
+        }
         self.inner.put(key, body).await
     }
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError> {
@@ -296,6 +303,7 @@ async fn a_fault_after_some_objects_then_a_retry_gives_exactly_a_clean_run() {
         inner: real_lake.clone(),
         n: 3,
         seen: AtomicUsize::new(0),
+        failing_puts: AtomicUsize::new(0),
     });
     let Received::ToProcess(id2) =
         deliver(&p, "almenpraksis/diagnose/2026-06-01/a.csv", &body).await
@@ -409,4 +417,57 @@ async fn a_large_gateway_delivery_stages_every_table_apart() {
     assert_eq!(count(&p, "kommune_gateway").await, 9_000);
     assert_eq!(count(&p, "kommune_borger").await, 9_000);
     assert_eq!(count(&p, "kommune_indsats").await, 9_000);
+}
+
+#[tokio::test]
+async fn a_receive_that_dies_before_the_receipt_writes_it_on_the_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = platform(dir.path());
+    let real_receipts = p.stores.receipts.clone();
+    let body = rows(0..5, 1);
+    deliver(&p, "almenpraksis/diagnose/2026-06-01/a.csv", &body).await;
+    let failing = |n| {
+        Arc::new(FailNthPut {
+            inner: real_receipts.clone(),
+            n: 0,
+            seen: AtomicUsize::new(0),
+            failing_puts: AtomicUsize::new(n),
+        })
+    };
+    let receipt_of = |p: &Platform, id: &str| {
+        let p = p.clone();
+        let id = id.to_string();
+        async move {
+            let d = p.ledger.get(&id).await.unwrap().unwrap();
+            let bytes = std::fs::read(p.stores.receipts.locate(&d.receipt_key())).ok();
+            (d, bytes)
+        }
+    };
+    for key in [
+        "stray.csv",
+        "almenpraksis/diagnose/2026-06-02/same-bytes.csv",
+    ] {
+        p.stores
+            .landing
+            .put(key, Bytes::from(body.clone()))
+            .await
+            .unwrap();
+        p.stores.receipts = failing(1);
+        assert!(receive::receive(&p, key, None).await.is_err(), "{key}");
+        // The SQS retry of the same notification.
+        let again = receive::receive(&p, key, None).await.unwrap();
+        let id = match &again {
+            Received::Unroutable(id) => id.clone(),
+            Received::Duplicate { delivery_id, .. } => delivery_id.clone(),
+            other => panic!("{key}: {other:?}"),
+        };
+        let (d, receipt) = receipt_of(&p, &id).await;
+        let receipt: Receipt = serde_json::from_slice(&receipt.expect("a receipt")).unwrap();
+        assert!(
+            matches!(d.state, DeliveryState::Rejected | DeliveryState::Duplicate),
+            "{key}: {}",
+            d.state
+        );
+        assert_eq!(receipt.state, d.state.as_str(), "{key}");
+    }
 }

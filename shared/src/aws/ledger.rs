@@ -203,8 +203,17 @@ impl DynamoLedger {
                 break;
             }
         }
+        // The index orders by received_at only; ties in the same order as SQLite.
+        newest_first(&mut out);
         Ok(out)
     }
+}
+
+fn request_token() -> Result<String, LedgerError> {
+    let mut bytes = [0u8; 16];
+    crate::pseudonym::random_bytes(&mut bytes)
+        .map_err(|e| LedgerError::Backend(format!("no randomness for a request token: {e}")))?;
+    Ok(hex::encode(bytes))
 }
 
 fn newest_first(v: &mut [Delivery]) {
@@ -238,6 +247,10 @@ impl Ledger for DynamoLedger {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(delivery).build())
             .transact_items(TransactWriteItem::builder().put(owner).build())
+            // One token per call: an SDK retry of a transaction that did commit then
+            // succeeds again instead of reporting the delivery as already known, while a
+            // later notification of the same object (a new call) still finds it known.
+            .client_request_token(request_token()?)
             .send()
             .await;
         let reasons = match tx {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::operation::RequestId;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
@@ -113,23 +113,26 @@ impl S3Store {
             .upload_id()
             .ok_or_else(|| StoreError::backend("create multipart upload", key, "no upload id"))?
             .to_string();
-        match self.upload_parts(key, path, &upload_id).await {
-            Ok(parts) => {
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder()
-                            .set_parts(Some(parts))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| err("complete multipart upload", key, e))?;
-                Ok(())
-            }
+        let completed = match self.upload_parts(key, path, &upload_id).await {
+            Ok(parts) => self
+                .client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(|e| err("complete multipart upload", key, e)),
+            Err(e) => Err(e),
+        };
+        match completed {
+            Ok(()) => Ok(()),
             Err(e) => {
                 // Parts of an abandoned upload cost storage until aborted (the bucket's
                 // lifecycle rule also aborts stragglers).
@@ -246,9 +249,12 @@ impl ObjectStore for S3Store {
             .send()
             .await
             .map_err(|e| match e.as_service_error() {
-                Some(s) if s.is_no_such_key() => StoreError::NotFound {
-                    key: key.to_string(),
-                },
+                // A version that is gone is as absent as a key that is.
+                Some(s) if s.is_no_such_key() || s.code() == Some("NoSuchVersion") => {
+                    StoreError::NotFound {
+                        key: key.to_string(),
+                    }
+                }
                 _ => err("get", key, e),
             })?;
         tracing::debug!(key, request_id = ?out.request_id(), "streaming object");
