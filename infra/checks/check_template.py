@@ -18,7 +18,6 @@ from collections import Counter
 from pathlib import Path
 
 from cfnlint.decode import decode
-from samtranslator.public.translator import ManagedPolicyLoader  # noqa: F401 (API marker)
 from samtranslator.translator.transform import transform
 
 
@@ -40,6 +39,16 @@ def packaged(template, bucket):
     return template
 
 
+def translate(template_path, artifacts):
+    """The template as CloudFormation JSON, after `sam package` and the SAM transform."""
+    # The translator needs a region to build ARNs; it makes no call.
+    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-north-1")
+    template, matches = decode(str(template_path))
+    if matches:
+        sys.exit(f"{template_path}: cannot parse: {matches}")
+    return transform(packaged(template, artifacts), {}, NoManagedPolicies())
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("template", type=Path)
@@ -47,14 +56,8 @@ def main():
     ap.add_argument("--artifacts", default="naerdata-artifacts")
     args = ap.parse_args()
     template_path, out_path = args.template, args.out
-    # The translator needs a region to build ARNs; it makes no call.
-    os.environ.setdefault("AWS_DEFAULT_REGION", "eu-north-1")
-    template, matches = decode(str(template_path))
-    if matches:
-        sys.exit(f"{template_path}: cannot parse: {matches}")
-    template = packaged(template, args.artifacts)
     try:
-        translated = transform(template, {}, NoManagedPolicies())
+        translated = translate(template_path, args.artifacts)
     except Exception as e:  # noqa: BLE001 - the translator reports every problem as one
         sys.exit(f"SAM transform failed: {e}")
     out_path.parent.mkdir(parents=True, exist_ok=True)

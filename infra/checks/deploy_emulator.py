@@ -27,9 +27,8 @@ from pathlib import Path
 import boto3
 
 sys.path.insert(0, str(Path(__file__).parent))
-from check_template import packaged  # noqa: E402
+from check_template import translate  # noqa: E402
 from cfnlint.decode import decode  # noqa: E402
-from samtranslator.translator.transform import transform  # noqa: E402
 
 INFRA = Path(__file__).resolve().parent.parent
 REGION = "eu-north-1"
@@ -50,29 +49,18 @@ class Checks:
         print(f"GAP  {what}: moto's CloudFormation skips it; {instead}", file=sys.stderr)
 
 
-def resolve_sub(value, params):
-    """Fn::Sub with only parameter names, as in the generated catalog."""
-    if isinstance(value, dict) and "Fn::Sub" in value:
-        text = value["Fn::Sub"]
-        text = re.sub(r"\$\{(\w+)\}", lambda m: params.get(m.group(1), m.group(0)), text)
+def resolve(value, names):
+    """Ref and Fn::Sub of the given names only (parameters, pseudo parameters); `${!x}`
+    is Fn::Sub's escape for a literal `${x}`. Enough for the key policy and the catalog."""
+    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in names:
+        return names[value["Ref"]]
+    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
+        text = re.sub(r"\$\{([\w:]+)\}", lambda m: names.get(m.group(1), m.group(0)), value["Fn::Sub"])
         return text.replace("${!", "${")
     if isinstance(value, dict):
-        return {k: resolve_sub(v, params) for k, v in value.items()}
+        return {k: resolve(v, names) for k, v in value.items()}
     if isinstance(value, list):
-        return [resolve_sub(v, params) for v in value]
-    return value
-
-
-def resolve_intrinsics(value, ids):
-    """Fn::Sub and Ref of pseudo parameters only (enough for the key policy)."""
-    if isinstance(value, dict) and set(value) == {"Ref"} and value["Ref"] in ids:
-        return ids[value["Ref"]]
-    if isinstance(value, dict) and set(value) == {"Fn::Sub"} and isinstance(value["Fn::Sub"], str):
-        return re.sub(r"\$\{([\w:]+)\}", lambda m: ids.get(m.group(1), m.group(0)), value["Fn::Sub"])
-    if isinstance(value, dict):
-        return {k: resolve_intrinsics(v, ids) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve_intrinsics(v, ids) for v in value]
+        return [resolve(v, names) for v in value]
     return value
 
 
@@ -99,12 +87,7 @@ def main():
           "cloudformation"]}
     checks = Checks()
 
-    import os
-    os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
-    template, matches = decode(str(INFRA / "template.yaml"))
-    if matches:
-        sys.exit(f"template.yaml: {matches}")
-    translated = transform(packaged(template, ARTIFACTS), {}, type("L", (), {"load": lambda self: {}})())
+    translated = translate(INFRA / "template.yaml", ARTIFACTS)
     # The Glue tables come through the Glue API below (the emulator skips Glue).
     catalog_stack = [k for k, v in translated["Resources"].items()
                      if v["Type"] == "AWS::CloudFormation::Stack"]
@@ -115,7 +98,7 @@ def main():
     # on the key; CloudFormation also takes the policy as a JSON string, so pass that.
     ids = {"AWS::AccountId": "123456789012", "AWS::Region": REGION, "AWS::Partition": "aws"}
     key = translated["Resources"]["DataKey"]["Properties"]
-    key["KeyPolicy"] = json.dumps(resolve_intrinsics(key["KeyPolicy"], ids))
+    key["KeyPolicy"] = json.dumps(resolve(key["KeyPolicy"], ids))
 
     c["s3"].create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
     for name, r in translated["Resources"].items():
@@ -221,7 +204,7 @@ def main():
     catalog, matches = decode(str(INFRA / "catalog.yaml"))
     params = {"LakeBucket": out["LakeBucket"], "DatabaseName": db}
     for r in catalog["Resources"].values():
-        c["glue"].create_table(DatabaseName=db, TableInput=resolve_sub(r["Properties"]["TableInput"], params))
+        c["glue"].create_table(DatabaseName=db, TableInput=resolve(r["Properties"]["TableInput"], params))
     tables = c["glue"].get_tables(DatabaseName=db)["TableList"]
     checks.expect(len(tables) == len(catalog["Resources"]) > 0, f"{len(tables)} Glue tables")
 

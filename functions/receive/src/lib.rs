@@ -61,15 +61,11 @@ impl Receiver {
                 });
             }
             let outcome = receive(&self.platform, &o.key, o.version.as_deref()).await?;
+            // The key names source and dataset; no second ledger read for them.
+            let routed = naerdata::receive::parse_landing_key(&o.key).ok();
             let kind = match &outcome {
                 Received::ToProcess(id) => {
-                    let d = self
-                        .platform
-                        .ledger
-                        .get(id)
-                        .await
-                        .map_err(naerdata::StepError::from)?;
-                    let dataset = d.map(|d| d.dataset).unwrap_or_default();
+                    let dataset = routed.as_ref().map(|k| k.dataset_id()).unwrap_or_default();
                     self.process_queue
                         .send_process(
                             &ProcessMessage {
@@ -96,9 +92,7 @@ impl Receiver {
                 )
                 .emit();
             // Per source, for the "no delivery within the cadence" alarms.
-            let source = naerdata::receive::parse_landing_key(&o.key)
-                .map(|k| k.source)
-                .unwrap_or_else(|_| "_unrouted".to_string());
+            let source = routed.map_or_else(|| "_unrouted".to_string(), |k| k.source);
             Metrics::new()
                 .dimension("Function", "receive")
                 .dimension("Source", &source)
