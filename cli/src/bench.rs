@@ -95,6 +95,61 @@ pub fn run(sizes: &[u64], dir: &Path, runs: usize) -> Result<()> {
             peak
         );
     }
+    if let Some(&rows) = sizes.first() {
+        let file = dir.join(format!("almenpraksis/diagnose/2026-01-01/bench-{rows}.csv"));
+        quality_overhead(&file, rows, dir, runs)?;
+    }
+    Ok(())
+}
+
+/// The streaming pass alone (read, validate, pseudonymise, Parquet to a spool), with
+/// and without the quality metrics, alternating so drift of the VM hits both alike.
+fn quality_overhead(file: &Path, rows: u64, dir: &Path, runs: usize) -> Result<()> {
+    let registry = naerdata::contract::Registry::builtin();
+    let contract = registry
+        .get("almenpraksis.diagnose")
+        .context("the built-in contract")?;
+    let key = naerdata::pseudonym::Key::new(1, vec![7; 32])?;
+    let timed = |quality: bool| -> Result<f64> {
+        let spool = tempfile::tempdir_in(dir)?;
+        let started = std::time::Instant::now();
+        let report = naerdata::process::run(
+            &registry,
+            contract,
+            Box::new(std::fs::File::open(file)?),
+            naerdata::process::RunOptions {
+                delivery_id: "bench",
+                delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date"),
+                received_at: chrono::Utc::now(),
+                pseudonymiser: naerdata::pseudonym::Pseudonymiser::new(&key),
+                spool: Some(spool.path()),
+                quality,
+            },
+        )?;
+        let secs = started.elapsed().as_secs_f64();
+        if report.rows.read != rows || report.quality.is_empty() == quality {
+            bail!(
+                "the bench run read {} rows, quality {quality}",
+                report.rows.read
+            );
+        }
+        Ok(secs)
+    };
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..runs.max(1) {
+        without.push(timed(false)?);
+        with.push(timed(true)?);
+    }
+    with.sort_by(f64::total_cmp);
+    without.sort_by(f64::total_cmp);
+    let (w, wo) = (with[with.len() / 2], without[without.len() / 2]);
+    println!("\nquality metrics cost (streaming pass only, {rows} rows, median of {runs}):");
+    println!(
+        "  without metrics {:>10.0} rows/s\n  with metrics    {:>10.0} rows/s\n  throughput cost {:>9.1} %  (budget 20 %)",
+        rows as f64 / wo,
+        rows as f64 / w,
+        100.0 * (1.0 - wo / w)
+    );
     Ok(())
 }
 

@@ -106,7 +106,17 @@ enum Command {
         #[arg(long)]
         project: PathBuf,
     },
-    /// The ledger: deliveries by state, and the latest per dataset.
+    /// The reception calendar, quality declarations and the operator page: computes
+    /// them as of a day, writes the quality tables and the HTML page.
+    Report {
+        /// The day to report on (default: today).
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
+        /// Also copy the page here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The ledger: deliveries by state, the latest per dataset, and what is missing.
     Status {
         /// List this many recent deliveries.
         #[arg(long, default_value_t = 10)]
@@ -184,6 +194,26 @@ fn init_logging(json: bool) {
     }
 }
 
+/// Runs the monitor as of `as_of`, writes its tables and the operator page, and
+/// returns where the page is.
+async fn report(
+    p: &Platform,
+    as_of: chrono::NaiveDate,
+    out: Option<&std::path::Path>,
+) -> Result<String> {
+    let m = naerdata::monitor::monitor(p, as_of).await?;
+    let html = naerdata::report::render(&m, naerdata::report::Mode::Local, chrono::Utc::now());
+    p.stores
+        .lake
+        .put(naerdata::report::PAGE_KEY, html.clone().into())
+        .await?;
+    if let Some(path) = out {
+        std::fs::write(path, &html).with_context(|| format!("writing {}", path.display()))?;
+        return Ok(path.display().to_string());
+    }
+    Ok(p.stores.lake.locate(naerdata::report::PAGE_KEY))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_json);
@@ -226,13 +256,38 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 input.display()
             );
             let files = generate::generate(&opts)?;
-            let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-            let results = ingest::ingest_paths(&p, &paths, None, true).await?;
+            // Each day's files arrive on their day (06:00 UTC), so the reception
+            // calendar and the drift history look like a week of real operation.
+            let mut by_day: std::collections::BTreeMap<String, Vec<PathBuf>> =
+                std::collections::BTreeMap::new();
+            for f in &files {
+                let day = f
+                    .path
+                    .parent()
+                    .and_then(|d| d.file_name())
+                    .map(|d| d.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                by_day.entry(day).or_default().push(f.path.clone());
+            }
+            let mut results = Vec::new();
+            for (day, paths) in &by_day {
+                let mut on_day = p.clone();
+                if let Ok(d) = day.parse::<chrono::NaiveDate>() {
+                    on_day.clock = std::sync::Arc::new(naerdata::ports::FixedClock(
+                        d.and_hms_opt(6, 0, 0).expect("a valid time").and_utc(),
+                    ));
+                }
+                results.extend(ingest::ingest_paths(&on_day, paths, None, true).await?);
+            }
             let last_day = opts.start + chrono::Duration::days(i64::from(days.max(1)) - 1);
             eprintln!("publishing current tables and marts (reference date {last_day})");
             let published = naerdata::publish::publish(&p, last_day).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             summary::print_demo(&p, &cli.home, &results, &published).await?;
+            // The morning after the last delivery day.
+            let as_of = last_day + chrono::Duration::days(1);
+            let page = report(&p, as_of, None).await?;
+            println!("\noperator page (reception, quality, declarations as of {as_of}): {page}");
         }
         Command::Generate {
             out,
@@ -318,6 +373,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Status { recent } => {
             let p = local()?;
             summary::print_status(&p, recent).await?;
+            let m = naerdata::monitor::observe(&p, chrono::Utc::now().date_naive()).await?;
+            summary::print_reception(&m);
+        }
+        Command::Report { as_of, out } => {
+            let p = local()?;
+            let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let page = report(&p, as_of, out.as_deref()).await?;
+            println!("{page}");
         }
         Command::Replay { delivery_id } => {
             let p = local()?;
@@ -475,6 +538,7 @@ fn validate(
             received_at: now,
             pseudonymiser: Pseudonymiser::new(&Key::new(0, k)?),
             spool: None,
+            quality: true,
         },
     )?;
     let (outcome, reason) = report.outcome(contract);

@@ -146,3 +146,47 @@ pub async fn print_status(p: &Platform, recent: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// What the reception calendar says as of today: per dataset, and the units missing.
+pub fn print_reception(m: &naerdata::monitor::Monitored) {
+    println!(
+        "\nreception as of {} (naerdata report writes the page):",
+        m.as_of
+    );
+    let mut per: BTreeMap<&str, [usize; 4]> = BTreeMap::new();
+    for r in &m.reception {
+        let n = per.entry(r.dataset.as_str()).or_default();
+        n[r.status as usize] += 1;
+    }
+    println!(
+        "  {:<26} {:>8} {:>6} {:>8} {:>8}   (periods, whole dataset and per unit)",
+        "dataset", "on time", "late", "missing", "pending"
+    );
+    for (ds, n) in &per {
+        println!("  {ds:<26} {:>8} {:>6} {:>8} {:>8}", n[0], n[1], n[2], n[3]);
+    }
+    let missing: Vec<_> = m
+        .missing()
+        .filter(|r| r.period_start + chrono::Duration::days(7) >= m.as_of)
+        .collect();
+    if !missing.is_empty() {
+        println!("\nmissing in the last 7 days:");
+        for r in missing.iter().take(30) {
+            println!(
+                "  {:<26} {:<10} {}  expected by {}{}",
+                r.dataset,
+                r.unit.as_deref().unwrap_or("(all)"),
+                r.period_start,
+                r.expected_by,
+                if r.past_deadline {
+                    ", PAST THE DEADLINE"
+                } else {
+                    ""
+                }
+            );
+        }
+        if missing.len() > 30 {
+            println!("  ... and {} more", missing.len() - 30);
+        }
+    }
+}

@@ -14,6 +14,8 @@ use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value as Json;
 
+use crate::quality::rules::{QualityRules, Reception};
+
 /// The contracts shipped with the platform, compiled into every binary so a Lambda
 /// and the CLI use the same text.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -390,6 +392,11 @@ pub struct Contract {
     pub event_date: usize,
     pub reporting_unit: Option<usize>,
     pub delivery: Delivery,
+    /// Quality thresholds (customProperties `quality`).
+    pub quality: QualityRules,
+    /// The expected delivery calendar (customProperties `reception`); only datasets
+    /// that are delivered on their own have one.
+    pub reception: Option<Reception>,
 }
 
 impl Contract {
@@ -579,6 +586,27 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
     let delivery = custom(props, "delivery")
         .ok_or_else(|| bad("customProperties has no `delivery` (format, encoding, ...)".into()))?;
     let delivery = parse_delivery(delivery).map_err(|m| bad(format!("delivery: {m}")))?;
+    let quality: QualityRules = serde_json::from_value(
+        custom(props, "quality")
+            .ok_or_else(|| {
+                bad("customProperties has no `quality` (thresholds per check kind)".into())
+            })?
+            .clone(),
+    )
+    .map_err(|e| bad(format!("quality: {e}")))?;
+    let names: Vec<&str> = fields.iter().map(|f| f.name.as_str()).collect();
+    quality
+        .check(&names)
+        .map_err(|m| bad(format!("quality: {m}")))?;
+    let reception: Option<Reception> = custom(props, "reception")
+        .map(|v| serde_json::from_value(v.clone()))
+        .transpose()
+        .map_err(|e| bad(format!("reception: {e}")))?;
+    if reception.is_some() && matches!(delivery.format, FileFormat::Derived { .. }) {
+        return Err(bad(
+            "reception: a derived dataset is not delivered, so it has no calendar".into(),
+        ));
+    }
 
     Ok(Contract {
         title: doc.name.unwrap_or_else(|| doc.id.clone()),
@@ -608,6 +636,8 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         version_rule,
         event_date,
         delivery,
+        quality,
+        reception,
     })
 }
 
@@ -813,6 +843,8 @@ schema:
 customProperties:
   - property: delivery
     value: {format: csv, delimiter: ";", encoding: utf-8}
+  - property: quality
+    value: {completeness: 5, conformance: 1, plausibility: 1, uniqueness: 0}
 "#;
 
     #[test]

@@ -20,6 +20,7 @@ use serde_json::Value;
 use crate::contract::{Contract, Registry};
 use crate::lake::PartitionedWriter;
 use crate::process::{ProblemSink, Report, RunError, RunOptions};
+use crate::quality::collect::Collector;
 use crate::read::{self, Row, StructuralError};
 use crate::validate::{Problem, Severity, Validator, Verdict};
 
@@ -1058,10 +1059,19 @@ pub fn run(
         .map(|c| Row::with_fields(c.fields.len()))
         .collect();
     let mut counts = vec![0u64; tables.len()];
+    let mut quality: Option<Vec<Collector>> = opts.quality.then(|| {
+        tables
+            .iter()
+            .map(|c| Collector::new(c, opts.delivery_date))
+            .collect()
+    });
 
     let mut bundles = match open_bundles(raw, contract) {
         Ok(b) => b,
         Err(e) => {
+            if let Some(q) = quality.as_mut().and_then(|q| q.drain(..).next()) {
+                report.quality = q.finish(Some(&e));
+            }
             report.structural = Some(e);
             return Ok(report);
         }
@@ -1094,7 +1104,14 @@ pub fn run(
             }
         };
         let verdict = match flat {
-            None => Verdict::Rejected,
+            None => {
+                // The bundle never became rows: it counts against the delivery's
+                // own table.
+                if let Some(q) = quality.as_mut() {
+                    q[0].observe_unreadable(&problems);
+                }
+                Verdict::Rejected
+            }
             Some((cpr, flat)) => {
                 // First pass: every row must pass its table's contract.
                 let before = problems.len();
@@ -1102,7 +1119,12 @@ pub fn run(
                 for f in &flat {
                     let t = index[f.table];
                     fill(&mut rows[t], tables[t], line, &cpr, &f.values);
-                    match validators[t].check(&rows[t], &mut problems) {
+                    let from = problems.len();
+                    let v = validators[t].check(&rows[t], &mut problems);
+                    if let Some(q) = quality.as_mut() {
+                        q[t].observe(&rows[t], v, &validators[t], &problems[from..]);
+                    }
+                    match v {
                         Verdict::Rejected => verdict = Verdict::Rejected,
                         Verdict::AcceptedWithWarnings if verdict == Verdict::Accepted => {
                             verdict = Verdict::AcceptedWithWarnings
@@ -1141,6 +1163,11 @@ pub fn run(
     for (c, n) in tables.iter().zip(counts) {
         if n > 0 {
             report.tables.insert(c.table(), n);
+        }
+    }
+    if let Some(q) = quality {
+        for c in q {
+            report.quality.extend(c.finish(report.structural.as_ref()));
         }
     }
     sink.finish(&mut report)?;

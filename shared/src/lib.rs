@@ -22,15 +22,18 @@ pub mod lake;
 pub mod ledger;
 pub mod local;
 pub mod metrics;
+pub mod monitor;
 pub mod platform;
 pub mod ports;
 pub mod process;
 pub mod pseudonym;
 #[cfg(feature = "analytics")]
 pub mod publish;
+pub mod quality;
 pub mod read;
 pub mod receipt;
 pub mod receive;
+pub mod report;
 pub mod validate;
 
 pub use platform::{Platform, StepError};

@@ -59,6 +59,25 @@ pub trait ObjectStore: Send + Sync {
         self.open(key).await
     }
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>, StoreError>;
+    /// A small object whole (metrics, reports), or `None` when it does not exist.
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let reader = match self.open(key).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let k = key.to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            let mut reader = reader;
+            reader
+                .read_to_end(&mut buf)
+                .map(|_| Some(Bytes::from(buf)))
+                .map_err(|e| StoreError::backend("read", &k, e))
+        })
+        .await
+        .map_err(|e| StoreError::backend("read", key, e))?
+    }
     async fn put(&self, key: &str, body: Bytes) -> Result<(), StoreError>;
     /// Uploads a local file (multipart where the backend has it).
     async fn put_file(&self, key: &str, path: &Path) -> Result<(), StoreError>;

@@ -20,6 +20,8 @@ use crate::lake::{PartitionedWriter, SpooledFile};
 use crate::ledger::{Delivery, DeliveryState, Outcome};
 use crate::platform::{Platform, StepError};
 use crate::pseudonym::Pseudonymiser;
+use crate::quality::collect::Collector;
+use crate::quality::{self, Metric};
 use crate::read::{self, Next, RecordReader, StructuralError};
 use crate::receipt::{
     MAX_PROBLEMS, Receipt, ReceiptHead, ReceiptOutcome, ReceiptProblem, RowCounts,
@@ -44,6 +46,8 @@ pub struct Report {
     pub quarantine_file: Option<PathBuf>,
     /// Rows written per lake table (a FHIR delivery fans out to several).
     pub tables: BTreeMap<String, u64>,
+    /// The quality checks of every table the delivery fed.
+    pub quality: Vec<Metric>,
 }
 
 impl Report {
@@ -112,6 +116,7 @@ impl Report {
             },
             quarantine: None,
             duplicate_of: None,
+            quality: (!self.quality.is_empty()).then(|| crate::quality::summarise(&self.quality)),
         }
     }
 }
@@ -136,6 +141,7 @@ pub(crate) fn test_options(delivery_date: NaiveDate) -> RunOptions<'static> {
             &crate::pseudonym::Key::new(1, vec![1; 32]).expect("32 bytes"),
         ),
         spool: None,
+        quality: true,
     }
 }
 
@@ -146,6 +152,8 @@ pub struct RunOptions<'a> {
     pub pseudonymiser: Pseudonymiser,
     /// Where Parquet and quarantine files are spooled; `None` validates only.
     pub spool: Option<&'a Path>,
+    /// Gather the quality metrics (off only to measure what they cost).
+    pub quality: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -252,6 +260,9 @@ fn run_rows(
             key_version,
         )
     });
+    let mut quality = opts
+        .quality
+        .then(|| Collector::new(contract, opts.delivery_date));
     let mut validator = Validator::new(
         contract,
         opts.pseudonymiser,
@@ -263,6 +274,9 @@ fn run_rows(
     let mut reader = match opened {
         Ok(r) => r,
         Err(e) => {
+            if let Some(q) = quality {
+                report.quality = q.finish(Some(&e));
+            }
             report.structural = Some(e);
             return Ok(report);
         }
@@ -272,7 +286,13 @@ fn run_rows(
     loop {
         let verdict = match reader.next(contract) {
             Ok(Next::End) => break,
-            Ok(Next::Row) => validator.check(&reader.row, &mut problems),
+            Ok(Next::Row) => {
+                let verdict = validator.check(&reader.row, &mut problems);
+                if let Some(q) = quality.as_mut() {
+                    q.observe(&reader.row, verdict, &validator, &problems);
+                }
+                verdict
+            }
             Ok(Next::Bad(e)) => {
                 problems.push(Problem {
                     line: e.line,
@@ -281,6 +301,9 @@ fn run_rows(
                     severity: Severity::Error,
                     message: e.message,
                 });
+                if let Some(q) = quality.as_mut() {
+                    q.observe_unreadable(&problems);
+                }
                 Verdict::Rejected
             }
             Err(e) => {
@@ -302,6 +325,9 @@ fn run_rows(
         report.files = w.finish()?;
     }
     report.tables.insert(contract.table(), report.rows.accepted);
+    if let Some(q) = quality {
+        report.quality = q.finish(report.structural.as_ref());
+    }
     sink.finish(&mut report)?;
     Ok(report)
 }
@@ -423,7 +449,7 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
                 p.spool_root.display()
             ))
         })?;
-    let report = {
+    let mut report = {
         let contract = contract.clone();
         let registry = p.contracts.clone();
         let id = d.delivery_id.clone();
@@ -440,6 +466,7 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
                     received_at,
                     pseudonymiser: Pseudonymiser::new(&key),
                     spool: Some(&dir),
+                    quality: true,
                 },
             )
         })
@@ -451,6 +478,11 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
         for f in &report.files {
             p.stores.lake.put_owned_file(&f.key, &f.path).await?;
         }
+    }
+    if !report.quality.is_empty() {
+        let history = quality::history(p, d).await?;
+        quality::drift::apply(&mut report.quality, &history);
+        quality::write(p, d, &contract, outcome, &report.quality).await?;
     }
     let quarantine = match &report.quarantine_file {
         Some(path) => {

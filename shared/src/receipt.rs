@@ -22,6 +22,16 @@ pub enum ReceiptOutcome {
     Rejected,
 }
 
+impl ReceiptOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReceiptOutcome::Ok => "ok",
+            ReceiptOutcome::Warning => "warning",
+            ReceiptOutcome::Rejected => "rejected",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RowCounts {
     pub read: u64,
@@ -111,6 +121,9 @@ pub struct Receipt {
     pub quarantine: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
+    /// The quality checks of the delivery (all of them in `quality_metrics`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub quality: Option<crate::quality::QualitySummary>,
 }
 
 impl Receipt {

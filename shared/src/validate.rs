@@ -55,6 +55,8 @@ pub struct Person {
     pub tag: [u8; 32],
     pub birth_year: Option<i32>,
     pub birth_month: Option<i32>,
+    /// Kept in memory for the plausibility checks; never written.
+    pub birth: Option<NaiveDate>,
     pub sex: Option<&'static str>,
     pub age_at_event: Option<i32>,
 }
@@ -71,6 +73,9 @@ pub enum Verdict {
     AcceptedWithWarnings,
     Rejected,
 }
+
+/// The rule of a date after the delivery date: a plausibility problem, not a format one.
+pub const AFTER_DELIVERY: &str = "after_delivery_date";
 
 pub const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
@@ -109,6 +114,7 @@ impl<'c> Validator<'c> {
                 tag: [0; 32],
                 birth_year: None,
                 birth_month: None,
+                birth: None,
                 sex: None,
                 age_at_event: None,
             },
@@ -209,6 +215,7 @@ impl<'c> Validator<'c> {
                 self.pseudonymiser.tag_into(cpr.normalised(), &mut p.tag);
                 p.birth_year = Some(cpr.birth_date.year());
                 p.birth_month = Some(cpr.birth_date.month() as i32);
+                p.birth = Some(cpr.birth_date);
                 p.sex = Some(cpr.sex.code());
                 p.age_at_event = Some(cpr.age_on(self.event_date));
                 if cpr.class == CprClass::ValidNoModulus11 {
@@ -227,6 +234,7 @@ impl<'c> Validator<'c> {
                     tag: [0; 32],
                     birth_year: None,
                     birth_month: None,
+                    birth: None,
                     sex: None,
                     age_at_event: None,
                 };
@@ -335,7 +343,7 @@ pub fn check_value(
             }
             if f.not_after_delivery && d > delivery_date {
                 return Err((
-                    "date_range",
+                    AFTER_DELIVERY,
                     format!("{d} is after the delivery date {delivery_date}"),
                 ));
             }
@@ -545,7 +553,7 @@ mod tests {
         assert_eq!(rule(&f, "1899-12-31"), Some("date_range"));
         assert_eq!(
             rule(&f, "2026-07-01"),
-            Some("date_range"),
+            Some(AFTER_DELIVERY),
             "after the delivery date"
         );
         assert_eq!(rule(&f, "2026-06-30"), None);

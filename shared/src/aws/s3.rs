@@ -235,6 +235,29 @@ impl ObjectStore for S3Store {
         self.open_version(key, None).await
     }
 
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(err("get", key, e)),
+        };
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::backend("get", key, e))?;
+        Ok(Some(body.into_bytes()))
+    }
+
     async fn open_version(
         &self,
         key: &str,

@@ -1,0 +1,234 @@
+//! The monitor step (daily): the reception calendar of every delivered dataset and
+//! reporting unit, the monthly quality declarations, and what needs an operator
+//! (rejected and failed deliveries). It reads the ledger and the `quality_metrics`
+//! files, and writes the `quality_reception` and `quality_declaration` tables.
+
+use std::collections::BTreeMap;
+
+use chrono::{Duration, NaiveDate};
+use futures::{StreamExt, TryStreamExt};
+
+use crate::contract::Contract;
+use crate::ledger::{Delivery, DeliveryState};
+use crate::platform::{Platform, StepError};
+use crate::quality::declaration::{self, Declaration};
+use crate::quality::reception::{self, Arrival, Inputs, ReceptionRow, ReceptionStatus};
+use crate::quality::{Metric, Status, check, store};
+
+/// How far back deliveries are read: the calendar window plus the previous month
+/// for the declaration's comparison.
+pub const LOOKBACK_DAYS: i64 = 100;
+/// Deliveries listed per dataset (newest first).
+const LIST_LIMIT: usize = 100_000;
+/// Metrics files read at once.
+const PARALLEL_READS: usize = 16;
+
+/// A delivery with its metrics (empty when it has no metrics file).
+pub struct Seen {
+    pub delivery: Delivery,
+    pub metrics: Vec<Metric>,
+}
+
+pub struct Monitored {
+    pub as_of: NaiveDate,
+    pub reception: Vec<ReceptionRow>,
+    /// This month's and last month's declarations.
+    pub declarations: Vec<Declaration>,
+    /// Every delivery in the lookback, newest first, with its metrics.
+    pub deliveries: Vec<Seen>,
+    /// Keys written in the lake store.
+    pub written: Vec<String>,
+    /// Messages waiting in each dead-letter queue (AWS; filled by the function).
+    pub dead_letters: Vec<(String, u64)>,
+}
+
+impl Monitored {
+    /// Reporting units (and whole datasets) missing a period as of today.
+    pub fn missing(&self) -> impl Iterator<Item = &ReceptionRow> {
+        self.reception
+            .iter()
+            .filter(|r| r.status == ReceptionStatus::Missing)
+    }
+    pub fn count(&self, status: ReceptionStatus, units: bool) -> usize {
+        self.reception
+            .iter()
+            .filter(|r| r.status == status && r.unit.is_some() == units)
+            .count()
+    }
+    pub fn failed(&self) -> impl Iterator<Item = &Delivery> {
+        self.deliveries
+            .iter()
+            .map(|s| &s.delivery)
+            .filter(|d| d.state == DeliveryState::Failed)
+    }
+}
+
+pub fn reception_key(as_of: NaiveDate) -> String {
+    format!("quality/reception/as_of={as_of}/reception.parquet")
+}
+
+pub fn declaration_key(month: NaiveDate) -> String {
+    format!(
+        "quality/declaration/month={}/declaration.parquet",
+        month.format("%Y-%m")
+    )
+}
+
+async fn deliveries(p: &Platform, c: &Contract, since: NaiveDate) -> Result<Vec<Seen>, StepError> {
+    let listed = p.ledger.list(Some(&c.id), LIST_LIMIT).await?;
+    let recent: Vec<Delivery> = listed
+        .into_iter()
+        .filter(|d| d.received_at.date_naive() >= since || d.delivery_date >= since)
+        .collect();
+    futures::stream::iter(recent)
+        .map(|d| async move {
+            let key = store::metrics_key(d.delivery_date, &d.delivery_id);
+            let metrics = match p.stores.lake.get(&key).await? {
+                Some(bytes) => {
+                    store::read_metrics(bytes)
+                        .map_err(|m| StepError::Internal(format!("reading {key}: {m}")))?
+                        .1
+                }
+                None => Vec::new(),
+            };
+            Ok::<_, StepError>(Seen {
+                delivery: d,
+                metrics,
+            })
+        })
+        .buffered(PARALLEL_READS)
+        .try_collect()
+        .await
+}
+
+fn arrival(c: &Contract, s: &Seen) -> Arrival {
+    let table = c.table();
+    let own = || s.metrics.iter().filter(|m| m.table == table);
+    let rows = own().find(|m| m.check == check::ROWS);
+    Arrival {
+        delivery_date: s.delivery.delivery_date,
+        received_at: s.delivery.received_at,
+        rows: s.delivery.outcome.rows_accepted,
+        volume_anomaly: rows.is_some_and(|m| m.status == Status::Fail),
+        units: own()
+            .filter(|m| m.check == check::ROWS_PER_UNIT)
+            .filter_map(|m| {
+                let unit = m.unit.clone()?;
+                Some((
+                    unit,
+                    m.value.unwrap_or(0.0) as u64,
+                    m.status == Status::Fail,
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// Runs the monitor as of `as_of` and writes its tables.
+pub async fn monitor(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepError> {
+    let mut m = observe(p, as_of).await?;
+    write(p, &mut m).await?;
+    Ok(m)
+}
+
+/// Computes the calendar and declarations without writing anything (`status`).
+pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepError> {
+    let since = as_of - Duration::days(LOOKBACK_DAYS);
+    let kommuner: Vec<String> = crate::generate::kommuner()
+        .into_iter()
+        .map(|k| k.code)
+        .collect();
+    let this_month = declaration::month_of(as_of);
+    let last_month = declaration::previous_month(this_month);
+    let last_month_end = this_month - Duration::days(1);
+
+    let mut out = Monitored {
+        as_of,
+        reception: Vec::new(),
+        declarations: Vec::new(),
+        deliveries: Vec::new(),
+        written: Vec::new(),
+        dead_letters: Vec::new(),
+    };
+    for c in p.contracts.iter() {
+        let Some(rec) = &c.reception else { continue };
+        let seen = deliveries(p, c, since).await?;
+        let accepted: Vec<Arrival> = seen
+            .iter()
+            .filter(|s| {
+                matches!(
+                    s.delivery.state,
+                    DeliveryState::Accepted | DeliveryState::AcceptedWithWarnings
+                )
+            })
+            .map(|s| arrival(c, s))
+            .collect();
+        let inputs = Inputs {
+            source: &c.source,
+            dataset: &c.id,
+            reception: rec,
+            arrivals: &accepted,
+            kommuner: &kommuner,
+        };
+        out.reception.extend(reception::calendar(&inputs, as_of));
+
+        // Declarations: last month as of its end, this month so far.
+        let mut by_month: BTreeMap<NaiveDate, Vec<&[Metric]>> = BTreeMap::new();
+        for s in seen.iter().filter(|s| s.delivery.state.is_final()) {
+            by_month
+                .entry(declaration::month_of(s.delivery.delivery_date))
+                .or_default()
+                .push(&s.metrics);
+        }
+        let table = c.table();
+        let empty = Vec::new();
+        let previous = declaration::declare(
+            last_month,
+            &c.source,
+            &c.id,
+            &table,
+            &reception::calendar(&inputs, last_month_end),
+            by_month.get(&last_month).unwrap_or(&empty),
+        );
+        let mut current = declaration::declare(
+            this_month,
+            &c.source,
+            &c.id,
+            &table,
+            &reception::calendar(&inputs, as_of),
+            by_month.get(&this_month).unwrap_or(&empty),
+        );
+        declaration::compare(&mut current, &previous);
+        out.declarations.push(previous);
+        out.declarations.push(current);
+        out.deliveries.extend(seen);
+    }
+    out.deliveries
+        .sort_by_key(|s| std::cmp::Reverse(s.delivery.received_at));
+    Ok(out)
+}
+
+/// Writes the reception calendar and both months' declarations.
+pub async fn write(p: &Platform, out: &mut Monitored) -> Result<(), StepError> {
+    let as_of = out.as_of;
+    let this_month = declaration::month_of(as_of);
+    let last_month = declaration::previous_month(this_month);
+
+    let put = |key: String, bytes| async move {
+        p.stores.lake.put(&key, bytes).await?;
+        Ok::<_, StepError>(key)
+    };
+    let bytes = store::parquet(&reception::batch(&out.reception)).map_err(StepError::Internal)?;
+    out.written.push(put(reception_key(as_of), bytes).await?);
+    for month in [last_month, this_month] {
+        let rows: Vec<Declaration> = out
+            .declarations
+            .iter()
+            .filter(|d| d.month == month)
+            .cloned()
+            .collect();
+        let bytes = store::parquet(&declaration::batch(&rows)).map_err(StepError::Internal)?;
+        out.written.push(put(declaration_key(month), bytes).await?);
+    }
+    Ok(())
+}
