@@ -27,7 +27,7 @@ build-cli:
 ## build: the Lambda zips (target/lambda/<function>/bootstrap.zip) with cargo-lambda
 build: venv-build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build \
-	  --profile lambda-release --package naerdata-receive --package naerdata-process --output-format zip $(LAMBDA_ARCH_FLAG)
+	  --profile lambda-release --package naerdata-receive --package naerdata-process --package naerdata-monitor --output-format zip $(LAMBDA_ARCH_FLAG)
 
 ## demo: generate a week of synthetic deliveries, ingest them, print the summary
 demo: build-cli

@@ -12,3 +12,8 @@ cp "$work/home-demo.log" "$work/home/demo.log"
 cp "$work/demo.out" "$work/home/demo.out"
 "$bin" --home "$work/home" status > "$work/home/status.out"
 "$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
+# The operator page the demo published, opened in headless Chromium: charts and
+# tables rendered, no console errors; the screenshot is kept for people to look at.
+mkdir -p target
+"$py" "$(dirname "$0")/independent/check_page.py" "$work/home/lake/reports/operator/index.html" \
+  target/operator-page.png --expect-units

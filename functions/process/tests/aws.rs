@@ -85,6 +85,14 @@ async fn run_functions(stack: &Stack, p: &Platform) {
     .await;
 }
 
+/// The table objects among a lake bucket's keys (each delivery also writes its
+/// quality metrics under quality/).
+fn curated(keys: Vec<String>) -> Vec<String> {
+    keys.into_iter()
+        .filter(|k| k.starts_with("curated/"))
+        .collect()
+}
+
 async fn deliveries(p: &Platform) -> Vec<Delivery> {
     p.ledger.list(None, 1000).await.unwrap()
 }
@@ -342,6 +350,10 @@ async fn deliveries_flow_from_the_landing_bucket_to_the_lake() {
     for (path, v) in report["parquet"].as_object().unwrap() {
         // lake/curated/<table>/year=YYYY/month=MM/<delivery_id>-<n>.parquet
         let parts: Vec<&str> = path.split('/').collect();
+        // The delivery's quality metrics are scanned for CPRs like the rest.
+        if parts[1] == "quality" {
+            continue;
+        }
         assert_eq!(parts[1], "curated", "{path}");
         let id = parts[5].split('-').next().unwrap().to_string();
         *lake_rows.entry((id, parts[2].to_string())).or_default() += v["rows"].as_u64().unwrap();
@@ -431,7 +443,7 @@ async fn repeated_notifications_and_copies_give_one_set_of_lake_objects() {
         second.duplicate_of.as_deref(),
         Some(first.delivery_id.as_str())
     );
-    let keys = stack.keys(&stack.resources.lake_bucket).await;
+    let keys = curated(stack.keys(&stack.resources.lake_bucket).await);
     assert_eq!(keys.len(), 3, "one object per month: {keys:?}");
     assert!(keys.iter().all(|k| k.contains(&first.delivery_id)));
     let out = tempfile::tempdir().unwrap();
@@ -442,8 +454,9 @@ async fn repeated_notifications_and_copies_give_one_set_of_lake_objects() {
     let rows: u64 = report["parquet"]
         .as_object()
         .unwrap()
-        .values()
-        .map(|v| v["rows"].as_u64().unwrap())
+        .iter()
+        .filter(|(path, _)| path.contains("/curated/") || path.starts_with("curated/"))
+        .map(|(_, v)| v["rows"].as_u64().unwrap())
         .sum();
     assert_eq!(rows, 40);
     assert_eq!(deliveries(&p).await.len(), 2);
@@ -548,7 +561,10 @@ async fn a_failing_delivery_ends_failed_in_the_dlq_and_a_redrive_completes_it() 
     let d = by_key(&healthy, key).await;
     assert_eq!(d.state, DeliveryState::Accepted);
     assert_eq!(d.outcome.rows_accepted, 50);
-    assert_eq!(stack.keys(&stack.resources.lake_bucket).await.len(), 2);
+    assert_eq!(
+        curated(stack.keys(&stack.resources.lake_bucket).await).len(),
+        2
+    );
     assert_eq!(stack.depth(&stack.process_dlq).await, 0);
 }
 
@@ -586,9 +602,12 @@ async fn a_fault_after_some_parquet_objects_then_a_retry_equals_a_clean_run() {
     assert_eq!(pumped.failed, 1);
     assert_eq!(pumped.messages, 2);
 
-    let clean_keys = clean.keys(&clean.resources.lake_bucket).await;
+    let clean_keys = curated(clean.keys(&clean.resources.lake_bucket).await);
     assert_eq!(clean_keys.len(), 5);
-    assert_eq!(faulty.keys(&faulty.resources.lake_bucket).await, clean_keys);
+    assert_eq!(
+        curated(faulty.keys(&faulty.resources.lake_bucket).await),
+        clean_keys
+    );
     for k in &clean_keys {
         assert!(
             clean.get(&clean.resources.lake_bucket, k).await
@@ -624,7 +643,7 @@ async fn a_delivery_over_the_multipart_threshold_round_trips() {
     let d = by_key(&p, "almenpraksis/diagnose/2026-06-01/big.csv").await;
     assert!(d.state.has_rows(), "{:?}", d.outcome);
     assert_eq!(d.outcome.rows_accepted, rows as u64);
-    let keys = stack.keys(&stack.resources.lake_bucket).await;
+    let keys = curated(stack.keys(&stack.resources.lake_bucket).await);
     assert_eq!(keys.len(), 1);
     let head = stack
         .clients
@@ -728,4 +747,92 @@ async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
     assert!(!stack.keys(&stack.resources.lake_bucket).await.is_empty());
     assert_eq!(stack.depth(&stack.receive_dlq).await, 0);
     assert_eq!(stack.depth(&stack.process_dlq).await, 0);
+}
+
+/// Daily GP deliveries for a week, the last one a tenth of the volume; then the
+/// monitor function over the stack: drift flags the drop, the calendar shows the
+/// week, and the tables and the page land in the lake bucket.
+#[tokio::test]
+async fn the_monitor_writes_reception_declarations_and_the_page() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "monitor").await;
+    for day in 1..=6u32 {
+        let mut p = platform(&stack);
+        p.clock = Arc::new(FixedClock(
+            chrono::NaiveDate::from_ymd_opt(2026, 6, day)
+                .unwrap()
+                .and_hms_opt(6, 0, 0)
+                .unwrap()
+                .and_utc(),
+        ));
+        let rows = if day == 6 { 20 } else { 200 };
+        stack
+            .upload(
+                &format!("almenpraksis/diagnose/2026-06-0{day}/d.csv"),
+                diagnoses(day as usize * 1000, rows, 1).into_bytes(),
+            )
+            .await;
+        let r = Receiver {
+            platform: p.clone(),
+            process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
+            landing_bucket: stack.resources.landing_bucket.clone(),
+        };
+        pump(
+            &stack,
+            &stack.receive_queue,
+            &stack.receive_queue_arn,
+            |e| r.handle(e),
+        )
+        .await;
+        pump(
+            &stack,
+            &stack.process_queue,
+            &stack.process_queue_arn,
+            |e| process::handle(&p, e),
+        )
+        .await;
+    }
+    let p = platform(&stack);
+    let last = by_key(&p, "almenpraksis/diagnose/2026-06-06/d.csv").await;
+    let quality = receipt(&stack, &last)
+        .await
+        .quality
+        .expect("a quality summary");
+    assert!(
+        quality.failing.iter().any(|f| f.check == "rows"),
+        "a tenfold drop after five deliveries: {quality:?}"
+    );
+
+    let dlqs = vec![(
+        "process".to_string(),
+        SqsQueue::new(stack.clients.sqs.clone(), &stack.process_dlq),
+    )];
+    let out = naerdata_monitor::handle(&p, &dlqs, serde_json::json!({"as_of": "2026-06-08"}))
+        .await
+        .unwrap();
+    assert_eq!(out["as_of"], "2026-06-08");
+    let lake = &stack.resources.lake_bucket;
+    let keys = stack.keys(lake).await;
+    for key in [
+        "quality/reception/as_of=2026-06-08/reception.parquet",
+        "quality/declaration/month=2026-06/declaration.parquet",
+        "quality/declaration/month=2026-05/declaration.parquet",
+        naerdata::report::PAGE_KEY,
+    ] {
+        assert!(keys.iter().any(|k| k == key), "{key} in {keys:?}");
+    }
+    assert_eq!(
+        keys.iter()
+            .filter(|k| k.starts_with("quality/metrics/"))
+            .count(),
+        6,
+        "one metrics file per delivery"
+    );
+    let page =
+        String::from_utf8(stack.get(lake, naerdata::report::PAGE_KEY).await.to_vec()).unwrap();
+    assert!(page.contains("heatmap-datasets") && page.contains("almenpraksis.diagnose"));
+    assert!(page.contains("naerdata --aws redrive process"));
+    // 7 June was expected by the end of 8 June: pending, not missing. The seven other
+    // delivered datasets never sent anything: one "silent" missing row each.
+    assert_eq!(out["missing"], 7, "{out}");
 }
