@@ -6,18 +6,18 @@
 //! at most [`MAX_UNITS`] reporting units. Nothing in here holds a CPR: persons are
 //! counted by the first 8 bytes of their (already keyed) pseudonym tag.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
 
 use chrono::NaiveDate;
-use rustc_hash::{FxHashSet, FxHasher};
+use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 
 use super::rules::{QualityRules, SexSpecific};
 use super::{Kahn, Metric, Status, check};
 use crate::contract::Contract;
 use crate::cpr::{self, CprClass};
 use crate::read::{Row, StructuralError};
-use crate::validate::{AFTER_DELIVERY, Problem, Validator, Verdict, trim};
+use crate::validate::{AFTER_DELIVERY, Problem, Validator, Value, Verdict, trim};
 
 /// Reporting units counted one by one; more than this many are counted together
 /// (a guard against a unit column filled with junk).
@@ -53,7 +53,7 @@ pub struct Collector {
     keys: FxHashSet<u64>,
     duplicates: u64,
     persons: FxHashSet<u64>,
-    units: HashMap<String, u64>,
+    units: FxHashMap<String, u64>,
 }
 
 impl Collector {
@@ -87,7 +87,7 @@ impl Collector {
             keys: FxHashSet::default(),
             duplicates: 0,
             persons: FxHashSet::default(),
-            units: HashMap::new(),
+            units: FxHashMap::default(),
         }
     }
 
@@ -95,9 +95,21 @@ impl Collector {
     pub fn observe(&mut self, row: &Row, verdict: Verdict, v: &Validator, problems: &[Problem]) {
         self.rows += 1;
         self.checked += 1;
-        for (i, n) in self.empty.iter_mut().enumerate() {
-            if trim(row.get(i).unwrap_or("")).is_empty() {
-                *n += 1;
+        if verdict == Verdict::Rejected {
+            for (i, n) in self.empty.iter_mut().enumerate() {
+                if trim(row.get(i).unwrap_or("")).is_empty() {
+                    *n += 1;
+                }
+            }
+        } else {
+            // The validator already typed every value: Null is an empty field.
+            for (i, n) in self.empty.iter_mut().enumerate() {
+                let empty = if Some(i) == self.cpr_field {
+                    v.person.class == CprClass::Missing
+                } else {
+                    v.values[i] == Value::Null
+                };
+                *n += u64::from(empty);
             }
         }
         self.problems(problems);
@@ -528,6 +540,40 @@ mod tests {
             (1, 1),
             "only sex-specific codes count"
         );
+    }
+
+    /// An optional field left empty in accepted rows counts as incomplete; the rows
+    /// are built from the contract's own examples.
+    #[test]
+    fn empty_optional_fields_in_accepted_rows_count() {
+        let registry = Registry::builtin();
+        let c = registry.get("lpr.kontakt").unwrap();
+        let names: Vec<&str> = c.fields.iter().map(|f| f.name.as_str()).collect();
+        let optional = c.fields.iter().position(|f| !f.required).unwrap();
+        let key = c.record_key[0];
+        let row = |n: usize, blank: bool| {
+            let values: Vec<String> = c
+                .fields
+                .iter()
+                .enumerate()
+                .map(|(i, f)| match i {
+                    _ if i == key => format!("{n}"),
+                    _ if blank && i == optional => String::new(),
+                    _ => f.examples[0].clone(),
+                })
+                .collect();
+            values.join(";") + "\n"
+        };
+        let mut text = names.join(";") + "\n";
+        for n in 0..9 {
+            text.push_str(&row(n, false));
+        }
+        let clean = run_on("lpr.kontakt", text.clone() + &row(9, false));
+        let holey = run_on("lpr.kontakt", text + &row(9, true));
+        assert_eq!(holey.rows.accepted, 10, "{:?}", holey.problems);
+        let field = Some(names[optional]);
+        assert_eq!(status(&clean, check::COMPLETENESS, field), Status::Pass);
+        assert_eq!(status(&holey, check::COMPLETENESS, field), Status::Fail);
     }
 
     #[test]
