@@ -207,6 +207,7 @@ async fn report(
         .lake
         .put(naerdata::report::PAGE_KEY, html.clone().into())
         .await?;
+    naerdata::catalog::write_duckdb_catalog(p).await?;
     if let Some(path) = out {
         std::fs::write(path, &html).with_context(|| format!("writing {}", path.display()))?;
         return Ok(path.display().to_string());

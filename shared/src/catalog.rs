@@ -73,8 +73,35 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
             ));
         }
     }
+    // The quality tables, once a delivery (metrics) or the monitor (the rest) wrote them.
+    for (name, prefix, glob, hive) in QUALITY_TABLES {
+        if !p.stores.lake.list(prefix).await?.is_empty() {
+            sql.push_str(&format!(
+                "\n-- quality\nCREATE OR REPLACE VIEW {name} AS\n  SELECT * FROM read_parquet({}, hive_partitioning = {hive}, union_by_name = true);\n",
+                sql_string(&p.stores.lake.locate(&format!("{prefix}{glob}")))
+            ));
+        }
+    }
     Ok(sql)
 }
+
+/// (view, prefix, glob under it, hive partitioning) of the quality tables. The
+/// monitor's files carry their `as_of` / `month` as columns already.
+const QUALITY_TABLES: &[(&str, &str, &str, bool)] = &[
+    ("quality_metrics", "quality/metrics/", "*/*/*.parquet", true),
+    (
+        "quality_reception",
+        "quality/reception/",
+        "*/*.parquet",
+        false,
+    ),
+    (
+        "quality_declaration",
+        "quality/declaration/",
+        "*/*.parquet",
+        false,
+    ),
+];
 
 pub async fn write_duckdb_catalog(p: &Platform) -> Result<String, StepError> {
     let sql = duckdb_catalog(p).await?;

@@ -182,12 +182,19 @@ pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
         }
         let table = c.table();
         let empty = Vec::new();
+        // A dataset that only started delivering this month expected nothing before.
+        let started = accepted.iter().any(|a| a.delivery_date <= last_month_end);
+        let previous_calendar = if started {
+            reception::calendar(&inputs, last_month_end)
+        } else {
+            Vec::new()
+        };
         let previous = declaration::declare(
             last_month,
             &c.source,
             &c.id,
             &table,
-            &reception::calendar(&inputs, last_month_end),
+            &previous_calendar,
             by_month.get(&last_month).unwrap_or(&empty),
         );
         let mut current = declaration::declare(
