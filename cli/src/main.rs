@@ -329,7 +329,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Infra {
             what: InfraCommand::Catalog { out },
         } => {
-            write_or_print(out, &naerdata::glue::catalog_template(&contracts))?;
+            let presentation = naerdata::publish::presentation_tables(&contracts).await?;
+            write_or_print(
+                out,
+                &naerdata::glue::catalog_template(&contracts, &presentation),
+            )?;
         }
         Command::Redrive { .. } => {
             bail!(
