@@ -24,10 +24,14 @@ all: build-cli
 build-cli:
 	$(CARGO) build $(PROFILE) --workspace --locked
 
-## build: the Lambda zips (target/lambda/<function>/bootstrap.zip) with cargo-lambda
+## build: the Lambda zips (target/lambda/<function>/bootstrap.zip) with cargo-lambda.
+## publish builds on its own: built together, cargo would unify features and link
+## DataFusion into receive and process too.
 build: venv-build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build \
 	  --profile lambda-release --package naerdata-receive --package naerdata-process --output-format zip $(LAMBDA_ARCH_FLAG)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build \
+	  --profile lambda-release --package naerdata-publish --output-format zip $(LAMBDA_ARCH_FLAG)
 
 ## demo: generate a week of synthetic deliveries, ingest them, print the summary
 demo: build-cli
