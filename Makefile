@@ -16,7 +16,7 @@ ENV       ?=
 DEPLOY_ARCH ?= arm64
 ALARM_EMAIL ?=
 
-.PHONY: all build build-cli demo test test-rust test-e2e test-infra bench bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli demo test test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -24,10 +24,14 @@ all: build-cli
 build-cli:
 	$(CARGO) build $(PROFILE) --workspace --locked
 
-## build: the Lambda zips (target/lambda/<function>/bootstrap.zip) with cargo-lambda
+## build: the Lambda zips (target/lambda/<function>/bootstrap.zip) with cargo-lambda.
+## publish builds on its own: built together, cargo would unify features and link
+## DataFusion into receive and process too.
 build: venv-build
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build \
 	  --profile lambda-release --package naerdata-receive --package naerdata-process --package naerdata-monitor --output-format zip $(LAMBDA_ARCH_FLAG)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/cargo-lambda lambda build \
+	  --profile lambda-release --package naerdata-publish --output-format zip $(LAMBDA_ARCH_FLAG)
 
 ## demo: generate a week of synthetic deliveries, ingest them, print the summary
 demo: build-cli
@@ -96,11 +100,17 @@ destroy: venv-deploy
 test-e2e: build-cli venv
 	bash tests/e2e.sh $(BIN) $(PY)
 
-## bench: process-step throughput and peak memory on 1M and 5M rows, then the
-## Lambda functions' cold start and per-delivery figures on the 1M-row delivery
+## bench: process-step throughput and peak memory on 1M and 5M rows, publish for a
+## 1M-person population, then the Lambda functions' cold start and per-delivery
+## figures on the 1M-row delivery
 bench: build-cli venv
 	$(BIN) bench --rows 1000000,5000000 --dir bench-data
+	$(MAKE) bench-publish
 	$(MAKE) bench-lambda
+
+## bench-publish: publish (time, peak memory) for a generated 1M-person population
+bench-publish: build-cli
+	$(BIN) bench-publish --persons 1000000 --dir bench-data
 
 bench-lambda: build-cli venv
 	test -f bench-data/almenpraksis/diagnose/2026-01-01/bench-1000000.csv || \

@@ -182,3 +182,97 @@ pub fn run_gateway(bundles: usize, dir: &Path, runs: usize) -> Result<()> {
     );
     Ok(())
 }
+
+/// The stats line of `naerdata publish --stats`.
+pub fn print_publish_stats(p: &naerdata::publish::Published, seconds: f64) {
+    let rows: u64 = p.tables.iter().map(|(_, n)| n).sum();
+    println!(
+        "{{\"seconds\":{seconds:.3},\"tables\":{},\"marts\":{},\"rows\":{rows},\"peak_rss_mib\":{:.1}}}",
+        p.tables.len(),
+        p.marts.len(),
+        peak_rss_mib().unwrap_or(f64::NAN)
+    );
+}
+
+/// `naerdata bench-publish`: a generated population (`persons`, `days` of deliveries
+/// from every source) ingested once into `<dir>/publish-<persons>/home`, then publish
+/// timed `runs` times, each in a fresh child process so peak memory is its own.
+pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the naerdata binary")?;
+    let base = dir.join(format!("publish-{persons}-{days}d"));
+    let home = base.join("home");
+    let ready = base.join("ingested.json");
+    let mut opts = naerdata::generate::GenerateOptions::new(base.join("input"));
+    opts.persons = persons;
+    opts.days = days;
+    if !ready.exists() {
+        if base.exists() {
+            std::fs::remove_dir_all(&base)?;
+        }
+        let started = std::time::Instant::now();
+        eprintln!("generating {days} days of deliveries for {persons} persons");
+        let files = naerdata::generate::generate(&opts)?;
+        let rows: u64 = files.iter().map(|f| f.rows).sum();
+        eprintln!(
+            "{rows} rows in {} files ({:.0} s); ingesting",
+            files.len(),
+            started.elapsed().as_secs_f64()
+        );
+        let p = naerdata::Platform::local(&home, naerdata::contract::Registry::builtin())?;
+        let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
+        crate::ingest::ingest_paths(&p, &paths, None, false).await?;
+        // The generated files hold (synthetic) CPRs; the lake is all the bench needs.
+        std::fs::remove_dir_all(base.join("input"))?;
+        std::fs::write(
+            &ready,
+            serde_json::json!({"persons": persons, "days": days, "rows": rows}).to_string(),
+        )?;
+        eprintln!("ingested in {:.0} s", started.elapsed().as_secs_f64());
+    }
+    let ingested: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ready)?)?;
+    let date = opts.start + chrono::Duration::days(i64::from(days.max(1)) - 1);
+    let mut secs = Vec::new();
+    let mut peak: f64 = 0.0;
+    let mut published_rows = 0;
+    for _ in 0..runs.max(1) {
+        let out = Command::new(&exe)
+            .arg("--home")
+            .arg(&home)
+            .args(["publish", "--stats", "--date", &date.to_string()])
+            .output()
+            .context("running the publish child")?;
+        if !out.status.success() {
+            bail!(
+                "bench publish failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let stats: serde_json::Value = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .rev()
+            .find_map(|l| serde_json::from_str(l).ok())
+            .context("the publish child printed no stats")?;
+        secs.push(stats["seconds"].as_f64().unwrap_or(f64::NAN));
+        peak = peak.max(stats["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
+        published_rows = stats["rows"].as_u64().unwrap_or(0);
+    }
+    secs.sort_by(f64::total_cmp);
+    println!(
+        "\npublish (current tables, dimensions, 4 marts with disclosure control), {} runs:",
+        secs.len()
+    );
+    println!(
+        "{:>10}  {:>12}  {:>14}  {:>10}  {:>10}  {:>13}",
+        "persons", "input rows", "published rows", "median s", "best s", "peak RSS MiB"
+    );
+    println!(
+        "{:>10}  {:>12}  {:>14}  {:>10.2}  {:>10.2}  {:>13.1}",
+        persons,
+        ingested["rows"].as_u64().unwrap_or(0),
+        published_rows,
+        secs[secs.len() / 2],
+        secs[0],
+        peak
+    );
+    Ok(())
+}

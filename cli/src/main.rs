@@ -36,7 +36,8 @@ struct Cli {
     #[arg(long, global = true)]
     log_json: bool,
     /// Operate on the AWS deployment named by the `NAERDATA_*` environment variables
-    /// (see the README) instead of the local home: `status`, `replay`, `redrive`.
+    /// (see the README) instead of the local home: `status`, `replay`, `redrive`,
+    /// `extract` (sends the request to the publish function's extract queue).
     #[arg(long, global = true)]
     aws: bool,
     #[command(subcommand)]
@@ -99,6 +100,9 @@ enum Command {
         /// The reference date of the marts (default: today).
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
+        /// Print a JSON line with seconds and peak memory at the end (for benchmarks).
+        #[arg(long, hide = true)]
+        stats: bool,
     },
     /// Write a research extract: approved tables and columns, project pseudonyms.
     Extract {
@@ -154,6 +158,18 @@ enum Command {
         #[arg(long, default_value_t = 10_000)]
         bundles: usize,
     },
+    /// Benchmark publish on a generated population (ingested once, kept in --dir).
+    BenchPublish {
+        #[arg(long, default_value_t = 1_000_000)]
+        persons: usize,
+        /// Days of deliveries generated for the population.
+        #[arg(long, default_value_t = 7)]
+        days: u32,
+        #[arg(long, default_value = "bench-data")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -169,6 +185,7 @@ enum InfraCommand {
 enum RedriveQueue {
     Receive,
     Process,
+    Extract,
 }
 
 #[derive(Subcommand)]
@@ -349,12 +366,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let batches = naerdata::catalog::query(&p, &sql).await?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
         }
-        Command::Publish { date } => {
+        Command::Publish { date, stats } => {
             let p = local()?;
             let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
+            let started = std::time::Instant::now();
             let published = naerdata::publish::publish(&p, date).await?;
+            let seconds = started.elapsed().as_secs_f64();
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             summary::print_published(&published);
+            if stats {
+                bench::print_publish_stats(&published, seconds);
+            }
         }
         Command::Extract { project } => {
             let p = local()?;
@@ -393,7 +415,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Infra {
             what: InfraCommand::Catalog { out },
         } => {
-            write_or_print(out, &naerdata::glue::catalog_template(&contracts))?;
+            let presentation = naerdata::publish::presentation_tables(&contracts).await?;
+            write_or_print(
+                out,
+                &naerdata::glue::catalog_template(&contracts, &presentation),
+            )?;
         }
         Command::Redrive { .. } => {
             bail!(
@@ -421,6 +447,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 bench::run_gateway(bundles, &dir, runs)?;
             }
         }
+        Command::BenchPublish {
+            persons,
+            days,
+            dir,
+            runs,
+        } => bench::run_publish(persons, days, &dir, runs).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -503,6 +535,18 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
                         "NAERDATA_PROCESS_QUEUE_URL",
                     )?,
                 ),
+                RedriveQueue::Extract => (
+                    resources.queue(
+                        &clients,
+                        &resources.extract_dlq_url,
+                        "NAERDATA_EXTRACT_DLQ_URL",
+                    )?,
+                    resources.queue(
+                        &clients,
+                        &resources.extract_queue_url,
+                        "NAERDATA_EXTRACT_QUEUE_URL",
+                    )?,
+                ),
             };
             let moved = dlq.redrive_to(&to).await?;
             println!(
@@ -511,7 +555,36 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
                 to.url()
             );
         }
-        _ => bail!("with --aws only status, replay and redrive run; the other commands are local"),
+        Command::Extract { project } => {
+            // The approved spec goes on record in the lake bucket; the request names it.
+            let text = std::fs::read_to_string(&project)
+                .with_context(|| format!("reading {}", project.display()))?;
+            let spec =
+                naerdata::extract::ProjectSpec::from_yaml(&text).map_err(anyhow::Error::msg)?;
+            let request = naerdata::extract::ExtractRequest {
+                project: spec.project.clone(),
+                spec_key: naerdata::extract::spec_key(&spec.project),
+            };
+            p.stores
+                .lake
+                .put(&request.spec_key, text.into_bytes().into())
+                .await?;
+            let queue = resources.queue(
+                &clients,
+                &resources.extract_queue_url,
+                "NAERDATA_EXTRACT_QUEUE_URL",
+            )?;
+            queue.send(&serde_json::to_string(&request)?, &[]).await?;
+            println!(
+                "{}: spec at {}, request sent to the extract queue; the extract will be under {}",
+                spec.project,
+                p.stores.lake.locate(&request.spec_key),
+                p.stores.lake.locate(&format!("extracts/{}/", spec.project))
+            );
+        }
+        _ => bail!(
+            "with --aws only status, replay, redrive and extract run; the other commands are local"
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,7 +5,8 @@ The SAM transform runs offline (check_template.py), stand-in code zips go to an
 artifacts bucket, and the stack is created with CloudFormation in the emulator. Then
 the resources are read back through their own APIs and compared with the intent:
 versioned, KMS-encrypted, private buckets; queues with redrive policies; the ledger
-table with its index; the key, the secret, the roles and the functions.
+table with its index; the key, the secret, the roles, the functions and the publish
+schedule.
 
 moto's CloudFormation creates no Glue resources and applies no bucket or queue
 policies (it reports success anyway). So: the Glue tables are created through the
@@ -84,7 +85,7 @@ def main():
               aws_access_key_id="testing", aws_secret_access_key="testing")
     c = {n: boto3.client(n, **kw) for n in
          ["s3", "sqs", "dynamodb", "kms", "secretsmanager", "iam", "lambda", "glue",
-          "cloudformation"]}
+          "cloudformation", "events"]}
     checks = Checks()
 
     translated = translate(INFRA / "template.yaml", ARTIFACTS)
@@ -149,7 +150,8 @@ def main():
             checks.gap(f"{key} public access block")
 
     # Queues: encrypted, work queues with a DLQ after 5 receives.
-    for q, dlq in [("ReceiveQueue", "ReceiveDeadLetterQueue"), ("ProcessQueue", "ProcessDeadLetterQueue")]:
+    for q, dlq in [("ReceiveQueue", "ReceiveDeadLetterQueue"), ("ProcessQueue", "ProcessDeadLetterQueue"),
+                   ("ExtractQueue", "ExtractDeadLetterQueue")]:
         a = c["sqs"].get_queue_attributes(QueueUrl=out[q], AttributeNames=["All"])["Attributes"]
         dlq_arn = c["sqs"].get_queue_attributes(
             QueueUrl=out[dlq], AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -178,7 +180,7 @@ def main():
 
     # Functions, each with its own role, and their SQS sources.
     roles = set()
-    for fn in ["receive", "process"]:
+    for fn in ["receive", "process", "publish"]:
         f = c["lambda"].get_function(FunctionName=f"naerdata-{args.env}-{fn}")["Configuration"]
         checks.expect(f["Runtime"] == "provided.al2023", f"{fn} runtime {f['Runtime']}")
         role = f["Role"].split("/")[-1]
@@ -193,7 +195,24 @@ def main():
                 c["lambda"].update_event_source_mapping(UUID=m["UUID"], Enabled=False)
     for source in ["almenpraksis", "speciallaege", "kommune", "lpr"]:
         c["iam"].get_role(RoleName=f"naerdata-{args.env}-supplier-{source}")
-    checks.expect(len(roles) == 2, "two function roles")
+    # The monitor runs on a schedule only: its own role, no queue.
+    f = c["lambda"].get_function(FunctionName=f"naerdata-{args.env}-monitor")["Configuration"]
+    role = f["Role"].split("/")[-1]
+    checks.expect(role == f"naerdata-{args.env}-monitor", f"monitor runs as its own role ({role})")
+    roles.add(role)
+    checks.expect(len(roles) == 4, "four function roles")
+
+    # The daily publish and monitor: EventBridge rules with their function as target.
+    for fn in ["publish", "monitor"]:
+        rule = f"naerdata-{args.env}-{fn}-daily"
+        try:
+            r = c["events"].describe_rule(Name=rule)
+            checks.expect(r["ScheduleExpression"].startswith("cron("), f"{rule} {r['ScheduleExpression']}")
+            targets = c["events"].list_targets_by_rule(Rule=rule)["Targets"]
+            checks.expect(any(t["Arn"].endswith(f":function:naerdata-{args.env}-{fn}") for t in targets),
+                          f"{rule} invokes the {fn} function")
+        except c["events"].exceptions.ResourceNotFoundException:
+            checks.gap(f"the schedule {rule}")
 
     # Glue: the database and the generated tables, through the Glue API.
     db = f"naerdata_{args.env}"

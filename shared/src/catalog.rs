@@ -13,6 +13,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::object_store::ObjectStoreUrl;
 use datafusion::prelude::SessionContext;
 
 use crate::contract::Contract;
@@ -120,6 +121,11 @@ pub enum QueryError {
 /// A DataFusion session with every lake table that has data registered.
 pub async fn session(p: &Platform) -> Result<SessionContext, QueryError> {
     let ctx = SessionContext::new();
+    // A lake in S3: DataFusion reads `s3://<bucket>/...` through the store's own client.
+    if let Some(store) = p.stores.lake.engine_store() {
+        let url = ObjectStoreUrl::parse(p.stores.lake.locate(""))?;
+        ctx.register_object_store(url.as_ref(), store);
+    }
     for c in tables_with_data(p).await? {
         let table = c.table();
         let url = ListingTableUrl::parse(p.stores.lake.locate(&lake::curated_prefix(&table)))?;

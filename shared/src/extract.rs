@@ -77,6 +77,46 @@ impl ProjectSpec {
     }
 }
 
+/// Where approved project specs are kept in the lake store (AWS: the lake bucket), so
+/// an extract request names a spec that stays on record rather than carrying one.
+pub const SPEC_PREFIX: &str = "projects/";
+
+/// The lake store key of a project's approved spec.
+pub fn spec_key(project: &str) -> String {
+    format!("{SPEC_PREFIX}{project}.yaml")
+}
+
+/// An extract request on the extract queue (AWS): `{"project": ..., "spec_key": ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct ExtractRequest {
+    pub project: String,
+    pub spec_key: String,
+}
+
+impl ExtractRequest {
+    /// Specs are read only from under `projects/`.
+    pub fn check_key(&self) -> Result<(), String> {
+        if !self.spec_key.starts_with(SPEC_PREFIX) || self.spec_key.contains("..") {
+            return Err(format!(
+                "spec_key {:?} is not under {SPEC_PREFIX}",
+                self.spec_key
+            ));
+        }
+        Ok(())
+    }
+
+    /// The spec read is the one of the project named.
+    pub fn check_spec(&self, spec: &ProjectSpec) -> Result<(), String> {
+        if spec.project != self.project {
+            return Err(format!(
+                "{} is the spec of project {}, not {}",
+                self.spec_key, spec.project, self.project
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Where a project's key lives: beside the lake key, one file per project.
 pub fn project_key_path(home_keys: &std::path::Path, project: &str) -> std::path::PathBuf {
     home_keys.join("projects").join(format!("{project}.json"))

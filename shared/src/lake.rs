@@ -110,25 +110,51 @@ pub fn schema(contract: &Contract) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// The catalog (Hive/Athena) type of an Arrow type.
+pub fn sql_type(t: &DataType) -> &'static str {
+    match t {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "string",
+        DataType::Int32 => "int",
+        DataType::Int64 => "bigint",
+        DataType::Float64 => "double",
+        DataType::Date32 => "date",
+        DataType::Timestamp(..) => "timestamp",
+        DataType::Boolean => "boolean",
+        other => unreachable!("no catalog type for {other}"),
+    }
+}
+
 /// Catalog columns (name, SQL type) in schema order; used for DuckDB views and Glue.
 pub fn catalog_columns(contract: &Contract) -> Vec<(String, &'static str)> {
     schema(contract)
         .fields()
         .iter()
-        .map(|f| {
-            let t = match f.data_type() {
-                DataType::Utf8 => "string",
-                DataType::Int32 => "int",
-                DataType::Int64 => "bigint",
-                DataType::Float64 => "double",
-                DataType::Date32 => "date",
-                DataType::Timestamp(..) => "timestamp",
-                DataType::Boolean => "boolean",
-                other => unreachable!("no catalog type for {other}"),
-            };
-            (f.name().clone(), t)
-        })
+        .map(|f| (f.name().clone(), sql_type(f.data_type())))
         .collect()
+}
+
+/// A table of the presentation zone (`presentation/<kind>/<name>/data.parquet`) as
+/// the catalogs declare it: DuckDB views locally, Glue tables in AWS.
+#[derive(Debug, Clone)]
+pub struct PresentationTable {
+    /// `current`, `dim` or `marts`.
+    pub kind: &'static str,
+    pub name: String,
+    pub description: String,
+    /// The contract of a current table (its column descriptions).
+    pub contract: Option<String>,
+    pub schema: SchemaRef,
+}
+
+impl PresentationTable {
+    /// The folder the table's object lives in.
+    pub fn prefix(&self) -> String {
+        presentation_prefix(self.kind, &self.name)
+    }
+}
+
+pub fn presentation_prefix(kind: &str, name: &str) -> String {
+    format!("presentation/{kind}/{name}/")
 }
 
 /// What is staged per row: the lake schema without the columns that are constant

@@ -90,6 +90,12 @@ pub trait ObjectStore: Send + Sync {
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
     /// Where a key lives, for people and for SQL engines (a path or an s3:// URL).
     fn locate(&self, key: &str) -> String;
+    /// The same objects as a store a SQL engine (DataFusion) can register for the URLs
+    /// `locate` gives; `None` when it opens them itself (local paths).
+    #[cfg(feature = "analytics")]
+    fn engine_store(&self) -> Option<Arc<dyn object_store::ObjectStore>> {
+        None
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

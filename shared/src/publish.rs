@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, StringArray, UInt64Array};
+use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -22,7 +22,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use serde::Serialize;
 
 use crate::catalog::{self, QueryError};
-use crate::contract::Contract;
+use crate::contract::{Contract, Registry};
 use crate::disclosure::{self, Cell, Table};
 use crate::lake;
 use crate::platform::{Platform, StepError};
@@ -145,7 +145,7 @@ pub struct Published {
 }
 
 pub fn presentation_key(kind: &str, name: &str) -> String {
-    format!("presentation/{kind}/{name}/data.parquet")
+    format!("{}data.parquet", lake::presentation_prefix(kind, name))
 }
 
 /// The current-state SQL of a curated table: portable (window function, explicit
@@ -251,6 +251,108 @@ SELECT person_id, kommunekode, MIN(rapportdato) AS gyldig_fra, MAX(rapportdato) 
 FROM kommune_borger WHERE person_id IS NOT NULL
 GROUP BY person_id, kommunekode";
 
+/// The person dimension over every current table that carries persons.
+fn dim_person_sql(contracts: &Registry) -> String {
+    let sources: Vec<String> = contracts
+        .iter()
+        .filter(|c| c.cpr_field.is_some())
+        .map(|c| {
+            format!(
+                "SELECT person_id, birth_year, sex FROM {}_current WHERE person_id IS NOT NULL",
+                c.table()
+            )
+        })
+        .collect();
+    DIM_PERSON.replace("{persons}", &sources.join(" UNION ALL "))
+}
+
+fn params_schema() -> arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(vec![Field::new(
+        "reference_date",
+        DataType::Date32,
+        false,
+    )]))
+}
+
+/// Every table `publish` writes, with the schema it writes: found by planning the same
+/// SQL over empty tables (and protecting an empty mart), so the catalogs cannot drift
+/// from what is published.
+pub async fn presentation_tables(
+    contracts: &Registry,
+) -> Result<Vec<lake::PresentationTable>, PublishError> {
+    let ctx = SessionContext::new();
+    let empty = |schema: arrow::datatypes::SchemaRef| -> Result<Arc<MemTable>, PublishError> {
+        Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
+    };
+    ctx.register_table("params", empty(params_schema())?)?;
+    let geo = geography()?.schema();
+    ctx.register_table("dim_geografi", empty(geo.clone())?)?;
+    let mut out = Vec::new();
+    for c in contracts.iter() {
+        ctx.register_table(c.table().as_str(), empty(lake::schema(c))?)?;
+        let schema: arrow::datatypes::SchemaRef =
+            Arc::new(ctx.sql(&current_sql(c)).await?.schema().as_arrow().clone());
+        let name = format!("{}_current", c.table());
+        ctx.register_table(name.as_str(), empty(schema.clone())?)?;
+        out.push(lake::PresentationTable {
+            kind: "current",
+            name,
+            description: format!(
+                "{} ({} v{}): the current state, the latest version of each record key, \
+                 entered-in-error removed.",
+                c.title, c.id, c.version
+            ),
+            contract: Some(c.id.clone()),
+            schema,
+        });
+    }
+    let dims = [
+        (
+            "dim_geografi",
+            "Municipality -> region with gyldig_fra/gyldig_til (Region Østdanmark from 2027).",
+            None,
+        ),
+        (
+            "dim_person",
+            "One row per person_id: birth year, sex, current municipality and region.",
+            Some(dim_person_sql(contracts)),
+        ),
+        (
+            "person_bopael",
+            "Municipality of residence over time, from the municipal reports.",
+            Some(PERSON_BOPAEL.to_string()),
+        ),
+    ];
+    for (name, description, sql) in dims {
+        let schema = match sql {
+            Some(sql) => Arc::new(ctx.sql(&sql).await?.schema().as_arrow().clone()),
+            None => geo.clone(),
+        };
+        out.push(lake::PresentationTable {
+            kind: "dim",
+            name: name.into(),
+            description: description.into(),
+            contract: None,
+            schema,
+        });
+    }
+    for spec in marts() {
+        let (batch, _) = protect_mart(&spec, &[])?;
+        out.push(lake::PresentationTable {
+            kind: "marts",
+            name: spec.name.clone(),
+            description: format!(
+                "{}. Disclosure-controlled (rule set in column disclosure_rule_set): NULL = \
+                 suppressed; margins are the rows and columns labelled '{TOTAL}'.",
+                spec.title
+            ),
+            contract: None,
+            schema: batch.schema(),
+        });
+    }
+    Ok(out)
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error(transparent)]
@@ -314,11 +416,7 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     let mut out = Published::default();
 
     let params = RecordBatch::try_new(
-        Arc::new(Schema::new(vec![Field::new(
-            "reference_date",
-            DataType::Date32,
-            false,
-        )])),
+        params_schema(),
         vec![Arc::new(Date32Array::from(vec![days_since_epoch(
             reference_date,
         )]))],
@@ -343,7 +441,6 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
         .iter()
         .map(Contract::table)
         .collect();
-    let mut person_sources = Vec::new();
     for c in p.contracts.iter() {
         let name = format!("{}_current", c.table());
         if with_data.contains(&c.table()) {
@@ -357,11 +454,6 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?),
             )?;
         }
-        if c.cpr_field.is_some() {
-            person_sources.push(format!(
-                "SELECT person_id, birth_year, sex FROM {name} WHERE person_id IS NOT NULL"
-            ));
-        }
     }
     if !with_data.contains(&"kommune_borger".to_string()) {
         let schema = lake::schema(p.contracts.get("kommune.borger").expect("built-in"));
@@ -370,8 +462,15 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
             Arc::new(MemTable::try_new(schema, vec![vec![]])?),
         )?;
     }
-    let dim_person = DIM_PERSON.replace("{persons}", &person_sources.join(" UNION ALL "));
-    let rows = materialise(p, &ctx, spool.path(), "dim", "dim_person", &dim_person).await?;
+    let rows = materialise(
+        p,
+        &ctx,
+        spool.path(),
+        "dim",
+        "dim_person",
+        &dim_person_sql(&p.contracts),
+    )
+    .await?;
     out.tables.push(("dim_person".into(), rows));
     let rows = materialise(p, &ctx, spool.path(), "dim", "person_bopael", PERSON_BOPAEL).await?;
     out.tables.push(("person_bopael".into(), rows));
@@ -496,9 +595,11 @@ pub fn protect_mart(
     // Long output with margins.
     let mut out_rows = Vec::new();
     let mut out_cols = Vec::new();
-    let mut values: Vec<Vec<Option<u64>>> = vec![Vec::new(); spec.counts.len()];
+    // Published as signed 64-bit: Athena (and Hive's Parquet reader) has no unsigned
+    // integer type.
+    let mut values: Vec<Vec<Option<i64>>> = vec![Vec::new(); spec.counts.len()];
     let cell = |c: Cell| match c {
-        Cell::Value(v) => Some(v),
+        Cell::Value(v) => Some(v as i64),
         Cell::Suppressed => None,
     };
     for i in 0..=rows.len() {
@@ -525,8 +626,8 @@ pub fn protect_mart(
         Arc::new(StringArray::from(out_cols)),
     ];
     for (m, name) in spec.counts.iter().enumerate() {
-        fields.push(Field::new(name, DataType::UInt64, true));
-        arrays.push(Arc::new(UInt64Array::from(values[m].clone())));
+        fields.push(Field::new(name, DataType::Int64, true));
+        arrays.push(Arc::new(Int64Array::from(values[m].clone())));
     }
     for (name, a, b) in &spec.rates {
         let ia = spec
@@ -543,7 +644,7 @@ pub fn protect_mart(
             .iter()
             .zip(&values[ib])
             .map(|(x, y)| {
-                let c = |v: &Option<u64>| v.map_or(Cell::Suppressed, Cell::Value);
+                let c = |v: &Option<i64>| v.map_or(Cell::Suppressed, |v| Cell::Value(v as u64));
                 disclosure::rate(c(x), c(y))
             })
             .collect();

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, StringArray, UInt64Array};
+use arrow::array::{Array, Int64Array, StringArray};
 use bytes::Bytes;
 use chrono::NaiveDate;
 use naerdata::Platform;
@@ -131,7 +131,7 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
     };
     let get = |name: &str, i: usize| {
         let a = col(name);
-        let a = a.as_any().downcast_ref::<UInt64Array>().unwrap();
+        let a = a.as_any().downcast_ref::<Int64Array>().unwrap();
         (!a.is_null(i)).then(|| a.value(i))
     };
     let r101 = row("101", "2026-Q4");
@@ -281,4 +281,69 @@ async fn two_projects_extracts_share_no_pseudonym_and_hold_no_person_id() {
     )
     .unwrap();
     assert!(extract::extract(&p, &bad, &keys).await.is_err());
+}
+
+/// The catalog definitions (`publish::presentation_tables`, from which the Glue tables
+/// are generated) describe exactly the objects publish writes: same tables, same
+/// columns in the same order, same catalog types.
+#[tokio::test]
+async fn the_catalog_declares_what_publish_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let input = dir.path().join("input");
+    let mut opts = naerdata::generate::GenerateOptions::new(&input);
+    opts.persons = 200;
+    opts.days = 2;
+    for g in naerdata::generate::generate(&opts).unwrap() {
+        let key = g.path.strip_prefix(&input).unwrap().to_str().unwrap();
+        let body = Bytes::from(std::fs::read(&g.path).unwrap());
+        p.stores.landing.put(key, body).await.unwrap();
+        if let Received::ToProcess(id) = receive::receive(&p, key, None).await.unwrap() {
+            process::process(&p, &id).await.unwrap();
+        }
+    }
+    let published = naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 12, 31).unwrap())
+        .await
+        .unwrap();
+    let declared = naerdata::publish::presentation_tables(&p.contracts)
+        .await
+        .unwrap();
+    let written: Vec<String> = published
+        .tables
+        .iter()
+        .map(|(t, _)| t.clone())
+        .chain(published.marts.iter().map(|m| m.name.clone()))
+        .collect();
+    assert!(written.len() > 10, "{written:?}");
+    for name in &written {
+        let t = declared
+            .iter()
+            .find(|t| &t.name == name)
+            .unwrap_or_else(|| panic!("{name} is written but not declared"));
+        let path = dir
+            .path()
+            .join("lake")
+            .join(naerdata::publish::presentation_key(t.kind, &t.name));
+        let file = std::fs::File::open(&path).unwrap();
+        let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .schema()
+            .clone();
+        let columns = |s: &arrow::datatypes::Schema| -> Vec<(String, &'static str)> {
+            s.fields()
+                .iter()
+                .map(|f| (f.name().clone(), naerdata::lake::sql_type(f.data_type())))
+                .collect()
+        };
+        assert_eq!(columns(&schema), columns(&t.schema), "{name}");
+    }
+    // Every declared table but the current tables of datasets the generator does not
+    // deliver is written.
+    for t in &declared {
+        assert!(
+            t.kind == "current" || written.contains(&t.name),
+            "{} is declared but not written",
+            t.name
+        );
+    }
 }

@@ -698,6 +698,9 @@ async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
             "NAERDATA_PROCESS_DLQ_URL" => "ProcessDeadLetterQueue",
             "NAERDATA_RECEIVE_QUEUE_URL" => "ReceiveQueue",
             "NAERDATA_RECEIVE_DLQ_URL" => "ReceiveDeadLetterQueue",
+            "NAERDATA_EXTRACT_QUEUE_URL" => "ExtractQueue",
+            "NAERDATA_EXTRACT_DLQ_URL" => "ExtractDeadLetterQueue",
+            "NAERDATA_PROJECT_SECRET_PREFIX" => "ProjectSecretPrefix",
             _ => return None,
         })
     };
@@ -712,6 +715,9 @@ async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
         process_queue: out["ProcessQueue"].clone(),
         process_queue_arn: out["ProcessQueueArn"].clone(),
         process_dlq: out["ProcessDeadLetterQueue"].clone(),
+        extract_queue: out["ExtractQueue"].clone(),
+        extract_queue_arn: out["ExtractQueueArn"].clone(),
+        extract_dlq: out["ExtractDeadLetterQueue"].clone(),
         secret_id: out["LakeKeySecret"].clone(),
         clients,
         resources,

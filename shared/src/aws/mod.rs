@@ -13,10 +13,14 @@
 //! | `NAERDATA_KMS_KEY_ID` | SSE-KMS key for every write (optional: the bucket default) |
 //! | `NAERDATA_PROCESS_QUEUE_URL` | where receive sends work (receive, replay) |
 //! | `NAERDATA_PROCESS_DLQ_URL`, `NAERDATA_RECEIVE_QUEUE_URL`, `NAERDATA_RECEIVE_DLQ_URL` | for redrive |
+//! | `NAERDATA_PROJECT_SECRET_PREFIX` | research projects' key secrets are `<prefix><project>` (publish) |
+//! | `NAERDATA_EXTRACT_QUEUE_URL`, `NAERDATA_EXTRACT_DLQ_URL` | extract requests (`--aws extract`, redrive) |
 //! | `NAERDATA_SPOOL` | scratch directory (default: the temp dir, `/tmp` on Lambda) |
 //! | `NAERDATA_MULTIPART_THRESHOLD_MIB` | upload files from this size in parts (default 64) |
 
 pub mod batch;
+#[cfg(feature = "analytics")]
+pub mod engine;
 pub mod ledger;
 pub mod queue;
 pub mod s3;
@@ -35,7 +39,7 @@ use crate::pseudonym::Key;
 pub use ledger::DynamoLedger;
 pub use queue::{ProcessMessage, SqsQueue};
 pub use s3::{Multipart, S3Store};
-pub use secrets::SecretKeyProvider;
+pub use secrets::{ProjectSecretKey, SecretKeyProvider};
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -44,6 +48,8 @@ pub struct ConfigError(pub String);
 /// The SDK clients, built once.
 #[derive(Clone)]
 pub struct Clients {
+    /// What the clients were built from (the lake's SQL store is built from it too).
+    pub sdk: SdkConfig,
     pub s3: aws_sdk_s3::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
@@ -62,6 +68,7 @@ impl Clients {
             .force_path_style(sdk.endpoint_url().is_some())
             .build();
         Clients {
+            sdk: sdk.clone(),
             s3: aws_sdk_s3::Client::from_conf(s3),
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
@@ -84,6 +91,9 @@ pub struct Resources {
     pub process_dlq_url: Option<String>,
     pub receive_queue_url: Option<String>,
     pub receive_dlq_url: Option<String>,
+    pub project_secret_prefix: Option<String>,
+    pub extract_queue_url: Option<String>,
+    pub extract_dlq_url: Option<String>,
     pub spool: PathBuf,
     pub multipart: Multipart,
 }
@@ -135,6 +145,9 @@ impl Resources {
             process_dlq_url: get("NAERDATA_PROCESS_DLQ_URL"),
             receive_queue_url: get("NAERDATA_RECEIVE_QUEUE_URL"),
             receive_dlq_url: get("NAERDATA_RECEIVE_DLQ_URL"),
+            project_secret_prefix: get("NAERDATA_PROJECT_SECRET_PREFIX"),
+            extract_queue_url: get("NAERDATA_EXTRACT_QUEUE_URL"),
+            extract_dlq_url: get("NAERDATA_EXTRACT_DLQ_URL"),
             spool: get("NAERDATA_SPOOL")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),
@@ -169,11 +182,18 @@ impl KeyProvider for NoKey {
 
 /// The platform on AWS.
 pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platform {
-    let store = |bucket: &str| {
-        Arc::new(
-            S3Store::new(clients.s3.clone(), bucket, r.kms_key_id.clone())
-                .with_multipart(r.multipart),
-        )
+    let bucket = |name: &str| {
+        S3Store::new(clients.s3.clone(), name, r.kms_key_id.clone()).with_multipart(r.multipart)
+    };
+    let lake = bucket(&r.lake_bucket);
+    #[cfg(feature = "analytics")]
+    let lake = match engine::bucket_store(&clients.sdk, &r.lake_bucket) {
+        Ok(engine) => lake.with_engine_store(engine),
+        // Only SQL over the lake needs it; that step then names the bucket it cannot read.
+        Err(e) => {
+            tracing::error!(error = %e, "no SQL access to the lake bucket");
+            lake
+        }
     };
     let keys: Arc<dyn KeyProvider> = match &r.key_secret_id {
         Some(id) => Arc::new(SecretKeyProvider::new(clients.secrets.clone(), id)),
@@ -181,10 +201,10 @@ pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platfo
     };
     Platform {
         stores: Stores {
-            landing: store(&r.landing_bucket),
-            lake: store(&r.lake_bucket),
-            receipts: store(&r.receipts_bucket),
-            quarantine: store(&r.quarantine_bucket),
+            landing: Arc::new(bucket(&r.landing_bucket)),
+            lake: Arc::new(lake),
+            receipts: Arc::new(bucket(&r.receipts_bucket)),
+            quarantine: Arc::new(bucket(&r.quarantine_bucket)),
         },
         ledger: Arc::new(DynamoLedger::new(clients.dynamodb.clone(), &r.ledger_table)),
         keys,

@@ -43,6 +43,9 @@ pub struct S3Store {
     /// the template), which is how the emulator runs.
     kms_key: Option<String>,
     multipart: Multipart,
+    /// The bucket for DataFusion (publish and extracts read the lake through it).
+    #[cfg(feature = "analytics")]
+    engine: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
 }
 
 fn err<E, R>(op: &'static str, key: &str, e: SdkError<E, R>) -> StoreError
@@ -60,7 +63,18 @@ impl S3Store {
             bucket: bucket.into(),
             kms_key,
             multipart: Multipart::default(),
+            #[cfg(feature = "analytics")]
+            engine: None,
         }
+    }
+
+    #[cfg(feature = "analytics")]
+    pub fn with_engine_store(
+        mut self,
+        store: std::sync::Arc<dyn object_store::ObjectStore>,
+    ) -> Self {
+        self.engine = Some(store);
+        self
     }
 
     pub fn with_multipart(mut self, m: Multipart) -> Self {
@@ -362,6 +376,11 @@ impl ObjectStore for S3Store {
 
     fn locate(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
+    }
+
+    #[cfg(feature = "analytics")]
+    fn engine_store(&self) -> Option<std::sync::Arc<dyn object_store::ObjectStore>> {
+        self.engine.clone()
     }
 }
 

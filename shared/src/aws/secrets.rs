@@ -1,5 +1,6 @@
-//! The lake key from Secrets Manager, read once per cold start and never logged.
-//! The secret holds the same JSON as the local key file: `{"version": 1, "key_hex": "..."}`.
+//! Keys in Secrets Manager, read once per cold start and never logged: the lake key,
+//! and one key per research project (created on the project's first extract). A secret
+//! holds the same JSON as the local key file: `{"version": 1, "key_hex": "..."}`.
 
 use async_trait::async_trait;
 use aws_sdk_secretsmanager::Client;
@@ -8,7 +9,7 @@ use serde::Deserialize;
 use tokio::sync::OnceCell;
 
 use crate::ports::{KeyError, KeyProvider};
-use crate::pseudonym::Key;
+use crate::pseudonym::{Key, MIN_KEY_BYTES};
 
 pub struct SecretKeyProvider {
     client: Client,
@@ -34,6 +35,26 @@ pub fn parse_secret(secret_id: &str, text: &str) -> Result<Key, KeyError> {
     Key::new(s.version, bytes).map_err(|e| KeyError(format!("secret {secret_id}: {e}")))
 }
 
+/// The secret's text, or `None` when there is no such secret.
+async fn read(client: &Client, secret_id: &str) -> Result<Option<String>, KeyError> {
+    match client.get_secret_value().secret_id(secret_id).send().await {
+        Ok(out) => out
+            .secret_string()
+            .map(|s| Some(s.to_string()))
+            .ok_or_else(|| KeyError(format!("secret {secret_id} has no string value"))),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(|s| s.is_resource_not_found_exception()) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(KeyError(format!(
+            "reading secret {secret_id}: {}",
+            DisplayErrorContext(e)
+        ))),
+    }
+}
+
 impl SecretKeyProvider {
     pub fn new(client: Client, secret_id: impl Into<String>) -> Self {
         SecretKeyProvider {
@@ -44,23 +65,10 @@ impl SecretKeyProvider {
     }
 
     async fn fetch(&self) -> Result<Key, KeyError> {
-        let out = self
-            .client
-            .get_secret_value()
-            .secret_id(&self.secret_id)
-            .send()
-            .await
-            .map_err(|e| {
-                KeyError(format!(
-                    "reading secret {}: {}",
-                    self.secret_id,
-                    DisplayErrorContext(e)
-                ))
-            })?;
-        let text = out
-            .secret_string()
-            .ok_or_else(|| KeyError(format!("secret {} has no string value", self.secret_id)))?;
-        parse_secret(&self.secret_id, text)
+        let text = read(&self.client, &self.secret_id)
+            .await?
+            .ok_or_else(|| KeyError(format!("secret {} does not exist", self.secret_id)))?;
+        parse_secret(&self.secret_id, &text)
     }
 }
 
@@ -68,6 +76,81 @@ impl SecretKeyProvider {
 impl KeyProvider for SecretKeyProvider {
     async fn lake_key(&self) -> Result<Key, KeyError> {
         self.key.get_or_try_init(|| self.fetch()).await.cloned()
+    }
+}
+
+/// A research project's key: the secret `<prefix><project>`, created with 256 random
+/// bits on the project's first extract, KMS-encrypted with the data key. Apart from the
+/// lake key, so two projects' releases link neither to each other nor to the lake.
+pub struct ProjectSecretKey {
+    client: Client,
+    secret_id: String,
+    kms_key: Option<String>,
+    key: OnceCell<Key>,
+}
+
+impl ProjectSecretKey {
+    pub fn new(client: Client, prefix: &str, project: &str, kms_key: Option<String>) -> Self {
+        ProjectSecretKey {
+            client,
+            secret_id: format!("{prefix}{project}"),
+            kms_key,
+            key: OnceCell::new(),
+        }
+    }
+
+    pub fn secret_id(&self) -> &str {
+        &self.secret_id
+    }
+
+    async fn load_or_create(&self) -> Result<Key, KeyError> {
+        if let Some(text) = read(&self.client, &self.secret_id).await? {
+            return parse_secret(&self.secret_id, &text);
+        }
+        let mut bytes = vec![0u8; MIN_KEY_BYTES];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| KeyError(format!("no randomness for a new project key: {e}")))?;
+        let body = serde_json::json!({"version": 1, "key_hex": hex::encode(&bytes)}).to_string();
+        let created = self
+            .client
+            .create_secret()
+            .name(&self.secret_id)
+            .description("naerdata research project key (HMAC-SHA-256 of person_id); created on the first extract")
+            .secret_string(body)
+            .set_kms_key_id(self.kms_key.clone())
+            .send()
+            .await;
+        match created {
+            Ok(_) => Key::new(1, bytes).map_err(|e| KeyError(e.to_string())),
+            // Another extract of the same project created it first: use theirs.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_exists_exception()) =>
+            {
+                let text = read(&self.client, &self.secret_id).await?.ok_or_else(|| {
+                    KeyError(format!(
+                        "secret {} exists but cannot be read",
+                        self.secret_id
+                    ))
+                })?;
+                parse_secret(&self.secret_id, &text)
+            }
+            Err(e) => Err(KeyError(format!(
+                "creating secret {}: {}",
+                self.secret_id,
+                DisplayErrorContext(e)
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyProvider for ProjectSecretKey {
+    async fn lake_key(&self) -> Result<Key, KeyError> {
+        self.key
+            .get_or_try_init(|| self.load_or_create())
+            .await
+            .cloned()
     }
 }
 

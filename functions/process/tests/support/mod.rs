@@ -102,6 +102,9 @@ pub struct Stack {
     pub process_queue: String,
     pub process_queue_arn: String,
     pub process_dlq: String,
+    pub extract_queue: String,
+    pub extract_queue_arn: String,
+    pub extract_dlq: String,
     pub secret_id: String,
 }
 
@@ -148,7 +151,7 @@ pub async fn queue_arn(clients: &Clients, url: &str) -> String {
         .unwrap()
 }
 
-/// Creates buckets, queues with DLQs, the ledger table, the key secret and the
+/// Creates buckets, queues (receive, process, extract) with DLQs, the ledger table, the key secret and the
 /// S3 -> SQS notification, every name starting with `prefix`.
 pub async fn provision(moto: &Moto, prefix: &str) -> Stack {
     let clients = Clients::new(&moto.sdk_config().await);
@@ -183,6 +186,8 @@ pub async fn provision(moto: &Moto, prefix: &str) -> Stack {
         queue_with_dlq(&clients, &format!("{prefix}-receive")).await;
     let (process_queue, process_queue_arn, process_dlq) =
         queue_with_dlq(&clients, &format!("{prefix}-process")).await;
+    let (extract_queue, extract_queue_arn, extract_dlq) =
+        queue_with_dlq(&clients, &format!("{prefix}-extract")).await;
     clients
         .s3
         .put_bucket_notification_configuration()
@@ -262,6 +267,9 @@ pub async fn provision(moto: &Moto, prefix: &str) -> Stack {
         process_dlq_url: Some(process_dlq.clone()),
         receive_queue_url: Some(receive_queue.clone()),
         receive_dlq_url: Some(receive_dlq.clone()),
+        project_secret_prefix: Some(format!("{prefix}/projects/")),
+        extract_queue_url: Some(extract_queue.clone()),
+        extract_dlq_url: Some(extract_dlq.clone()),
         spool: std::env::temp_dir(),
         multipart: Multipart::default(),
     };
@@ -274,6 +282,9 @@ pub async fn provision(moto: &Moto, prefix: &str) -> Stack {
         process_queue,
         process_queue_arn,
         process_dlq,
+        extract_queue,
+        extract_queue_arn,
+        extract_dlq,
         secret_id,
     }
 }

@@ -1,0 +1,213 @@
+//! The publish function. Two triggers, one crate (both read the whole lake with
+//! DataFusion, which no other function links):
+//!
+//! - the daily schedule (an EventBridge "Scheduled Event"): current tables, dimensions
+//!   and marts for the reference date = the day of the event's `time` (UTC). An
+//!   operator may invoke it with `{"reference_date": "YYYY-MM-DD"}` to publish another day.
+//!   A failure is the invocation's error: EventBridge retries it, then the error alarm.
+//! - extract-queue messages `{"project": "P-1", "spec_key": "projects/P-1.yaml"}`: one
+//!   research extract each, from the approved spec kept in the lake bucket, with the
+//!   project's key from Secrets Manager. Partial batch failures, so a bad request is
+//!   retried alone and ends in the extract DLQ.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::time::Instant;
+
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use chrono::NaiveDate;
+use naerdata::Platform;
+use naerdata::aws::batch::Failures;
+use naerdata::aws::{Clients, ConfigError, ProjectSecretKey, Resources};
+use naerdata::extract::{ExtractManifest, ExtractRequest, ProjectSpec};
+use naerdata::metrics::{Metrics, Unit};
+use naerdata::ports::KeyProvider;
+use naerdata::publish::Published;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishFnError {
+    #[error(
+        "the event is neither a schedule event, {{\"reference_date\": \"YYYY-MM-DD\"}} nor an SQS batch: {0}"
+    )]
+    BadEvent(String),
+    #[error(
+        "the message body is not an extract request ({{\"project\": ..., \"spec_key\": ...}}): {0}"
+    )]
+    BadMessage(String),
+    #[error("extract request: {0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Publish(#[from] naerdata::publish::PublishError),
+    #[error(transparent)]
+    Step(#[from] naerdata::StepError),
+}
+
+/// Where a research project's key comes from.
+pub type ProjectKeys = Arc<dyn Fn(&str) -> Box<dyn KeyProvider> + Send + Sync>;
+
+pub struct Publisher {
+    pub platform: Platform,
+    pub project_keys: ProjectKeys,
+}
+
+/// What the function was asked to do.
+#[derive(Debug, PartialEq)]
+pub enum Trigger {
+    Publish(NaiveDate),
+    Extracts(SqsEvent),
+}
+
+#[derive(Deserialize)]
+struct ManualPublish {
+    reference_date: NaiveDate,
+}
+
+/// Tells the triggers apart by shape: SQS batches have `Records`, schedule events a
+/// `detail-type` of "Scheduled Event".
+pub fn trigger(event: Value) -> Result<Trigger, PublishFnError> {
+    let bad = |e: serde_json::Error| PublishFnError::BadEvent(e.to_string());
+    if event.get("Records").is_some() {
+        return Ok(Trigger::Extracts(
+            serde_json::from_value(event).map_err(bad)?,
+        ));
+    }
+    if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
+        let e: CloudWatchEvent = serde_json::from_value(event).map_err(bad)?;
+        return Ok(Trigger::Publish(e.time.date_naive()));
+    }
+    let m: ManualPublish = serde_json::from_value(event).map_err(bad)?;
+    Ok(Trigger::Publish(m.reference_date))
+}
+
+impl Publisher {
+    /// The publisher on AWS: project keys are the secrets `<NAERDATA_PROJECT_SECRET_PREFIX><project>`.
+    pub fn aws(
+        clients: &Clients,
+        r: &Resources,
+        platform: Platform,
+    ) -> Result<Publisher, ConfigError> {
+        let prefix = r.project_secret_prefix.clone().ok_or_else(|| {
+            ConfigError("set the environment variable NAERDATA_PROJECT_SECRET_PREFIX".into())
+        })?;
+        let (secrets, kms) = (clients.secrets.clone(), r.kms_key_id.clone());
+        Ok(Publisher {
+            platform,
+            project_keys: Arc::new(move |project| {
+                Box::new(ProjectSecretKey::new(
+                    secrets.clone(),
+                    &prefix,
+                    project,
+                    kms.clone(),
+                ))
+            }),
+        })
+    }
+
+    /// One invocation: the response is the publish summary, or the SQS batch response.
+    pub async fn handle(&self, event: Value) -> Result<Value, PublishFnError> {
+        match trigger(event)? {
+            Trigger::Publish(day) => {
+                let published = self.publish(day).await?;
+                Ok(summary(day, &published))
+            }
+            Trigger::Extracts(batch) => Ok(serde_json::to_value(self.extracts(&batch).await)
+                .expect("a batch response serialises")),
+        }
+    }
+
+    pub async fn publish(&self, day: NaiveDate) -> Result<Published, PublishFnError> {
+        let started = Instant::now();
+        let result = naerdata::publish::publish(&self.platform, day).await;
+        let metrics = Metrics::new()
+            .dimension("Function", "publish")
+            .dimension("Run", "publish")
+            .dimension("State", if result.is_ok() { "ok" } else { "failed" })
+            .count("Runs", 1)
+            .value("Duration", started.elapsed().as_secs_f64(), Unit::Seconds);
+        metrics.emit();
+        let published = result?;
+        tracing::info!(
+            reference_date = %day,
+            tables = published.tables.len(),
+            marts = published.marts.len(),
+            seconds = started.elapsed().as_secs_f64(),
+            "published"
+        );
+        Ok(published)
+    }
+
+    /// One extract per message, one at a time: each may use most of the memory.
+    pub async fn extracts(
+        &self,
+        batch: &SqsEvent,
+    ) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+        let mut failures = Failures::default();
+        for m in &batch.records {
+            let started = Instant::now();
+            let result = self.extract(m).await;
+            Metrics::new()
+                .dimension("Function", "publish")
+                .dimension("Run", "extract")
+                .dimension("State", if result.is_ok() { "ok" } else { "failed" })
+                .count("Runs", 1)
+                .value("Duration", started.elapsed().as_secs_f64(), Unit::Seconds)
+                .emit();
+            match result {
+                Ok(manifest) => tracing::info!(
+                    project = %manifest.project,
+                    tables = manifest.tables.len(),
+                    "extract written"
+                ),
+                Err(e) => failures.fail(m, &e),
+            }
+        }
+        failures.into_response()
+    }
+
+    async fn extract(&self, m: &SqsMessage) -> Result<ExtractManifest, PublishFnError> {
+        let body = m.body.as_deref().unwrap_or_default();
+        let request: ExtractRequest =
+            serde_json::from_str(body).map_err(|e| PublishFnError::BadMessage(e.to_string()))?;
+        request.check_key().map_err(PublishFnError::BadRequest)?;
+        let text = read_text(&self.platform, &request.spec_key).await?;
+        let spec = ProjectSpec::from_yaml(&text).map_err(PublishFnError::BadRequest)?;
+        request
+            .check_spec(&spec)
+            .map_err(PublishFnError::BadRequest)?;
+        let key = (self.project_keys)(&spec.project);
+        Ok(naerdata::extract::extract(&self.platform, &spec, key.as_ref()).await?)
+    }
+}
+
+/// A small object of the lake store as text (the reader blocks: a blocking thread).
+async fn read_text(p: &Platform, key: &str) -> Result<String, PublishFnError> {
+    let reader = p
+        .stores
+        .lake
+        .open(key)
+        .await
+        .map_err(naerdata::StepError::from)?;
+    let key = key.to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        let mut reader = reader;
+        reader
+            .read_to_string(&mut text)
+            .map(|_| text)
+            .map_err(|e| PublishFnError::BadRequest(format!("reading {key}: {e}")))
+    })
+    .await
+    .map_err(|e| PublishFnError::BadRequest(format!("reading the spec: {e}")))?
+}
+
+/// The invocation's answer to a publish: counts only, never data.
+fn summary(day: NaiveDate, p: &Published) -> Value {
+    json!({
+        "reference_date": day.to_string(),
+        "tables": p.tables.iter().map(|(t, n)| json!({"table": t, "rows": n})).collect::<Vec<_>>(),
+        "marts": p.marts,
+    })
+}

@@ -1,0 +1,27 @@
+//! Lambda entry point of the publish function. Configuration: see `naerdata::aws`
+//! (plus `NAERDATA_PROJECT_SECRET_PREFIX`).
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use naerdata::aws::{self, Clients, Resources};
+use naerdata::contract::Registry;
+use naerdata_publish::Publisher;
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let started = std::time::Instant::now();
+    let clients = Clients::from_env().await;
+    let resources = Resources::from_env()?;
+    let platform = aws::platform(&clients, &resources, Registry::builtin());
+    let publisher = Publisher::aws(&clients, &resources, platform)?;
+    tracing::info!(
+        init_ms = started.elapsed().as_millis() as u64,
+        "publish function ready"
+    );
+    let publisher = &publisher;
+    lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| async move {
+        publisher.handle(e.payload).await.map_err(Error::from)
+    }))
+    .await
+}

@@ -1,0 +1,403 @@
+//! The publish function against a local AWS (moto server over HTTP): generated
+//! deliveries go through receive and process into the lake bucket, then the publish
+//! handler runs as the schedule and the extract queue call it, reading the lake with
+//! DataFusion over S3. Needs `make test` (moto and pyarrow in .venv).
+
+#[path = "../../process/tests/support/mod.rs"]
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use arrow::array::{Array, RecordBatch, StringArray};
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use bytes::Bytes;
+use naerdata::Platform;
+use naerdata::aws::{self, ProjectSecretKey, SqsQueue};
+use naerdata::contract::Registry;
+use naerdata::extract::{ExtractRequest, ProjectSpec, spec_key};
+use naerdata::ports::FixedClock;
+use naerdata_publish::Publisher;
+use naerdata_receive::Receiver;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use serde_json::{Value, json};
+use support::{Moto, Stack, check_objects, provision, pump};
+
+const DAYS: u32 = 3;
+
+fn platform(stack: &Stack) -> Platform {
+    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin());
+    p.clock = Arc::new(FixedClock(
+        chrono::DateTime::parse_from_rfc3339("2026-10-04T08:00:00Z")
+            .unwrap()
+            .to_utc(),
+    ));
+    p
+}
+
+fn publisher(stack: &Stack) -> Publisher {
+    Publisher::aws(&stack.clients, &stack.resources, platform(stack)).unwrap()
+}
+
+/// A generated population's deliveries, uploaded to the landing bucket and taken
+/// through the receive and process functions. Returns the generator's input folder.
+async fn ingest(stack: &Stack, persons: usize) -> tempfile::TempDir {
+    let p = platform(stack);
+    let input = tempfile::tempdir().unwrap();
+    let mut opts = naerdata::generate::GenerateOptions::new(input.path());
+    opts.persons = persons;
+    opts.days = DAYS;
+    for g in naerdata::generate::generate(&opts).unwrap() {
+        let key = g.path.strip_prefix(input.path()).unwrap().to_str().unwrap();
+        stack.upload(key, std::fs::read(&g.path).unwrap()).await;
+    }
+    let r = Receiver {
+        platform: p.clone(),
+        process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
+        landing_bucket: stack.resources.landing_bucket.clone(),
+    };
+    pump(stack, &stack.receive_queue, &stack.receive_queue_arn, |e| {
+        r.handle(e)
+    })
+    .await;
+    pump(stack, &stack.process_queue, &stack.process_queue_arn, |e| {
+        naerdata_process::handle(&p, e)
+    })
+    .await;
+    assert_eq!(stack.depth(&stack.process_dlq).await, 0);
+    input
+}
+
+/// The schedule event of `day`, as EventBridge sends it.
+fn schedule(day: &str) -> Value {
+    let mut e: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../events/publish-schedule.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    e["time"] = json!(format!("{day}T03:00:00Z"));
+    e
+}
+
+fn batches(body: &Bytes) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(body.clone())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+fn strings(batches: &[RecordBatch], column: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for b in batches {
+        let a = b
+            .column_by_name(column)
+            .unwrap_or_else(|| panic!("no {column}"));
+        let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Utf8).unwrap();
+        let a = a.as_any().downcast_ref::<StringArray>().unwrap();
+        out.extend(
+            (0..a.len())
+                .filter(|&i| a.is_valid(i))
+                .map(|i| a.value(i).to_string()),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_gives() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "pub").await;
+    let input = ingest(&stack, 300).await;
+    let publisher = publisher(&stack);
+
+    let answer = publisher.handle(schedule("2026-10-03")).await.unwrap();
+    assert_eq!(answer["reference_date"], "2026-10-03");
+    let tables: BTreeMap<String, u64> = answer["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["table"].as_str().unwrap().into(),
+                t["rows"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert!(tables["dim_person"] > 100, "{tables:?}");
+    assert!(tables["almenpraksis_diagnose_current"] > 0, "{tables:?}");
+    assert_eq!(answer["marts"].as_array().unwrap().len(), 4);
+
+    // The same lake, copied to a local platform and published there: the same tables
+    // with the same row counts, and the same marts cell for cell.
+    let local = tempfile::tempdir().unwrap();
+    let lake = stack.resources.lake_bucket.clone();
+    let curated: Vec<String> = stack
+        .keys(&lake)
+        .await
+        .into_iter()
+        .filter(|k| k.starts_with("curated/"))
+        .collect();
+    assert!(curated.len() > 10);
+    for k in &curated {
+        let path = local.path().join("lake").join(k);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, stack.get(&lake, k).await).unwrap();
+    }
+    let lp = Platform::local(local.path(), Registry::builtin()).unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 10, 3).unwrap();
+    let expected = naerdata::publish::publish(&lp, day).await.unwrap();
+    let expected_tables: BTreeMap<String, u64> = expected.tables.iter().cloned().collect();
+    assert_eq!(tables, expected_tables);
+    for (mart, batch) in &expected.batches {
+        let key = naerdata::publish::presentation_key("marts", mart);
+        let published = batches(&stack.get(&lake, &key).await);
+        let published = arrow::compute::concat_batches(&published[0].schema(), &published).unwrap();
+        assert_eq!(&published, batch, "{mart}");
+    }
+
+    // Every declared presentation table is in the bucket (SSE-KMS) and readable by an
+    // independent reader; no input CPR in any of them.
+    let declared = naerdata::publish::presentation_tables(&Registry::builtin())
+        .await
+        .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let keys = stack.download(&lake, out.path()).await;
+    let report = check_objects(&out.path().join("presentation"), input.path());
+    assert_eq!(
+        report["cpr_hits"],
+        json!({}),
+        "CPRs in the presentation zone"
+    );
+    assert!(report["input_cprs"].as_u64().unwrap() > 100);
+    for t in &declared {
+        let key = naerdata::publish::presentation_key(t.kind, &t.name);
+        if !tables.contains_key(&t.name) && t.kind != "marts" {
+            continue; // a dataset the generator does not deliver
+        }
+        assert!(keys.contains(&key), "{key} missing");
+        let rel = key.strip_prefix("presentation/").unwrap();
+        let columns: Vec<&str> = report["parquet"][rel]["columns"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{rel} not read"))
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        let names: Vec<&str> = t
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(columns, names, "{key}: the catalog's columns");
+        let head = stack
+            .clients
+            .s3
+            .head_object()
+            .bucket(&lake)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            head.server_side_encryption(),
+            Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
+            "{key}"
+        );
+    }
+}
+
+/// Sends `{"project", "spec_key"}` to the extract queue.
+async fn request(stack: &Stack, project: &str, spec_key: &str) {
+    let body = serde_json::to_string(&ExtractRequest {
+        project: project.into(),
+        spec_key: spec_key.into(),
+    })
+    .unwrap();
+    SqsQueue::new(stack.clients.sqs.clone(), &stack.extract_queue)
+        .send(&body, &[])
+        .await
+        .unwrap();
+}
+
+async fn put_spec(stack: &Stack, p: &Platform, yaml: &str) -> ProjectSpec {
+    let spec = ProjectSpec::from_yaml(yaml).unwrap();
+    p.stores
+        .lake
+        .put(&spec_key(&spec.project), Bytes::from(yaml.to_string()))
+        .await
+        .unwrap();
+    let _ = stack;
+    spec
+}
+
+/// The extract queue through the handler, as Lambda's event source mapping calls it.
+async fn pump_extracts(stack: &Stack, publisher: &Publisher) -> support::Pumped {
+    pump(
+        stack,
+        &stack.extract_queue,
+        &stack.extract_queue_arn,
+        |e: SqsEvent| async move {
+            let answer = publisher
+                .handle(serde_json::to_value(e).unwrap())
+                .await
+                .unwrap();
+            serde_json::from_value::<SqsBatchResponse>(answer).unwrap()
+        },
+    )
+    .await
+}
+
+fn spec_yaml(project: &str) -> String {
+    format!(
+        "project: {project}\ntitle: test\ndatasets:\n  - dataset: almenpraksis.diagnose\n    columns: [diagnosekode, diagnosedato, sygdomsomraade]\n  - dataset: lpr.kontakt\n    columns: [dato_start, prioritet]\n"
+    )
+}
+
+#[tokio::test]
+async fn extracts_from_the_queue_get_a_key_per_project_and_never_the_lake_key() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "ext").await;
+    let input = ingest(&stack, 200).await;
+    let publisher = publisher(&stack);
+    let p = &publisher.platform;
+    let lake = stack.resources.lake_bucket.clone();
+
+    for project in ["P-A", "P-B"] {
+        put_spec(&stack, p, &spec_yaml(project)).await;
+        request(&stack, project, &spec_key(project)).await;
+    }
+    // Requests that must fail alone: a spec outside projects/, a spec for another
+    // project, a column the contract does not have, and a project whose key secret
+    // holds the lake key (planted by mistake).
+    request(&stack, "P-A", "curated/almenpraksis_diagnose/x.yaml").await;
+    request(&stack, "P-X", &spec_key("P-A")).await;
+    put_spec(
+        &stack,
+        p,
+        "project: P-BAD\ndatasets:\n  - dataset: lpr.kontakt\n    columns: [cpr]\n",
+    )
+    .await;
+    request(&stack, "P-BAD", &spec_key("P-BAD")).await;
+    let lake_key = stack
+        .clients
+        .secrets
+        .get_secret_value()
+        .secret_id(&stack.secret_id)
+        .send()
+        .await
+        .unwrap()
+        .secret_string
+        .unwrap();
+    let prefix = stack.resources.project_secret_prefix.clone().unwrap();
+    stack
+        .clients
+        .secrets
+        .create_secret()
+        .name(format!("{prefix}P-LAKE"))
+        .secret_string(lake_key.clone())
+        .send()
+        .await
+        .unwrap();
+    put_spec(&stack, p, &spec_yaml("P-LAKE")).await;
+    request(&stack, "P-LAKE", &spec_key("P-LAKE")).await;
+
+    let pumped = pump_extracts(&stack, &publisher).await;
+    assert_eq!(
+        pumped.failed,
+        4 * 5,
+        "each bad request fails maxReceiveCount times"
+    );
+    assert_eq!(stack.depth(&stack.extract_dlq).await, 4);
+    assert!(
+        stack
+            .keys(&lake)
+            .await
+            .iter()
+            .all(|k| !k.starts_with("extracts/P-LAKE/")
+                && !k.starts_with("extracts/P-BAD/")
+                && !k.starts_with("extracts/P-X/")),
+        "a refused request writes nothing"
+    );
+    let direct = ProjectSecretKey::new(stack.clients.secrets.clone(), &prefix, "P-LAKE", None);
+    let spec = ProjectSpec::from_yaml(&spec_yaml("P-LAKE")).unwrap();
+    let e = naerdata::extract::extract(p, &spec, &direct)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("is the lake key"), "{e}");
+
+    // Each project got its own key secret, created on its first extract.
+    let mut keys = BTreeSet::new();
+    for project in ["P-A", "P-B"] {
+        let k = stack
+            .clients
+            .secrets
+            .get_secret_value()
+            .secret_id(format!("{prefix}{project}"))
+            .send()
+            .await
+            .unwrap()
+            .secret_string
+            .unwrap();
+        assert_ne!(k, lake_key);
+        keys.insert(k);
+    }
+    assert_eq!(keys.len(), 2);
+
+    // The extracts: approved columns only, project pseudonyms, no lake person_id, no
+    // CPR; the two projects share no pseudonym although they hold the same persons.
+    let out = tempfile::tempdir().unwrap();
+    stack.download(&lake, out.path()).await;
+    let report = check_objects(&out.path().join("extracts"), input.path());
+    assert_eq!(report["cpr_hits"], json!({}), "CPRs in the extracts");
+    assert_eq!(
+        report["parquet"]["P-A/almenpraksis_diagnose.parquet"]["columns"],
+        json!([
+            "projekt_person_id",
+            "diagnosekode",
+            "diagnosedato",
+            "sygdomsomraade"
+        ])
+    );
+    let mut lake_ids = BTreeSet::new();
+    for k in stack.keys(&lake).await {
+        if k.starts_with("curated/almenpraksis_diagnose/") || k.starts_with("curated/lpr_kontakt/")
+        {
+            lake_ids.extend(strings(&batches(&stack.get(&lake, &k).await), "person_id"));
+        }
+    }
+    assert!(lake_ids.len() > 50);
+    let pseudonyms = |project: &str| {
+        let stack = &stack;
+        let lake = lake.clone();
+        let project = project.to_string();
+        async move {
+            let mut ids = BTreeSet::new();
+            for table in ["almenpraksis_diagnose", "lpr_kontakt"] {
+                let key = format!("extracts/{project}/{table}.parquet");
+                let b = batches(&stack.get(&lake, &key).await);
+                assert!(b.iter().all(|b| b.column_by_name("person_id").is_none()));
+                ids.extend(strings(&b, "projekt_person_id"));
+            }
+            ids
+        }
+    };
+    let (a, b) = (pseudonyms("P-A").await, pseudonyms("P-B").await);
+    assert_eq!(a.len(), b.len(), "the same persons");
+    assert!(a.len() > 50);
+    assert!(a.is_disjoint(&b), "two projects share a pseudonym");
+    assert!(
+        a.is_disjoint(&lake_ids) && b.is_disjoint(&lake_ids),
+        "a lake person_id in an extract"
+    );
+
+    // A repeated request reuses the project's key: the same pseudonyms.
+    request(&stack, "P-A", &spec_key("P-A")).await;
+    let again = pump_extracts(&stack, &publisher).await;
+    assert_eq!((again.messages, again.failed), (1, 0));
+    assert_eq!(pseudonyms("P-A").await, a);
+}
