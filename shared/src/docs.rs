@@ -134,6 +134,36 @@ fn dataset(s: &mut String, c: &Contract) {
             c.fields[i].name
         );
     }
+    if let Some(r) = &c.reception {
+        use crate::quality::rules::{Cadence, DeadlineFrom, ExpectedUnits};
+        let cadence = |c: Cadence| match c {
+            Cadence::Daily => "every day",
+            Cadence::Weekly => "every week",
+            Cadence::Monthly => "every month",
+        };
+        let units = match r.units {
+            ExpectedUnits::Kommuner => "each of the 98 municipalities",
+            ExpectedUnits::Seen => "each reporting unit that has delivered before",
+        };
+        let after = match r.deadline.after {
+            DeadlineFrom::PeriodEnd => "the end of the period",
+            DeadlineFrom::MonthEnd => "the end of the month",
+        };
+        let _ = writeln!(
+            s,
+            "| Expected | a delivery {} (by {} day(s) after it); {units} {}; late after {} day(s) after {after} |",
+            cadence(r.cadence),
+            r.grace_days,
+            cadence(r.unit_cadence.unwrap_or(r.cadence)),
+            r.deadline.days
+        );
+    }
+    let q = &c.quality;
+    let _ = writeln!(
+        s,
+        "| Quality checks (max % of rows, else the check FAILs in the receipt) | completeness {} %, conformance {} %, plausibility {} %, duplicate keys {} % |",
+        q.completeness, q.conformance, q.plausibility, q.uniqueness
+    );
     let _ = writeln!(
         s,
         "| Rejection threshold | {:.1} % of rows |",

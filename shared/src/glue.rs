@@ -151,6 +151,104 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
     })
 }
 
+/// The quality tables (`quality_metrics` per delivery, the monitor's
+/// `quality_reception` and `quality_declaration`), projected on the folder each file
+/// is written under. The monitor's files carry `as_of` / `month` as columns, so their
+/// partition keys have names of their own.
+pub fn quality_resources() -> Vec<(String, Value)> {
+    use crate::quality::{declaration, reception, store};
+    let tables: [(&str, &str, arrow::datatypes::SchemaRef, Value, &str); 3] = [
+        (
+            "quality_metrics",
+            "Every quality check of every delivery (Kahn category, violated rows, denominator, threshold, status, drift band).",
+            store::metrics_schema(),
+            json!([
+                {"Name": "year", "Type": "int"},
+                {"Name": "month", "Type": "int"},
+            ]),
+            "year=${!year}/month=${!month}/",
+        ),
+        (
+            "quality_reception",
+            "The reception calendar per dataset and reporting unit as of each monitor run (on_time, late, missing, pending).",
+            reception::schema(),
+            json!([{"Name": "as_of_day", "Type": "string"}]),
+            "as_of=${!as_of_day}/",
+        ),
+        (
+            "quality_declaration",
+            "The monthly quality declaration per dataset: coverage, timeliness, completeness, validity and the change on the previous month.",
+            declaration::schema(),
+            json!([{"Name": "declared_month", "Type": "string"}]),
+            "month=${!declared_month}/",
+        ),
+    ];
+    tables
+        .into_iter()
+        .map(|(name, description, schema, keys, template)| {
+            let prefix = format!("quality/{}/", name.trim_start_matches("quality_"));
+            let columns: Vec<Value> = schema
+                .fields()
+                .iter()
+                .map(|f| json!({"Name": f.name(), "Type": lake::sql_type(f.data_type())}))
+                .collect();
+            let mut parameters = json!({
+                "classification": "parquet",
+                "zone": "quality",
+                "projection.enabled": "true",
+                "storage.location.template": {
+                    "Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}{template}")
+                },
+            });
+            match name {
+                "quality_metrics" => {
+                    parameters["projection.year.type"] = json!("integer");
+                    parameters["projection.year.range"] = json!("2020,2100");
+                    parameters["projection.month.type"] = json!("integer");
+                    parameters["projection.month.range"] = json!("1,12");
+                    parameters["projection.month.digits"] = json!("2");
+                }
+                "quality_reception" => {
+                    parameters["projection.as_of_day.type"] = json!("date");
+                    parameters["projection.as_of_day.range"] = json!("2020-01-01,NOW");
+                    parameters["projection.as_of_day.format"] = json!("yyyy-MM-dd");
+                }
+                _ => {
+                    parameters["projection.declared_month.type"] = json!("date");
+                    parameters["projection.declared_month.range"] = json!("2020-01,NOW");
+                    parameters["projection.declared_month.format"] = json!("yyyy-MM");
+                    parameters["projection.declared_month.interval"] = json!("1");
+                    parameters["projection.declared_month.interval.unit"] = json!("MONTHS");
+                }
+            }
+            let resource = json!({
+                "Type": "AWS::Glue::Table",
+                "Properties": {
+                    "CatalogId": {"Ref": "AWS::AccountId"},
+                    "DatabaseName": {"Ref": "DatabaseName"},
+                    "TableInput": {
+                        "Name": name,
+                        "Description": description,
+                        "TableType": "EXTERNAL_TABLE",
+                        "Parameters": parameters,
+                        "PartitionKeys": keys,
+                        "StorageDescriptor": {
+                            "Location": {"Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}")},
+                            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+                            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+                            "SerdeInfo": {
+                                "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+                            },
+                            "Columns": columns,
+                        },
+                    },
+                },
+            });
+            (logical_id(name), resource)
+        })
+        .collect()
+}
+
 /// The whole catalog template (YAML), deterministic for a set of contracts and the
 /// presentation tables published from them.
 pub fn catalog_template(registry: &Registry, presentation: &[PresentationTable]) -> String {
@@ -167,6 +265,13 @@ pub fn catalog_template(registry: &Registry, presentation: &[PresentationTable])
             "two catalog tables would be {id}"
         );
         resources.insert(id, presentation_resource(t, registry));
+    }
+    for (id, resource) in quality_resources() {
+        assert!(
+            !resources.contains_key(&id),
+            "two catalog tables would be {id}"
+        );
+        resources.insert(id, resource);
     }
     let template = json!({
         "AWSTemplateFormatVersion": "2010-09-09",
@@ -197,7 +302,10 @@ mod tests {
         let yaml = catalog_template(&r, &[]);
         let v: Value = serde_yaml_ng::from_str(&yaml).unwrap();
         let resources = v["Resources"].as_object().unwrap();
-        assert_eq!(resources.len(), r.iter().count());
+        assert_eq!(
+            resources.len(),
+            r.iter().count() + quality_resources().len()
+        );
         let t = &resources["AlmenpraksisDiagnoseTable"]["Properties"]["TableInput"];
         assert_eq!(t["Name"], "almenpraksis_diagnose");
         let cols: Vec<&str> = t["StorageDescriptor"]["Columns"]

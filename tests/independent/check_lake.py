@@ -271,7 +271,7 @@ def check_ledger(home, receipts, report):
 
 # ---------------------------------------------------------------- check 2: DuckDB catalog
 
-def check_duckdb(home, lake, report):
+def check_duckdb(home, lake, receipts, report):
     catalog = home / "lake" / "catalog.sql"
     if not catalog.is_file():
         report.check("duckdb catalog", ["lake/catalog.sql missing"])
@@ -288,7 +288,9 @@ def check_duckdb(home, lake, report):
     # checked separately: they are derived, not delivered.
     presentation = {p.parent.name for p in (home / "lake" / "presentation").glob("*/*/data.parquet")}
     check_presentation(con, [v for v in all_views if v in presentation], lake, report)
-    views = [v for v in all_views if v not in presentation]
+    quality = [v for v in all_views if v.startswith("quality_")]
+    check_quality(con, quality, receipts, report)
+    views = [v for v in all_views if v not in presentation and v not in quality]
     with_rows = {t for t, c in lake.items() if sum(c.values())}
     report.check("duckdb catalog runs: one view per table with data",
                  [f"no view for table {t}" for t in sorted(with_rows - set(views))]
@@ -311,6 +313,49 @@ def check_duckdb(home, lake, report):
             problems.append(f"query failed: {e}")
         report.check(f"duckdb view {v}", problems,
                      f"{sum(lake.get(v, {}).values())} rows, has year/month")
+
+
+def check_quality(con, views, receipts, report):
+    """The quality tables agree with the receipts: every receipt's quality summary
+    counts exactly the delivery's rows in quality_metrics, and every status and share
+    is in its vocabulary and range."""
+    summaries = {r["delivery_id"]: r["quality"] for r in receipts if r.get("quality")}
+    if "quality_metrics" not in views:
+        report.check("quality_metrics view", ["missing"] if summaries else [], "no deliveries")
+        return
+    problems = []
+    got = dict(con.execute(
+        "SELECT delivery_id, count(*) FROM quality_metrics GROUP BY 1").fetchall())
+    fails = dict(con.execute(
+        "SELECT delivery_id, count(*) FROM quality_metrics WHERE status = 'FAIL' GROUP BY 1").fetchall())
+    for d, q in summaries.items():
+        if got.get(d) != q["checks"]:
+            problems.append(f"{d}: receipt counts {q['checks']} checks, the table {got.get(d)}")
+        if fails.get(d, 0) != q["failed"]:
+            problems.append(f"{d}: receipt counts {q['failed']} failed, the table {fails.get(d, 0)}")
+    problems += [f"{d}: metrics without a receipt summary" for d in got if d not in summaries]
+    bad = con.execute("""
+        SELECT count(*) FROM quality_metrics
+        WHERE status NOT IN ('PASS', 'FAIL', 'NOT_APPLICABLE', 'ERROR')
+           OR pct < 0 OR pct > 100 OR violated > denominator
+           OR (status = 'FAIL' AND threshold IS NOT NULL AND pct <= threshold)""").fetchone()[0]
+    if bad:
+        problems.append(f"{bad} metric row(s) with an unknown status, a share out of range or a FAIL within its threshold")
+    report.check("quality_metrics agrees with the receipts", problems,
+                 f"{sum(got.values())} checks of {len(got)} deliveries")
+    for view, column, allowed in [
+        ("quality_reception", "status", ("on_time", "late", "missing", "pending")),
+    ]:
+        if view in views:
+            odd = con.execute(
+                f"SELECT DISTINCT {column} FROM {view} WHERE {column} NOT IN {allowed}").fetchall()
+            n = con.execute(f"SELECT count(*) FROM {view}").fetchone()[0]
+            report.check(f"{view} statuses", [f"status {o}" for (o,) in odd] + ([] if n else ["empty"]),
+                         f"{n} rows")
+    if "quality_declaration" in views:
+        odd = con.execute("""SELECT count(*) FROM quality_declaration
+            WHERE coverage_pct < 0 OR coverage_pct > 100 OR periods_received > periods_expected""").fetchone()[0]
+        report.check("quality_declaration ranges", [f"{odd} row(s) out of range"] if odd else [])
 
 
 def check_presentation(con, views, lake, report):
@@ -425,7 +470,7 @@ def main():
                  f"{len(lake)} table(s), {len(receipts)} receipt(s)")
     check_receipts_vs_lake(receipts, lake, report)
     check_ledger(home, receipts, report)
-    check_duckdb(home, lake, report)
+    check_duckdb(home, lake, receipts, report)
 
     kinds_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     report.check("input CPRs collected", [] if cprs else ["no CPR found in the input"],
