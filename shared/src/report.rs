@@ -65,7 +65,7 @@ fn heatmap(out: &mut String, id: &str, rows: &[(String, Vec<&ReceptionRow>)], da
     const LABEL: usize = 170;
     const W: usize = 14;
     const H: usize = 14;
-    let width = LABEL + W * days.len() + 10;
+    let width = LABEL + W * days.len() + 40;
     let height = 30 + H * rows.len();
     let _ = write!(
         out,
@@ -216,7 +216,7 @@ pub fn render(m: &Monitored, mode: Mode, generated_at: DateTime<Utc>) -> String 
         "<section id=\"kpis\"><div class=\"kpi\"><b>{}</b>deliveries, last 7 days</div>\
          <div class=\"kpi\"><b>{}</b>accepted</div><div class=\"kpi\"><b>{}</b>rejected</div>\
          <div class=\"kpi\"><b>{}</b>failed (replayable)</div>\
-         <div class=\"kpi\"><b>{}</b>unit-periods missing</div><div class=\"kpi\"><b>{}</b>late</div></section>",
+         <div class=\"kpi\"><b>{}</b>periods missing (all units, window)</div><div class=\"kpi\"><b>{}</b>late</div></section>",
         recent.len(),
         count(&|s| matches!(
             s,
@@ -326,7 +326,12 @@ pub fn render(m: &Monitored, mode: Mode, generated_at: DateTime<Utc>) -> String 
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             d.received_at.format("%Y-%m-%d %H:%M"),
             esc(&d.dataset),
-            esc(&d.file_name),
+            // A supplier may name a file after a person; the page never shows that.
+            if crate::validate::looks_like_cpr(&d.file_name) {
+                "(withheld: looks like a CPR number)".to_string()
+            } else {
+                esc(&d.file_name)
+            },
             d.outcome.rows_read,
             d.outcome.rows_rejected,
             esc(d.outcome.message.as_deref().unwrap_or("see the receipt"))
@@ -483,6 +488,41 @@ mod tests {
             esc("<a href='x'>&\"</a>"),
             "&lt;a href=&#39;x&#39;&gt;&amp;&quot;&lt;/a&gt;"
         );
+    }
+
+    #[test]
+    fn a_file_named_like_a_cpr_is_withheld() {
+        let d = crate::ledger::Delivery {
+            delivery_id: "d1".into(),
+            dataset: "almenpraksis.diagnose".into(),
+            source: "almenpraksis".into(),
+            object_key: "almenpraksis/diagnose/2026-03-01/6703854001.csv".into(),
+            object_version: String::new(),
+            file_name: "6703854001.csv".into(),
+            delivery_date: NaiveDate::from_ymd_opt(2026, 3, 1).unwrap(),
+            sha256: String::new(),
+            size: 1,
+            state: DeliveryState::Rejected,
+            received_at: Utc::now(),
+            updated_at: Utc::now(),
+            duplicate_of: None,
+            attempts: 1,
+            outcome: Default::default(),
+        };
+        let m = Monitored {
+            as_of: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
+            reception: Vec::new(),
+            declarations: Vec::new(),
+            deliveries: vec![crate::monitor::Seen {
+                delivery: d,
+                metrics: Vec::new(),
+            }],
+            written: Vec::new(),
+            dead_letters: Vec::new(),
+        };
+        let html = render(&m, Mode::Local, Utc::now());
+        assert!(!html.contains("6703854001"));
+        assert!(html.contains("withheld"));
     }
 
     #[test]
