@@ -37,6 +37,29 @@ fn comment(text: &str) -> String {
     flat.chars().take(255).collect()
 }
 
+/// An external Parquet table under `prefix` in the lake bucket: the parts every Glue
+/// table here shares, around its name, description, parameters and partition keys.
+fn parquet_table(mut input: Value, prefix: &str, columns: Vec<Value>) -> Value {
+    input["TableType"] = json!("EXTERNAL_TABLE");
+    input["StorageDescriptor"] = json!({
+        "Location": {"Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}")},
+        "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
+        "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
+        "SerdeInfo": {
+            "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+        },
+        "Columns": columns,
+    });
+    json!({
+        "Type": "AWS::Glue::Table",
+        "Properties": {
+            "CatalogId": {"Ref": "AWS::AccountId"},
+            "DatabaseName": {"Ref": "DatabaseName"},
+            "TableInput": input,
+        },
+    })
+}
+
 /// The `AWS::Glue::Table` resource of one contract's lake table.
 pub fn table_resource(c: &Contract) -> Value {
     let table = c.table();
@@ -56,45 +79,32 @@ pub fn table_resource(c: &Contract) -> Value {
         })
         .collect();
     let prefix = lake::curated_prefix(&table);
-    json!({
-        "Type": "AWS::Glue::Table",
-        "Properties": {
-            "CatalogId": {"Ref": "AWS::AccountId"},
-            "DatabaseName": {"Ref": "DatabaseName"},
-            "TableInput": {
-                "Name": table,
-                "Description": comment(&format!("{} ({} v{}). {}", c.title, c.id, c.version, c.table_description)),
-                "TableType": "EXTERNAL_TABLE",
-                "Parameters": {
-                    "classification": "parquet",
-                    "contract": c.id,
-                    "contract_version": c.version,
-                    "projection.enabled": "true",
-                    "projection.year.type": "integer",
-                    "projection.year.range": PROJECTED_YEARS,
-                    "projection.month.type": "integer",
-                    "projection.month.range": "1,12",
-                    "projection.month.digits": "2",
-                    "storage.location.template": {
-                        "Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}year=${{!year}}/month=${{!month}}/")
-                    },
-                },
-                "PartitionKeys": [
-                    {"Name": "year", "Type": "int"},
-                    {"Name": "month", "Type": "int"},
-                ],
-                "StorageDescriptor": {
-                    "Location": {"Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}")},
-                    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                    "SerdeInfo": {
-                        "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-                    },
-                    "Columns": columns,
+    parquet_table(
+        json!({
+            "Name": table,
+            "Description": comment(&format!("{} ({} v{}). {}", c.title, c.id, c.version, c.table_description)),
+            "Parameters": {
+                "classification": "parquet",
+                "contract": c.id,
+                "contract_version": c.version,
+                "projection.enabled": "true",
+                "projection.year.type": "integer",
+                "projection.year.range": PROJECTED_YEARS,
+                "projection.month.type": "integer",
+                "projection.month.range": "1,12",
+                "projection.month.digits": "2",
+                "storage.location.template": {
+                    "Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}year=${{!year}}/month=${{!month}}/")
                 },
             },
-        },
-    })
+            "PartitionKeys": [
+                {"Name": "year", "Type": "int"},
+                {"Name": "month", "Type": "int"},
+            ],
+        }),
+        &prefix,
+        columns,
+    )
 }
 
 /// The `AWS::Glue::Table` of one presentation table: one Parquet object in its folder.
@@ -127,28 +137,15 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
     if let Some(id) = &t.contract {
         parameters["contract"] = json!(id);
     }
-    json!({
-        "Type": "AWS::Glue::Table",
-        "Properties": {
-            "CatalogId": {"Ref": "AWS::AccountId"},
-            "DatabaseName": {"Ref": "DatabaseName"},
-            "TableInput": {
-                "Name": t.name,
-                "Description": comment(&t.description),
-                "TableType": "EXTERNAL_TABLE",
-                "Parameters": parameters,
-                "StorageDescriptor": {
-                    "Location": {"Fn::Sub": format!("s3://${{LakeBucket}}/{}", t.prefix())},
-                    "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                    "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                    "SerdeInfo": {
-                        "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-                    },
-                    "Columns": columns,
-                },
-            },
-        },
-    })
+    parquet_table(
+        json!({
+            "Name": t.name,
+            "Description": comment(&t.description),
+            "Parameters": parameters,
+        }),
+        &t.prefix(),
+        columns,
+    )
 }
 
 /// The quality tables (`quality_metrics` per delivery, the monitor's
@@ -157,16 +154,21 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
 /// partition keys have names of their own.
 pub fn quality_resources() -> Vec<(String, Value)> {
     use crate::quality::{declaration, reception, store};
-    let tables: [(&str, &str, arrow::datatypes::SchemaRef, Value, &str); 3] = [
+    // (name, description, schema, partition key, its folder template, its projection)
+    let tables = [
         (
             "quality_metrics",
             "Every quality check of every delivery (Kahn category, violated rows, denominator, threshold, status, drift band).",
             store::metrics_schema(),
-            json!([
-                {"Name": "year", "Type": "int"},
-                {"Name": "month", "Type": "int"},
-            ]),
+            json!([{"Name": "year", "Type": "int"}, {"Name": "month", "Type": "int"}]),
             "year=${!year}/month=${!month}/",
+            json!({
+                "projection.year.type": "integer",
+                "projection.year.range": "2020,2100",
+                "projection.month.type": "integer",
+                "projection.month.range": "1,12",
+                "projection.month.digits": "2",
+            }),
         ),
         (
             "quality_reception",
@@ -174,6 +176,11 @@ pub fn quality_resources() -> Vec<(String, Value)> {
             reception::schema(),
             json!([{"Name": "as_of_day", "Type": "string"}]),
             "as_of=${!as_of_day}/",
+            json!({
+                "projection.as_of_day.type": "date",
+                "projection.as_of_day.range": "2020-01-01,NOW",
+                "projection.as_of_day.format": "yyyy-MM-dd",
+            }),
         ),
         (
             "quality_declaration",
@@ -181,11 +188,18 @@ pub fn quality_resources() -> Vec<(String, Value)> {
             declaration::schema(),
             json!([{"Name": "declared_month", "Type": "string"}]),
             "month=${!declared_month}/",
+            json!({
+                "projection.declared_month.type": "date",
+                "projection.declared_month.range": "2020-01,NOW",
+                "projection.declared_month.format": "yyyy-MM",
+                "projection.declared_month.interval": "1",
+                "projection.declared_month.interval.unit": "MONTHS",
+            }),
         ),
     ];
     tables
         .into_iter()
-        .map(|(name, description, schema, keys, template)| {
+        .map(|(name, description, schema, keys, template, projection)| {
             let prefix = format!("quality/{}/", name.trim_start_matches("quality_"));
             let columns: Vec<Value> = schema
                 .fields()
@@ -200,51 +214,16 @@ pub fn quality_resources() -> Vec<(String, Value)> {
                     "Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}{template}")
                 },
             });
-            match name {
-                "quality_metrics" => {
-                    parameters["projection.year.type"] = json!("integer");
-                    parameters["projection.year.range"] = json!("2020,2100");
-                    parameters["projection.month.type"] = json!("integer");
-                    parameters["projection.month.range"] = json!("1,12");
-                    parameters["projection.month.digits"] = json!("2");
-                }
-                "quality_reception" => {
-                    parameters["projection.as_of_day.type"] = json!("date");
-                    parameters["projection.as_of_day.range"] = json!("2020-01-01,NOW");
-                    parameters["projection.as_of_day.format"] = json!("yyyy-MM-dd");
-                }
-                _ => {
-                    parameters["projection.declared_month.type"] = json!("date");
-                    parameters["projection.declared_month.range"] = json!("2020-01,NOW");
-                    parameters["projection.declared_month.format"] = json!("yyyy-MM");
-                    parameters["projection.declared_month.interval"] = json!("1");
-                    parameters["projection.declared_month.interval.unit"] = json!("MONTHS");
-                }
+            for (k, v) in projection.as_object().expect("an object") {
+                parameters[k] = v.clone();
             }
-            let resource = json!({
-                "Type": "AWS::Glue::Table",
-                "Properties": {
-                    "CatalogId": {"Ref": "AWS::AccountId"},
-                    "DatabaseName": {"Ref": "DatabaseName"},
-                    "TableInput": {
-                        "Name": name,
-                        "Description": description,
-                        "TableType": "EXTERNAL_TABLE",
-                        "Parameters": parameters,
-                        "PartitionKeys": keys,
-                        "StorageDescriptor": {
-                            "Location": {"Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}")},
-                            "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
-                            "OutputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat",
-                            "SerdeInfo": {
-                                "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-                            },
-                            "Columns": columns,
-                        },
-                    },
-                },
+            let input = json!({
+                "Name": name,
+                "Description": description,
+                "Parameters": parameters,
+                "PartitionKeys": keys,
             });
-            (logical_id(name), resource)
+            (logical_id(name), parquet_table(input, &prefix, columns))
         })
         .collect()
 }

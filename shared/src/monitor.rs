@@ -170,7 +170,7 @@ pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
             arrivals: &accepted,
             kommuner: &kommuner,
         };
-        out.reception.extend(reception::calendar(&inputs, as_of));
+        let calendar = reception::calendar(&inputs, as_of);
 
         // Declarations: last month as of its end, this month so far.
         let mut by_month: BTreeMap<NaiveDate, Vec<&[Metric]>> = BTreeMap::new();
@@ -202,9 +202,10 @@ pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
             &c.source,
             &c.id,
             &table,
-            &reception::calendar(&inputs, as_of),
+            &calendar,
             by_month.get(&this_month).unwrap_or(&empty),
         );
+        out.reception.extend(calendar);
         declaration::compare(&mut current, &previous);
         out.declarations.push(previous);
         out.declarations.push(current);

@@ -65,8 +65,13 @@ async fn take_notification(stack: &Stack, key: &str) -> aws_sdk_sqs::types::Mess
 }
 
 fn receiver(stack: &Stack) -> Receiver {
+    receiver_on(stack, platform(stack))
+}
+
+/// A receiver on a given platform (a test that moves the clock day by day).
+fn receiver_on(stack: &Stack, platform: Platform) -> Receiver {
     Receiver {
-        platform: platform(stack),
+        platform,
         process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
         landing_bucket: stack.resources.landing_bucket.clone(),
     }
@@ -778,11 +783,7 @@ async fn the_monitor_writes_reception_declarations_and_the_page() {
                 diagnoses(day as usize * 1000, rows, 1).into_bytes(),
             )
             .await;
-        let r = Receiver {
-            platform: p.clone(),
-            process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
-            landing_bucket: stack.resources.landing_bucket.clone(),
-        };
+        let r = receiver_on(&stack, p.clone());
         pump(
             &stack,
             &stack.receive_queue,
