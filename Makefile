@@ -16,7 +16,7 @@ ENV       ?=
 DEPLOY_ARCH ?= arm64
 ALARM_EMAIL ?=
 
-.PHONY: all build build-cli demo test test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -39,7 +39,15 @@ demo: build-cli
 	$(BIN) --home $(HOME_DEMO) demo
 
 ## test: unit and end-to-end tests, then an independent reader over a full run
-test: test-infra test-rust test-e2e
+test: system-deps test-infra test-rust test-e2e
+
+## system-deps: the OS packages the tests need (a C compiler, the Python venv module,
+## Chromium and a font for the operator-page check), installed with apt-get when missing
+system-deps:
+	@if ! command -v cc >/dev/null || ! python3 -c 'import venv' 2>/dev/null || ! command -v chromium >/dev/null; then \
+	  echo "installing OS packages: gcc python3-venv chromium fonts-dejavu-core"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-venv chromium fonts-dejavu-core >/dev/null; \
+	fi
 
 # The AWS tests start moto and read Parquet back with pyarrow from the venv.
 test-rust: venv

@@ -7,10 +7,18 @@ bin=$1
 py=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$bin" --home "$work/home" --log-json demo --persons 1500 --days 5 2> "$work/home-demo.log" > "$work/demo.out"
+# --careless mixes in a careless supplier's deliveries (no header, swapped columns,
+# CPR numbers in ids, codes and file names, CSV and FHIR): rejected, never stored.
+# Logs at info level, so the scan below sees everything a Lambda would log.
+NAERDATA_LOG=info "$bin" --home "$work/home" --log-json demo --persons 1500 --days 5 --careless \
+  2> "$work/home-demo.log" > "$work/demo.out"
 cp "$work/home-demo.log" "$work/home/demo.log"
 cp "$work/demo.out" "$work/home/demo.out"
 "$bin" --home "$work/home" status > "$work/home/status.out"
+# The platform's own scan must find nothing outside landing (exit 3 if it does)...
+"$bin" --home "$work/home" privacy scan > "$work/home/privacy-scan.out" || {
+  cat "$work/home/privacy-scan.out"; exit 1; }
+tail -n 1 "$work/home/privacy-scan.out"
 "$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
 # The operator page the demo published, opened in headless Chromium: charts and
 # tables rendered, no console errors; the screenshot is kept for people to look at.

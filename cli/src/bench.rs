@@ -220,7 +220,7 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
         );
         let p = naerdata::Platform::local(&home, naerdata::contract::Registry::builtin())?;
         let paths: Vec<_> = files.iter().map(|f| f.path.clone()).collect();
-        crate::ingest::ingest_paths(&p, &paths, None, false).await?;
+        crate::ingest::ingest_paths(&p, &home, &paths, None, false).await?;
         // The generated files hold (synthetic) CPRs; the lake is all the bench needs.
         std::fs::remove_dir_all(base.join("input"))?;
         std::fs::write(

@@ -23,32 +23,77 @@ pub struct Ingested {
     pub process_seconds: f64,
 }
 
-/// Every file below the given paths, in a stable order.
-fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// Every regular file below the given paths, in a stable order.
+///
+/// Only regular files are read: a symlink could point into the platform's own home
+/// (its keys, its lake) or anywhere else, and a FIFO or device would block or never
+/// end. Nothing under `home` is read, so an ingest can never feed the platform its
+/// own key file or lake.
+fn files(paths: &[PathBuf], home: &Path) -> Result<Vec<PathBuf>> {
+    let home = std::fs::canonicalize(home).unwrap_or_else(|_| home.to_path_buf());
+    let inside_home = |p: &Path| -> Result<()> {
+        let real = std::fs::canonicalize(p).with_context(|| format!("resolving {}", shown(p)))?;
+        if real.starts_with(&home) {
+            bail!(
+                "{} is inside the platform's home {}; ingest reads deliveries from outside it (the home holds the landing zone, the lake and the key)",
+                shown(p),
+                home.display()
+            );
+        }
+        Ok(())
+    };
     let mut out = Vec::new();
+    let mut skipped = 0usize;
     for p in paths {
-        if p.is_dir() {
+        let meta = std::fs::symlink_metadata(p)
+            .with_context(|| format!("{} does not exist or cannot be read", shown(p)))?;
+        if meta.is_dir() {
+            inside_home(p)?;
             let mut stack = vec![p.clone()];
             while let Some(dir) = stack.pop() {
                 for e in
-                    std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
+                    std::fs::read_dir(&dir).with_context(|| format!("reading {}", shown(&dir)))?
                 {
-                    let path = e?.path();
-                    if path.is_dir() {
-                        stack.push(path);
-                    } else {
+                    let e = e?;
+                    let path = e.path();
+                    let kind = e.file_type()?;
+                    if kind.is_dir() {
+                        if std::fs::canonicalize(&path).is_ok_and(|r| r.starts_with(&home)) {
+                            skipped += 1;
+                        } else {
+                            stack.push(path);
+                        }
+                    } else if kind.is_file() {
                         out.push(path);
+                    } else {
+                        // Symlinks, FIFOs, sockets, devices.
+                        skipped += 1;
                     }
                 }
             }
-        } else if p.is_file() {
+        } else if meta.is_file() {
+            inside_home(p)?;
             out.push(p.clone());
         } else {
-            bail!("{} is neither a file nor a directory", p.display());
+            bail!(
+                "{} is not a regular file or a directory (a symlink, FIFO or device); ingest reads only regular files",
+                shown(p)
+            );
         }
+    }
+    if skipped > 0 {
+        eprintln!(
+            "note: {skipped} entr{} skipped (symlinks, FIFOs, devices, or the platform's own home); only regular files are ingested",
+            if skipped == 1 { "y" } else { "ies" }
+        );
     }
     out.sort();
     Ok(out)
+}
+
+/// A path as printed: control characters escaped, a CPR-shaped name withheld.
+pub fn shown(p: &Path) -> String {
+    naerdata::privacy::display(&p.display().to_string())
 }
 
 /// The landing key of a file: from its last directories, or from `--dataset`.
@@ -56,7 +101,7 @@ pub fn landing_key(path: &Path, dataset: Option<&str>) -> Result<String> {
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no usable file name", path.display()))?;
+        .with_context(|| format!("{} has no usable file name", shown(path)))?;
     if let Some(id) = dataset {
         let (source, ds) = id
             .split_once('.')
@@ -74,26 +119,29 @@ pub fn landing_key(path: &Path, dataset: Option<&str>) -> Result<String> {
     let [day, ds, source] = parts.as_slice() else {
         bail!(
             "{}: cannot tell the dataset; put the file under <source>/<dataset>/<yyyy-mm-dd>/ or pass --dataset",
-            path.display()
+            shown(path)
         );
     };
     let key = format!("{source}/{ds}/{day}/{name}");
     receive::parse_landing_key(&key).map_err(|e| {
         anyhow::anyhow!(
             "{}: {e}; put the file under <source>/<dataset>/<yyyy-mm-dd>/ or pass --dataset",
-            path.display()
+            shown(path)
         )
     })?;
     Ok(key)
 }
 
+/// Ingests every regular file below `paths` into the platform whose home is `home`
+/// (nothing under it is read).
 pub async fn ingest_paths(
     p: &Platform,
+    home: &Path,
     paths: &[PathBuf],
     dataset: Option<&str>,
     progress: bool,
 ) -> Result<Vec<Ingested>> {
-    let all = files(paths)?;
+    let all = files(paths, home)?;
     let mut results = Vec::with_capacity(all.len());
     for (n, path) in all.iter().enumerate() {
         let r = ingest_file(p, path, dataset).await?;
@@ -103,7 +151,7 @@ pub async fn ingest_paths(
             r.dataset,
             r.rows_read,
             r.delivery_id,
-            path.display()
+            shown(path)
         );
         if progress {
             eprintln!("[{}/{}] {line}", n + 1, all.len());
@@ -127,13 +175,14 @@ async fn ingest_file(p: &Platform, path: &Path, dataset: Option<&str>) -> Result
     // Raw files are immutable: never overwrite a different file under the same key.
     if p.stores.landing.head(&key).await?.is_some() {
         let (sha, _) = receive::hash(
-            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+            std::fs::File::open(path).with_context(|| format!("opening {}", shown(path)))?,
         )?;
         let (existing, _) = receive::hash(p.stores.landing.open(&key).await?)?;
         if existing != sha {
             bail!(
-                "{}: the landing zone already holds a different file at {key}; raw files are immutable, so send it under another name or day",
-                path.display()
+                "{}: the landing zone already holds a different file at {}; raw files are immutable, so send it under another name or day",
+                shown(path),
+                naerdata::privacy::display(&key)
             );
         }
     } else {

@@ -54,6 +54,10 @@ enum Command {
         days: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Mix in deliveries from a careless supplier (no header, swapped columns, a
+        /// CPR in an id, a code or the file name): all rejected, none stored.
+        #[arg(long)]
+        careless: bool,
     },
     /// Write synthetic deliveries laid out like the landing zone.
     Generate {
@@ -71,6 +75,9 @@ enum Command {
         /// First delivery day (YYYY-MM-DD).
         #[arg(long, default_value = "2026-10-01")]
         start: chrono::NaiveDate,
+        /// Also write careless variants of some deliveries (see `demo --careless`).
+        #[arg(long)]
+        careless: bool,
     },
     /// Ingest files (or directories of files) as deliveries.
     Ingest {
@@ -133,6 +140,13 @@ enum Command {
         #[arg(value_enum)]
         queue: RedriveQueue,
     },
+    /// Privacy checks: `scan` reports every CPR-shaped value outside landing (lake,
+    /// quality tables, receipts, quarantine, reports, extracts, the ledger) by place,
+    /// never by value. Exit 0 when clean, 3 when anything was found.
+    Privacy {
+        #[command(subcommand)]
+        what: PrivacyCommand,
+    },
     /// Contracts: list them, or render the supplier reporting guide.
     Contracts {
         #[command(subcommand)]
@@ -170,6 +184,44 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum PrivacyCommand {
+    /// Scan everything outside landing for CPR-shaped values.
+    Scan {
+        /// One JSON document instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs the privacy scan on `p` and prints it; exit 3 when anything was found.
+async fn privacy_scan(p: &Platform, json: bool) -> Result<ExitCode> {
+    let r = naerdata::privacy::scan::scan(p).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        for f in &r.findings {
+            println!("{:<10} {}  {}: {}", f.store, f.location, f.part, f.count);
+        }
+        println!(
+            "privacy scan: {} object(s) ({} Parquet), {} ledger entr(ies): {}",
+            r.objects,
+            r.parquet_files,
+            r.ledger_entries,
+            if r.clean() {
+                "no CPR-shaped value outside landing".to_string()
+            } else {
+                format!("{} place(s) with CPR-shaped values", r.findings.len())
+            }
+        );
+    }
+    Ok(if r.clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 #[derive(Subcommand)]
@@ -260,6 +312,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             persons,
             days,
             seed,
+            careless,
         } => {
             let p = local()?;
             // The suppliers' side lives beside the platform home, not inside it:
@@ -273,7 +326,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "generating {days} days of deliveries for {persons} synthetic persons in {}",
                 input.display()
             );
-            let files = generate::generate(&opts)?;
+            let mut files = generate::generate(&opts)?;
+            if careless {
+                files.extend(generate::careless::careless(&files)?);
+            }
             // Each day's files arrive on their day (06:00 UTC), so the reception
             // calendar and the drift history look like a week of real operation.
             let mut by_day: std::collections::BTreeMap<String, Vec<PathBuf>> =
@@ -295,7 +351,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                         d.and_hms_opt(6, 0, 0).expect("a valid time").and_utc(),
                     ));
                 }
-                results.extend(ingest::ingest_paths(&on_day, paths, None, true).await?);
+                results.extend(ingest::ingest_paths(&on_day, &cli.home, paths, None, true).await?);
             }
             let last_day = opts.start + chrono::Duration::days(i64::from(days.max(1)) - 1);
             eprintln!("publishing current tables and marts (reference date {last_day})");
@@ -314,8 +370,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             days,
             defects,
             start,
+            careless,
         } => {
-            let files = generate::generate(&GenerateOptions {
+            let mut files = generate::generate(&GenerateOptions {
                 out: out.clone(),
                 persons,
                 seed,
@@ -323,6 +380,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 defects,
                 start,
             })?;
+            if careless {
+                files.extend(generate::careless::careless(&files)?);
+            }
             let rows: u64 = files.iter().map(|f| f.rows).sum();
             println!(
                 "wrote {} files with {rows} rows under {}",
@@ -337,7 +397,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let p = local()?;
             let started = std::time::Instant::now();
-            let results = ingest::ingest_paths(&p, &paths, dataset.as_deref(), false).await?;
+            let results =
+                ingest::ingest_paths(&p, &cli.home, &paths, dataset.as_deref(), false).await?;
             if stats {
                 bench::print_stats(&results, started.elapsed());
             }
@@ -360,6 +421,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 );
             };
             return validate(&contracts, contract, &file, date);
+        }
+        Command::Privacy {
+            what: PrivacyCommand::Scan { json },
+        } => {
+            return privacy_scan(&local()?, json).await;
         }
         Command::Query { sql } => {
             let p = local()?;
@@ -492,6 +558,9 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
     let p = aws::platform(&clients, &resources, Registry::builtin());
     match command {
         Command::Status { recent } => summary::print_status(&p, recent).await?,
+        Command::Privacy {
+            what: PrivacyCommand::Scan { json },
+        } => return privacy_scan(&p, json).await,
         Command::Replay { delivery_id } => {
             let d = replayable(&p, &delivery_id).await?;
             let queue = resources.queue(
@@ -583,7 +652,7 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
             );
         }
         _ => bail!(
-            "with --aws only status, replay, redrive and extract run; the other commands are local"
+            "with --aws only status, replay, redrive, extract and privacy scan run; the other commands are local"
         ),
     }
     Ok(ExitCode::SUCCESS)
@@ -596,7 +665,8 @@ fn validate(
     file: &std::path::Path,
     date: Option<chrono::NaiveDate>,
 ) -> Result<ExitCode> {
-    let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+    let f =
+        std::fs::File::open(file).with_context(|| format!("opening {}", ingest::shown(file)))?;
     let (sha256, size) = naerdata::receive::hash(std::fs::File::open(file)?)?;
     let now = chrono::Utc::now();
     // A throwaway key: the receipt holds no pseudonyms, so the real key is not needed.
@@ -619,9 +689,10 @@ fn validate(
     let head = ReceiptHead {
         delivery_id: "validate".into(),
         dataset: contract.id.clone(),
+        // Shown as receive would store it: a CPR-shaped name is withheld.
         file_name: file
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| naerdata::privacy::display(&n.to_string_lossy()))
             .unwrap_or_default(),
         object_key: String::new(),
         sha256,

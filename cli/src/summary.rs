@@ -129,8 +129,8 @@ pub async fn print_status(p: &Platform, recent: usize) -> Result<()> {
             println!(
                 "  {}  {}  {}",
                 d.delivery_id,
-                d.object_key,
-                d.outcome.message.as_deref().unwrap_or("")
+                naerdata::privacy::display(&d.object_key),
+                naerdata::privacy::display(d.outcome.message.as_deref().unwrap_or(""))
             );
         }
     }
@@ -141,7 +141,7 @@ pub async fn print_status(p: &Platform, recent: usize) -> Result<()> {
             d.delivery_id,
             d.state.as_str(),
             d.dataset,
-            d.file_name
+            naerdata::privacy::display(&d.file_name)
         );
     }
     Ok(())

@@ -193,3 +193,160 @@ fn the_committed_glue_catalog_is_current() {
         "infra/catalog.yaml is stale: run `naerdata infra catalog --out infra/catalog.yaml`"
     );
 }
+
+/// Everything an operator or supplier sees of a run: console output, the home's
+/// files outside landing and the key, read as text.
+fn outside_landing(home: &Path, console: &[&Output]) -> String {
+    let mut all = String::new();
+    for o in console {
+        all.push_str(&String::from_utf8_lossy(&o.stdout));
+        all.push_str(&String::from_utf8_lossy(&o.stderr));
+    }
+    let mut stack = vec![home.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            all.push_str(&name);
+            if p.is_dir() && name != "landing" && name != "keys" {
+                stack.push(p);
+            } else if p.is_file() {
+                all.push_str(&String::from_utf8_lossy(&std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn a_cpr_in_a_file_name_is_withheld_everywhere_and_the_scan_stays_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let row = "a;670385-4001;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n";
+    let named = write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-03-03/patient 690385-4003.csv",
+        &format!("{HEADER}{row}"),
+    );
+    // The header left out, and the CPR in the record id: both rejected, unquoted.
+    let headerless = write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-03-03/noheader.csv",
+        row,
+    );
+    let in_id = write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-03-03/in-id.csv",
+        &format!(
+            "{HEADER}P-710385-4007;700385-4005;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n"
+        ),
+    );
+    let ingest = naerdata(
+        &home,
+        &[
+            "ingest",
+            named.to_str().unwrap(),
+            headerless.to_str().unwrap(),
+            in_id.to_str().unwrap(),
+        ],
+    );
+    let status = naerdata(&home, &["status"]);
+    let report = naerdata(&home, &["report", "--as-of", "2026-03-04"]);
+    let scan = naerdata(&home, &["privacy", "scan"]);
+    assert_eq!(
+        scan.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&scan.stdout)
+    );
+    let stdout = String::from_utf8_lossy(&ingest.stdout);
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("rejected")).count(),
+        3,
+        "{stdout}"
+    );
+    assert!(stdout.contains("withheld-"), "{stdout}");
+    let seen = outside_landing(&home, &[&ingest, &status, &report, &scan]);
+    for cpr in ["690385", "670385", "710385", "700385"] {
+        assert!(!seen.contains(cpr), "{cpr} outside landing");
+    }
+    // The raw files are in landing, untouched.
+    assert!(
+        home.join("landing/almenpraksis/diagnose/2026-03-03/noheader.csv")
+            .exists()
+    );
+}
+
+#[test]
+fn the_scan_finds_a_cpr_planted_outside_landing_and_names_only_the_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let f = write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-03-03/ok.csv",
+        &format!(
+            "{HEADER}a;670385-4001;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n"
+        ),
+    );
+    naerdata(&home, &["ingest", f.to_str().unwrap()]);
+    std::fs::write(
+        home.join("receipts/leak.json"),
+        "{\"note\": \"670385 4001\"}",
+    )
+    .unwrap();
+    let scan = naerdata(&home, &["privacy", "scan"]);
+    assert_eq!(scan.status.code(), Some(3));
+    let out = String::from_utf8_lossy(&scan.stdout);
+    assert!(
+        out.contains("receipts") && out.contains("leak.json"),
+        "{out}"
+    );
+    assert!(!out.contains("670385"), "{out}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ingest_reads_only_regular_files_and_nothing_under_its_home() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let good = write(
+        dir.path(),
+        "in/almenpraksis/diagnose/2026-03-03/ok.csv",
+        &format!(
+            "{HEADER}a;670385-4001;012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00\n"
+        ),
+    );
+    let out = naerdata(&home, &["ingest", good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    // A symlink to the platform's own key, inside a delivery directory and given
+    // directly; a FIFO that would block a reader forever.
+    let day = dir.path().join("in/almenpraksis/diagnose/2026-03-04");
+    std::fs::create_dir_all(&day).unwrap();
+    let link = day.join("key.csv");
+    std::os::unix::fs::symlink(home.join("keys/lake-key.json"), &link).unwrap();
+    let fifo = day.join("pipe.csv");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let out = naerdata(&home, &["ingest", day.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("2 entries skipped"));
+    let out = naerdata(&home, &["ingest", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a regular file"));
+    // Anything under the home, e.g. its own landing zone.
+    let own = home.join("landing/almenpraksis/diagnose/2026-03-03/ok.csv");
+    assert!(own.exists());
+    let out = naerdata(&home, &["ingest", own.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inside the platform's home"));
+}

@@ -320,6 +320,10 @@ pub struct Field {
     pub code_list: Option<CodeList>,
     pub examples: Vec<String>,
     pub classification: Option<String>,
+    /// Which CPR shapes make a value of this (non-CPR) field a `cpr_in_wrong_column`
+    /// error: all of them, or, for a column declared `tenDigitNumbers`, only the
+    /// separated and eCPR forms a plain number never has.
+    pub cpr_shape: crate::cpr::detect::Shape,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -361,6 +365,10 @@ pub struct Delivery {
     pub decimal_separator: u8,
     /// Share of invalid rows above which the whole delivery is rejected.
     pub reject_threshold: f64,
+    /// Share of rows (bundles) without a usable CPR number above which the whole
+    /// delivery is rejected: a CPR column that is mostly unusable means swapped or
+    /// shifted columns, never a delivery to accept with warnings.
+    pub unusable_cpr_threshold: f64,
     /// Cap on the decompressed size of a `.gz` delivery (a zip-bomb guard).
     pub max_decompressed_bytes: u64,
 }
@@ -526,6 +534,14 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
                 })
                 .collect(),
             classification: p.classification.clone(),
+            cpr_shape: if custom(&p.custom_properties, "tenDigitNumbers")
+                .and_then(Json::as_bool)
+                .unwrap_or(false)
+            {
+                crate::cpr::detect::Shape::Separated
+            } else {
+                crate::cpr::detect::Shape::Any
+            },
         });
     }
     if fields.is_empty() {
@@ -739,6 +755,14 @@ fn parse_delivery(v: &Json) -> Result<Delivery, String> {
             "rejectThreshold {reject_threshold} must be a share between 0 and 1"
         ));
     }
+    let unusable_cpr_threshold = get("unusableCprThreshold")
+        .and_then(Json::as_f64)
+        .unwrap_or(0.05);
+    if !(0.0..=1.0).contains(&unusable_cpr_threshold) {
+        return Err(format!(
+            "unusableCprThreshold {unusable_cpr_threshold} must be a share between 0 and 1"
+        ));
+    }
     let max_decompressed_bytes = get("maxDecompressedBytes")
         .and_then(Json::as_u64)
         .unwrap_or(8 << 30);
@@ -747,6 +771,7 @@ fn parse_delivery(v: &Json) -> Result<Delivery, String> {
         encoding,
         decimal_separator,
         reject_threshold,
+        unusable_cpr_threshold,
         max_decompressed_bytes,
     })
 }

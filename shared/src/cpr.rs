@@ -10,6 +10,8 @@
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
+pub mod detect;
+
 /// What kind of identifier a CPR field held. Also the reason code stored in the lake.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]

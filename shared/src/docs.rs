@@ -31,6 +31,28 @@ pub fn reporting_guide(registry: &Registry) -> String {
          - CPR numbers are pseudonymised on arrival and never appear in receipts; a CPR that fails modulus 11 is \
          accepted with a warning, an unreadable one is kept without a pseudonym and reported.\n"
     );
+    let _ = writeln!(s, "## CPR numbers: only in the CPR column\n");
+    let _ = writeln!(
+        s,
+        "A CPR number may appear in exactly one place: the dataset's CPR column (for KL Gateway bundles, the \
+         Patient's CPR identifier). Everything else is searched for CPR-shaped values — ten digits whose first six \
+         are a date (the day may be +60), with or without a separator (`-`, space, `/`, `.`, en dash), and the eCPR \
+         form with letters in positions 8 and 9 — in every column, in ids, codes and free text, in FHIR ids, \
+         references and codes, and in the file name and path.\n\n\
+         - **A CPR-shaped value in another column** is the row problem `cpr_in_wrong_column`: the row is never stored \
+         (in a bundle, the whole bundle). Ten digits inside a longer number, a UUID or a hexadecimal id do not count. \
+         A column whose values are legitimately ten-digit numbers says so in its contract (`tenDigitNumbers`); there \
+         only the separated and eCPR forms count.\n\
+         - **A CPR column that is mostly unusable** (empty, not DDMMYY-SSSS, not a date) above the dataset's limit \
+         (below) rejects the whole delivery, with a message that asks whether columns are swapped or shifted. Such \
+         a delivery is never accepted with warnings.\n\
+         - **A CPR number in a file name or path**: the file is rejected unprocessed, and its name is withheld \
+         (replaced by `withheld-` and a keyed hash) in the receipt, the ledger, logs and pages. Rename the file and \
+         send it again.\n\
+         - **Messages never quote your data.** A problem is described by line, column (or FHIR path), rule and the \
+         value's shape (its length and kinds of characters); look the value up in your own file. A file without a \
+         header row is recognised as such (line 1 names no column of the contract).\n"
+    );
     let _ = writeln!(s, "## Datasets\n");
     for c in registry.iter() {
         let _ = writeln!(
@@ -118,6 +140,13 @@ fn dataset(s: &mut String, c: &Contract) {
             .collect::<Vec<_>>()
             .join(" + ")
     );
+    if c.cpr_field.is_some() || matches!(d.format, FileFormat::Fhir { .. }) {
+        let _ = writeln!(
+            s,
+            "| Unusable CPR numbers | more than {:.0} % of rows (bundles) rejects the delivery |",
+            d.unusable_cpr_threshold * 100.0
+        );
+    }
     let _ = writeln!(s, "| Version | {version} |");
     let _ = writeln!(
         s,
@@ -188,6 +217,9 @@ fn dataset(s: &mut String, c: &Contract) {
         }
         if f.not_after_delivery {
             rules.push("not after the delivery day".into());
+        }
+        if f.cpr_shape == crate::cpr::detect::Shape::Separated {
+            rules.push("ten-digit numbers allowed (only separated CPR shapes are refused)".into());
         }
         if f.minimum.is_some() || f.maximum.is_some() {
             rules.push(format!(

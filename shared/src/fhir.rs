@@ -207,7 +207,6 @@ pub struct FlatRow {
 
 struct Check<'a> {
     line: u64,
-    bundle_id: String,
     problems: &'a mut Vec<Problem>,
     failed: bool,
 }
@@ -220,8 +219,40 @@ impl Check<'_> {
             column: Some(location),
             rule,
             severity: Severity::Error,
-            message: format!("bundle {}: {}", self.bundle_id, message.into()),
+            // The line and the FHIR path locate the problem; ids are not quoted (a
+            // careless supplier's id may be a CPR number).
+            message: message.into(),
         });
+    }
+}
+
+/// The FHIR path of the first CPR-shaped string or number outside a CPR identifier.
+fn cpr_elsewhere(v: &Value, path: &mut String) -> Option<String> {
+    let found = |s: &str| crate::cpr::detect::find(s, crate::cpr::detect::Shape::Any).is_some();
+    match v {
+        Value::String(s) => found(s).then(|| path.clone()),
+        Value::Number(n) => found(&n.to_string()).then(|| path.clone()),
+        Value::Array(a) => a.iter().enumerate().find_map(|(i, x)| {
+            let len = path.len();
+            path.push_str(&format!("[{i}]"));
+            let hit = cpr_elsewhere(x, path);
+            path.truncate(len);
+            hit
+        }),
+        Value::Object(m) => {
+            let cpr_identifier = m.get("system").and_then(Value::as_str) == Some(CPR_SYSTEM);
+            m.iter()
+                .filter(|(k, _)| !(cpr_identifier && k.as_str() == "value"))
+                .find_map(|(k, x)| {
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(k);
+                    let hit = cpr_elsewhere(x, path);
+                    path.truncate(len);
+                    hit
+                })
+        }
+        _ => None,
     }
 }
 
@@ -233,12 +264,8 @@ pub fn flatten_bundle(
     refs: &GatewayReference,
     problems: &mut Vec<Problem>,
 ) -> Option<(String, Vec<FlatRow>)> {
-    let bundle_id = text(bundle, &["id"]).unwrap_or("(no id)");
     let mut ck = Check {
         line,
-        bundle_id: crate::validate::shown(bundle_id)
-            .trim_matches('"')
-            .to_string(),
         problems,
         failed: false,
     };
@@ -326,6 +353,17 @@ pub fn flatten_bundle(
         return None;
     }
     let cpr = cprs[0].to_string();
+    // The CPR belongs in the Patient's CPR identifier only: every other string or
+    // number of the bundle, mapped to a column or not, is searched.
+    if let Some(at) = cpr_elsewhere(bundle, &mut "Bundle".to_string()) {
+        ck.fail(
+            at,
+            crate::validate::CPR_IN_WRONG_COLUMN,
+            "a value has the shape of a CPR number; a CPR number belongs only in the Patient's CPR \
+             identifier. The bundle is not stored",
+        );
+        return None;
+    }
     let sor = text(patient, &["managingOrganization", "identifier", "value"]).filter(|_| {
         text(patient, &["managingOrganization", "identifier", "system"]) == Some(SOR_SYSTEM)
     });
@@ -345,8 +383,8 @@ pub fn flatten_bundle(
                     format!("Bundle.entry[{pi}].resource.managingOrganization.identifier.value"),
                     "municipality",
                     format!(
-                        "SOR code {} is not a known municipality",
-                        crate::validate::shown(s)
+                        "the SOR code ({}) is not a known municipality",
+                        crate::validate::shape(s)
                     ),
                 );
                 String::new()
@@ -542,8 +580,8 @@ fn check_references(v: &Value, at: &str, targets: &HashMap<String, &Value>, ck: 
                                 format!("{at}.reference"),
                                 "reference",
                                 format!(
-                                    "the reference {} does not resolve to an entry of the bundle",
-                                    crate::validate::shown(r)
+                                    "the reference ({}) does not resolve to an entry of the bundle",
+                                    crate::validate::shape(r)
                                 ),
                             );
                         }
@@ -599,8 +637,8 @@ fn fsiii<'r>(
                 at.to_string(),
                 "code",
                 format!(
-                    "{} is not an FSIII code in the code list",
-                    crate::validate::shown(code)
+                    "the code ({}) is not an FSIII code in the code list",
+                    crate::validate::shape(code)
                 ),
             );
             None
@@ -1113,6 +1151,10 @@ pub fn run(
                 Verdict::Rejected
             }
             Some((cpr, flat)) => {
+                report.cpr_checked += 1;
+                report.cpr_unusable += u64::from(
+                    crate::cpr::parse(&cpr).map_or(true, |c| !c.class.identifies_person()),
+                );
                 // First pass: every row must pass its table's contract.
                 let before = problems.len();
                 let mut verdict = Verdict::Accepted;
@@ -1275,11 +1317,55 @@ mod tests {
         assert!(!problems.is_empty());
         for p in &problems {
             assert_eq!(p.line, 7);
-            assert!(p.message.contains("bundle b1"), "{}", p.message);
+            assert!(
+                !p.message.contains("b1"),
+                "ids are not quoted: {}",
+                p.message
+            );
             assert!(!p.message.contains("670385"), "{}", p.message);
             assert!(!p.column.as_deref().unwrap_or("").contains("670385"));
         }
         problems[0].rule
+    }
+
+    #[test]
+    fn a_cpr_anywhere_but_the_patients_cpr_identifier_rejects_the_bundle() {
+        type Put = fn(&mut Value);
+        let places: [(&str, Put); 6] = [
+            ("Bundle.id", |b| b["id"] = json!("670385-4001")),
+            ("Bundle.entry[4].resource.id", |b| {
+                b["entry"][4]["resource"]["id"] = json!("6703854001")
+            }),
+            ("Bundle.entry[1].resource.code.text", |b| {
+                b["entry"][1]["resource"]["code"]["text"] = json!("borger 670385 4001")
+            }),
+            ("Bundle.entry[0].resource.identifier[1].value", |b| {
+                b["entry"][0]["resource"]["identifier"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"system": "urn:other", "value": "670385/4001"}))
+            }),
+            ("Bundle.entry[2].resource.subject.display", |b| {
+                b["entry"][2]["resource"]["subject"]["display"] = json!("6703854AB1")
+            }),
+            (
+                "Bundle.entry[3].resource.activity[0].detail.code.coding[1].code",
+                |b| {
+                    b["entry"][3]["resource"]["activity"][0]["detail"]["code"]["coding"][1]["code"] =
+                        json!("670385–4001")
+                },
+            ),
+        ];
+        for (at, put) in places {
+            let mut b = bundle();
+            put(&mut b);
+            assert_eq!(rule(&b), crate::validate::CPR_IN_WRONG_COLUMN, "{at}");
+            let (_, problems) = check(&b);
+            assert_eq!(problems[0].column.as_deref(), Some(at));
+        }
+        // UUID codes and the SOR number are not CPR numbers.
+        let (rows, problems) = check(&bundle());
+        assert!(rows.is_some() && problems.is_empty(), "{problems:?}");
     }
 
     fn value<'a>(rows: &'a [FlatRow], table: &str, id: &str, col: &str) -> &'a str {

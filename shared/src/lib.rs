@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod monitor;
 pub mod platform;
 pub mod ports;
+pub mod privacy;
 pub mod process;
 pub mod pseudonym;
 #[cfg(feature = "analytics")]

@@ -48,6 +48,9 @@ pub struct Report {
     pub tables: BTreeMap<String, u64>,
     /// The quality checks of every table the delivery fed.
     pub quality: Vec<Metric>,
+    /// Rows (bundles) whose CPR was looked at, and how many had no usable one.
+    pub cpr_checked: u64,
+    pub cpr_unusable: u64,
 }
 
 impl Report {
@@ -55,6 +58,33 @@ impl Report {
     pub fn outcome(&self, contract: &Contract) -> (ReceiptOutcome, Option<String>) {
         if let Some(s) = &self.structural {
             return (ReceiptOutcome::Rejected, Some(s.message.clone()));
+        }
+        if self.cpr_checked > 0 {
+            let share = self.cpr_unusable as f64 / self.cpr_checked as f64;
+            let limit = contract.delivery.unusable_cpr_threshold;
+            if share > limit {
+                let (units, place) = match (&contract.delivery.format, contract.cpr_field) {
+                    (FileFormat::Fhir { .. }, _) => {
+                        ("bundles", "the Patient's CPR identifier".to_string())
+                    }
+                    (_, Some(i)) => ("rows", format!("column {:?}", contract.fields[i].name)),
+                    (_, None) => ("rows", "the CPR column".to_string()),
+                };
+                return (
+                    ReceiptOutcome::Rejected,
+                    Some(format!(
+                        "{} of {} {units} ({:.1} %) have no usable CPR number in {place} \
+                         (empty, not of the form DDMMYY-SSSS, or not a date), above the contract's \
+                         limit of {:.1} %; the whole delivery is rejected and nothing was stored. \
+                         Are the columns swapped or shifted? Check that {place} holds the CPR \
+                         numbers and send the file again",
+                        self.cpr_unusable,
+                        self.cpr_checked,
+                        share * 100.0,
+                        limit * 100.0
+                    )),
+                );
+            }
         }
         let read = self.rows.read;
         if read > 0 {
@@ -288,6 +318,7 @@ fn run_rows(
             Ok(Next::End) => break,
             Ok(Next::Row) => {
                 let verdict = validator.check(&reader.row, &mut problems);
+                report.count_cpr(contract, validator.person.class);
                 if let Some(q) = quality.as_mut() {
                     q.observe(&reader.row, verdict, &validator, &problems);
                 }
@@ -333,6 +364,14 @@ fn run_rows(
 }
 
 impl Report {
+    /// Counts one row's CPR for the unusable share (datasets with a CPR column).
+    pub(crate) fn count_cpr(&mut self, contract: &Contract, class: crate::cpr::CprClass) {
+        if contract.cpr_field.is_some() {
+            self.cpr_checked += 1;
+            self.cpr_unusable += u64::from(!class.identifies_person());
+        }
+    }
+
     /// Counts one unit of acceptance (a row, or a bundle).
     pub(crate) fn count(&mut self, verdict: Verdict) {
         self.rows.read += 1;
@@ -621,13 +660,15 @@ mod tests {
         let (bytes, _, _) = encoding_rs::WINDOWS_1252.encode(text);
         let r = run_on("speciallaege.kontakt", bytes.into_owned());
         assert!(r.structural.is_none(), "{:?}", r.structural);
-        // 'æ' is not allowed by the id pattern: proves it was decoded as 'æ', not garbage bytes.
+        // 'æ' is not allowed by the id pattern; six characters (not seven bytes, not a
+        // replacement character) prove it was decoded as 'æ'. The value is not quoted.
         assert_eq!(r.rows.rejected, 1);
+        let m = &r.problems[0].message;
         assert!(
-            r.problems[0].message.contains("SLK-æ1"),
-            "{}",
-            r.problems[0].message
+            m.contains("a value of 6 characters: digits, letters and '-'"),
+            "{m}"
         );
+        assert!(!m.contains("SLK"), "{m}");
     }
 
     #[test]
@@ -739,5 +780,153 @@ mod tests {
         assert_eq!(r.problems.len(), MAX_PROBLEMS);
         assert_eq!(r.problems_total, (MAX_PROBLEMS + 50) as u64);
         assert_eq!(r.problems_by_rule["code_list"], (MAX_PROBLEMS + 50) as u64);
+    }
+
+    /// Every string the report could carry outward: messages, rule names, columns,
+    /// ignored columns, quality units.
+    fn outward_text(r: &Report) -> String {
+        let mut t = String::new();
+        for p in &r.problems {
+            t.push_str(&format!("{} {:?} {}\n", p.rule, p.column, p.message));
+        }
+        if let Some(s) = &r.structural {
+            t.push_str(&s.message);
+        }
+        t.push_str(&r.ignored_columns.join(" "));
+        for m in &r.quality {
+            t.push_str(&format!(" {:?} {:?}", m.unit, m.field));
+        }
+        t
+    }
+
+    fn clean_rows(n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "AP-{i};{}-4{i:03};012345;T90;2026-03-01;diabetes2;2026-03-02T10:00:00+01:00",
+                    670385 + (i % 20) * 10_000
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_file_without_its_header_is_rejected_without_quoting_line_one() {
+        let rows = clean_rows(5);
+        let r = run_on(
+            "almenpraksis.diagnose",
+            (rows.join("\n") + "\n").into_bytes(),
+        );
+        let s = r.structural.as_ref().expect("rejected as a whole");
+        assert_eq!(s.rule, "missing_column");
+        assert!(
+            s.message.contains("header row seems to be missing"),
+            "{}",
+            s.message
+        );
+        let out = outward_text(&r);
+        assert!(!out.contains("670385") && !out.contains("AP-0"), "{out}");
+    }
+
+    #[test]
+    fn swapped_id_and_cpr_columns_reject_the_delivery() {
+        // The header is right; the values of record_id and cpr are swapped.
+        let mut text = HEADER.to_string();
+        for row in clean_rows(30) {
+            let mut f: Vec<&str> = row.split(';').collect();
+            f.swap(0, 1);
+            text.push_str(&(f.join(";") + "\n"));
+        }
+        let r = run_on("almenpraksis.diagnose", text.into_bytes());
+        assert_eq!(r.rows.accepted, 0);
+        assert_eq!(r.problems_by_rule["cpr_in_wrong_column"], 30);
+        let (outcome, reason) =
+            r.outcome(Registry::builtin().get("almenpraksis.diagnose").unwrap());
+        assert_eq!(outcome, ReceiptOutcome::Rejected);
+        assert!(reason.unwrap().contains("columns swapped"));
+        assert!(!outward_text(&r).contains("670385"));
+    }
+
+    #[test]
+    fn swapped_cpr_and_unit_columns_never_make_units_of_cprs() {
+        let mut text = HEADER.to_string();
+        for row in clean_rows(30) {
+            let mut f: Vec<&str> = row.split(';').collect();
+            f.swap(1, 2);
+            text.push_str(&(f.join(";") + "\n"));
+        }
+        let r = run_on("almenpraksis.diagnose", text.into_bytes());
+        assert_eq!(
+            outcome("almenpraksis.diagnose", &r),
+            ReceiptOutcome::Rejected
+        );
+        assert!(
+            r.quality
+                .iter()
+                .all(|m| m.unit.as_deref() != Some("012345"))
+        );
+        let out = outward_text(&r);
+        assert!(!out.contains("670385") && !out.contains("6703"), "{out}");
+    }
+
+    #[test]
+    fn a_mostly_unusable_cpr_column_rejects_even_when_every_row_is_valid() {
+        // 20 rows, 2 with a CPR that is no date: 10 % unusable, above the 5 % limit,
+        // while 0 rows fail validation (an unusable CPR alone is a warning).
+        let mut text = HEADER.to_string();
+        for (i, row) in clean_rows(20).into_iter().enumerate() {
+            let row = if i < 2 {
+                row.replacen(";6", ";9", 1)
+            } else {
+                row
+            };
+            text.push_str(&(row + "\n"));
+        }
+        let r = run_on("almenpraksis.diagnose", text.into_bytes());
+        assert_eq!(r.rows.rejected, 0);
+        assert_eq!(r.cpr_unusable, 2);
+        assert_eq!(
+            outcome("almenpraksis.diagnose", &r),
+            ReceiptOutcome::Rejected
+        );
+    }
+
+    #[test]
+    fn clean_generated_deliveries_of_every_dataset_lose_no_row_to_the_detector() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut opts = crate::generate::GenerateOptions::new(dir.path());
+        opts.persons = 400;
+        opts.days = 3;
+        opts.defects = 0.0;
+        let files = crate::generate::generate(&opts).unwrap();
+        let registry = Registry::builtin();
+        let mut seen = std::collections::BTreeSet::new();
+        for f in &files {
+            let c = registry.get(&f.dataset).unwrap();
+            let day = f
+                .path
+                .parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap();
+            let r = run(
+                &registry,
+                c,
+                Box::new(std::fs::File::open(&f.path).unwrap()),
+                test_options(day.parse().unwrap()),
+            )
+            .unwrap();
+            assert_eq!(
+                r.problems_by_rule.get("cpr_in_wrong_column"),
+                None,
+                "{}: {:?}",
+                f.dataset,
+                r.problems.first()
+            );
+            seen.insert(f.dataset.clone());
+        }
+        assert!(seen.len() >= 8, "{seen:?}");
     }
 }

@@ -253,39 +253,22 @@ impl RecordReader {
             map.push(pos);
         }
         if !missing.is_empty() {
-            let delim = delimiter as char;
-            let mut message = format!(
-                "line 1: the header lacks required column(s) {}; found {} column(s): {}",
-                missing.join(", "),
-                header.len(),
-                preview(&header.join(&delim.to_string()), 120)
-            );
-            if header.len() == 1 {
-                let other = [b',', b';', b'\t', b'|']
-                    .into_iter()
-                    .find(|&d| d != delimiter && header[0].as_bytes().contains(&d));
-                if let Some(d) = other {
-                    message.push_str(&format!(
-                        ". The contract's delimiter is {delim:?} but the header looks {:?}-delimited",
-                        d as char
-                    ));
-                } else {
-                    message.push_str(&format!(
-                        ". The contract declares CSV delimited by {delim:?}; is this the right format?"
-                    ));
-                }
-            }
-            return Err(StructuralError::new("missing_column", message));
+            return Err(missing_columns(
+                contract, &header, &map, &missing, delimiter,
+            ));
         }
+        // Extra columns are ignored and named in the receipt: by name when the name
+        // is a plain column name, else by position and shape.
         let unknown_columns = header
             .iter()
-            .filter(|h| {
+            .enumerate()
+            .filter(|(_, h)| {
                 !contract
                     .fields
                     .iter()
                     .any(|f| f.name.eq_ignore_ascii_case(h))
             })
-            .cloned()
+            .map(|(i, h)| header_name(h, i))
             .collect();
         let width = header.len();
         Ok(RecordReader {
@@ -313,7 +296,7 @@ impl RecordReader {
                             let line = pos.as_ref().map_or(0, |p| p.line());
                             let column = header.get(err.field()).map_or_else(
                                 || format!("column {}", err.field() + 1),
-                                |h| format!("column {h:?}"),
+                                |h| column_label(h, err.field()),
                             );
                             return Err(not_utf8(line, &column, contract.delivery.encoding));
                         }
@@ -427,11 +410,77 @@ fn csv_structural(e: csv::Error, contract: &Contract) -> StructuralError {
     }
 }
 
-/// At most `n` characters of a header (never of data) for an error message.
-fn preview(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
+/// A header name as shown in messages and receipts: the name when it is a plain
+/// column name, else its position and shape. In a file without a header row the
+/// "names" are the first record's values, which may be a CPR number or a name.
+pub fn header_name(name: &str, index: usize) -> String {
+    let plain = !name.is_empty()
+        && name.chars().count() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | ' ' | '.'))
+        && name.chars().any(char::is_alphabetic)
+        && !crate::cpr::detect::contains(name)
+        && name.chars().filter(char::is_ascii_digit).count() < 6;
+    if plain {
+        name.to_string()
     } else {
-        format!("{}…", s.chars().take(n).collect::<String>())
+        format!("column {} ({})", index + 1, crate::validate::shape(name))
     }
+}
+
+fn column_label(name: &str, index: usize) -> String {
+    let shown = header_name(name, index);
+    if shown == name {
+        format!("column {name:?}")
+    } else {
+        shown
+    }
+}
+
+/// The structural error of a header that lacks required columns. It never quotes
+/// the header's values: when none of them is a column name, the first line is most
+/// likely data (a file sent without its header row).
+fn missing_columns(
+    contract: &Contract,
+    header: &[String],
+    map: &[Option<usize>],
+    missing: &[&str],
+    delimiter: u8,
+) -> StructuralError {
+    let delim = delimiter as char;
+    let known = map.iter().filter(|m| m.is_some()).count();
+    let mut message = format!(
+        "line 1: the header lacks required column(s) {}; line 1 has {} field(s), {known} of them named as in the contract",
+        missing.join(", "),
+        header.len(),
+    );
+    if header.len() == 1 {
+        let other = [b',', b';', b'\t', b'|']
+            .into_iter()
+            .find(|&d| d != delimiter && header[0].as_bytes().contains(&d));
+        if let Some(d) = other {
+            message.push_str(&format!(
+                ". The contract's delimiter is {delim:?} but the header looks {:?}-delimited",
+                d as char
+            ));
+        } else {
+            message.push_str(&format!(
+                ". The contract declares CSV delimited by {delim:?}; is this the right format?"
+            ));
+        }
+    } else if known == 0 {
+        message.push_str(&format!(
+            ". None of the fields on line 1 is a column name of {}: the header row seems to be \
+             missing (the first line looks like data). The first line must name the columns: {}",
+            contract.id,
+            contract
+                .fields
+                .iter()
+                .map(|f| f.name.as_str())
+                .collect::<Vec<_>>()
+                .join(&delim.to_string())
+        ));
+    }
+    StructuralError::new("missing_column", message)
 }

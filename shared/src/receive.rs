@@ -15,6 +15,7 @@ use tracing::{Instrument, info, info_span};
 
 use crate::ledger::{self, DeliveryState, NewDelivery, Outcome, Registration};
 use crate::platform::{Platform, StepError};
+use crate::privacy;
 use crate::process::Report;
 use crate::receipt::{ReceiptHead, ReceiptOutcome};
 
@@ -38,7 +39,8 @@ pub fn parse_landing_key(key: &str) -> Result<LandingKey, String> {
     let parts: Vec<&str> = key.split('/').collect();
     let [source, dataset, day, file] = parts.as_slice() else {
         return Err(format!(
-            "the object key {key:?} has {} part(s); deliveries go to <source>/<dataset>/<yyyy-mm-dd>/<file>",
+            "the object key {:?} has {} part(s); deliveries go to <source>/<dataset>/<yyyy-mm-dd>/<file>",
+            privacy::display(key),
             parts.len()
         ));
     };
@@ -49,13 +51,22 @@ pub fn parse_landing_key(key: &str) -> Result<LandingKey, String> {
     };
     if !ok(source) || !ok(dataset) {
         return Err(format!(
-            "the source and dataset in {key:?} must be letters, digits, '_' or '-'"
+            "the source and dataset in {:?} must be letters, digits, '_' or '-'",
+            privacy::display(key)
         ));
     }
-    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d")
-        .map_err(|_| format!("{day:?} in {key:?} is not a delivery day (yyyy-mm-dd)"))?;
+    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+        format!(
+            "{:?} in {:?} is not a delivery day (yyyy-mm-dd)",
+            privacy::display(day),
+            privacy::display(key)
+        )
+    })?;
     if file.is_empty() {
-        return Err(format!("the object key {key:?} has no file name"));
+        return Err(format!(
+            "the object key {:?} has no file name",
+            privacy::display(key)
+        ));
     }
     Ok(LandingKey {
         source: source.to_string(),
@@ -97,40 +108,72 @@ pub fn hash(mut r: impl Read) -> std::io::Result<(String, u64)> {
 }
 
 /// Registers the object at `key` (with the store's `version`, if it has versions).
+///
+/// A key with a CPR-shaped token is withheld (a keyed hash, [`privacy::withhold_key`])
+/// before anything is stored or logged, and the delivery is rejected: the raw object
+/// stays in landing, and no receipt, ledger entry or log line names it.
 pub async fn receive(
     p: &Platform,
     key: &str,
     version: Option<&str>,
 ) -> Result<Received, StepError> {
-    let span = info_span!("receive", key = %key);
+    let withheld = if crate::cpr::detect::contains(key) {
+        let lake_key = p.keys.lake_key().await?;
+        privacy::withhold_key(key, &lake_key)
+    } else {
+        None
+    };
+    let shown = withheld.as_deref().unwrap_or(key);
+    let span = info_span!("receive", key = %privacy::display(shown));
     async {
-        let reader = p.stores.landing.open_version(key, version).await?;
+        let redact = |e: &dyn std::fmt::Display| e.to_string().replace(key, shown);
+        let reader = p
+            .stores
+            .landing
+            .open_version(key, version)
+            .await
+            .map_err(|e| match (&withheld, e) {
+                (None, e) => StepError::from(e),
+                (Some(_), e) => StepError::Internal(redact(&e)),
+            })?;
         let (sha256, size) = tokio::task::spawn_blocking(move || hash(reader))
             .await
             .map_err(|e| StepError::Internal(format!("hashing thread died: {e}")))?
-            .map_err(|e| StepError::Internal(format!("reading {key}: {e}")))?;
+            .map_err(|e| StepError::Internal(format!("reading {}: {e}", privacy::display(shown))))?;
         // Without store versions, the content digest tells versions of a key apart.
         let version = version.map_or_else(
             || format!("{}{}", ledger::DIGEST_VERSION_PREFIX, &sha256[..16]),
             str::to_string,
         );
-        let delivery_id = ledger::delivery_id(key, &version);
+        let delivery_id = ledger::delivery_id(shown, &version);
         let now = p.clock.now();
-        let parsed = parse_landing_key(key);
+        let parsed = match (&withheld, parse_landing_key(shown)) {
+            (Some(_), Ok(k)) => Err((
+                Some(k),
+                "the file name (or another part of the object key) contains what looks like a CPR number; \
+                 the file was not processed and its name is withheld in this receipt. \
+                 Never put a CPR number in a file name: rename the file and send it again"
+                    .to_string(),
+            )),
+            (_, Ok(k)) => Ok(k),
+            (_, Err(reason)) => Err((None, reason)),
+        };
         let (source, dataset, day, file_name) = match &parsed {
-            Ok(k) => (k.source.clone(), k.dataset_id(), k.day, k.file_name.clone()),
-            Err(_) => (
+            Ok(k) | Err((Some(k), _)) => {
+                (k.source.clone(), k.dataset_id(), k.day, k.file_name.clone())
+            }
+            Err((None, _)) => (
                 "_unrouted".to_string(),
                 "_unrouted._unrouted".to_string(),
                 now.date_naive(),
-                key.rsplit('/').next().unwrap_or(key).to_string(),
+                privacy::display(shown.rsplit('/').next().unwrap_or(shown)),
             ),
         };
         let new = NewDelivery {
             delivery_id: delivery_id.clone(),
             dataset,
             source,
-            object_key: key.to_string(),
+            object_key: shown.to_string(),
             object_version: version,
             file_name,
             delivery_date: day,
@@ -139,7 +182,7 @@ pub async fn receive(
             received_at: now,
         };
         let registration = p.ledger.register(&new).await?;
-        if let Err(reason) = parsed {
+        if let Err((_, reason)) = parsed {
             // Also on a retry (Known): an earlier attempt may have died between the
             // registration and the receipt. Both writes are idempotent.
             let d = registration.delivery();
@@ -148,6 +191,10 @@ pub async fn receive(
                     .transition(&d.delivery_id, &[DeliveryState::Received], DeliveryState::Rejected, now, Some(&Outcome { message: Some(reason.clone()), ..Outcome::default() }))
                     .await?;
                 write_receipt(p, d, ReceiptOutcome::Rejected, DeliveryState::Rejected, Some(reason), None).await?;
+            } else if d.state == DeliveryState::Duplicate {
+                // Identical content was accepted before, so nothing is stored either
+                // way; the supplier still learns that the name must change.
+                write_receipt(p, d, ReceiptOutcome::Rejected, DeliveryState::Duplicate, Some(reason), d.duplicate_of.clone()).await?;
             }
             info!("unroutable key");
             return Ok(Received::Unroutable(delivery_id));

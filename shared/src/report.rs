@@ -326,12 +326,9 @@ pub fn render(m: &Monitored, mode: Mode, generated_at: DateTime<Utc>) -> String 
             "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
             d.received_at.format("%Y-%m-%d %H:%M"),
             esc(&d.dataset),
-            // A supplier may name a file after a person; the page never shows that.
-            if crate::validate::looks_like_cpr(&d.file_name) {
-                "(withheld: looks like a CPR number)".to_string()
-            } else {
-                esc(&d.file_name)
-            },
+            // Receive withholds a CPR-shaped name; `display` is the last guard (and
+            // escapes control characters).
+            esc(&crate::privacy::display(&d.file_name)),
             d.outcome.rows_read,
             d.outcome.rows_rejected,
             esc(d.outcome.message.as_deref().unwrap_or("see the receipt"))

@@ -77,13 +77,17 @@ pub enum Verdict {
 /// The rule of a date after the delivery date: a plausibility problem, not a format one.
 pub const AFTER_DELIVERY: &str = "after_delivery_date";
 
+/// The rule of a CPR-shaped value in a column that is not the CPR column.
+pub const CPR_IN_WRONG_COLUMN: &str = "cpr_in_wrong_column";
+
 pub const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
 pub fn days_since_epoch(d: NaiveDate) -> i32 {
     d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE
 }
 
-/// Validates rows of one delivery; holds the typed result of the last row.
+/// Validates rows of one delivery; holds the typed result of the last row
+/// (`person.class` is set for rejected rows too).
 pub struct Validator<'c> {
     contract: &'c Contract,
     pseudonymiser: Pseudonymiser,
@@ -164,6 +168,23 @@ impl<'c> Validator<'c> {
                 self.values[i] = Value::Null;
                 continue;
             }
+            // Before any other rule: a CPR-shaped value outside the CPR column is
+            // never stored, whatever else is right or wrong with it.
+            if cpr::detect::find(raw, f.cpr_shape).is_some() {
+                problems.push(problem(
+                    row.line,
+                    f,
+                    CPR_IN_WRONG_COLUMN,
+                    Severity::Error,
+                    format!(
+                        "the value has the shape of a CPR number ({}); a CPR number belongs only in the CPR column. \
+                         The row is not stored — are the columns swapped or shifted?",
+                        shape(raw)
+                    ),
+                ));
+                rejected = true;
+                continue;
+            }
             match check_value(f, raw, c.delivery.decimal_separator, self.delivery_date) {
                 Ok(v) => self.values[i] = v,
                 Err((rule, message)) => {
@@ -173,6 +194,11 @@ impl<'c> Validator<'c> {
             }
         }
         if rejected {
+            // Still classified, so the share of unusable CPR numbers covers every row.
+            self.person.class = match c.cpr_field {
+                Some(i) => cpr::parse(row.get(i).unwrap_or("")).map_or_else(|c| c, |p| p.class),
+                None => CprClass::Missing,
+            };
             return Verdict::Rejected;
         }
 
@@ -311,10 +337,10 @@ pub fn check_value(
             let n: i64 = raw.parse().map_err(|_| {
                 (
                     "type",
-                    format!("expected a whole number, found {}", shown(raw)),
+                    format!("expected a whole number, found {}", shape(raw)),
                 )
             })?;
-            check_range(f, n as f64, raw)?;
+            check_range(f, n as f64)?;
             Value::Int(n)
         }
         FieldType::Number => {
@@ -324,11 +350,11 @@ pub fn check_value(
                     format!(
                         "expected a number with decimal separator {:?}, found {}",
                         decimal_separator as char,
-                        shown(raw)
+                        shape(raw)
                     ),
                 )
             })?;
-            check_range(f, x, raw)?;
+            check_range(f, x)?;
             Value::Float(x)
         }
         FieldType::Date => {
@@ -338,13 +364,13 @@ pub fn check_value(
             {
                 return Err((
                     "date_range",
-                    format!("{d} is before {min}, the earliest date allowed"),
+                    format!("the date is before {min}, the earliest date allowed"),
                 ));
             }
             if f.not_after_delivery && d > delivery_date {
                 return Err((
                     AFTER_DELIVERY,
-                    format!("{d} is after the delivery date {delivery_date}"),
+                    format!("the date is after the delivery date {delivery_date}"),
                 ));
             }
             Value::Date(days_since_epoch(d))
@@ -355,21 +381,24 @@ pub fn check_value(
                     "type",
                     format!(
                         "expected a timestamp like 2026-03-14T10:15:00+01:00 (with offset), found {}",
-                        shown(raw)
+                        shape(raw)
                     ),
                 )
             })?;
             if let Some(min) = f.min_date
                 && t.date_naive() < min
             {
-                return Err(("date_range", format!("{} is before {min}", t.date_naive())));
+                return Err((
+                    "date_range",
+                    format!("the timestamp is before {min}, the earliest date allowed"),
+                ));
             }
             Value::Timestamp(t.timestamp_micros())
         }
         FieldType::Boolean => Value::Bool(match raw.to_ascii_lowercase().as_str() {
             "true" | "1" | "ja" | "j" | "y" | "yes" => true,
             "false" | "0" | "nej" | "n" | "no" => false,
-            _ => return Err(("type", format!("expected true/false, found {}", shown(raw)))),
+            _ => return Err(("type", format!("expected true/false, found {}", shape(raw)))),
         }),
     };
     if let Some(re) = &f.pattern
@@ -377,7 +406,7 @@ pub fn check_value(
     {
         return Err((
             "pattern",
-            format!("{} does not match the pattern {}", shown(raw), re.as_str()),
+            format!("{} does not match the pattern {}", shape(raw), re.as_str()),
         ));
     }
     if let Some(list) = &f.code_list
@@ -390,19 +419,18 @@ pub fn check_value(
             .unwrap_or_default();
         return Err((
             "code_list",
-            format!("{} is not in the code list{system}", shown(raw)),
+            format!("{} is not in the code list{system}", shape(raw)),
         ));
     }
     Ok(value)
 }
 
-fn check_range(f: &Field, x: f64, raw: &str) -> Result<(), Fail> {
+fn check_range(f: &Field, x: f64) -> Result<(), Fail> {
     if f.minimum.is_some_and(|m| x < m) || f.maximum.is_some_and(|m| x > m) {
         return Err((
             "range",
             format!(
-                "{} is outside the allowed range {}..{}",
-                shown(raw),
+                "the value is outside the allowed range {}..{}",
                 f.minimum.map(|m| m.to_string()).unwrap_or_default(),
                 f.maximum.map(|m| m.to_string()).unwrap_or_default()
             ),
@@ -414,21 +442,25 @@ fn check_range(f: &Field, x: f64, raw: &str) -> Result<(), Fail> {
 /// `YYYY-MM-DD`, strictly, and a real calendar day.
 pub fn parse_date(raw: &str) -> Result<NaiveDate, Fail> {
     let b = raw.as_bytes();
-    let shape = b.len() == 10
+    let well_formed = b.len() == 10
         && b[4] == b'-'
         && b[7] == b'-'
         && b.iter()
             .enumerate()
             .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
-    if !shape {
+    if !well_formed {
         return Err((
             "type",
-            format!("expected a date YYYY-MM-DD, found {}", shown(raw)),
+            format!("expected a date YYYY-MM-DD, found {}", shape(raw)),
         ));
     }
     let n = |r: std::ops::Range<usize>| raw[r].parse::<u32>().expect("digits");
-    NaiveDate::from_ymd_opt(n(0..4) as i32, n(5..7), n(8..10))
-        .ok_or_else(|| ("invalid_date", format!("{raw} is not a calendar date")))
+    NaiveDate::from_ymd_opt(n(0..4) as i32, n(5..7), n(8..10)).ok_or_else(|| {
+        (
+            "invalid_date",
+            "the date has the form YYYY-MM-DD but is not a calendar date".to_string(),
+        )
+    })
 }
 
 fn parse_number(raw: &str, sep: u8) -> Option<f64> {
@@ -463,36 +495,50 @@ pub fn trim(s: &str) -> &str {
     }
 }
 
-/// A value quoted back in a message: short, and never anything CPR-like.
-pub fn shown(raw: &str) -> String {
-    if looks_like_cpr(raw) {
-        return "a value that looks like a CPR number (not shown)".into();
-    }
-    let mut s: String = raw.chars().take(40).collect();
-    if raw.chars().count() > 40 {
-        s.push('…');
-    }
-    format!("{s:?}")
-}
-
-/// Ten digits in a row, or six digits, a hyphen and four characters.
-pub fn looks_like_cpr(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut run = 0;
-    for (i, &c) in b.iter().enumerate() {
+/// How a value is described in a message: its length and its kinds of characters,
+/// never its content. A careless supplier's value may be a CPR number or a name, and
+/// messages travel to receipts, the ledger, logs and pages.
+pub fn shape(raw: &str) -> String {
+    let (mut digits, mut letters, mut spaces, mut other) = (false, false, false, false);
+    let mut punct: Vec<char> = Vec::new();
+    let mut n = 0usize;
+    for c in raw.chars() {
+        n += 1;
         if c.is_ascii_digit() {
-            run += 1;
-            if run >= 10 {
-                return true;
-            }
-            if run == 6 && b.get(i + 1) == Some(&b'-') && b.len() >= i + 6 {
-                return true;
+            digits = true;
+        } else if c.is_alphabetic() {
+            letters = true;
+        } else if c.is_whitespace() {
+            spaces = true;
+        } else if c.is_ascii_punctuation() {
+            if !punct.contains(&c) && punct.len() < 4 {
+                punct.push(c);
             }
         } else {
-            run = 0;
+            other = true;
         }
     }
-    false
+    let mut kinds: Vec<String> = Vec::new();
+    if digits {
+        kinds.push("digits".into());
+    }
+    if letters {
+        kinds.push("letters".into());
+    }
+    if spaces {
+        kinds.push("spaces".into());
+    }
+    kinds.extend(punct.iter().map(|c| format!("{c:?}")));
+    if other {
+        kinds.push("other characters".into());
+    }
+    let kinds = match kinds.len() {
+        0 => String::new(),
+        1 => format!(": {}", kinds[0]),
+        k => format!(": {} and {}", kinds[..k - 1].join(", "), kinds[k - 1]),
+    };
+    let unit = if n == 1 { "character" } else { "characters" };
+    format!("a value of {n} {unit}{kinds}")
 }
 
 #[cfg(test)]
@@ -598,14 +644,70 @@ mod tests {
     }
 
     #[test]
-    fn messages_never_echo_cpr_like_values() {
+    fn messages_describe_shape_never_content() {
         let f = field("almenpraksis.diagnose", "diagnosekode");
-        for v in ["6703854001", "670385-4001", "x6703854001y"] {
+        for v in ["Jensen", "Søndergade 12", "T9O", "6703854001"] {
             let (_, msg) = check_value(&f, v, b'.', day("2026-06-30")).unwrap_err();
-            assert!(!msg.contains("670385"), "{msg}");
+            assert!(!msg.contains(v), "{msg}");
         }
-        assert!(looks_like_cpr("670385-4ab1"));
-        assert!(!looks_like_cpr("012345"));
-        assert!(!looks_like_cpr("2026-03-14"));
+        let (_, msg) = check_value(&f, "Søndergade 12", b'.', day("2026-06-30")).unwrap_err();
+        assert!(
+            msg.starts_with("a value of 13 characters: digits, letters and spaces"),
+            "{msg}"
+        );
+        let d = field("almenpraksis.diagnose", "diagnosedato");
+        for v in ["2026-02-30", "1899-12-31", "2026-07-01", "14-03-2026"] {
+            let (_, msg) = check_value(&d, v, b'.', day("2026-06-30")).unwrap_err();
+            assert!(!msg.contains(v), "{msg}");
+        }
+    }
+
+    fn check_row(dataset: &str, values: &[&str]) -> (Verdict, Vec<Problem>, CprClass) {
+        let r = Registry::builtin();
+        let c = r.get(dataset).unwrap();
+        let key = crate::pseudonym::Key::new(1, vec![7; 32]).unwrap();
+        let mut v = Validator::new(c, Pseudonymiser::new(&key), day("2026-06-30"), 0);
+        let mut row = Row::with_fields(c.fields.len());
+        row.fill(2, values.iter().copied());
+        let mut problems = Vec::new();
+        let verdict = v.check(&row, &mut problems);
+        (verdict, problems, v.person.class)
+    }
+
+    #[test]
+    fn a_cpr_in_any_other_column_rejects_the_row_without_quoting_it() {
+        let good = [
+            "AP-1",
+            "670385-4001",
+            "012345",
+            "T90",
+            "2026-03-01",
+            "diabetes2",
+            "2026-03-02T10:00:00+01:00",
+        ];
+        assert_eq!(
+            check_row("almenpraksis.diagnose", &good).0,
+            Verdict::Accepted
+        );
+        // record_id and cpr swapped: every id pattern would accept ten digits.
+        for (col, value) in [(0, "6703854001"), (0, "P-670385-4001"), (2, "670385 4001")] {
+            let mut row = good;
+            row[col] = value;
+            let (verdict, problems, _) = check_row("almenpraksis.diagnose", &row);
+            assert_eq!(verdict, Verdict::Rejected, "{value}");
+            let p = problems
+                .iter()
+                .find(|p| p.rule == CPR_IN_WRONG_COLUMN)
+                .expect("flagged");
+            assert!(!p.message.contains("670385"), "{}", p.message);
+        }
+        // A rejected row still has its CPR classified (for the unusable share).
+        let mut row = good;
+        row[0] = "6703854001";
+        row[1] = "AP-1";
+        assert_eq!(
+            check_row("almenpraksis.diagnose", &row).2,
+            CprClass::InvalidFormat
+        );
     }
 }

@@ -44,10 +44,17 @@ NOT_IN_LAKE = {"rejected", "duplicate", "failed"}
 CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 # Candidate CPR shapes, found overlapping (a lookahead) so a CPR glued to other
 # digits or hex cannot hide; every candidate is then looked up in the input set.
-CANDIDATE = re.compile(r"(?=([0-9]{6}-?[0-9A-Za-z]{4}))")
-CANDIDATE_ANY = r"[0-9]{6}-?[0-9A-Za-z]{4}"  # pyarrow prefilter for column values
+CANDIDATE = re.compile(r"(?=([0-9]{6}[-\s/.]?[0-9A-Za-z]{4}))")
+CANDIDATE_ANY = r"[0-9]{6}[-\s/.]?[0-9A-Za-z]{4}"  # pyarrow prefilter for column values
+SEPARATORS = re.compile(r"[-\s/.]")
 CPR_SHAPE = re.compile(r"^[0-9]{6}[0-9A-Za-z]{4}$")
 FHIR_IDENTIFIER = re.compile(r"\{[^{}]*\}")
+# A synthetic CPR anywhere in an input file: day+60 (61-91), month 01-12, with or
+# without one separator, not inside a longer number.
+ANY_PLACE = re.compile(
+    r"(?<![0-9A-Za-z])((?:6[1-9]|[78][0-9]|9[01])(?:0[1-9]|1[0-2])[0-9]{2})"
+    r"[-\s/.\u2013\u2014]?([0-9][0-9A-Za-z]{2}[0-9])(?![0-9A-Za-z])")
+UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 JSON_VALUE = re.compile(r'"value"\s*:\s*"([^"]*)"')
 MAX_DETAIL = 20  # failure detail lines printed per check
 
@@ -60,7 +67,7 @@ class Report:
 
     def redact(self, text):
         spans = [(m.start(1), m.end(1)) for m in CANDIDATE.finditer(text)
-                 if m.group(1).replace("-", "").upper() in self.cprs]
+                 if SEPARATORS.sub("", m.group(1)).upper() in self.cprs]
         for start, end in reversed(spans):
             text = text[:start] + "<CPR>" + text[end:]
         return text
@@ -93,7 +100,7 @@ def decode(data):
 
 def norm_cpr(value):
     """10 chars, hyphen and blanks removed, upper case; None if not CPR-shaped."""
-    v = re.sub(r"[\s-]", "", str(value)).upper()
+    v = SEPARATORS.sub("", str(value)).upper()
     return v if CPR_SHAPE.match(v) else None
 
 
@@ -120,6 +127,11 @@ def input_cprs(input_dir):
 
     for path in sorted(p for p in Path(input_dir).rglob("*") if p.is_file()):
         text = decode(raw_bytes(path))
+        # Wherever a careless supplier put them: any column, any JSON string, the
+        # file name. The generator's numbers are day+60, which keeps this exact.
+        for m in ANY_PLACE.finditer(UUID.sub(" ", path.name + "\n" + text)):
+            add(m.group(1) + m.group(2))
+            kinds["anywhere"] += 1
         suffixes = [s.lower() for s in path.suffixes if s.lower() != ".gz"]
         if suffixes and suffixes[-1] in (".ndjson", ".json", ".jsonl"):
             kinds["json"] += 1
@@ -390,7 +402,7 @@ def check_presentation(con, views, lake, report):
 
 def count_hits(text, cprs):
     return sum(1 for m in CANDIDATE.finditer(text)
-               if m.group(1).replace("-", "").upper() in cprs)
+               if SEPARATORS.sub("", m.group(1)).upper() in cprs)
 
 
 def string_arrays(arr):

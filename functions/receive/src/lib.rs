@@ -61,8 +61,10 @@ impl Receiver {
                 });
             }
             let outcome = receive(&self.platform, &o.key, o.version.as_deref()).await?;
-            // The key names source and dataset; no second ledger read for them.
-            let routed = naerdata::receive::parse_landing_key(&o.key).ok();
+            // The key names source and dataset; no second ledger read for them. A key
+            // with a CPR-shaped token is shown (and routed for metrics) withheld.
+            let shown = naerdata::privacy::display(&o.key);
+            let routed = naerdata::receive::parse_landing_key(&shown).ok();
             let kind = match &outcome {
                 Received::ToProcess(id) => {
                     let dataset = routed.as_ref().map(|k| k.dataset_id()).unwrap_or_default();
@@ -80,7 +82,7 @@ impl Receiver {
                 Received::Duplicate { .. } => "Duplicate",
                 Received::Unroutable(_) => "Unroutable",
             };
-            info!(key = %o.key, outcome = ?outcome, "received");
+            info!(key = %shown, outcome = ?outcome, "received");
             Metrics::new()
                 .dimension("Function", "receive")
                 .dimension("Outcome", kind)

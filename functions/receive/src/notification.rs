@@ -30,8 +30,9 @@ pub enum NotificationError {
     NotJson(String),
     #[error("the message is not an S3 event notification (no Records and no s3:TestEvent)")]
     NotS3,
-    #[error("record {index}: the object key {raw:?} is not valid URL-encoded UTF-8")]
-    BadKey { index: usize, raw: String },
+    /// The key is described by its length only: it may hold a CPR number.
+    #[error("record {index}: the object key ({length} bytes) is not valid URL-encoded UTF-8")]
+    BadKey { index: usize, length: usize },
 }
 
 #[derive(Deserialize)]
@@ -84,8 +85,15 @@ pub fn decode_key(raw: &str) -> Option<String> {
 }
 
 pub fn parse(body: &str) -> Result<Notification, NotificationError> {
-    let b: Body =
-        serde_json::from_str(body).map_err(|e| NotificationError::NotJson(e.to_string()))?;
+    let b: Body = serde_json::from_str(body).map_err(|e| {
+        // serde_json's own message can quote the body (an object key).
+        NotificationError::NotJson(format!(
+            "{:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
     if b.kind.as_deref() == Some("Notification")
         && let Some(inner) = &b.message
     {
@@ -109,7 +117,7 @@ pub fn parse(body: &str) -> Result<Notification, NotificationError> {
         };
         let key = decode_key(&s3.object.key).ok_or(NotificationError::BadKey {
             index,
-            raw: s3.object.key.clone(),
+            length: s3.object.key.len(),
         })?;
         out.push(CreatedObject {
             bucket: s3.bucket.name,

@@ -16,7 +16,32 @@ use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub mod careless;
 pub mod gateway;
+
+/// The Sentinel (practising specialists) writes windows-1252, as the contracts say.
+fn windows_1252(dataset: &str) -> bool {
+    dataset.starts_with("speciallaege.")
+}
+
+/// A generated file's text, decoded as its dataset is encoded.
+pub(crate) fn read_text(path: &Path, dataset: &str) -> std::io::Result<String> {
+    let bytes = std::fs::read(path)?;
+    Ok(if windows_1252(dataset) {
+        encoding_rs::WINDOWS_1252.decode(&bytes).0.into_owned()
+    } else {
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// Writes text encoded as the dataset is.
+pub(crate) fn write_text(path: &Path, text: &str, dataset: &str) -> std::io::Result<()> {
+    if windows_1252(dataset) {
+        std::fs::write(path, encoding_rs::WINDOWS_1252.encode(text).0)
+    } else {
+        std::fs::write(path, text)
+    }
+}
 
 /// The 98 municipalities (kommunekode, name, regionskode, region).
 pub const KOMMUNER_CSV: &str = include_str!("../../../reference/kommuner.csv");

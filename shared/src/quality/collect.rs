@@ -15,7 +15,7 @@ use rustc_hash::{FxHashMap, FxHashSet, FxHasher};
 use super::rules::{QualityRules, SexSpecific};
 use super::{Kahn, Metric, Status, check};
 use crate::contract::Contract;
-use crate::cpr::{self, CprClass};
+use crate::cpr::CprClass;
 use crate::read::{Row, StructuralError};
 use crate::validate::{AFTER_DELIVERY, Problem, Validator, Value, Verdict, trim};
 
@@ -113,21 +113,17 @@ impl Collector {
             }
         }
         self.problems(problems);
-        if let Some(u) = self.unit_field {
+        // Reporting units come only from validated values: a rejected row's unit
+        // column may hold anything (a CPR number, when columns are swapped).
+        if let Some(u) = self.unit_field
+            && verdict != Verdict::Rejected
+        {
             let unit = trim(row.get(u).unwrap_or(""));
             self.count_unit(unit);
         }
-        if let Some(c) = self.cpr_field {
-            // A rejected row stops before its CPR is read: classify it here, so the
-            // reasons cover every row.
-            let class = if verdict == Verdict::Rejected {
-                match cpr::parse(row.get(c).unwrap_or("")) {
-                    Ok(p) => p.class,
-                    Err(class) => class,
-                }
-            } else {
-                v.person.class
-            };
+        if self.cpr_field.is_some() {
+            // The validator classifies the CPR of rejected rows too.
+            let class = v.person.class;
             if !class.identifies_person() || class == CprClass::Missing {
                 *self.cpr_reasons.entry(class.code()).or_default() += 1;
             }
