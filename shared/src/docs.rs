@@ -47,7 +47,7 @@ pub fn reporting_guide(registry: &Registry) -> String {
          (below) rejects the whole delivery, with a message that asks whether columns are swapped or shifted. Such \
          a delivery is never accepted with warnings.\n\
          - **A CPR number in a file name or path**: the file is rejected unprocessed, and its name is withheld \
-         (replaced by `withheld-` and a keyed hash) in the receipt, the ledger, logs and pages. Rename the file and \
+         (replaced by `withheld-name`) in the receipt, the ledger, logs and pages. Rename the file and \
          send it again.\n\
          - **Messages never quote your data.** A problem is described by line, column (or FHIR path), rule and the \
          value's shape (its length and kinds of characters); look the value up in your own file. A file without a \

@@ -6,12 +6,12 @@
 //! content). What is left are the names that travel with a delivery: its object key
 //! and file name reach the ledger, receipts, logs, metrics, `status` and the page. A
 //! key with a CPR-shaped token is replaced, before anything stores or prints it, by
-//! the same key with each such segment withheld behind a *keyed* hash (an unkeyed
-//! hash of a CPR can be reversed by trying every date and serial). The delivery is
-//! then rejected at receive: the raw object stays in landing, nothing else names it.
+//! the same key with each such segment withheld (`withheld-name`; no hash of it, since
+//! an unkeyed hash of a CPR can be reversed by trying every date and serial, and
+//! receive holds no key). The delivery is then rejected at receive: the raw object
+//! stays in landing, found by its day, store version and sha256 in the receipt.
 
 use crate::cpr::detect;
-use crate::pseudonym::{Key, Pseudonymiser};
 
 pub mod scan;
 
@@ -19,19 +19,17 @@ pub mod scan;
 pub const WITHHELD: &str = "withheld-";
 
 /// The object key with every segment that holds a CPR-shaped token replaced by
-/// `withheld-<keyed hash>`; `None` when there is nothing to withhold.
-pub fn withhold_key(object_key: &str, key: &Key) -> Option<String> {
+/// `withheld-name`; `None` when there is nothing to withhold. Deterministic, so a
+/// repeated notification names the same delivery (its id also covers the version).
+pub fn withhold_key(object_key: &str) -> Option<String> {
     if !detect::contains(object_key) {
         return None;
     }
-    let p = Pseudonymiser::new(key);
     let segments: Vec<String> = object_key
         .split('/')
         .map(|s| {
             if detect::contains(s) {
-                let mut input = b"naerdata/object-name\0".to_vec();
-                input.extend_from_slice(s.as_bytes());
-                format!("{WITHHELD}{}", &p.pseudonym(&input)[..16])
+                format!("{WITHHELD}name")
             } else {
                 s.to_string()
             }
@@ -65,23 +63,13 @@ pub fn display(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn key(b: u8) -> Key {
-        Key::new(1, vec![b; 32]).unwrap()
-    }
-
     #[test]
-    fn a_cpr_in_a_key_is_withheld_by_a_keyed_hash() {
+    fn a_cpr_in_a_key_is_withheld() {
         let k = "almenpraksis/diagnose/2026-03-01/670385-4001.csv";
-        let w = withhold_key(k, &key(1)).unwrap();
-        assert!(
-            w.starts_with("almenpraksis/diagnose/2026-03-01/withheld-"),
-            "{w}"
-        );
-        assert!(!w.contains("670385"), "{w}");
-        assert_eq!(withhold_key(k, &key(1)), Some(w.clone()), "stable");
-        assert_ne!(withhold_key(k, &key(2)), Some(w), "keyed");
+        let w = withhold_key(k).unwrap();
+        assert_eq!(w, "almenpraksis/diagnose/2026-03-01/withheld-name");
         assert_eq!(
-            withhold_key("almenpraksis/diagnose/2026-03-01/ap.csv", &key(1)),
+            withhold_key("almenpraksis/diagnose/2026-03-01/ap.csv"),
             None
         );
     }

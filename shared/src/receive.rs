@@ -109,7 +109,7 @@ pub fn hash(mut r: impl Read) -> std::io::Result<(String, u64)> {
 
 /// Registers the object at `key` (with the store's `version`, if it has versions).
 ///
-/// A key with a CPR-shaped token is withheld (a keyed hash, [`privacy::withhold_key`])
+/// A key with a CPR-shaped token is withheld ([`privacy::withhold_key`])
 /// before anything is stored or logged, and the delivery is rejected: the raw object
 /// stays in landing, and no receipt, ledger entry or log line names it.
 pub async fn receive(
@@ -117,12 +117,7 @@ pub async fn receive(
     key: &str,
     version: Option<&str>,
 ) -> Result<Received, StepError> {
-    let withheld = if crate::cpr::detect::contains(key) {
-        let lake_key = p.keys.lake_key().await?;
-        privacy::withhold_key(key, &lake_key)
-    } else {
-        None
-    };
+    let withheld = privacy::withhold_key(key);
     let shown = withheld.as_deref().unwrap_or(key);
     let span = info_span!("receive", key = %privacy::display(shown));
     async {

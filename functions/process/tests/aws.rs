@@ -10,25 +10,14 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use naerdata::Platform;
 use naerdata::aws::{self, DynamoLedger, Multipart, S3Store, SqsQueue};
-use naerdata::contract::Registry;
 use naerdata::ledger::{Delivery, DeliveryState};
 use naerdata::ports::{FixedClock, ObjectStore, StoreError};
-use naerdata::receipt::{Receipt, ReceiptOutcome};
-use naerdata_process as process;
-use naerdata_receive::Receiver;
-use support::{FailingPuts, Moto, Stack, check_objects, diagnoses, provision, pump};
 
-/// The platform on the emulator, with a fixed clock so two runs write identical
-/// objects (the lake rows carry the time of receipt).
-fn platform(stack: &Stack) -> Platform {
-    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin());
-    p.clock = Arc::new(FixedClock(
-        chrono::DateTime::parse_from_rfc3339("2026-06-02T08:00:00Z")
-            .unwrap()
-            .to_utc(),
-    ));
-    p
-}
+use naerdata_process as process;
+use support::{
+    FailingPuts, Moto, Stack, check_objects, deliveries, diagnoses, platform, provision, pump,
+    receipt, receiver, receiver_on,
+};
 
 /// Takes the notification of `key` off the receive queue (dropping the s3:TestEvent
 /// that configuring the notification sent).
@@ -64,19 +53,6 @@ async fn take_notification(stack: &Stack, key: &str) -> aws_sdk_sqs::types::Mess
     }
 }
 
-fn receiver(stack: &Stack) -> Receiver {
-    receiver_on(stack, platform(stack))
-}
-
-/// A receiver on a given platform (a test that moves the clock day by day).
-fn receiver_on(stack: &Stack, platform: Platform) -> Receiver {
-    Receiver {
-        platform,
-        process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
-        landing_bucket: stack.resources.landing_bucket.clone(),
-    }
-}
-
 /// Runs both functions until both queues are empty.
 async fn run_functions(stack: &Stack, p: &Platform) {
     let r = receiver(stack);
@@ -98,23 +74,12 @@ fn curated(keys: Vec<String>) -> Vec<String> {
         .collect()
 }
 
-async fn deliveries(p: &Platform) -> Vec<Delivery> {
-    p.ledger.list(None, 1000).await.unwrap()
-}
-
 async fn by_key(p: &Platform, key: &str) -> Delivery {
     deliveries(p)
         .await
         .into_iter()
         .find(|d| d.object_key == key)
         .unwrap_or_else(|| panic!("no delivery for {key}"))
-}
-
-async fn receipt(stack: &Stack, d: &Delivery) -> Receipt {
-    let body = stack
-        .get(&stack.resources.receipts_bucket, &d.receipt_key())
-        .await;
-    serde_json::from_slice(&body).unwrap()
 }
 
 #[tokio::test]
@@ -842,133 +807,4 @@ async fn the_monitor_writes_reception_declarations_and_the_page() {
     // 7 June was expected by the end of 8 June: pending, not missing. The seven other
     // delivered datasets never sent anything: one "silent" missing row each.
     assert_eq!(out["missing"], 7, "{out}");
-}
-
-/// A writer for the tracing output of one test, kept to be scanned.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn a_careless_supplier_leaves_no_cpr_outside_landing() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        // What a function logs in Lambda (INFO). The AWS SDK's DEBUG lines name the
-        // landing key it reads; they stay off in every deployment.
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    // This test's thread only (the runtime is current-thread): the functions' logs.
-    let _logs = tracing::subscriber::set_default(subscriber);
-
-    let moto = Moto::start();
-    let stack = provision(&moto, "careless").await;
-    let p = platform(&stack);
-    let input = tempfile::tempdir().unwrap();
-    let mut opts = naerdata::generate::GenerateOptions::new(input.path());
-    opts.persons = 300;
-    opts.days = 2;
-    let clean = naerdata::generate::generate(&opts).unwrap();
-    let careless = naerdata::generate::careless::careless(&clean).unwrap();
-    assert!(careless.len() >= 12, "{}", careless.len());
-    let mut careless_keys = Vec::new();
-    for g in clean.iter().chain(&careless) {
-        let key = g.path.strip_prefix(input.path()).unwrap().to_str().unwrap();
-        stack.upload(key, std::fs::read(&g.path).unwrap()).await;
-        if careless.iter().any(|c| c.path == g.path) {
-            careless_keys.push(key.to_string());
-        }
-    }
-
-    // Run both functions, keeping every message body the process queue carried.
-    let bodies = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
-    let r = receiver(&stack);
-    pump(
-        &stack,
-        &stack.receive_queue,
-        &stack.receive_queue_arn,
-        |e| r.handle(e),
-    )
-    .await;
-    pump(
-        &stack,
-        &stack.process_queue,
-        &stack.process_queue_arn,
-        |e| {
-            let seen = bodies.clone();
-            seen.lock()
-                .unwrap()
-                .extend(e.records.iter().filter_map(|m| m.body.clone()));
-            process::handle(&p, e)
-        },
-    )
-    .await;
-    assert_eq!(stack.depth(&stack.receive_dlq).await, 0);
-    assert_eq!(stack.depth(&stack.process_dlq).await, 0);
-
-    // Every careless delivery is rejected; none is accepted with warnings.
-    let all = deliveries(&p).await;
-    for key in careless_keys.iter().filter(|k| !k.contains("patient-")) {
-        let d = all
-            .iter()
-            .find(|d| &d.object_key == key)
-            .unwrap_or_else(|| panic!("no delivery for {key}"));
-        assert_eq!(d.state, DeliveryState::Rejected, "{key}");
-    }
-    // A CPR in the file name: registered under the withheld key, rejected.
-    let withheld: Vec<&Delivery> = all
-        .iter()
-        .filter(|d| d.object_key.contains(naerdata::privacy::WITHHELD))
-        .collect();
-    assert_eq!(withheld.len(), 2, "both CPR-named files are withheld");
-    for d in withheld {
-        assert_eq!(d.state, DeliveryState::Rejected, "{}", d.object_key);
-        assert_eq!(receipt(&stack, d).await.outcome, ReceiptOutcome::Rejected);
-    }
-
-    // The platform's own scan over the buckets and the DynamoDB ledger...
-    let scan = naerdata::privacy::scan::scan(&p).await.unwrap();
-    assert!(scan.parquet_files > 10 && scan.ledger_entries > 20);
-    assert!(scan.clean(), "{:?}", scan.findings);
-    // ... the process queue's message bodies and the tracing output ...
-    for body in bodies.lock().unwrap().iter() {
-        assert_eq!(naerdata::privacy::scan::count(body), 0, "{body}");
-    }
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.contains("delivery processed"),
-        "the logs were captured"
-    );
-    let leaking: Vec<&str> = logs
-        .lines()
-        .filter(|l| naerdata::privacy::scan::count(l) > 0)
-        .collect();
-    assert!(leaking.is_empty(), "CPR-shaped values in the logs: {leaking:?}");
-    // ... and an independent reader that knows the input's CPR numbers.
-    let out = tempfile::tempdir().unwrap();
-    for (bucket, dir) in [
-        (&stack.resources.lake_bucket, "lake"),
-        (&stack.resources.receipts_bucket, "receipts"),
-        (&stack.resources.quarantine_bucket, "quarantine"),
-    ] {
-        stack.download(bucket, &out.path().join(dir)).await;
-    }
-    let report = check_objects(out.path(), input.path());
-    assert!(report["input_cprs"].as_u64().unwrap() > 100);
-    assert_eq!(
-        report["cpr_hits"],
-        serde_json::json!({}),
-        "CPRs outside landing"
-    );
 }

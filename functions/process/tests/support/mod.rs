@@ -22,7 +22,15 @@ use aws_sdk_s3::types::{
     NotificationConfiguration, QueueConfiguration, VersioningConfiguration,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use naerdata::aws::{Clients, Multipart, Resources};
+use std::sync::Arc;
+
+use naerdata::Platform;
+use naerdata::aws::{self, Clients, Multipart, Resources, SqsQueue};
+use naerdata::contract::Registry;
+use naerdata::ledger::Delivery;
+use naerdata::ports::FixedClock;
+use naerdata::receipt::Receipt;
+use naerdata_receive::Receiver;
 use serde_json::json;
 
 pub const REGION: &str = "eu-north-1";
@@ -580,4 +588,42 @@ pub fn diagnoses(first_id: usize, rows: usize, months: u32) -> String {
         ));
     }
     s
+}
+
+// The platform and the functions as the AWS tests drive them.
+
+/// The platform on the emulator, with a fixed clock so two runs write identical
+/// objects (the lake rows carry the time of receipt).
+pub fn platform(stack: &Stack) -> Platform {
+    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin());
+    p.clock = Arc::new(FixedClock(
+        chrono::DateTime::parse_from_rfc3339("2026-06-02T08:00:00Z")
+            .unwrap()
+            .to_utc(),
+    ));
+    p
+}
+
+pub fn receiver(stack: &Stack) -> Receiver {
+    receiver_on(stack, platform(stack))
+}
+
+/// A receiver on a given platform (a test that moves the clock day by day).
+pub fn receiver_on(stack: &Stack, platform: Platform) -> Receiver {
+    Receiver {
+        platform,
+        process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
+        landing_bucket: stack.resources.landing_bucket.clone(),
+    }
+}
+
+pub async fn deliveries(p: &Platform) -> Vec<Delivery> {
+    p.ledger.list(None, 1000).await.unwrap()
+}
+
+pub async fn receipt(stack: &Stack, d: &Delivery) -> Receipt {
+    let body = stack
+        .get(&stack.resources.receipts_bucket, &d.receipt_key())
+        .await;
+    serde_json::from_slice(&body).unwrap()
 }
