@@ -699,6 +699,8 @@ async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
             "NAERDATA_LEDGER_TABLE" => "LedgerTable",
             "NAERDATA_KEY_SECRET_ID" => "LakeKeySecret",
             "NAERDATA_KMS_KEY_ID" => "DataKey",
+            "NAERDATA_LANDING_KMS_KEY_ID" => "LandingKey",
+            "NAERDATA_SECRETS_KMS_KEY_ID" => "SecretsKey",
             "NAERDATA_PROCESS_QUEUE_URL" => "ProcessQueue",
             "NAERDATA_PROCESS_DLQ_URL" => "ProcessDeadLetterQueue",
             "NAERDATA_RECEIVE_QUEUE_URL" => "ReceiveQueue",
