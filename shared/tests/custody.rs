@@ -214,7 +214,7 @@ async fn rotation_rebuilds_every_table_with_the_new_key_and_nothing_else_changes
     assert!(ring.next.is_none());
     assert_eq!(
         ring.retired.iter().map(Fingerprint::of).collect::<Vec<_>>(),
-        [v1.clone()]
+        std::slice::from_ref(&v1)
     );
     let record = custody::read_record(p.stores.lake.as_ref())
         .await
