@@ -34,7 +34,8 @@ pub async fn local(home: &Path, what: KeysCommand) -> Result<()> {
     match what {
         KeysCommand::Show => {
             let file = KeyFile::for_lake(layout.lake_key(), layout.lake());
-            match file.load()? {
+            let ring = file.load()?;
+            match &ring {
                 Some(ring) => {
                     println!(
                         "key file  {}: current {}",
@@ -54,7 +55,13 @@ pub async fn local(home: &Path, what: KeysCommand) -> Result<()> {
                 ),
             }
             let p = Platform::local(home, Registry::builtin())?;
-            print_record(&p).await?;
+            let record = print_record(&p).await?;
+            if let (Some(ring), Some(record)) = (&ring, &record) {
+                match record.check_lake_key(&ring.current) {
+                    Ok(()) => println!("the key file holds the key the lake records"),
+                    Err(e) => println!("{}", e.0),
+                }
+            }
         }
         KeysCommand::Rotate { publish_date } => {
             let day = publish_date.unwrap_or_else(|| chrono::Utc::now().date_naive());
@@ -89,7 +96,9 @@ pub async fn aws(
     resources: &naerdata::aws::Resources,
 ) -> Result<()> {
     match what {
-        KeysCommand::Show => print_record(p).await?,
+        KeysCommand::Show => {
+            print_record(p).await?;
+        }
         KeysCommand::Init => {
             let secret = resources
                 .key_secret_id
@@ -111,9 +120,10 @@ pub async fn aws(
     Ok(())
 }
 
-async fn print_record(p: &Platform) -> Result<()> {
+async fn print_record(p: &Platform) -> Result<Option<custody::KeyRecord>> {
     let at = p.stores.lake.locate(custody::RECORD_KEY);
-    match custody::read_record(p.stores.lake.as_ref()).await? {
+    let record = custody::read_record(p.stores.lake.as_ref()).await?;
+    match &record {
         Some(r) => {
             println!(
                 "recorded  {at}: current {} (since {})",
@@ -128,5 +138,5 @@ async fn print_record(p: &Platform) -> Result<()> {
         }
         None => println!("recorded  {at}: nothing yet (recorded on the first processed delivery)"),
     }
-    Ok(())
+    Ok(record)
 }
