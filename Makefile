@@ -15,6 +15,9 @@ CFN_GUARD := .tools/bin/cfn-guard
 ENV       ?=
 DEPLOY_ARCH ?= arm64
 ALARM_EMAIL ?=
+# The suppliers' accounts and ExternalIds (and any other parameter), as sam's
+# Key=Value pairs: SUPPLIER_PARAMS="AlmenpraksisAccountId=111122223333 AlmenpraksisExternalId=... ..."
+SUPPLIER_PARAMS ?=
 
 .PHONY: all build build-cli demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
@@ -92,13 +95,13 @@ venv-deploy: .venv-deploy/.done venv-build
 
 ## deploy: sam build + sam deploy of infra/template.yaml as stack naerdata-$(ENV)
 deploy: venv-deploy
-	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev [DEPLOY_ARCH=arm64|x86_64] [ALARM_EMAIL=ops@example.org]"; exit 2; }
+	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev SUPPLIER_PARAMS='AlmenpraksisAccountId=... AlmenpraksisExternalId=... (x4)' [DEPLOY_ARCH=arm64|x86_64] [ALARM_EMAIL=ops@example.org]"; exit 2; }
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
 	  .venv-deploy/bin/sam build --beta-features --template-file infra/template.yaml --build-dir target/sam \
 	  --parameter-overrides Architecture=$(DEPLOY_ARCH)
 	.venv-deploy/bin/sam deploy --template-file target/sam/template.yaml --stack-name naerdata-$(ENV) \
 	  --resolve-s3 --capabilities CAPABILITY_NAMED_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset \
-	  --parameter-overrides EnvironmentName=$(ENV) Architecture=$(DEPLOY_ARCH) AlarmEmail=$(ALARM_EMAIL)
+	  --parameter-overrides EnvironmentName=$(ENV) Architecture=$(DEPLOY_ARCH) AlarmEmail=$(ALARM_EMAIL) $(SUPPLIER_PARAMS)
 
 ## destroy: delete the stack; buckets, ledger, key and secret are retained (README)
 destroy: venv-deploy

@@ -25,3 +25,16 @@ tail -n 1 "$work/home/privacy-scan.out"
 mkdir -p target
 "$py" "$(dirname "$0")/independent/check_page.py" "$work/home/lake/reports/operator/index.html" \
   target/operator-page.png --expect-units
+# The lake key rotated: every table rebuilt from landing with key version 2 (and no
+# row of version 1 left), and the independent reader finds the lake as before.
+"$bin" --home "$work/home" keys rotate --publish-date 2026-10-05 > "$work/rotate.out"
+"$bin" --home "$work/home" keys show | grep -q "current version 2 fingerprint"
+"$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
+"$py" - "$work/home/lake" <<'PY'
+import sys, duckdb
+rows = duckdb.sql(
+    f"SELECT DISTINCT person_key_version FROM read_parquet('{sys.argv[1]}/curated/*/*/*/*.parquet',"
+    " union_by_name = true) WHERE person_key_version IS NOT NULL").fetchall()
+assert rows == [(2,)], f"key versions in the lake after rotation: {rows}"
+print("rotation: every curated row has key version 2")
+PY

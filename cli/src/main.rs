@@ -2,6 +2,7 @@
 
 mod bench;
 mod ingest;
+mod keys;
 mod summary;
 
 use std::path::PathBuf;
@@ -37,7 +38,7 @@ struct Cli {
     log_json: bool,
     /// Operate on the AWS deployment named by the `NAERDATA_*` environment variables
     /// (see the README) instead of the local home: `status`, `replay`, `redrive`,
-    /// `extract` (sends the request to the publish function's extract queue).
+    /// `extract` (sends the request to the publish function's extract queue), `keys`.
     #[arg(long, global = true)]
     aws: bool,
     #[command(subcommand)]
@@ -151,6 +152,11 @@ enum Command {
     Contracts {
         #[command(subcommand)]
         what: ContractsCommand,
+    },
+    /// The lake key: show its fingerprint, rotate it (README: key custody).
+    Keys {
+        #[command(subcommand)]
+        what: keys::KeysCommand,
     },
     /// Infrastructure files generated from the contracts.
     Infra {
@@ -478,6 +484,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             println!("{delivery_id}: {outcome:?}");
         }
+        Command::Keys { what } => keys::local(&cli.home, what).await?,
         Command::Infra {
             what: InfraCommand::Catalog { out },
         } => {
@@ -651,8 +658,9 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
                 p.stores.lake.locate(&format!("extracts/{}/", spec.project))
             );
         }
+        Command::Keys { what } => keys::aws(what, &p, &clients, &resources).await?,
         _ => bail!(
-            "with --aws only status, replay, redrive, extract and privacy scan run; the other commands are local"
+            "with --aws only status, replay, redrive, extract, keys and privacy scan run; the other commands are local"
         ),
     }
     Ok(ExitCode::SUCCESS)

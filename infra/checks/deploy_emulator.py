@@ -34,6 +34,7 @@ from cfnlint.decode import decode  # noqa: E402
 INFRA = Path(__file__).resolve().parent.parent
 REGION = "eu-north-1"
 ARTIFACTS = "naerdata-artifacts"
+SUPPLIERS = ["Almenpraksis", "Speciallaege", "Kommune", "Lpr"]
 
 
 class Checks:
@@ -97,9 +98,12 @@ def main():
 
     # moto keeps a KMS key policy given as an object unparsed and then fails every call
     # on the key; CloudFormation also takes the policy as a JSON string, so pass that.
-    ids = {"AWS::AccountId": "123456789012", "AWS::Region": REGION, "AWS::Partition": "aws"}
-    key = translated["Resources"]["DataKey"]["Properties"]
-    key["KeyPolicy"] = json.dumps(resolve(key["KeyPolicy"], ids))
+    ids = {"AWS::AccountId": "123456789012", "AWS::Region": REGION, "AWS::Partition": "aws",
+           "EnvironmentName": args.env}
+    keys = [k for k, v in translated["Resources"].items() if v["Type"] == "AWS::KMS::Key"]
+    for k in keys:
+        props = translated["Resources"][k]["Properties"]
+        props["KeyPolicy"] = json.dumps(resolve(props["KeyPolicy"], ids))
 
     c["s3"].create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
     for name, r in translated["Resources"].items():
@@ -109,7 +113,10 @@ def main():
     c["cloudformation"].create_stack(
         StackName=stack, TemplateBody=json.dumps(translated, default=str),
         Parameters=[{"ParameterKey": "EnvironmentName", "ParameterValue": args.env},
-                    {"ParameterKey": "Architecture", "ParameterValue": "x86_64"}],
+                    {"ParameterKey": "Architecture", "ParameterValue": "x86_64"}]
+        + [p for n, source in enumerate(SUPPLIERS, start=1) for p in [
+            {"ParameterKey": f"{source}AccountId", "ParameterValue": f"{n:012d}"},
+            {"ParameterKey": f"{source}ExternalId", "ParameterValue": f"naerdata-test-{source.lower()}-external-id"}]],
         Capabilities=["CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"])
     desc = c["cloudformation"].describe_stacks(StackName=stack)["Stacks"][0]
     checks.expect(desc["StackStatus"] == "CREATE_COMPLETE", f"stack {stack} {desc['StackStatus']}")
@@ -120,17 +127,20 @@ def main():
         if name not in created:
             checks.gap(f"{r['Type']} {name}", "cfn-lint, checkov and cfn-guard check its definition")
 
-    # The secret, as the template declares it, when the emulator skipped it.
+    # The secret, as the template declares it (empty), when the emulator skipped it;
+    # then its first key, as `naerdata --aws keys init` puts it.
     if "LakeKeySecret" not in out:
         import secrets as pysecrets
         name = f"naerdata-{args.env}/lake-key"
-        c["secretsmanager"].create_secret(
-            Name=name, KmsKeyId=out["DataKey"],
-            SecretString=json.dumps({"version": 1, "key_hex": pysecrets.token_hex(32)}))
+        c["secretsmanager"].create_secret(Name=name, KmsKeyId=out["SecretsKey"])
+        c["secretsmanager"].put_secret_value(
+            SecretId=name, SecretString=json.dumps({"version": 1, "key_hex": pysecrets.token_hex(32)}))
         out["LakeKeySecret"] = name
 
-    # Buckets: versioned, KMS with bucket keys, private.
-    for key in ["LandingBucket", "LakeBucket", "ReceiptsBucket", "QuarantineBucket"]:
+    # Buckets: versioned, KMS with the key of their kind of data, private.
+    kms_of = {"LandingBucket": "LandingKey", "ReceiptsBucket": "LandingKey", "QuarantineBucket": "LandingKey",
+              "LakeBucket": "DataKey", "TrailBucket": "DataKey"}
+    for key in ["LandingBucket", "LakeBucket", "ReceiptsBucket", "QuarantineBucket", "TrailBucket"]:
         b = out[key]
         v = c["s3"].get_bucket_versioning(Bucket=b).get("Status")
         if v is None:
@@ -139,8 +149,8 @@ def main():
             checks.expect(v == "Enabled", f"{key} {b} versioned ({v})")
         rule = c["s3"].get_bucket_encryption(Bucket=b)["ServerSideEncryptionConfiguration"]["Rules"][0]
         sse = rule["ApplyServerSideEncryptionByDefault"]
-        checks.expect(sse["SSEAlgorithm"] == "aws:kms" and sse.get("KMSMasterKeyID"),
-                      f"{key} encrypted with the data key")
+        checks.expect(sse["SSEAlgorithm"] == "aws:kms" and sse.get("KMSMasterKeyID") == out[kms_of[key]],
+                      f"{key} encrypted with {kms_of[key]}")
         try:
             pab = c["s3"].get_public_access_block(Bucket=b)["PublicAccessBlockConfiguration"]
             checks.expect(all(pab.values()), f"{key} blocks public access")
@@ -170,10 +180,24 @@ def main():
     checks.expect(gsi.get("by_dataset") == ["dataset", "received_at"], f"ledger index by_dataset ({gsi})")
     checks.expect(t.get("BillingModeSummary", {}).get("BillingMode") == "PAY_PER_REQUEST", "ledger on demand")
 
-    # The key and the secret the process function reads.
-    key_id = out["DataKey"].split("/")[-1]
-    checks.expect(c["kms"].describe_key(KeyId=key_id)["KeyMetadata"]["Enabled"], "data key enabled")
-    checks.expect(c["kms"].get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"], "data key rotates")
+    # Landing: Object Lock in governance mode (moto's CloudFormation leaves it out).
+    try:
+        lock = c["s3"].get_object_lock_configuration(Bucket=out["LandingBucket"])["ObjectLockConfiguration"]
+        checks.expect(lock["Rule"]["DefaultRetention"]["Mode"] == "GOVERNANCE", "landing Object Lock governance")
+    except c["s3"].exceptions.ClientError as e:
+        if "ObjectLockConfigurationNotFound" not in str(e):
+            raise
+        checks.gap("LandingBucket Object Lock")
+
+    # Three KMS keys, each enabled and rotating; the secret the process function reads.
+    arns = {out[k] for k in ["DataKey", "LandingKey", "SecretsKey"]}
+    checks.expect(len(arns) == 3, "three separate KMS keys (lake, raw data, secrets)")
+    for k in ["DataKey", "LandingKey", "SecretsKey"]:
+        key_id = out[k].split("/")[-1]
+        checks.expect(c["kms"].describe_key(KeyId=key_id)["KeyMetadata"]["Enabled"], f"{k} enabled")
+        checks.expect(c["kms"].get_key_rotation_status(KeyId=key_id)["KeyRotationEnabled"], f"{k} rotates")
+    checks.expect(c["secretsmanager"].describe_secret(SecretId=out["LakeKeySecret"]).get("KmsKeyId")
+                  in (out["SecretsKey"], out["SecretsKey"].split("/")[-1]), "lake key secret under the secrets key")
     secret = json.loads(c["secretsmanager"].get_secret_value(SecretId=out["LakeKeySecret"])["SecretString"])
     checks.expect(secret.get("version") == 1 and re.fullmatch(r"[0-9a-f]{64}", secret.get("key_hex", "")),
                   "lake key secret is version 1 with 64 hex characters")
@@ -193,8 +217,14 @@ def main():
         if args.detach_event_sources:
             for m in maps:
                 c["lambda"].update_event_source_mapping(UUID=m["UUID"], Enabled=False)
-    for source in ["almenpraksis", "speciallaege", "kommune", "lpr"]:
-        c["iam"].get_role(RoleName=f"naerdata-{args.env}-supplier-{source}")
+    for n, source in enumerate(SUPPLIERS, start=1):
+        trust = c["iam"].get_role(RoleName=f"naerdata-{args.env}-supplier-{source.lower()}")["Role"][
+            "AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        st = trust["Statement"][0]
+        checks.expect(st["Principal"]["AWS"] == f"arn:aws:iam::{n:012d}:root"
+                      and st["Condition"]["StringEquals"]["sts:ExternalId"] == f"naerdata-test-{source.lower()}-external-id",
+                      f"supplier {source} trusted from its own account with its ExternalId")
     # The monitor runs on a schedule only: its own role, no queue.
     f = c["lambda"].get_function(FunctionName=f"naerdata-{args.env}-monitor")["Configuration"]
     role = f["Role"].split("/")[-1]

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog;
+use crate::custody;
 use crate::lake;
 use crate::platform::{Platform, StepError};
 use crate::ports::KeyProvider;
@@ -133,12 +134,17 @@ pub async fn extract(
         message: m,
     };
     let key: Key = project_key.lake_key().await.map_err(StepError::from)?;
-    let lake_key = p.keys.lake_key().await.map_err(StepError::from)?;
-    if key.bytes() == lake_key.bytes() {
-        return Err(bad(
-            "the project key is the lake key; a project needs a key of its own".into(),
-        ));
-    }
+    // Against the lake key's recorded fingerprint: publish never holds the lake key.
+    let record = custody::read_record(p.stores.lake.as_ref())
+        .await
+        .map_err(StepError::from)?
+        .ok_or_else(|| {
+            bad(format!(
+                "no lake-key fingerprint is recorded at {}; process a delivery first",
+                p.stores.lake.locate(custody::RECORD_KEY)
+            ))
+        })?;
+    record.check_project_key(&key).map_err(bad)?;
     let pseudonymiser = Pseudonymiser::new(&key);
     let ctx = catalog::session(p).await?;
     let with_data: Vec<String> = catalog::tables_with_data(p)

@@ -11,6 +11,7 @@ pub mod aws;
 pub mod catalog;
 pub mod contract;
 pub mod cpr;
+pub mod custody;
 pub mod disclosure;
 pub mod docs;
 #[cfg(feature = "analytics")]
@@ -35,6 +36,8 @@ pub mod read;
 pub mod receipt;
 pub mod receive;
 pub mod report;
+#[cfg(feature = "analytics")]
+pub mod rotate;
 pub mod validate;
 
 pub use platform::{Platform, StepError};

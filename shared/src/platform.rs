@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::contract::Registry;
+use crate::custody::CheckedKey;
 use crate::local::{FsStore, KeyFile, SqliteLedger};
 use crate::ports::{
     Clock, KeyError, KeyProvider, Ledger, LedgerError, StoreError, Stores, SystemClock,
@@ -82,15 +83,21 @@ impl Platform {
         std::fs::create_dir_all(layout.spool()).map_err(|e| {
             StepError::Internal(format!("creating {}: {e}", layout.spool().display()))
         })?;
+        let lake: Arc<dyn crate::ports::ObjectStore> = store(layout.lake())?;
+        // The key is checked against the fingerprint recorded beside the lake.
+        let keys = CheckedKey::new(
+            Arc::new(KeyFile::for_lake(layout.lake_key(), layout.lake())),
+            lake.clone(),
+        );
         Ok(Platform {
             stores: Stores {
                 landing: store(layout.landing())?,
-                lake: store(layout.lake())?,
+                lake,
                 receipts: store(layout.receipts())?,
                 quarantine: store(layout.quarantine())?,
             },
             ledger: Arc::new(SqliteLedger::open(&layout.ledger())?),
-            keys: Arc::new(KeyFile::new(layout.lake_key())),
+            keys: Arc::new(keys),
             clock: Arc::new(SystemClock),
             contracts: Arc::new(contracts),
             spool_root: layout.spool(),

@@ -12,7 +12,8 @@ async fn main() -> Result<(), Error> {
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;
     let platform = aws::platform(&clients, &resources, Registry::builtin());
-    // The key is read once, here: the cold start pays for it, not the first delivery.
+    // The key is read once, here, and checked against the fingerprint recorded in the
+    // lake bucket: a wrong or regenerated key stops the function before any delivery.
     platform.keys.lake_key().await?;
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

@@ -515,7 +515,8 @@ async fn a_failing_delivery_ends_failed_in_the_dlq_and_a_redrive_completes_it() 
     assert_eq!(d.state, DeliveryState::Failed);
     assert_eq!(d.attempts, 5);
     assert!(d.outcome.message.unwrap().contains("injected fault"));
-    assert!(stack.keys(&stack.resources.lake_bucket).await.is_empty());
+    // Nothing curated; only the lake key's fingerprint, recorded before the fault.
+    assert!(curated(stack.keys(&stack.resources.lake_bucket).await).is_empty());
 
     // The operator's redrive: DLQ -> process queue, then the function as usual.
     let dlq = SqsQueue::new(stack.clients.sqs.clone(), &stack.process_dlq);
@@ -664,6 +665,8 @@ async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
             "NAERDATA_LEDGER_TABLE" => "LedgerTable",
             "NAERDATA_KEY_SECRET_ID" => "LakeKeySecret",
             "NAERDATA_KMS_KEY_ID" => "DataKey",
+            "NAERDATA_LANDING_KMS_KEY_ID" => "LandingKey",
+            "NAERDATA_SECRETS_KMS_KEY_ID" => "SecretsKey",
             "NAERDATA_PROCESS_QUEUE_URL" => "ProcessQueue",
             "NAERDATA_PROCESS_DLQ_URL" => "ProcessDeadLetterQueue",
             "NAERDATA_RECEIVE_QUEUE_URL" => "ReceiveQueue",

@@ -20,6 +20,7 @@ use chrono::NaiveDate;
 use naerdata::Platform;
 use naerdata::aws::batch::Failures;
 use naerdata::aws::{Clients, ConfigError, ProjectSecretKey, Resources};
+use naerdata::custody::NoLakeKey;
 use naerdata::extract::{ExtractManifest, ExtractRequest, ProjectSpec};
 use naerdata::metrics::{Metrics, Unit};
 use naerdata::ports::KeyProvider;
@@ -84,15 +85,22 @@ pub fn trigger(event: Value) -> Result<Trigger, PublishFnError> {
 
 impl Publisher {
     /// The publisher on AWS: project keys are the secrets `<NAERDATA_PROJECT_SECRET_PREFIX><project>`.
+    /// Publish never holds the lake key: whatever the platform was given, it has none
+    /// (extracts compare project keys with the lake key's recorded fingerprint).
     pub fn aws(
         clients: &Clients,
         r: &Resources,
-        platform: Platform,
+        mut platform: Platform,
     ) -> Result<Publisher, ConfigError> {
         let prefix = r.project_secret_prefix.clone().ok_or_else(|| {
             ConfigError("set the environment variable NAERDATA_PROJECT_SECRET_PREFIX".into())
         })?;
-        let (secrets, kms) = (clients.secrets.clone(), r.kms_key_id.clone());
+        platform.keys = Arc::new(NoLakeKey("the publish function"));
+        let kms = r
+            .secrets_kms_key_id
+            .clone()
+            .or_else(|| r.kms_key_id.clone());
+        let secrets = clients.secrets.clone();
         Ok(Publisher {
             platform,
             project_keys: Arc::new(move |project| {

@@ -9,8 +9,10 @@
 //! |---|---|
 //! | `NAERDATA_LANDING_BUCKET`, `NAERDATA_LAKE_BUCKET`, `NAERDATA_RECEIPTS_BUCKET`, `NAERDATA_QUARANTINE_BUCKET` | the buckets |
 //! | `NAERDATA_LEDGER_TABLE` | the DynamoDB ledger |
-//! | `NAERDATA_KEY_SECRET_ID` | the lake key's secret (process only) |
-//! | `NAERDATA_KMS_KEY_ID` | SSE-KMS key for every write (optional: the bucket default) |
+//! | `NAERDATA_KEY_SECRET_ID` | the lake key's secret (process only; checked against `_keys/lake-key.json` in the lake bucket) |
+//! | `NAERDATA_KMS_KEY_ID` | the lake's KMS key: SSE-KMS for lake writes (optional: the bucket default) |
+//! | `NAERDATA_LANDING_KMS_KEY_ID` | the raw data's KMS key: writes to the landing, receipts and quarantine buckets (default: `NAERDATA_KMS_KEY_ID`) |
+//! | `NAERDATA_SECRETS_KMS_KEY_ID` | the secrets' KMS key: new project key secrets (default: `NAERDATA_KMS_KEY_ID`) |
 //! | `NAERDATA_PROCESS_QUEUE_URL` | where receive sends work (receive, replay) |
 //! | `NAERDATA_PROCESS_DLQ_URL`, `NAERDATA_RECEIVE_QUEUE_URL`, `NAERDATA_RECEIVE_DLQ_URL` | for redrive |
 //! | `NAERDATA_PROJECT_SECRET_PREFIX` | research projects' key secrets are `<prefix><project>` (publish) |
@@ -32,9 +34,9 @@ use std::sync::Arc;
 use aws_config::{BehaviorVersion, SdkConfig};
 
 use crate::contract::Registry;
+use crate::custody::{CheckedKey, NoLakeKey};
 use crate::platform::Platform;
-use crate::ports::{KeyError, KeyProvider, Stores, SystemClock};
-use crate::pseudonym::Key;
+use crate::ports::{KeyProvider, Stores, SystemClock};
 
 pub use ledger::DynamoLedger;
 pub use queue::{ProcessMessage, SqsQueue};
@@ -87,6 +89,10 @@ pub struct Resources {
     pub ledger_table: String,
     pub key_secret_id: Option<String>,
     pub kms_key_id: Option<String>,
+    /// The landing, receipts and quarantine buckets' key (raw data); `None`: `kms_key_id`.
+    pub landing_kms_key_id: Option<String>,
+    /// The key of new project key secrets; `None`: `kms_key_id`.
+    pub secrets_kms_key_id: Option<String>,
     pub process_queue_url: Option<String>,
     pub process_dlq_url: Option<String>,
     pub receive_queue_url: Option<String>,
@@ -141,6 +147,8 @@ impl Resources {
             ledger_table,
             key_secret_id: get("NAERDATA_KEY_SECRET_ID"),
             kms_key_id: get("NAERDATA_KMS_KEY_ID"),
+            landing_kms_key_id: get("NAERDATA_LANDING_KMS_KEY_ID"),
+            secrets_kms_key_id: get("NAERDATA_SECRETS_KMS_KEY_ID"),
             process_queue_url: get("NAERDATA_PROCESS_QUEUE_URL"),
             process_dlq_url: get("NAERDATA_PROCESS_DLQ_URL"),
             receive_queue_url: get("NAERDATA_RECEIVE_QUEUE_URL"),
@@ -168,24 +176,17 @@ impl Resources {
     }
 }
 
-/// Used when no secret is configured (the receive function never pseudonymises).
-struct NoKey;
-
-#[async_trait::async_trait]
-impl KeyProvider for NoKey {
-    async fn lake_key(&self) -> Result<Key, KeyError> {
-        Err(KeyError(
-            "NAERDATA_KEY_SECRET_ID is not set, so this process has no lake key".into(),
-        ))
-    }
-}
-
 /// The platform on AWS.
 pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platform {
-    let bucket = |name: &str| {
-        S3Store::new(clients.s3.clone(), name, r.kms_key_id.clone()).with_multipart(r.multipart)
+    let bucket = |name: &str, kms: &Option<String>| {
+        S3Store::new(clients.s3.clone(), name, kms.clone()).with_multipart(r.multipart)
     };
-    let lake = bucket(&r.lake_bucket);
+    // Raw data (and what is derived per delivery for suppliers) under the landing key.
+    let raw_kms = r
+        .landing_kms_key_id
+        .clone()
+        .or_else(|| r.kms_key_id.clone());
+    let lake = bucket(&r.lake_bucket, &r.kms_key_id);
     #[cfg(feature = "analytics")]
     let lake = match engine::bucket_store(&clients.sdk, &r.lake_bucket) {
         Ok(engine) => lake.with_engine_store(engine),
@@ -195,16 +196,24 @@ pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platfo
             lake
         }
     };
+    let lake: Arc<dyn crate::ports::ObjectStore> = Arc::new(lake);
+    // Only the process function is given the secret; the key it reads is checked
+    // against the fingerprint recorded in the lake bucket before it is used.
     let keys: Arc<dyn KeyProvider> = match &r.key_secret_id {
-        Some(id) => Arc::new(SecretKeyProvider::new(clients.secrets.clone(), id)),
-        None => Arc::new(NoKey),
+        Some(id) => Arc::new(CheckedKey::new(
+            Arc::new(SecretKeyProvider::new(clients.secrets.clone(), id)),
+            lake.clone(),
+        )),
+        None => Arc::new(NoLakeKey(
+            "this function (NAERDATA_KEY_SECRET_ID is not set)",
+        )),
     };
     Platform {
         stores: Stores {
-            landing: Arc::new(bucket(&r.landing_bucket)),
-            lake: Arc::new(lake),
-            receipts: Arc::new(bucket(&r.receipts_bucket)),
-            quarantine: Arc::new(bucket(&r.quarantine_bucket)),
+            landing: Arc::new(bucket(&r.landing_bucket, &raw_kms)),
+            lake,
+            receipts: Arc::new(bucket(&r.receipts_bucket, &raw_kms)),
+            quarantine: Arc::new(bucket(&r.quarantine_bucket, &raw_kms)),
         },
         ledger: Arc::new(DynamoLedger::new(clients.dynamodb.clone(), &r.ledger_table)),
         keys,

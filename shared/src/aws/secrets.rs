@@ -8,7 +8,8 @@ use aws_sdk_secretsmanager::error::DisplayErrorContext;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use crate::ports::{KeyError, KeyProvider};
+use crate::custody::{self, Fingerprint, KeyRecord};
+use crate::ports::{KeyError, KeyProvider, ObjectStore};
 use crate::pseudonym::{Key, MIN_KEY_BYTES};
 
 pub struct SecretKeyProvider {
@@ -67,7 +68,13 @@ impl SecretKeyProvider {
     async fn fetch(&self) -> Result<Key, KeyError> {
         let text = read(&self.client, &self.secret_id)
             .await?
-            .ok_or_else(|| KeyError(format!("secret {} does not exist", self.secret_id)))?;
+            .ok_or_else(|| {
+                KeyError(format!(
+                    "secret {} holds no key (the stack creates it empty): put the first key with `naerdata --aws keys init`, \
+                     or restore the key the lake was built with",
+                    self.secret_id
+                ))
+            })?;
         parse_secret(&self.secret_id, &text)
     }
 }
@@ -77,6 +84,49 @@ impl KeyProvider for SecretKeyProvider {
     async fn lake_key(&self) -> Result<Key, KeyError> {
         self.key.get_or_try_init(|| self.fetch()).await.cloned()
     }
+}
+
+/// Puts the first lake key (version 1, 256 random bits) into the secret the stack
+/// creates empty, and records its fingerprint in the lake. Refuses when the lake
+/// already records a key or the secret already holds one: that key must be restored,
+/// never replaced, or every person would get new pseudonyms.
+pub async fn init_lake_secret(
+    client: &Client,
+    secret_id: &str,
+    lake: &dyn ObjectStore,
+) -> Result<Fingerprint, KeyError> {
+    if let Some(record) = custody::read_record(lake).await? {
+        return Err(KeyError(format!(
+            "the lake already records a key ({}); restore that key into secret {secret_id} \
+             (e.g. from a previous version of the secret) instead of creating a new one",
+            record.current
+        )));
+    }
+    if read(client, secret_id).await?.is_some() {
+        return Err(KeyError(format!(
+            "secret {secret_id} already holds a key; nothing was changed"
+        )));
+    }
+    let mut bytes = vec![0u8; MIN_KEY_BYTES];
+    getrandom::fill(&mut bytes)
+        .map_err(|e| KeyError(format!("no randomness for a new lake key: {e}")))?;
+    let body = serde_json::json!({"version": 1, "key_hex": hex::encode(&bytes)}).to_string();
+    let key = Key::new(1, bytes).map_err(|e| KeyError(e.to_string()))?;
+    client
+        .put_secret_value()
+        .secret_id(secret_id)
+        .secret_string(body)
+        .send()
+        .await
+        .map_err(|e| {
+            KeyError(format!(
+                "putting the first key into secret {secret_id}: {}",
+                DisplayErrorContext(e)
+            ))
+        })?;
+    let record = KeyRecord::new(&key, chrono::Utc::now());
+    custody::write_record(lake, &record).await?;
+    Ok(record.current)
 }
 
 /// A research project's key: the secret `<prefix><project>`, created with 256 random

@@ -271,6 +271,8 @@ pub async fn provision(moto: &Moto, prefix: &str) -> Stack {
         ledger_table: table,
         key_secret_id: Some(secret_id.clone()),
         kms_key_id: Some(KMS_KEY.into()),
+        landing_kms_key_id: None,
+        secrets_kms_key_id: None,
         process_queue_url: Some(process_queue.clone()),
         process_dlq_url: Some(process_dlq.clone()),
         receive_queue_url: Some(receive_queue.clone()),
@@ -298,13 +300,17 @@ pub async fn provision(moto: &Moto, prefix: &str) -> Stack {
 }
 
 impl Stack {
-    /// Uploads to the landing bucket; the S3 version when the bucket keeps versions.
+    /// Uploads to the landing bucket as a supplier must: SSE-KMS naming the platform's
+    /// raw data key. The S3 version when the bucket keeps versions.
     pub async fn upload(&self, key: &str, body: Vec<u8>) -> Option<String> {
+        let r = &self.resources;
         self.clients
             .s3
             .put_object()
-            .bucket(&self.resources.landing_bucket)
+            .bucket(&r.landing_bucket)
             .key(key)
+            .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::AwsKms)
+            .set_ssekms_key_id(r.landing_kms_key_id.clone().or(r.kms_key_id.clone()))
             .body(body.into())
             .send()
             .await
