@@ -461,9 +461,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &spec.project,
             ));
             let m = naerdata::extract::extract(&p, &spec, &keys).await?;
-            for (t, n, k) in &m.tables {
-                println!("{t:<28} {n:>9} rows  {}", p.stores.lake.locate(k));
+            for t in &m.tables {
+                println!(
+                    "{:<28} {:>9} rows  {}",
+                    t.table,
+                    t.rows,
+                    p.stores.lake.locate(&t.key)
+                );
             }
+            println!(
+                "codebook: {}; spec sha256 {}",
+                p.stores.lake.locate(&m.codebook[1]),
+                m.spec_sha256
+            );
         }
         Command::Status { recent } => {
             let p = local()?;

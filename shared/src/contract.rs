@@ -324,6 +324,11 @@ pub struct Field {
     /// error: all of them, or, for a column declared `tenDigitNumbers`, only the
     /// separated and eCPR forms a plain number never has.
     pub cpr_shape: crate::cpr::detect::Shape,
+    /// The field holds identifiers (customProperty `identifier`): record, resource,
+    /// bundle, contact or course ids, or references to them. The value names the id
+    /// space; fields holding the same ids (an id and the references to it) share it, so
+    /// a research extract re-keys them alike and they still join within one extract.
+    pub identifier: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -405,6 +410,10 @@ pub struct Contract {
     /// The expected delivery calendar (customProperties `reception`); only datasets
     /// that are delivered on their own have one.
     pub reception: Option<Reception>,
+    /// The columns a research extract may carry at all (customProperties
+    /// `extract: {allow: [...]}`): contract fields other than the CPR, and the person
+    /// attributes the lake derives from it. `None`: nothing of the dataset is extracted.
+    pub extract_allow: Option<Vec<String>>,
 }
 
 impl Contract {
@@ -415,6 +424,11 @@ impl Contract {
 
     pub fn field_index(&self, name: &str) -> Option<usize> {
         self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// The field named `name`.
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name == name)
     }
 
     pub fn from_yaml(file: &str, text: &str) -> Result<Self, ContractError> {
@@ -493,6 +507,21 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
             }
             None => None,
         };
+        let identifier = match custom(&p.custom_properties, "identifier") {
+            None => None,
+            Some(Json::String(space)) if id_space_ok(space) => Some(space.clone()),
+            Some(other) => {
+                return Err(bad(format!(
+                    "{where_}: identifier must name the field's id space (letters, digits, '.', '_', '-'; \
+                     e.g. \"lpr.kontakt\"), found {other}"
+                )));
+            }
+        };
+        if identifier.is_some() && field_type != FieldType::String {
+            return Err(bad(format!(
+                "{where_}: an identifier must be a string (it is re-keyed in research extracts)"
+            )));
+        }
         if let Some(Json::String(role)) = custom(&p.custom_properties, "role")
             && let Some(prev) = roles.insert(role.clone(), i)
         {
@@ -542,6 +571,7 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
             } else {
                 crate::cpr::detect::Shape::Any
             },
+            identifier,
         });
     }
     if fields.is_empty() {
@@ -567,6 +597,14 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
     {
         return Err(bad(format!(
             "the cpr field {:?} must be a string",
+            fields[i].name
+        )));
+    }
+    if let Some(i) = cpr_field
+        && fields[i].identifier.is_some()
+    {
+        return Err(bad(format!(
+            "the cpr field {:?} is the person, not an identifier: it never leaves the landing zone",
             fields[i].name
         )));
     }
@@ -623,6 +661,10 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
             "reception: a derived dataset is not delivered, so it has no calendar".into(),
         ));
     }
+    let extract_allow = custom(props, "extract")
+        .map(|v| parse_extract_allow(v, &fields, cpr_field, &table))
+        .transpose()
+        .map_err(|m| bad(format!("extract: {m}")))?;
 
     Ok(Contract {
         title: doc.name.unwrap_or_else(|| doc.id.clone()),
@@ -654,7 +696,69 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         delivery,
         quality,
         reception,
+        extract_allow,
     })
+}
+
+/// An id space: `lpr.kontakt`, `kommune.resource`.
+fn id_space_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `{allow: [column, ...]}`: every name a column of the lake table that may leave it.
+fn parse_extract_allow(
+    v: &Json,
+    fields: &[Field],
+    cpr_field: Option<usize>,
+    table: &str,
+) -> Result<Vec<String>, String> {
+    let Some(map) = v.as_object() else {
+        return Err(format!("must be {{allow: [columns]}}, found {v}"));
+    };
+    if let Some(k) = map.keys().find(|k| k.as_str() != "allow") {
+        return Err(format!("unknown key {k:?}; only `allow` is read"));
+    }
+    let items = map
+        .get("allow")
+        .and_then(Json::as_array)
+        .ok_or("needs `allow`, the list of columns an extract may carry")?;
+    let mut allow: Vec<String> = Vec::with_capacity(items.len());
+    for item in items {
+        let Some(name) = item.as_str() else {
+            return Err(format!("allow entry {item} is not a column name"));
+        };
+        let is_field = fields.iter().position(|f| f.name == name);
+        if is_field.is_some() && is_field == cpr_field {
+            return Err(format!(
+                "allow names {name:?}, the CPR column, which never leaves the landing zone"
+            ));
+        }
+        if crate::lake::NEVER_EXTRACTED.contains(&name) {
+            return Err(format!(
+                "allow names {name:?}, the lake's person key or lineage, which no extract carries"
+            ));
+        }
+        let derived = cpr_field.is_some()
+            && crate::lake::PERSON_ATTRIBUTES
+                .iter()
+                .any(|(a, _)| *a == name);
+        if is_field.is_none() && !derived {
+            return Err(format!(
+                "allow names {name:?}, which is not a column of {table}"
+            ));
+        }
+        if allow.iter().any(|a| a == name) {
+            return Err(format!("allow names {name:?} twice"));
+        }
+        allow.push(name.to_string());
+    }
+    if allow.is_empty() {
+        return Err("allow is empty; leave `extract` out when nothing may be extracted".into());
+    }
+    Ok(allow)
 }
 
 fn parse_code_list(v: &Json) -> Result<CodeList, String> {
@@ -912,6 +1016,106 @@ customProperties:
             assert!(c.cpr_field.is_some(), "{} has no CPR field", c.id);
             assert!(!c.purpose.is_empty(), "{} has no purpose", c.id);
         }
+    }
+
+    #[test]
+    fn builtin_contracts_tag_their_identifiers_and_allow_extracts() {
+        let r = Registry::builtin();
+        for c in r.iter() {
+            let allow = c
+                .extract_allow
+                .as_ref()
+                .unwrap_or_else(|| panic!("{} has no extract allow-list", c.id));
+            assert!(!allow.is_empty(), "{}", c.id);
+            for f in &c.fields {
+                // Ids and references by their names: a new one must be tagged too.
+                let id_like = f.name.ends_with("_id") || f.name.starts_with("dw_ek_");
+                assert_eq!(
+                    f.identifier.is_some(),
+                    id_like,
+                    "{}.{}: identifier tag",
+                    c.id,
+                    f.name
+                );
+            }
+        }
+        // A reference is in the id space of what it refers to, so it joins after re-keying.
+        let space = |c: &str, f: &str| r.get(c).unwrap().field(f).unwrap().identifier.clone();
+        assert_eq!(
+            space("kommune.indsats", "tilstand_id"),
+            space("kommune.tilstand", "resource_id")
+        );
+        assert_eq!(
+            space("kommune.opfoelgning", "vedroerer_id"),
+            space("kommune.indsats", "resource_id")
+        );
+        assert_eq!(
+            space("lpr.diagnose", "dw_ek_kontakt"),
+            space("lpr.kontakt", "dw_ek_kontakt")
+        );
+        assert_eq!(
+            space("speciallaege.diagnose", "kontakt_id"),
+            space("speciallaege.kontakt", "kontakt_id")
+        );
+        assert_ne!(
+            space("lpr.kontakt", "dw_ek_forloeb"),
+            space("lpr.kontakt", "dw_ek_kontakt")
+        );
+    }
+
+    #[test]
+    fn identifiers_and_the_allow_list_are_checked_at_load() {
+        let tagged = MINIMAL.replace(
+            "        primaryKey: true\n",
+            "        primaryKey: true\n        customProperties: [{property: identifier, value: test.rows}]\n",
+        );
+        let with_allow = |allow: &str| {
+            format!("{tagged}  - property: extract\n    value: {{allow: [{allow}]}}\n")
+        };
+        let c = Contract::from_yaml("t", &with_allow("id, dato, sex, birth_year")).unwrap();
+        assert_eq!(c.fields[0].identifier.as_deref(), Some("test.rows"));
+        assert_eq!(c.fields[2].identifier, None);
+        assert_eq!(
+            c.extract_allow.as_deref().unwrap(),
+            ["id", "dato", "sex", "birth_year"]
+        );
+        assert_eq!(
+            Contract::from_yaml("t", MINIMAL).unwrap().extract_allow,
+            None
+        );
+
+        let err = |text: &str| {
+            Contract::from_yaml("contracts/t.yaml", text)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = err(&with_allow("id, diagnose"));
+        assert!(
+            e.contains("contracts/t.yaml") && e.contains("\"diagnose\"") && e.contains("test_rows"),
+            "{e}"
+        );
+        assert!(err(&with_allow("cpr")).contains("CPR column"));
+        for lineage in ["person_id", "record_key", "delivery_id", "received_at"] {
+            let e = err(&with_allow(lineage));
+            assert!(e.contains(lineage) && e.contains("lineage"), "{e}");
+        }
+        assert!(err(&with_allow("id, id")).contains("twice"));
+        assert!(err(&with_allow("")).contains("empty"));
+        let e = err(&format!("{tagged}  - property: extract\n    value: [id]\n"));
+        assert!(e.contains("allow"), "{e}");
+
+        let bad_space = tagged.replace("value: test.rows", "value: true");
+        assert!(err(&bad_space).contains("id space"));
+        let cpr_id = MINIMAL.replace(
+            "[{property: role, value: cpr}]",
+            "[{property: role, value: cpr}, {property: identifier, value: x}]",
+        );
+        assert!(err(&cpr_id).contains("is the person"));
+        let date_id = MINIMAL.replace(
+            "[{property: role, value: eventDate}]",
+            "[{property: role, value: eventDate}, {property: identifier, value: x}]",
+        );
+        assert!(err(&date_id).contains("must be a string"));
     }
 
     #[test]

@@ -198,6 +198,17 @@ fn dataset(s: &mut String, c: &Contract) {
         "| Rejection threshold | {:.1} % of rows |",
         d.reject_threshold * 100.0
     );
+    if let Some(allow) = &c.extract_allow {
+        let _ = writeln!(
+            s,
+            "| Research extracts may carry | {} (identifiers re-keyed per project, timestamps as dates; never the CPR) |",
+            allow
+                .iter()
+                .map(|a| format!("`{a}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     let _ = writeln!(s, "| Table | `{}` |\n", c.table());
     let _ = writeln!(
         s,
@@ -227,6 +238,9 @@ fn dataset(s: &mut String, c: &Contract) {
                 f.minimum.map(|x| x.to_string()).unwrap_or_default(),
                 f.maximum.map(|x| x.to_string()).unwrap_or_default()
             ));
+        }
+        if let Some(space) = &f.identifier {
+            rules.push(format!("identifier (`{space}`)"));
         }
         if let Some(list) = &f.code_list {
             let codes: Vec<String> = list

@@ -79,6 +79,37 @@ fn arrow_type(t: FieldType) -> DataType {
     }
 }
 
+/// Columns the lake derives from the CPR before dropping it that research extracts may
+/// carry (when a contract's allow-list names them): (name, description). They are
+/// quasi-identifiers: released as they are and reported as such in the codebook.
+pub const PERSON_ATTRIBUTES: &[(&str, &str)] = &[
+    (
+        "cpr_status",
+        "What the CPR field held: valid, valid_no_mod11, replacement, ecpr, invalid_format, invalid_date (missing: no CPR).",
+    ),
+    ("birth_year", "Year of birth, from the CPR."),
+    ("birth_month", "Month of birth (1-12), from the CPR."),
+    (
+        "sex",
+        "Legal sex from the CPR's last digit: K (female) or M (male).",
+    ),
+    (
+        "age_at_event",
+        "Age in whole years on the row's event date.",
+    ),
+];
+
+/// Columns of the lake that no research extract carries, whatever a contract or spec
+/// says: the person key and the lineage that leads back to deliveries and to it.
+pub const NEVER_EXTRACTED: &[&str] = &[
+    "person_id",
+    "person_key_version",
+    "record_key",
+    "record_version",
+    "delivery_id",
+    "received_at",
+];
+
 /// The curated table's schema: the contract's fields without the CPR, then the person
 /// columns derived from it, then lineage. `year`/`month` live in the path (Hive style).
 pub fn schema(contract: &Contract) -> SchemaRef {
@@ -649,6 +680,24 @@ mod tests {
     use crate::contract::Registry;
     use crate::pseudonym::{Key, Pseudonymiser};
     use crate::validate::Verdict;
+
+    /// Every column the lake adds beside the contract's fields is either a person
+    /// attribute an extract may carry or one it never carries.
+    #[test]
+    fn every_added_column_has_an_extract_rule() {
+        for c in Registry::builtin().iter() {
+            for f in schema(c).fields() {
+                let n = f.name().as_str();
+                let listed =
+                    PERSON_ATTRIBUTES.iter().any(|(a, _)| *a == n) || NEVER_EXTRACTED.contains(&n);
+                assert!(
+                    c.field_index(n).is_some() != listed,
+                    "{}.{n}: a contract field or an added column, not both or neither",
+                    c.id
+                );
+            }
+        }
+    }
 
     /// Writes 40k rows over three months with the given held budget.
     fn write(dir: &Path, budget: usize) -> Vec<(String, Vec<u8>)> {

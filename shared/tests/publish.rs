@@ -234,7 +234,7 @@ async fn two_projects_extracts_share_no_pseudonym_and_hold_no_person_id() {
     for name in ["P-A", "P-B"] {
         let keys = KeyFile::new(extract::project_key_path(&dir.path().join("keys"), name));
         let m = extract::extract(&p, &spec(name), &keys).await.unwrap();
-        assert_eq!(m.tables[0].1, 20);
+        assert_eq!(m.tables[0].rows, 20);
     }
     let (a, b) = (read_ids("P-A"), read_ids("P-B"));
     assert_eq!(a.len(), 20);

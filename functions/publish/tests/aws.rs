@@ -272,8 +272,8 @@ async fn extracts_from_the_queue_get_a_key_per_project_and_never_the_lake_key() 
         request(&stack, project, &spec_key(project)).await;
     }
     // Requests that must fail alone: a spec outside projects/, a spec for another
-    // project, a column the contract does not have, and a project whose key secret
-    // holds the lake key (planted by mistake).
+    // project, a column that is never released, and a project whose key secret holds
+    // the lake key (planted by mistake).
     request(&stack, "P-A", "curated/almenpraksis_diagnose/x.yaml").await;
     request(&stack, "P-X", &spec_key("P-A")).await;
     put_spec(
@@ -394,6 +394,29 @@ async fn extracts_from_the_queue_get_a_key_per_project_and_never_the_lake_key() 
         a.is_disjoint(&lake_ids) && b.is_disjoint(&lake_ids),
         "a lake person_id in an extract"
     );
+
+    // Beside the tables: the codebook, and a manifest with the hash of the spec the
+    // function read from projects/.
+    for project in ["P-A", "P-B"] {
+        let manifest: naerdata::extract::ExtractManifest = serde_json::from_slice(
+            &stack
+                .get(&lake, &format!("extracts/{project}/manifest.json"))
+                .await,
+        )
+        .unwrap();
+        let spec = ProjectSpec::from_yaml(&spec_yaml(project)).unwrap();
+        assert_eq!(manifest.spec_sha256, spec.sha256);
+        assert_eq!(manifest.tables.len(), 2);
+        let codebook: naerdata::extract::Codebook =
+            serde_json::from_slice(&stack.get(&lake, &manifest.codebook[0]).await).unwrap();
+        assert_eq!(codebook.spec_sha256, spec.sha256);
+        let diagnose = &codebook.tables[0];
+        assert_eq!(diagnose.table, "almenpraksis_diagnose");
+        assert_eq!(diagnose.columns.len(), 4);
+        assert!(diagnose.persons > 50);
+        let md = stack.get(&lake, &manifest.codebook[1]).await;
+        assert!(String::from_utf8_lossy(&md).contains("## lpr_kontakt"));
+    }
 
     // A repeated request reuses the project's key: the same pseudonyms.
     request(&stack, "P-A", &spec_key("P-A")).await;
