@@ -85,18 +85,27 @@ async fn scan_store(
         let Some(body) = store.get(&meta.key).await? else {
             continue; // deleted since the listing
         };
-        if meta.key.ends_with(".parquet") {
+        // Parquet column by column (its statistics are made of the same values);
+        // its compressed pages as text would only give false alarms. Everything else,
+        // and a Parquet file that cannot be read, as text.
+        let columns = if meta.key.ends_with(".parquet") {
             match parquet_columns(body.clone()) {
-                Ok(columns) => {
-                    parts.extend(columns.into_iter().map(|(c, n)| (format!("column {c}"), n)));
-                    report.parquet_files += 1;
+                Ok(columns) => Some(columns),
+                Err(e) => {
+                    parts.push((format!("unreadable Parquet ({e})"), 1));
+                    None
                 }
-                // Still scanned as text below; an unreadable file is worth a look.
-                Err(e) => parts.push((format!("unreadable Parquet ({e})"), 1)),
             }
+        } else {
+            None
+        };
+        match columns {
+            Some(columns) => {
+                parts.extend(columns.into_iter().map(|(c, n)| (format!("column {c}"), n)));
+                report.parquet_files += 1;
+            }
+            None => parts.push(("text".into(), count(&String::from_utf8_lossy(&body)))),
         }
-        // Every file as text too (for Parquet: metadata, statistics, plain pages).
-        parts.push(("text".into(), count(&String::from_utf8_lossy(&body))));
         let location = crate::privacy::display(&meta.key);
         report.findings.extend(
             parts
