@@ -28,7 +28,8 @@ mkdir -p target
 # The lake key rotated: every table rebuilt from landing with key version 2 (and no
 # row of version 1 left), and the independent reader finds the lake as before.
 "$bin" --home "$work/home" keys rotate --publish-date 2026-10-05 > "$work/rotate.out"
-"$bin" --home "$work/home" keys show | grep -q "current version 2 fingerprint"
+"$bin" --home "$work/home" keys show > "$work/keys.out"
+grep -q "current version 2 fingerprint" "$work/keys.out"
 "$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
 "$py" - "$work/home/lake" <<'PY'
 import sys, duckdb
