@@ -15,12 +15,15 @@ use serde_json::Value;
 
 use super::Generated;
 
+/// A careless variant's text and, when the mistake is the name, its file name.
+type Variant = Option<(String, Option<String>)>;
+
 /// One careless variant of a clean file.
 struct Mistake {
     /// A stable name, also the file's name (unless the mistake is the name).
     name: &'static str,
     dataset: &'static str,
-    make: fn(&str) -> Option<(String, Option<String>)>,
+    make: fn(&str) -> Variant,
 }
 
 const MISTAKES: &[Mistake] = &[
@@ -106,7 +109,7 @@ const MISTAKES: &[Mistake] = &[
 pub fn careless(files: &[Generated]) -> std::io::Result<Vec<Generated>> {
     let mut out = Vec::new();
     for m in MISTAKES {
-        let Some(clean) = files.iter().filter(|f| f.dataset == m.dataset).next_back() else {
+        let Some(clean) = files.iter().rfind(|f| f.dataset == m.dataset) else {
             continue;
         };
         let text = super::read_text(&clean.path, m.dataset)?;
@@ -138,7 +141,7 @@ fn head(text: &str, n: usize) -> Vec<&str> {
     text.lines().take(n + 1).collect()
 }
 
-fn no_header(text: &str) -> Option<(String, Option<String>)> {
+fn no_header(text: &str) -> Variant {
     let lines = head(text, 40);
     Some((lines[1..].join("\n") + "\n", None))
 }
@@ -147,7 +150,7 @@ fn columns(header: &str) -> Vec<&str> {
     header.split(';').collect()
 }
 
-fn swap(text: &str, a: &str, b: &str) -> Option<(String, Option<String>)> {
+fn swap(text: &str, a: &str, b: &str) -> Variant {
     let lines = head(text, 40);
     let h = columns(lines[0]);
     let (i, j) = (
@@ -164,7 +167,7 @@ fn swap(text: &str, a: &str, b: &str) -> Option<(String, Option<String>)> {
 }
 
 /// Every row's CPR (as `DDMMYY<sep>SSSS`) written into column `to` as well.
-fn cpr_into(text: &str, to: &str, sep: char) -> Option<(String, Option<String>)> {
+fn cpr_into(text: &str, to: &str, sep: char) -> Variant {
     let lines = head(text, 40);
     let h = columns(lines[0]);
     let (c, t) = (
@@ -184,7 +187,7 @@ fn cpr_into(text: &str, to: &str, sep: char) -> Option<(String, Option<String>)>
 }
 
 /// A few rows (so the content differs from the clean file) under a CPR as name.
-fn cpr_file_name(text: &str) -> Option<(String, Option<String>)> {
+fn cpr_file_name(text: &str) -> Variant {
     let lines: Vec<&str> = text.lines().take(6).collect();
     let cpr = first_cpr(text)?;
     // A trailing blank line (skipped by every reader) keeps a short file from being
@@ -230,7 +233,7 @@ enum FhirMistake {
 
 /// The first bundles of a gateway file with the citizen's CPR put where it does not
 /// belong.
-fn fhir(text: &str, how: FhirMistake) -> Option<(String, Option<String>)> {
+fn fhir(text: &str, how: FhirMistake) -> Variant {
     let mut out = Vec::new();
     for line in text.lines().take(20) {
         let mut b: Value = serde_json::from_str(line).ok()?;
