@@ -28,6 +28,8 @@ pub mod ports;
 pub mod process;
 pub mod pseudonym;
 #[cfg(feature = "analytics")]
+pub mod publication;
+#[cfg(feature = "analytics")]
 pub mod publish;
 pub mod quality;
 pub mod read;
