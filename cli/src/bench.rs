@@ -230,7 +230,12 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
         eprintln!("ingested in {:.0} s", started.elapsed().as_secs_f64());
     }
     let ingested: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&ready)?)?;
-    let date = opts.start + chrono::Duration::days(i64::from(days.max(1)) - 1);
+    // The day the deliveries' periods are closed, so the marts publish them.
+    let date = naerdata::publication::all_closed_after(
+        &naerdata::publish::marts(),
+        &naerdata::contract::Registry::builtin(),
+        opts.start + chrono::Duration::days(i64::from(days.max(1)) - 1),
+    );
     let mut secs = Vec::new();
     let mut peak: f64 = 0.0;
     let mut published_rows = 0;

@@ -360,8 +360,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 results.extend(ingest::ingest_paths(&on_day, &cli.home, paths, None, true).await?);
             }
             let last_day = opts.start + chrono::Duration::days(i64::from(days.max(1)) - 1);
-            eprintln!("publishing current tables and marts (reference date {last_day})");
-            let published = naerdata::publish::publish(&p, last_day).await?;
+            // A period is published only once closed (its data past every reception
+            // deadline): publish as of the first day the periods of these deliveries
+            // are, as the daily publication will on that day.
+            let publish_day = naerdata::publication::all_closed_after(
+                &naerdata::publish::marts(),
+                &p.contracts,
+                last_day,
+            );
+            eprintln!(
+                "publishing current tables and marts as of {publish_day}, the first day every \
+                 period of the deliveries (up to {last_day}) is closed"
+            );
+            let published = naerdata::publish::publish(&p, publish_day).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             summary::print_demo(&p, &cli.home, &results, &published).await?;
             // The morning after the last delivery day.

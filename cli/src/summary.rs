@@ -74,7 +74,8 @@ pub async fn print_demo(
         let keep: Vec<usize> = (0..rehab.num_columns())
             .filter(|&i| {
                 let n = rehab.schema().field(i).name().clone();
-                !n.starts_with("andel_") && n != "disclosure_rule_set"
+                !n.starts_with("andel_")
+                    && !["disclosure_rule_set", "revision", "publiceret"].contains(&n.as_str())
             })
             .collect();
         let shown = rehab.project(&keep)?;
@@ -90,9 +91,19 @@ pub fn print_published(published: &naerdata::publish::Published) {
         println!("  {t:<34} {n:>9} rows");
     }
     for m in &published.marts {
+        let o = &m.outcome;
         println!(
-            "  mart {:<29} {:>9} rows  suppressed: {} primary, {} secondary  ({})",
-            m.name, m.rows, m.primary_suppressed, m.secondary_suppressed, m.key
+            "  mart {:<29} {:>9} rows  {} period(s): {} new, {} revised, {} frozen; \
+             suppressed in what is new: {} primary, {} secondary  ({})",
+            m.name,
+            m.rows,
+            m.periods,
+            o.new_periods.len(),
+            o.revised.len(),
+            o.frozen,
+            o.primary_suppressed,
+            o.secondary_suppressed,
+            m.key
         );
     }
 }

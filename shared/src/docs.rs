@@ -28,6 +28,9 @@ pub fn reporting_guide(registry: &Registry) -> String {
          bad, the whole delivery is rejected and nothing of it is stored.\n\
          - Sending the identical file again is recognised (sha256) and stored once (`duplicate`).\n\
          - A correction is a new row with the same record key and a later version; the latest version wins.\n\
+         - The deadline (under each dataset's reception calendar) also decides when a month is published: the \
+         statistics for a month come out once every dataset's deadline for it has passed, and are then frozen. \
+         Data or corrections for a month that arrive after that come out as a dated revision of it.\n\
          - CPR numbers are pseudonymised on arrival and never appear in receipts; a CPR that fails modulus 11 is \
          accepted with a warning, an unreadable one is kept without a pseudonym and reported.\n"
     );

@@ -30,6 +30,8 @@ pub mod privacy;
 pub mod process;
 pub mod pseudonym;
 #[cfg(feature = "analytics")]
+pub mod publication;
+#[cfg(feature = "analytics")]
 pub mod publish;
 pub mod quality;
 pub mod read;

@@ -6,12 +6,14 @@
 //! - `dim_geografi`: municipality -> region with valid-from/valid-to (Region Østdanmark
 //!   from 2027); `dim_person`: person, birth year, sex, current residence;
 //!   `person_bopael`: residence over time from the municipal reports.
-//! - marts: SQL files in `sql/marts/` (portable: DataFusion here, Athena in AWS), whose
-//!   count columns go through disclosure control before anything is written.
+//! - marts: SQL files in `sql/marts/` (portable: DataFusion here, Athena in AWS), one
+//!   table per period, whose count columns go through disclosure control before
+//!   anything is written; a period is published once closed, then frozen, and revised
+//!   with a date (`publication.rs`).
 
 use std::sync::Arc;
 
-use arrow::array::{ArrayRef, Date32Array, Float64Array, Int64Array, StringArray};
+use arrow::array::{Date32Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
@@ -23,9 +25,10 @@ use serde::Serialize;
 
 use crate::catalog::{self, QueryError};
 use crate::contract::{Contract, Registry};
-use crate::disclosure::{self, Cell, Table};
+use crate::disclosure;
 use crate::lake;
 use crate::platform::{Platform, StepError};
+pub use crate::publication::{self, Granularity, PeriodSpec};
 use crate::validate::days_since_epoch;
 
 /// The marts, compiled in so every binary publishes the same ones.
@@ -56,12 +59,36 @@ pub const TOTAL: &str = "I alt";
 pub struct MartSpec {
     pub name: String,
     pub title: String,
+    /// The period column and its length (`-- period: maaned month [stock]`): every
+    /// period is a table of its own, published once closed.
+    pub period: PeriodSpec,
+    /// Days after a period's end the mart looks (`-- follow_up: 90 days`): the period
+    /// closes only once those days' data are in too.
+    pub follow_up_days: u32,
     pub rows: String,
-    pub cols: String,
+    /// `None`: one column (the table is the rows and their total).
+    pub cols: Option<String>,
     pub counts: Vec<String>,
     /// (name, numerator, denominator)
     pub rates: Vec<(String, String, String)>,
+    /// (count, column) from `-- persons: count = column`: the count is of events
+    /// (contacts, courses) and the column holds the distinct persons behind each cell.
+    pub persons: Vec<(String, String)>,
+    /// From `-- nested: a < b < base`: counts nested in each other, innermost first,
+    /// the base last.
+    pub nested: Vec<Vec<String>>,
     pub sql: String,
+}
+
+/// The measures of a mart protected together ([`disclosure::Family`]), as indices
+/// into [`MartSpec::counts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyPlan {
+    pub base: usize,
+    /// Each chain innermost first, without the base.
+    pub chains: Vec<Vec<usize>>,
+    /// A published count of the persons behind the (event) base.
+    pub persons: Option<usize>,
 }
 
 impl MartSpec {
@@ -69,51 +96,210 @@ impl MartSpec {
         let mut spec = MartSpec {
             name: name.to_string(),
             title: String::new(),
+            period: PeriodSpec {
+                column: String::new(),
+                granularity: Granularity::Month,
+                stock: false,
+            },
+            follow_up_days: 0,
             rows: String::new(),
-            cols: String::new(),
+            cols: None,
             counts: Vec::new(),
             rates: Vec::new(),
+            persons: Vec::new(),
+            nested: Vec::new(),
             sql: sql.to_string(),
         };
+        let bad = |m: String| format!("sql/marts/{name}.sql: {m}");
         for line in sql.lines().filter_map(|l| l.strip_prefix("-- ")) {
             let Some((k, v)) = line.split_once(": ") else {
                 continue;
             };
             let v = v.trim();
+            let pair = |v: &str, sep: char| -> Result<(String, String), String> {
+                let (a, b) = v
+                    .split_once(sep)
+                    .ok_or(bad(format!("{k} {v:?} is not a {sep} b")))?;
+                Ok((a.trim().into(), b.trim().into()))
+            };
             match k {
-                "mart" if v != name => {
-                    return Err(format!("sql/marts/{name}.sql declares mart {v}"));
-                }
+                "mart" if v != name => return Err(bad(format!("declares mart {v}"))),
                 "title" => spec.title = v.to_string(),
                 "rows" => spec.rows = v.to_string(),
-                "cols" => spec.cols = v.to_string(),
+                "cols" => spec.cols = Some(v.to_string()),
                 "counts" => spec.counts = v.split(',').map(|s| s.trim().to_string()).collect(),
+                "period" => {
+                    let words: Vec<&str> = v.split_whitespace().collect();
+                    let (column, length, kind) = match words[..] {
+                        [c, l] => (c, l, None),
+                        [c, l, k] => (c, l, Some(k)),
+                        _ => {
+                            return Err(bad(format!(
+                                "period {v:?} is not: column month|quarter [stock]"
+                            )));
+                        }
+                    };
+                    spec.period = PeriodSpec {
+                        column: column.into(),
+                        granularity: Granularity::parse(length)
+                            .ok_or(bad(format!("period length {length:?}: month or quarter")))?,
+                        stock: match kind {
+                            None => false,
+                            Some("stock") => true,
+                            Some(other) => {
+                                return Err(bad(format!(
+                                    "period kind {other:?}: stock or nothing"
+                                )));
+                            }
+                        },
+                    };
+                }
+                "follow_up" => {
+                    spec.follow_up_days = v
+                        .strip_suffix("days")
+                        .and_then(|d| d.trim().parse().ok())
+                        .ok_or(bad(format!("follow_up {v:?} is not: N days")))?;
+                }
+                "persons" => spec.persons.push(pair(v, '=')?),
+                "nested" => {
+                    let chain: Vec<String> = v.split('<').map(|s| s.trim().to_string()).collect();
+                    if chain.len() < 2 {
+                        return Err(bad(format!("nested {v:?} is not a < b")));
+                    }
+                    spec.nested.push(chain);
+                }
                 "rates" => {
-                    let (rate, expr) = v
-                        .split_once('=')
-                        .ok_or(format!("rate {v:?} is not name = a / b"))?;
-                    let (a, b) = expr
-                        .split_once('/')
-                        .ok_or(format!("rate {v:?} is not name = a / b"))?;
-                    spec.rates
-                        .push((rate.trim().into(), a.trim().into(), b.trim().into()));
+                    let (rate, expr) = pair(v, '=')?;
+                    let (a, b) = pair(&expr, '/')?;
+                    spec.rates.push((rate, a, b));
                 }
                 _ => {}
             }
         }
-        if spec.rows.is_empty() || spec.cols.is_empty() || spec.counts.is_empty() {
-            return Err(format!(
-                "sql/marts/{name}.sql needs -- rows:, -- cols: and -- counts: headers"
+        if spec.rows.is_empty() || spec.counts.is_empty() || spec.period.column.is_empty() {
+            return Err(bad(
+                "needs -- period:, -- rows: and -- counts: headers".into()
             ));
         }
+        let count = |c: &str| spec.counts.iter().any(|x| x == c);
         for (r, a, b) in &spec.rates {
-            if !spec.counts.contains(a) || !spec.counts.contains(b) {
-                return Err(format!(
-                    "rate {r} in {name} uses a column that is not a count"
-                ));
+            if !count(a) || !count(b) {
+                return Err(bad(format!("rate {r} uses a column that is not a count")));
+            }
+        }
+        for chain in &spec.nested {
+            if let Some(c) = chain.iter().find(|c| !count(c)) {
+                return Err(bad(format!("nested: {c} is not a count")));
+            }
+        }
+        for (m, col) in &spec.persons {
+            if !count(m) {
+                return Err(bad(format!("persons: {m} is not a count")));
+            }
+            if spec.counts.contains(col) && spec.nested.iter().flatten().any(|c| c == col) {
+                return Err(bad(format!(
+                    "persons: {col} is nested, so it cannot count {m}'s persons"
+                )));
+            }
+        }
+        // Every count in one family, in one role.
+        let mut role: Vec<Option<String>> = vec![None; spec.counts.len()];
+        let idx = |c: &str| spec.counts.iter().position(|x| x == c).expect("checked");
+        let mut claim = |c: &str, what: String| -> Result<(), String> {
+            let i = idx(c);
+            match &role[i] {
+                Some(r) if *r != what => Err(bad(format!("{c} is both {r} and {what}"))),
+                _ => {
+                    role[i] = Some(what);
+                    Ok(())
+                }
+            }
+        };
+        for chain in &spec.nested {
+            let base = chain.last().expect("two or more");
+            claim(base, format!("the base of {base}"))?;
+            for c in &chain[..chain.len() - 1] {
+                claim(c, format!("nested in {base}"))?;
+            }
+        }
+        for (m, col) in &spec.persons {
+            if spec.counts.contains(col) {
+                claim(col, format!("the persons of {m}"))?;
+                if spec.nested.iter().any(|ch| ch[..ch.len() - 1].contains(m)) {
+                    return Err(bad(format!(
+                        "persons: only a base's persons may be published ({m})"
+                    )));
+                }
             }
         }
         Ok(spec)
+    }
+
+    /// The families the counts form: each base with its chains (and its published
+    /// persons), every other count alone.
+    pub fn families(&self) -> Vec<FamilyPlan> {
+        let idx = |c: &str| {
+            self.counts
+                .iter()
+                .position(|x| x == c)
+                .expect("checked at parse")
+        };
+        let mut out: Vec<FamilyPlan> = Vec::new();
+        let mut taken = vec![false; self.counts.len()];
+        for (i, name) in self.counts.iter().enumerate() {
+            if taken[i]
+                || self
+                    .nested
+                    .iter()
+                    .any(|ch| ch[..ch.len() - 1].contains(name))
+            {
+                continue;
+            }
+            if self
+                .persons
+                .iter()
+                .any(|(m, c)| c == name && m != name && self.counts.contains(c))
+            {
+                continue; // published with its events
+            }
+            let chains: Vec<Vec<usize>> = self
+                .nested
+                .iter()
+                .filter(|ch| ch.last() == Some(name))
+                .map(|ch| ch[..ch.len() - 1].iter().map(|c| idx(c)).collect())
+                .collect();
+            let persons = self
+                .persons
+                .iter()
+                .find(|(m, c)| m == name && self.counts.contains(c))
+                .map(|(_, c)| idx(c));
+            for k in chains.iter().flatten().chain(&persons).chain([&i]) {
+                taken[*k] = true;
+            }
+            out.push(FamilyPlan {
+                base: i,
+                chains,
+                persons,
+            });
+        }
+        out
+    }
+
+    /// Is count `a` nested in count `b` (so `a / b` is a share)?
+    pub fn nested_in(&self, a: &str, b: &str) -> bool {
+        self.nested.iter().any(|ch| {
+            let pa = ch.iter().position(|c| c == a);
+            let pb = ch.iter().position(|c| c == b);
+            matches!((pa, pb), (Some(x), Some(y)) if x < y)
+        })
+    }
+
+    /// The column holding the persons behind count `m`, if it counts events.
+    pub fn persons_of(&self, m: &str) -> Option<&str> {
+        self.persons
+            .iter()
+            .find(|(x, _)| x == m)
+            .map(|(_, c)| c.as_str())
     }
 }
 
@@ -129,9 +315,14 @@ pub fn marts() -> Vec<MartSpec> {
 pub struct MartReport {
     pub name: String,
     pub key: String,
+    /// Rows of the published table: every period and revision.
     pub rows: usize,
-    pub primary_suppressed: usize,
-    pub secondary_suppressed: usize,
+    /// Periods in the table.
+    pub periods: usize,
+    /// What this publication added (periods, revisions) and kept (frozen), and the
+    /// suppressions in what it added.
+    #[serde(flatten)]
+    pub outcome: publication::Outcome,
     pub rule_set: &'static str,
 }
 
@@ -140,7 +331,7 @@ pub struct Published {
     /// (table, rows) of the current tables and dimensions.
     pub tables: Vec<(String, u64)>,
     pub marts: Vec<MartReport>,
-    /// Each mart's protected result, for printing.
+    /// Each mart's published table, for printing.
     pub batches: Vec<(String, RecordBatch)>,
 }
 
@@ -336,18 +527,44 @@ pub async fn presentation_tables(
             schema,
         });
     }
+    // The marts: their SQL planned over the empty tables (so a mart that does not
+    // return its declared columns fails here), their published schema from the spec.
+    ctx.register_table("perioder", empty(publication::periods_schema())?)?;
     for spec in marts() {
-        let (batch, _) = protect_mart(&spec, &[])?;
+        let planned = ctx.sql(&spec.sql).await?;
+        let returned: Vec<String> = planned
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect();
+        let needed = [&spec.period.column, &spec.rows]
+            .into_iter()
+            .chain(&spec.cols)
+            .chain(&spec.counts)
+            .chain(spec.persons.iter().map(|(_, c)| c));
+        for c in needed {
+            if !returned.contains(c) {
+                return Err(PublishError::Mart {
+                    mart: spec.name.clone(),
+                    message: format!("the query returns no column {c}"),
+                });
+            }
+        }
         out.push(lake::PresentationTable {
             kind: "marts",
             name: spec.name.clone(),
             description: format!(
-                "{}. Disclosure-controlled (rule set in column disclosure_rule_set): NULL = \
-                 suppressed; margins are the rows and columns labelled '{TOTAL}'.",
-                spec.title
+                "{}. Per period ({}); published periods are frozen, corrections are dated \
+                 revisions ({}, {}). NULL = suppressed ({}); margins: '{TOTAL}'.",
+                spec.title,
+                spec.period.column,
+                publication::REVISION,
+                publication::PUBLISHED,
+                publication::RULE_SET_COLUMN,
             ),
             contract: None,
-            schema: batch.schema(),
+            schema: publication::register_schema(&spec),
         });
     }
     Ok(out)
@@ -476,23 +693,102 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     out.tables.push(("person_bopael".into(), rows));
 
     for spec in marts() {
-        let batches = ctx.sql(&spec.sql).await?.collect().await?;
-        let (batch, report) = protect_mart(&spec, &batches)?;
-        let key = presentation_key("marts", &spec.name);
-        put_batch(p, &key, &batch).await?;
-        let meta = serde_json::to_vec_pretty(&report).expect("serialisable");
-        p.stores
-            .lake
-            .put(
-                &format!("presentation/marts/{}/_disclosure.json", spec.name),
-                Bytes::from(meta),
-            )
-            .await
-            .map_err(StepError::from)?;
-        out.marts.push(MartReport { key, ..report });
+        let (batch, report) = publish_mart(p, &ctx, &spec, reference_date).await?;
+        out.marts.push(report);
         out.batches.push((spec.name.clone(), batch));
     }
     Ok(out)
+}
+
+/// One mart: the closed periods open for publication computed, each new period
+/// published, each frozen one carried or revised; the register (the published table)
+/// written back with `_disclosure.json` beside it.
+async fn publish_mart(
+    p: &Platform,
+    ctx: &SessionContext,
+    spec: &MartSpec,
+    day: NaiveDate,
+) -> Result<(RecordBatch, MartReport), PublishError> {
+    let err = |m: String| PublishError::Mart {
+        mart: spec.name.clone(),
+        message: m,
+    };
+    let periods = publication::open_for_publication(spec, &p.contracts, day);
+    let table = publication::periods_batch(&periods);
+    ctx.deregister_table("perioder")?;
+    ctx.register_table(
+        "perioder",
+        Arc::new(MemTable::try_new(table.schema(), vec![vec![table]])?),
+    )?;
+    let started = std::time::Instant::now();
+    let batches = ctx.sql(&spec.sql).await?.collect().await?;
+    let raw = publication::raw_by_period(spec, &batches).map_err(err)?;
+    let queried = started.elapsed().as_secs_f64();
+
+    let key = presentation_key("marts", &spec.name);
+    let mut register = match p.stores.lake.get(&key).await.map_err(StepError::from)? {
+        None => Vec::new(),
+        Some(bytes) => {
+            let batches: Vec<RecordBatch> =
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                    .and_then(|b| b.build())
+                    .map_err(|e| err(format!("reading {key}: {e}")))?
+                    .collect::<Result<_, _>>()?;
+            match publication::read_register(spec, &batches) {
+                Ok(r) => r,
+                Err(why) => {
+                    // The mart changed shape: its earlier table is kept aside, and a
+                    // new series starts.
+                    let aside = format!(
+                        "{}_superseded-{day}.parquet",
+                        lake::presentation_prefix("marts", &spec.name)
+                    );
+                    tracing::warn!(mart = %spec.name, %why, %aside, "starting a new published series");
+                    let old = p.stores.lake.get(&key).await.map_err(StepError::from)?;
+                    if let Some(old) = old {
+                        p.stores
+                            .lake
+                            .put(&aside, old)
+                            .await
+                            .map_err(StepError::from)?;
+                    }
+                    Vec::new()
+                }
+            }
+        }
+    };
+    let started = std::time::Instant::now();
+    let outcome = publication::publish_periods(spec, &periods, &raw, &mut register, day)
+        .map_err(|e| err(e.to_string()))?;
+    tracing::info!(
+        mart = %spec.name,
+        periods = periods.len(),
+        query_seconds = queried,
+        protect_seconds = started.elapsed().as_secs_f64(),
+        "mart computed"
+    );
+    let batch = publication::register_batch(spec, &register);
+    put_batch(p, &key, &batch).await?;
+    let mut seen: Vec<&str> = register.iter().map(|r| r.period.as_str()).collect();
+    seen.dedup();
+    let report = MartReport {
+        name: spec.name.clone(),
+        key,
+        rows: batch.num_rows(),
+        periods: seen.len(),
+        outcome,
+        rule_set: disclosure::RULE_SET,
+    };
+    let meta = serde_json::to_vec_pretty(&report).expect("serialisable");
+    p.stores
+        .lake
+        .put(
+            &format!("presentation/marts/{}/_disclosure.json", spec.name),
+            Bytes::from(meta),
+        )
+        .await
+        .map_err(StepError::from)?;
+    Ok((batch, report))
 }
 
 pub(crate) async fn put_batches(
@@ -515,157 +811,6 @@ async fn put_batch(p: &Platform, key: &str, batch: &RecordBatch) -> Result<(), P
     put_batches(p, key, batch.schema(), std::slice::from_ref(batch)).await
 }
 
-fn text_value(a: &ArrayRef, i: usize) -> String {
-    if a.is_null(i) {
-        return "ukendt".into();
-    }
-    arrow::util::display::array_value_to_string(a, i).unwrap_or_default()
-}
-
-fn count_value(a: &ArrayRef, i: usize) -> u64 {
-    if a.is_null(i) {
-        return 0;
-    }
-    arrow::util::display::array_value_to_string(a, i)
-        .ok()
-        .and_then(|s| s.parse::<f64>().ok())
-        .map_or(0, |x| x.max(0.0) as u64)
-}
-
-/// Pivots a mart's result per count column into a 2-D table with margins, applies
-/// disclosure control to each (they are different measures, not breakdowns of one
-/// population, so they share no totals), and returns the
-/// published long table: one row per (row, col) cell including the `I alt` margins,
-/// counts as nullable integers (NULL = suppressed), rates from protected counts.
-pub fn protect_mart(
-    spec: &MartSpec,
-    batches: &[RecordBatch],
-) -> Result<(RecordBatch, MartReport), PublishError> {
-    let err = |m: String| PublishError::Mart {
-        mart: spec.name.clone(),
-        message: m,
-    };
-    let mut rows: Vec<String> = Vec::new();
-    let mut cols: Vec<String> = Vec::new();
-    let mut cells: Vec<(String, String, Vec<u64>)> = Vec::new();
-    for b in batches {
-        let col = |name: &str| {
-            b.column_by_name(name)
-                .cloned()
-                .ok_or_else(|| err(format!("the query returns no column {name}")))
-        };
-        let (r, c) = (col(&spec.rows)?, col(&spec.cols)?);
-        let counts: Vec<ArrayRef> = spec
-            .counts
-            .iter()
-            .map(|n| col(n))
-            .collect::<Result<_, _>>()?;
-        for i in 0..b.num_rows() {
-            let (rv, cv) = (text_value(&r, i), text_value(&c, i));
-            if !rows.contains(&rv) {
-                rows.push(rv.clone());
-            }
-            if !cols.contains(&cv) {
-                cols.push(cv.clone());
-            }
-            cells.push((rv, cv, counts.iter().map(|a| count_value(a, i)).collect()));
-        }
-    }
-    rows.sort();
-    cols.sort();
-    let tables: Vec<Table> = (0..spec.counts.len())
-        .map(|m| {
-            let mut counts = vec![vec![0u64; cols.len()]; rows.len()];
-            for (rv, cv, v) in &cells {
-                let (i, j) = (
-                    rows.binary_search(rv).expect("seen"),
-                    cols.binary_search(cv).expect("seen"),
-                );
-                counts[i][j] += v[m];
-            }
-            Table {
-                rows: rows.clone(),
-                cols: cols.clone(),
-                counts,
-            }
-        })
-        .collect();
-    let protected: Vec<disclosure::Protected> = tables.iter().map(disclosure::protect).collect();
-
-    // Long output with margins.
-    let mut out_rows = Vec::new();
-    let mut out_cols = Vec::new();
-    // Published as signed 64-bit: Athena (and Hive's Parquet reader) has no unsigned
-    // integer type.
-    let mut values: Vec<Vec<Option<i64>>> = vec![Vec::new(); spec.counts.len()];
-    let cell = |c: Cell| match c {
-        Cell::Value(v) => Some(v as i64),
-        Cell::Suppressed => None,
-    };
-    for i in 0..=rows.len() {
-        for j in 0..=cols.len() {
-            out_rows.push(rows.get(i).cloned().unwrap_or_else(|| TOTAL.into()));
-            out_cols.push(cols.get(j).cloned().unwrap_or_else(|| TOTAL.into()));
-            for (m, pr) in protected.iter().enumerate() {
-                let c = match (i < rows.len(), j < cols.len()) {
-                    (true, true) => pr.cells[i][j],
-                    (true, false) => pr.row_totals[i],
-                    (false, true) => pr.col_totals[j],
-                    (false, false) => pr.grand_total,
-                };
-                values[m].push(cell(c));
-            }
-        }
-    }
-    let mut fields = vec![
-        Field::new(&spec.rows, DataType::Utf8, false),
-        Field::new(&spec.cols, DataType::Utf8, false),
-    ];
-    let mut arrays: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(out_rows)),
-        Arc::new(StringArray::from(out_cols)),
-    ];
-    for (m, name) in spec.counts.iter().enumerate() {
-        fields.push(Field::new(name, DataType::Int64, true));
-        arrays.push(Arc::new(Int64Array::from(values[m].clone())));
-    }
-    for (name, a, b) in &spec.rates {
-        let ia = spec
-            .counts
-            .iter()
-            .position(|c| c == a)
-            .expect("checked at parse");
-        let ib = spec
-            .counts
-            .iter()
-            .position(|c| c == b)
-            .expect("checked at parse");
-        let rates: Vec<Option<f64>> = values[ia]
-            .iter()
-            .zip(&values[ib])
-            .map(|(x, y)| {
-                let c = |v: &Option<i64>| v.map_or(Cell::Suppressed, |v| Cell::Value(v as u64));
-                disclosure::rate(c(x), c(y))
-            })
-            .collect();
-        fields.push(Field::new(name, DataType::Float64, true));
-        arrays.push(Arc::new(Float64Array::from(rates)));
-    }
-    let n = arrays[0].len();
-    fields.push(Field::new("disclosure_rule_set", DataType::Utf8, false));
-    arrays.push(Arc::new(StringArray::from(vec![disclosure::RULE_SET; n])));
-    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)?;
-    let report = MartReport {
-        name: spec.name.clone(),
-        key: String::new(),
-        rows: n,
-        primary_suppressed: protected.iter().map(|p| p.primary).sum(),
-        secondary_suppressed: protected.iter().map(|p| p.secondary).sum(),
-        rule_set: disclosure::RULE_SET,
-    };
-    Ok((batch, report))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -676,9 +821,82 @@ mod tests {
         assert_eq!(m.len(), 4);
         let rehab = m.iter().find(|m| m.name == "rehab_effekt").unwrap();
         assert_eq!(rehab.rows, "kommunekode");
+        assert_eq!(rehab.cols, None);
         assert_eq!(rehab.counts.len(), 5);
         assert_eq!(rehab.rates.len(), 4);
+        assert_eq!(rehab.period.column, "kvartal");
+        assert_eq!(rehab.period.granularity, Granularity::Quarter);
+        assert_eq!(rehab.follow_up_days, 90);
+        assert_eq!(
+            rehab.families(),
+            vec![FamilyPlan {
+                base: 0,
+                chains: vec![vec![1, 2], vec![3, 4]],
+                persons: None
+            }]
+        );
+        assert!(rehab.nested_in("akut_hospital_30d", "forloeb_afsluttet"));
+        assert!(rehab.nested_in("akut_hospital_30d", "akut_hospital_90d"));
+        assert!(!rehab.nested_in("akut_hospital_30d", "almen_praksis_90d"));
+        assert_eq!(
+            rehab.persons_of("forloeb_afsluttet"),
+            Some("forloeb_personer")
+        );
+        let spec = m
+            .iter()
+            .find(|m| m.name == "speciallaege_aktivitet")
+            .unwrap();
+        assert_eq!(
+            spec.families(),
+            vec![FamilyPlan {
+                base: 0,
+                chains: vec![],
+                persons: Some(1)
+            }]
+        );
+        assert!(m.iter().filter(|m| m.period.stock).count() == 2);
         assert!(MartSpec::parse("x", "-- rows: a\n-- cols: b\nSELECT 1").is_err());
+    }
+
+    #[test]
+    fn mart_headers_are_checked() {
+        let head = "-- period: maaned month\n-- rows: r\n-- counts: a, b, c\n";
+        let ok = |extra: &str| MartSpec::parse("x", &format!("{head}{extra}SELECT 1"));
+        let spec = ok("-- nested: a < b\n").unwrap();
+        assert_eq!(
+            spec.families(),
+            vec![
+                FamilyPlan {
+                    base: 1,
+                    chains: vec![vec![0]],
+                    persons: None
+                },
+                FamilyPlan {
+                    base: 2,
+                    chains: vec![],
+                    persons: None
+                }
+            ]
+        );
+        assert!(
+            ok("-- nested: a < d\n")
+                .unwrap_err()
+                .contains("not a count")
+        );
+        assert!(
+            ok("-- nested: a < b\n-- nested: b < c\n").is_err(),
+            "b in two roles"
+        );
+        assert!(ok("-- nested: a\n").is_err());
+        assert!(ok("-- persons: a = b\n-- nested: b < c\n").is_err());
+        assert!(
+            ok("-- persons: c = p\n").is_ok(),
+            "an unpublished persons column"
+        );
+        assert!(
+            MartSpec::parse("x", "-- period: maaned week\n-- rows: r\n-- counts: a\n").is_err()
+        );
+        assert!(ok("-- follow_up: ninety\n").is_err());
     }
 
     #[test]

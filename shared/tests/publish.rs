@@ -112,7 +112,19 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
     }
     deliver(&p, "almenpraksis/kontakt/2026-12-31/gp.csv", gp).await;
 
-    let published = naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 12, 31).unwrap())
+    // The fourth quarter closes once 90 days after it (to 31 March) are delivered, by
+    // the municipalities' deadline 14 days after March: it is published on 15 April.
+    let on = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).unwrap();
+    let early = naerdata::publish::publish(&p, on(2027, 4, 14))
+        .await
+        .unwrap();
+    let (_, rehab) = early
+        .batches
+        .iter()
+        .find(|(n, _)| n == "rehab_effekt")
+        .unwrap();
+    assert_eq!(rehab.num_rows(), 0, "2026-Q4 is not closed on 14 April");
+    let published = naerdata::publish::publish(&p, on(2027, 4, 15))
         .await
         .unwrap();
     let (_, rehab) = published
@@ -140,22 +152,48 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
         Some(7),
         "the entered-in-error course is not counted"
     );
-    assert_eq!(get("akut_hospital_30d", r101), Some(5));
-    assert_eq!(get("akut_hospital_90d", r101), Some(6));
-    assert_eq!(get("almen_praksis_30d", r101), Some(6));
-    // 151 has 2 courses: suppressed; 147 (6) is the smallest complement in the column.
+    // 7 courses in 101: 5 followed by an acute contact within 30 days, 6 within 90, 6
+    // by a GP contact. Published beside the 7, each would say how many (2, 1, 1) had
+    // none: the complement attack. They are withheld, and so is every share.
+    for sub in [
+        "akut_hospital_30d",
+        "akut_hospital_90d",
+        "almen_praksis_30d",
+        "almen_praksis_90d",
+    ] {
+        assert_eq!(get(sub, r101), None, "{sub} in 101");
+    }
+    let share = rehab.column_by_name("andel_akut_hospital_30d").unwrap();
+    assert!(share.is_null(r101));
+    // 151 has 2 courses: suppressed; 147 (6) is the smallest complement in the column,
+    // and its sub-counts go with it (a 0 beside a suppressed base could say "none of
+    // these few").
     assert_eq!(get("forloeb_afsluttet", row("151", "2026-Q4")), None);
     assert_eq!(get("forloeb_afsluttet", row("147", "2026-Q4")), None);
+    assert_eq!(get("akut_hospital_30d", row("147", "2026-Q4")), None);
     assert_eq!(get("forloeb_afsluttet", row("I alt", "2026-Q4")), Some(15));
-    // A planned contact is not acute: 147 has no acute contacts, a true zero is shown.
-    assert_eq!(get("akut_hospital_30d", row("147", "2026-Q4")), Some(0));
-    let share = rehab.column_by_name("andel_akut_hospital_30d").unwrap();
-    let share = share
-        .as_any()
-        .downcast_ref::<arrow::array::Float64Array>()
-        .unwrap();
-    assert!((share.value(r101) - 5.0 / 7.0).abs() < 1e-9);
+    // Nothing published anywhere gives a complement of 1-4.
+    for i in 0..rehab.num_rows() {
+        if let Some(base) = get("forloeb_afsluttet", i) {
+            for sub in [
+                "akut_hospital_30d",
+                "akut_hospital_90d",
+                "almen_praksis_30d",
+                "almen_praksis_90d",
+            ] {
+                if let Some(v) = get(sub, i) {
+                    assert!(!(1..5).contains(&(base - v)), "row {i}: {base} - {v}");
+                }
+            }
+        }
+    }
     assert!(rehab.column_by_name("disclosure_rule_set").is_some());
+    let revision = col("revision");
+    assert_eq!(revision.null_count(), 0);
+    assert_eq!(
+        published.marts[0].outcome.new_periods,
+        vec!["2026-Q4".to_string()]
+    );
 
     // Current tables: one row per record key, entered-in-error dropped.
     let b = catalog::query(&p, "SELECT count(*) AS n FROM kommune_indsats")
@@ -346,4 +384,179 @@ async fn the_catalog_declares_what_publish_writes() {
             t.name
         );
     }
+}
+
+/// One published row of `speciallaege_aktivitet`.
+#[derive(Debug, Clone, PartialEq)]
+struct Row {
+    maaned: String,
+    region: String,
+    speciale: String,
+    revision: i32,
+    publiceret: String,
+    kontakter: Option<i64>,
+    patienter: Option<i64>,
+}
+
+fn rows_of(b: &arrow::record_batch::RecordBatch) -> Vec<Row> {
+    let text = |n: &str| {
+        let a = b.column_by_name(n).unwrap().clone();
+        (0..b.num_rows())
+            .map(|i| arrow::util::display::array_value_to_string(&a, i).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let int = |n: &str| {
+        let a = b.column_by_name(n).unwrap().clone();
+        let a = a.as_any().downcast_ref::<Int64Array>().unwrap().clone();
+        (0..b.num_rows())
+            .map(|i| (!a.is_null(i)).then(|| a.value(i)))
+            .collect::<Vec<_>>()
+    };
+    let (m, r, s, rev, day) = (
+        text("maaned"),
+        text("regionskode"),
+        text("speciale"),
+        text("revision"),
+        text("publiceret"),
+    );
+    let (k, p) = (int("kontakter"), int("patienter"));
+    (0..b.num_rows())
+        .map(|i| Row {
+            maaned: m[i].clone(),
+            region: r[i].clone(),
+            speciale: s[i].clone(),
+            revision: rev[i].parse().unwrap(),
+            publiceret: day[i].clone(),
+            kontakter: k[i],
+            patienter: p[i],
+        })
+        .collect()
+}
+
+/// Day-to-day differencing: publish on day D, add one person's records in a closed
+/// month and in the open one, publish on D+1, and subtract.
+#[tokio::test]
+async fn yesterdays_and_todays_publications_cannot_be_subtracted() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let header = "kontakt_id;cpr;ydernummer;speciale;kontaktdato;ydelseskode\n";
+    let mut n = 0;
+    let mut contact = |csv: &mut String, person: usize, speciale: &str, day: &str| {
+        n += 1;
+        // Replacement numbers (day + 60) on days 1-28 of months 1-12: valid dates.
+        let cpr = format!(
+            "{:02}{:02}85-4{:03}",
+            61 + person % 28,
+            1 + person / 28,
+            person
+        );
+        csv.push_str(&format!("K{n};{cpr};512345;{speciale};{day};0101\n"));
+    };
+    // October: 30 patients at the dermatologist (2 contacts each), 12 in psychiatry.
+    let mut csv = header.to_string();
+    for i in 0..30 {
+        contact(&mut csv, i, "03", "2026-10-10");
+        contact(&mut csv, i, "03", "2026-10-20");
+    }
+    for i in 30..42 {
+        contact(&mut csv, i, "15", "2026-10-12");
+    }
+    deliver(&p, "speciallaege/kontakt/2026-11-01/oktober.csv", csv).await;
+    let mart = |published: &naerdata::publish::Published| {
+        let (_, b) = published
+            .batches
+            .iter()
+            .find(|(n, _)| n == "speciallaege_aktivitet")
+            .unwrap();
+        rows_of(b)
+    };
+    let on = |d| NaiveDate::from_ymd_opt(2026, 11, d).unwrap();
+    let find = |rows: &[Row], speciale: &str, revision: i32| {
+        rows.iter()
+            .find(|r| r.maaned == "2026-10" && r.speciale == speciale && r.revision == revision)
+            .map(|r| (r.kontakter, r.patienter))
+    };
+
+    // 14 November: October is still open (municipal data is due until then).
+    let before = naerdata::publish::publish(&p, on(14)).await.unwrap();
+    assert!(mart(&before).is_empty());
+    // 15 November: October is closed and published.
+    let day_d = mart(&naerdata::publish::publish(&p, on(15)).await.unwrap());
+    assert_eq!(find(&day_d, "03", 0), Some((Some(60), Some(30))));
+    assert!(day_d.iter().all(|r| r.publiceret == "2026-11-15"));
+
+    // Day D+1: one late patient in October (6 contacts: a count above 5 from one
+    // person), and one patient in November, the open month.
+    let mut csv = header.to_string();
+    for d in 21..27 {
+        contact(&mut csv, 50, "03", &format!("2026-10-{d}"));
+    }
+    contact(&mut csv, 51, "15", "2026-11-03");
+    deliver(&p, "speciallaege/kontakt/2026-11-16/sen.csv", csv).await;
+    let published = naerdata::publish::publish(&p, on(16)).await.unwrap();
+    let day_d1 = mart(&published);
+
+    // October as first published is carried unchanged.
+    let first = |rows: &[Row]| {
+        rows.iter()
+            .filter(|r| r.revision == 0)
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(first(&day_d1), first(&day_d));
+    // The change comes out as revision 1 of October, dated D+1.
+    let revised: Vec<&Row> = day_d1.iter().filter(|r| r.revision == 1).collect();
+    assert!(!revised.is_empty());
+    assert!(
+        revised
+            .iter()
+            .all(|r| r.maaned == "2026-10" && r.publiceret == "2026-11-16")
+    );
+    let report = published
+        .marts
+        .iter()
+        .find(|m| m.name == "speciallaege_aktivitet")
+        .unwrap();
+    assert_eq!(report.outcome.revised, vec!["2026-10".to_string()]);
+    // November is open: nothing of it is published.
+    assert!(day_d1.iter().all(|r| r.maaned != "2026-11"));
+    // Subtract every entry shown in both: no count differs by 1-4, and the contacts
+    // differ only where at least 5 patients came or went.
+    for r in &revised {
+        let was = day_d
+            .iter()
+            .find(|x| (&x.maaned, &x.region, &x.speciale) == (&r.maaned, &r.region, &r.speciale))
+            .unwrap();
+        for (now, then) in [(r.kontakter, was.kontakter), (r.patienter, was.patienter)] {
+            if let (Some(a), Some(b)) = (now, then) {
+                assert!(!(1..5).contains(&(a - b).abs()), "{r:?} vs {was:?}");
+            }
+        }
+        if let (Some(a), Some(b)) = (r.kontakter, was.kontakter)
+            && a != b
+        {
+            let persons = (r.patienter.unwrap() - was.patienter.unwrap()).abs();
+            assert!(persons >= 5, "{r:?} vs {was:?}");
+        }
+    }
+    assert_eq!(
+        find(&day_d1, "03", 1),
+        Some((None, None)),
+        "66 - 60 is one patient's"
+    );
+    assert_eq!(
+        find(&day_d1, "15", 1),
+        Some((Some(12), Some(12))),
+        "psychiatry did not change"
+    );
+
+    // Publishing again the same day changes nothing.
+    let again = naerdata::publish::publish(&p, on(16)).await.unwrap();
+    assert_eq!(mart(&again), day_d1);
+    let report = again
+        .marts
+        .iter()
+        .find(|m| m.name == "speciallaege_aktivitet")
+        .unwrap();
+    assert!(report.outcome.revised.is_empty() && report.outcome.new_periods.is_empty());
 }

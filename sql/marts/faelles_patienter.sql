@@ -1,34 +1,41 @@
 -- mart: faelles_patienter
 -- title: Fælles patienter: almen praksis og kommune (dialogværktøj)
+-- period: maaned month stock
 -- rows: ydernummer
 -- cols: kommunekode
 -- counts: patienter_med_kommunal_pleje, med_hospitalskontakt
+-- nested: med_hospitalskontakt < patienter_med_kommunal_pleje
 -- rates: andel_med_hospitalskontakt = med_hospitalskontakt / patienter_med_kommunal_pleje
--- Per GP clinic and municipality: the clinic's patients (a contact in the 12 months before
--- the reference date) who receive municipal care, and how many of them had a hospital
--- contact in the same 12 months.
+-- Per GP clinic and municipality, for the 12 months up to each month's end: the clinic's
+-- patients (a contact in those months) who received municipal care in them, and how many of
+-- them had a hospital contact in the same months. A stock (overlapping windows): each month
+-- is checked against the others before it is published. `perioder` lists the months.
 WITH patienter AS (
-    SELECT DISTINCT k.person_id, k.ydernummer
-    FROM almenpraksis_kontakt_current k, params
+    SELECT DISTINCT p.periode, k.person_id, k.ydernummer
+    FROM almenpraksis_kontakt_current k
+    JOIN perioder p ON k.kontaktdato > p.periode_slut - INTERVAL '365' DAY
+     AND k.kontaktdato <= p.periode_slut
     WHERE k.person_id IS NOT NULL
-      AND k.kontaktdato > params.reference_date - INTERVAL '365' DAY
-      AND k.kontaktdato <= params.reference_date
 ),
 pleje AS (
-    SELECT DISTINCT person_id, kommunekode
-    FROM kommune_indsats_current
-    WHERE type IN ('planned', 'completed') AND person_id IS NOT NULL
+    SELECT DISTINCT p.periode, i.person_id, i.kommunekode
+    FROM kommune_indsats_current i
+    JOIN perioder p ON i.startdato <= p.periode_slut
+     AND CASE WHEN i.slutdato IS NOT NULL THEN i.slutdato
+              WHEN i.type = 'planned' THEN p.periode_slut
+              ELSE i.startdato END > p.periode_slut - INTERVAL '365' DAY
+    WHERE i.type IN ('planned', 'completed') AND i.person_id IS NOT NULL
 ),
 hospital AS (
-    SELECT DISTINCT l.person_id
-    FROM lpr_kontakt_current l, params
-    WHERE l.dato_start > params.reference_date - INTERVAL '365' DAY
-      AND l.dato_start <= params.reference_date
+    SELECT DISTINCT p.periode, l.person_id
+    FROM lpr_kontakt_current l
+    JOIN perioder p ON l.dato_start > p.periode_slut - INTERVAL '365' DAY
+     AND l.dato_start <= p.periode_slut
 )
-SELECT p.ydernummer, pl.kommunekode,
+SELECT pa.periode AS maaned, pa.ydernummer, pl.kommunekode,
        COUNT(*) AS patienter_med_kommunal_pleje,
        SUM(CASE WHEN h.person_id IS NULL THEN 0 ELSE 1 END) AS med_hospitalskontakt
-FROM patienter p
-JOIN pleje pl ON pl.person_id = p.person_id
-LEFT JOIN hospital h ON h.person_id = p.person_id
-GROUP BY p.ydernummer, pl.kommunekode
+FROM patienter pa
+JOIN pleje pl ON pl.person_id = pa.person_id AND pl.periode = pa.periode
+LEFT JOIN hospital h ON h.person_id = pa.person_id AND h.periode = pa.periode
+GROUP BY pa.periode, pa.ydernummer, pl.kommunekode

@@ -1,31 +1,53 @@
 -- mart: kroniske_patienter
 -- title: Borgere med kronisk sygdom i almen praksis og kommunal pleje
+-- period: maaned month stock
 -- rows: kommunekode
 -- cols: sygdomsomraade
 -- counts: borgere, med_hjemmepleje, med_sygepleje
+-- nested: med_hjemmepleje < borgere
+-- nested: med_sygepleje < borgere
 -- rates: andel_med_hjemmepleje = med_hjemmepleje / borgere
 -- rates: andel_med_sygepleje = med_sygepleje / borgere
--- Citizens with each of the GP disease areas, per municipality of residence (from the
--- person dimension), and how many of them have a current home-care (§83) or nursing
--- (§138) intervention. A citizen counts once per disease area.
-WITH syge AS (
-    SELECT DISTINCT d.person_id, d.sygdomsomraade, p.kommunekode
+-- At each month's end: citizens with each of the GP disease areas (diagnosed by then), per
+-- municipality of residence then (the latest municipal report by the month's end), and how
+-- many of them had home care (§83) or nursing (§138) during the month. A citizen counts once
+-- per disease area (so margins count a citizen once per area). A stock: each month is
+-- checked against the others before it is published. `perioder` lists the months.
+WITH rapporter AS (
+    SELECT person_id, kommunekode, rapportdato,
+           LEAD(rapportdato) OVER (PARTITION BY person_id ORDER BY rapportdato, kommunekode) AS naeste
+    FROM kommune_borger
+    WHERE person_id IS NOT NULL
+),
+bopael AS (
+    SELECT p.periode, r.person_id, r.kommunekode
+    FROM rapporter r
+    JOIN perioder p ON r.rapportdato <= p.periode_slut
+     AND (r.naeste IS NULL OR r.naeste > p.periode_slut)
+),
+syge AS (
+    SELECT DISTINCT b.periode, d.person_id, d.sygdomsomraade, b.kommunekode
     FROM almenpraksis_diagnose_current d
-    JOIN dim_person p ON p.person_id = d.person_id
-    WHERE d.person_id IS NOT NULL AND p.kommunekode IS NOT NULL
+    JOIN bopael b ON b.person_id = d.person_id
+    JOIN perioder p ON p.periode = b.periode AND d.diagnosedato <= p.periode_slut
+    WHERE d.person_id IS NOT NULL
 ),
 pleje AS (
-    SELECT person_id,
-           MAX(CASE WHEN lovgrundlag = '§83' THEN 1 ELSE 0 END) AS hjemmepleje,
-           MAX(CASE WHEN lovgrundlag = '§138' THEN 1 ELSE 0 END) AS sygepleje
-    FROM kommune_indsats_current
-    WHERE type IN ('planned', 'completed') AND person_id IS NOT NULL
-    GROUP BY person_id
+    SELECT p.periode, i.person_id,
+           MAX(CASE WHEN i.lovgrundlag = '§83' THEN 1 ELSE 0 END) AS hjemmepleje,
+           MAX(CASE WHEN i.lovgrundlag = '§138' THEN 1 ELSE 0 END) AS sygepleje
+    FROM kommune_indsats_current i
+    JOIN perioder p ON i.startdato <= p.periode_slut
+     AND CASE WHEN i.slutdato IS NOT NULL THEN i.slutdato
+              WHEN i.type = 'planned' THEN p.periode_slut
+              ELSE i.startdato END >= p.periode_start
+    WHERE i.type IN ('planned', 'completed') AND i.person_id IS NOT NULL
+    GROUP BY p.periode, i.person_id
 )
-SELECT s.kommunekode, s.sygdomsomraade,
+SELECT s.periode AS maaned, s.kommunekode, s.sygdomsomraade,
        COUNT(*) AS borgere,
        SUM(COALESCE(pl.hjemmepleje, 0)) AS med_hjemmepleje,
        SUM(COALESCE(pl.sygepleje, 0)) AS med_sygepleje
 FROM syge s
-LEFT JOIN pleje pl ON pl.person_id = s.person_id
-GROUP BY s.kommunekode, s.sygdomsomraade
+LEFT JOIN pleje pl ON pl.person_id = s.person_id AND pl.periode = s.periode
+GROUP BY s.periode, s.kommunekode, s.sygdomsomraade

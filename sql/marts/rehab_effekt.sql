@@ -1,21 +1,32 @@
 -- mart: rehab_effekt
 -- title: Genoptræning efter §140: afsluttede forløb og efterfølgende kontakter
+-- period: kvartal quarter
+-- follow_up: 90 days
 -- rows: kommunekode
--- cols: kvartal
 -- counts: forloeb_afsluttet, akut_hospital_30d, akut_hospital_90d, almen_praksis_30d, almen_praksis_90d
+-- persons: forloeb_afsluttet = forloeb_personer
+-- persons: akut_hospital_30d = akut_hospital_30d_personer
+-- persons: akut_hospital_90d = akut_hospital_90d_personer
+-- persons: almen_praksis_30d = almen_praksis_30d_personer
+-- persons: almen_praksis_90d = almen_praksis_90d_personer
+-- nested: akut_hospital_30d < akut_hospital_90d < forloeb_afsluttet
+-- nested: almen_praksis_30d < almen_praksis_90d < forloeb_afsluttet
 -- rates: andel_akut_hospital_30d = akut_hospital_30d / forloeb_afsluttet
 -- rates: andel_akut_hospital_90d = akut_hospital_90d / forloeb_afsluttet
 -- rates: andel_almen_praksis_30d = almen_praksis_30d / forloeb_afsluttet
 -- rates: andel_almen_praksis_90d = almen_praksis_90d / forloeb_afsluttet
--- §140 rehabilitation courses (pathways) that ended, per municipality and quarter of the
--- end date, and how many of those citizens had an acute hospital contact (LPR, ATA1) or
--- a GP contact within 30 and 90 days after the course ended. Portable SQL (DataFusion, Athena).
+-- §140 rehabilitation courses (pathways) that ended in the quarter, per municipality, and
+-- how many of them were followed by an acute hospital contact (LPR, ATA1) or a GP contact
+-- within 30 and 90 days. Courses are events: each count comes with the distinct persons
+-- behind it (the *_personer columns, used for disclosure control, not published). A
+-- quarter closes once 90 days after it have been delivered too. Portable SQL (DataFusion,
+-- Athena); `perioder` (periode, periode_start, periode_slut) lists the quarters to compute.
 WITH forloeb AS (
-    SELECT DISTINCT person_id, kommunekode, slutdato,
-           CAST(EXTRACT(YEAR FROM slutdato) AS VARCHAR) || '-Q' || CAST(EXTRACT(QUARTER FROM slutdato) AS VARCHAR) AS kvartal
-    FROM kommune_indsats_current
-    WHERE lovgrundlag = '§140' AND type = 'pathway' AND status = 'completed'
-      AND slutdato IS NOT NULL AND person_id IS NOT NULL
+    SELECT DISTINCT p.periode, i.person_id, i.kommunekode, i.slutdato
+    FROM kommune_indsats_current i
+    JOIN perioder p ON i.slutdato BETWEEN p.periode_start AND p.periode_slut
+    WHERE i.lovgrundlag = '§140' AND i.type = 'pathway' AND i.status = 'completed'
+      AND i.slutdato IS NOT NULL AND i.person_id IS NOT NULL
 ),
 hospital AS (
     SELECT f.person_id, f.slutdato,
@@ -33,13 +44,18 @@ praksis AS (
     LEFT JOIN almenpraksis_kontakt_current k ON k.person_id = f.person_id
     GROUP BY f.person_id, f.slutdato
 )
-SELECT f.kommunekode, f.kvartal,
+SELECT f.periode AS kvartal, f.kommunekode,
        COUNT(*) AS forloeb_afsluttet,
+       COUNT(DISTINCT f.person_id) AS forloeb_personer,
        SUM(h.d30) AS akut_hospital_30d,
+       COUNT(DISTINCT CASE WHEN h.d30 = 1 THEN f.person_id END) AS akut_hospital_30d_personer,
        SUM(h.d90) AS akut_hospital_90d,
+       COUNT(DISTINCT CASE WHEN h.d90 = 1 THEN f.person_id END) AS akut_hospital_90d_personer,
        SUM(g.d30) AS almen_praksis_30d,
-       SUM(g.d90) AS almen_praksis_90d
+       COUNT(DISTINCT CASE WHEN g.d30 = 1 THEN f.person_id END) AS almen_praksis_30d_personer,
+       SUM(g.d90) AS almen_praksis_90d,
+       COUNT(DISTINCT CASE WHEN g.d90 = 1 THEN f.person_id END) AS almen_praksis_90d_personer
 FROM forloeb f
 JOIN hospital h ON h.person_id = f.person_id AND h.slutdato = f.slutdato
 JOIN praksis g ON g.person_id = f.person_id AND g.slutdato = f.slutdato
-GROUP BY f.kommunekode, f.kvartal
+GROUP BY f.periode, f.kommunekode

@@ -1,13 +1,33 @@
 -- mart: speciallaege_aktivitet
 -- title: Aktivitet hos praktiserende speciallæger
+-- period: maaned month
 -- rows: regionskode
 -- cols: speciale
 -- counts: kontakter, patienter
--- Contacts with practising specialists and the number of distinct patients, per region of
--- the patient's residence and specialty.
-SELECT COALESCE(p.regionskode, 'ukendt') AS regionskode, k.speciale,
+-- persons: kontakter = patienter
+-- Contacts with practising specialists in the month and the distinct patients behind them,
+-- per region of the patient's residence at the month's end and specialty. Contacts are
+-- events: they are published only where at least 5 patients are behind them. Contacts of
+-- persons without a usable CPR are left out. `perioder` lists the months.
+WITH rapporter AS (
+    SELECT person_id, kommunekode, rapportdato,
+           LEAD(rapportdato) OVER (PARTITION BY person_id ORDER BY rapportdato, kommunekode) AS naeste
+    FROM kommune_borger
+    WHERE person_id IS NOT NULL
+),
+bopael AS (
+    SELECT p.periode, r.person_id, r.kommunekode
+    FROM rapporter r
+    JOIN perioder p ON r.rapportdato <= p.periode_slut
+     AND (r.naeste IS NULL OR r.naeste > p.periode_slut)
+)
+SELECT p.periode AS maaned, COALESCE(g.regionskode, 'ukendt') AS regionskode, k.speciale,
        COUNT(*) AS kontakter,
        COUNT(DISTINCT k.person_id) AS patienter
 FROM speciallaege_kontakt_current k
-LEFT JOIN dim_person p ON p.person_id = k.person_id
-GROUP BY COALESCE(p.regionskode, 'ukendt'), k.speciale
+JOIN perioder p ON k.kontaktdato BETWEEN p.periode_start AND p.periode_slut
+LEFT JOIN bopael b ON b.person_id = k.person_id AND b.periode = p.periode
+LEFT JOIN dim_geografi g ON g.kommunekode = b.kommunekode
+ AND p.periode_slut BETWEEN g.gyldig_fra AND g.gyldig_til
+WHERE k.person_id IS NOT NULL
+GROUP BY p.periode, COALESCE(g.regionskode, 'ukendt'), k.speciale

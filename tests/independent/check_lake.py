@@ -300,6 +300,7 @@ def check_duckdb(home, lake, receipts, report):
     # checked separately: they are derived, not delivered.
     presentation = {p.parent.name for p in (home / "lake" / "presentation").glob("*/*/data.parquet")}
     check_presentation(con, [v for v in all_views if v in presentation], lake, report)
+    check_complements(con, [v for v in all_views if v in presentation], report)
     quality = [v for v in all_views if v.startswith("quality_")]
     check_quality(con, quality, receipts, report)
     views = [v for v in all_views if v not in presentation and v not in quality]
@@ -386,16 +387,74 @@ def check_presentation(con, views, lake, report):
                 if n > sum(lake.get(base, {}).values()):
                     problems.append(f"{n} rows, more than the curated {base}")
             elif "disclosure_rule_set" in cols:
+                # Counts are the BIGINT columns (the revision number is an INTEGER).
                 counts = [row[0] for row in con.execute(f'DESCRIBE "{v}"').fetchall()
-                          if str(row[1]).startswith("UBIGINT")]
+                          if str(row[1]) == "BIGINT"]
+                if not counts:
+                    problems.append("no count columns")
                 for c in counts:
                     small = con.execute(
                         f'SELECT count(*) FROM "{v}" WHERE "{c}" BETWEEN 1 AND 4').fetchone()[0]
                     if small:
                         problems.append(f"{small} published count(s) of 1-4 in {c}")
+                # Every row says when it was published and which revision it is; a
+                # period's revisions are numbered 0, 1, ... and each is published on one
+                # day, later revisions later.
+                for need in ("revision", "publiceret"):
+                    if need not in cols:
+                        problems.append(f"no column {need}")
+                if "revision" in cols and "publiceret" in cols:
+                    period = cols[0]
+                    odd = con.execute(f"""
+                        WITH r AS (
+                            SELECT "{period}" AS p, revision, count(DISTINCT publiceret) AS days,
+                                   min(publiceret) AS day
+                            FROM "{v}" GROUP BY 1, 2)
+                        SELECT count(*) FROM r
+                        WHERE days <> 1 OR revision < 0
+                           OR revision >= (SELECT count(*) FROM r r2 WHERE r2.p = r.p)
+                           OR EXISTS (SELECT 1 FROM r r2 WHERE r2.p = r.p
+                                      AND r2.revision < r.revision AND r2.day > r.day)
+                    """).fetchone()[0]
+                    if odd:
+                        problems.append(f"{odd} period revision(s) numbered or dated out of order")
         except Exception as e:  # noqa: BLE001
             problems.append(f"query failed: {e}")
         report.check(f"presentation view {v}", problems, f"{n if not problems else '?'} rows")
+
+
+def mart_headers():
+    """The nesting each mart's SQL declares (`-- nested: a < b < base`)."""
+    marts = {}
+    for sql in sorted((Path(__file__).resolve().parents[2] / "sql" / "marts").glob("*.sql")):
+        chains = [[c.strip() for c in line.split(":", 1)[1].split("<")]
+                  for line in sql.read_text().splitlines() if line.startswith("-- nested:")]
+        marts[sql.stem] = chains
+    return marts
+
+
+def check_complements(con, views, report):
+    """The complement attack on every published row: two nested counts both shown may
+    not differ by 1-4, and a count nested in a base under 20 may not be 0 or all of it."""
+    for mart, chains in mart_headers().items():
+        if mart not in views:
+            continue
+        problems = []
+        for chain in chains:
+            base = chain[-1]
+            for i, inner in enumerate(chain):
+                for outer in chain[i + 1:]:
+                    n = con.execute(f"""SELECT count(*) FROM "{mart}"
+                        WHERE "{outer}" - "{inner}" BETWEEN 1 AND 4""").fetchone()[0]
+                    if n:
+                        problems.append(f"{n} row(s) where {outer} - {inner} is 1-4")
+                if inner != base:
+                    n = con.execute(f"""SELECT count(*) FROM "{mart}"
+                        WHERE "{base}" BETWEEN 1 AND 19 AND ("{inner}" = 0 OR "{inner}" = "{base}")""").fetchone()[0]
+                    if n:
+                        problems.append(f"{n} row(s) where {inner} is 0 or 100 % of {base} < 20")
+        pairs = sum(len(c) * (len(c) - 1) // 2 for c in chains)
+        report.check(f"no complement of 1-4 in {mart}", problems, f"{pairs} nested pair(s)")
 
 
 # ---------------------------------------------------------------- check 3: CPR scan
