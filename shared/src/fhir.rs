@@ -1151,10 +1151,8 @@ pub fn run(
                 Verdict::Rejected
             }
             Some((cpr, flat)) => {
-                report.cpr_checked += 1;
-                report.cpr_unusable += u64::from(
-                    crate::cpr::parse(&cpr).map_or(true, |c| !c.class.identifies_person()),
-                );
+                report
+                    .count_cpr(crate::cpr::parse(&cpr).is_ok_and(|c| c.class.identifies_person()));
                 // First pass: every row must pass its table's contract.
                 let before = problems.len();
                 let mut verdict = Verdict::Accepted;

@@ -318,7 +318,9 @@ fn run_rows(
             Ok(Next::End) => break,
             Ok(Next::Row) => {
                 let verdict = validator.check(&reader.row, &mut problems);
-                report.count_cpr(contract, validator.person.class);
+                if contract.cpr_field.is_some() {
+                    report.count_cpr(validator.person.class.identifies_person());
+                }
                 if let Some(q) = quality.as_mut() {
                     q.observe(&reader.row, verdict, &validator, &problems);
                 }
@@ -364,12 +366,10 @@ fn run_rows(
 }
 
 impl Report {
-    /// Counts one row's CPR for the unusable share (datasets with a CPR column).
-    pub(crate) fn count_cpr(&mut self, contract: &Contract, class: crate::cpr::CprClass) {
-        if contract.cpr_field.is_some() {
-            self.cpr_checked += 1;
-            self.cpr_unusable += u64::from(!class.identifies_person());
-        }
+    /// Counts one row's (bundle's) CPR for the unusable share.
+    pub(crate) fn count_cpr(&mut self, usable: bool) {
+        self.cpr_checked += 1;
+        self.cpr_unusable += u64::from(!usable);
     }
 
     /// Counts one unit of acceptance (a row, or a bundle).
