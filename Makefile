@@ -116,6 +116,7 @@ test-e2e: build-cli venv
 ## figures on the 1M-row delivery
 bench: build-cli venv
 	$(BIN) bench --rows 1000000,5000000 --dir bench-data
+	$(BIN) bench-files --days 30 --dir bench-data
 	$(MAKE) bench-publish
 	$(MAKE) bench-lambda
 

@@ -20,6 +20,20 @@ cp "$work/demo.out" "$work/home/demo.out"
   cat "$work/home/privacy-scan.out"; exit 1; }
 tail -n 1 "$work/home/privacy-scan.out"
 "$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
+# Maintenance compacts the Delta tables; a retraction takes one accepted delivery back
+# out (its receipt says why). The independent reader then finds every table equal to
+# the receipts again, reading through the Delta log with deltalake and polars.
+"$bin" --home "$work/home" maintain > "$work/home/maintain.out"
+retracted=$("$py" - "$work/home/ledger.sqlite" <<'PY'
+import sqlite3, sys
+print(sqlite3.connect(sys.argv[1]).execute(
+    "SELECT delivery_id FROM deliveries WHERE state = 'accepted' "
+    "AND dataset = 'almenpraksis.diagnose' ORDER BY delivery_id LIMIT 1").fetchone()[0])
+PY
+)
+"$bin" --home "$work/home" retract "$retracted" --reason "e2e: sent by mistake" > "$work/home/retract.out"
+grep -q "retracted" "$work/home/retract.out"
+"$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
 # The operator page the demo published, opened in headless Chromium: charts and
 # tables rendered, no console errors; the screenshot is kept for people to look at.
 mkdir -p target

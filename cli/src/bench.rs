@@ -281,3 +281,68 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
     );
     Ok(())
 }
+
+/// `naerdata bench-files`: a month of generated daily deliveries from every source,
+/// ingested day by day into a fresh home; then the active files per Delta table before
+/// and after maintenance (compaction), with the rows unchanged.
+pub async fn run_files(persons: usize, days: u32, dir: &Path) -> Result<()> {
+    let base = dir.join(format!("files-{persons}-{days}d"));
+    if base.exists() {
+        std::fs::remove_dir_all(&base)?;
+    }
+    let home = base.join("home");
+    let mut opts = naerdata::generate::GenerateOptions::new(base.join("input"));
+    opts.persons = persons;
+    opts.days = days;
+    let files = naerdata::generate::generate(&opts)?;
+    let p = naerdata::Platform::local(&home, naerdata::contract::Registry::builtin())?;
+    let mut by_day: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> =
+        std::collections::BTreeMap::new();
+    for f in &files {
+        let day = f
+            .path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        by_day.entry(day).or_default().push(f.path.clone());
+    }
+    for paths in by_day.values() {
+        crate::ingest::ingest_paths(&p, &home, paths, None, false).await?;
+    }
+    std::fs::remove_dir_all(base.join("input"))?;
+    let rows_before = table_rows(&p).await?;
+    let started = std::time::Instant::now();
+    let done =
+        naerdata::maintain::maintain(&p, &naerdata::maintain::MaintainOptions::default()).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        table_rows(&p).await? == rows_before,
+        "maintenance changed the row counts"
+    );
+    println!(
+        "active files per table after {} daily deliveries ({persons} persons), without and with compaction ({seconds:.1} s):",
+        by_day.len()
+    );
+    println!("{:<28} {:>8} {:>8}", "table", "without", "with");
+    for t in &done {
+        println!("{:<28} {:>8} {:>8}", t.table, t.files_before, t.files_after);
+    }
+    let (before, after) = done
+        .iter()
+        .fold((0, 0), |(b, a), t| (b + t.files_before, a + t.files_after));
+    println!("{:<28} {before:>8} {after:>8}", "all tables");
+    Ok(())
+}
+
+async fn table_rows(p: &naerdata::Platform) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for c in naerdata::catalog::tables_with_data(p).await? {
+        let b = naerdata::catalog::query(p, &format!("SELECT count(*) FROM {}", c.table())).await?;
+        out.push((
+            c.table(),
+            arrow::util::display::array_value_to_string(b[0].column(0), 0)?,
+        ));
+    }
+    Ok(out)
+}

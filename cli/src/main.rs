@@ -38,7 +38,8 @@ struct Cli {
     log_json: bool,
     /// Operate on the AWS deployment named by the `NAERDATA_*` environment variables
     /// (see the README) instead of the local home: `status`, `replay`, `redrive`,
-    /// `extract` (sends the request to the publish function's extract queue), `keys`.
+    /// `retract`, `maintain`, `purge`, `extract` (sends the request to the publish
+    /// function's extract queue), `keys`.
     #[arg(long, global = true)]
     aws: bool,
     #[command(subcommand)]
@@ -117,6 +118,11 @@ enum Command {
         /// The project spec (YAML: project, title, datasets: [{dataset, columns}]).
         #[arg(long)]
         project: PathBuf,
+        /// Read the lake as it was: a time (RFC 3339, or a date meaning its start in
+        /// UTC), or the versions an earlier extract's manifest records
+        /// (`table=version,...`, as printed by `extract`). Within the retention period.
+        #[arg(long)]
+        as_of: Option<String>,
     },
     /// The reception calendar, quality declarations and the operator page: computes
     /// them as of a day, writes the quality tables and the HTML page.
@@ -136,6 +142,44 @@ enum Command {
     },
     /// Re-run a failed delivery (with --aws: send it to the process queue).
     Replay { delivery_id: String },
+    /// Take an accepted delivery's rows back out of every lake table (one Delta commit
+    /// per table), say why in its receipt and the ledger (state `retracted`). The same
+    /// file sent again is processed as a new delivery. Works with --aws too.
+    Retract {
+        delivery_id: String,
+        /// Why: shown to the supplier in the receipt (no CPR numbers).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Compact small files and delete files no longer referenced after the retention
+    /// period (the scheduled maintenance; works with --aws too).
+    Maintain {
+        /// Days an unreferenced file is kept: also how long an extract or publication
+        /// can be reproduced with --as-of.
+        #[arg(long, default_value_t = naerdata::maintain::DEFAULT_RETENTION_DAYS)]
+        retention_days: i64,
+        /// Only delete expired files, do not compact.
+        #[arg(long)]
+        no_compact: bool,
+    },
+    /// Remove a delivery's or a person's rows and every file of their history at once,
+    /// overriding retention; records what was purged and why under `_purges/`.
+    Purge {
+        #[arg(
+            long,
+            conflicts_with = "person_id",
+            required_unless_present = "person_id"
+        )]
+        delivery: Option<String>,
+        /// The person's `person_id` (lake pseudonym).
+        #[arg(long)]
+        person_id: Option<String>,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Turn a home whose curated tables are plain Parquet (before Delta Lake) into
+    /// Delta tables in place: one commit per delivery found. Safe to run again.
+    Migrate,
     /// Move the messages of a dead-letter queue back to its queue (AWS only).
     Redrive {
         #[arg(value_enum)]
@@ -177,6 +221,16 @@ enum Command {
         /// Bundles in the KL Gateway benchmark delivery (0 skips it).
         #[arg(long, default_value_t = 10_000)]
         bundles: usize,
+    },
+    /// Files per Delta table after a month of generated daily deliveries, without and
+    /// with compaction.
+    BenchFiles {
+        #[arg(long, default_value_t = 2_000)]
+        persons: usize,
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        #[arg(long, default_value = "bench-data")]
+        dir: PathBuf,
     },
     /// Benchmark publish on a generated population (ingested once, kept in --dir).
     BenchPublish {
@@ -461,7 +515,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 bench::print_publish_stats(&published, seconds);
             }
         }
-        Command::Extract { project } => {
+        Command::Extract { project, as_of } => {
             let p = local()?;
             let text = std::fs::read_to_string(&project)
                 .with_context(|| format!("reading {}", project.display()))?;
@@ -471,7 +525,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &cli.home.join("keys"),
                 &spec.project,
             ));
-            let m = naerdata::extract::extract(&p, &spec, &keys).await?;
+            let as_of = parse_as_of(as_of.as_deref())?;
+            let m = naerdata::extract::extract_as_of(&p, &spec, &keys, &as_of).await?;
             for t in &m.tables {
                 println!(
                     "{:<28} {:>9} rows  {}",
@@ -484,6 +539,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "codebook: {}; spec sha256 {}",
                 p.stores.lake.locate(&m.codebook[1]),
                 m.spec_sha256
+            );
+            println!(
+                "lake versions (reproduce with --as-of): {}",
+                as_of_arg(&m.lake_versions)
             );
         }
         Command::Status { recent } => {
@@ -504,6 +563,45 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let outcome = process::process(&p, &delivery_id).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             println!("{delivery_id}: {outcome:?}");
+        }
+        Command::Retract {
+            delivery_id,
+            reason,
+        } => {
+            let p = local()?;
+            retract(&p, &delivery_id, &reason).await?;
+            naerdata::catalog::write_duckdb_catalog(&p).await?;
+        }
+        Command::Maintain {
+            retention_days,
+            no_compact,
+        } => {
+            let p = local()?;
+            maintain(&p, retention_days, no_compact).await?;
+            naerdata::catalog::write_duckdb_catalog(&p).await?;
+        }
+        Command::Purge {
+            delivery,
+            person_id,
+            reason,
+        } => {
+            let p = local()?;
+            purge(&p, delivery, person_id, &reason).await?;
+            naerdata::catalog::write_duckdb_catalog(&p).await?;
+        }
+        Command::Migrate => {
+            let p = local()?;
+            let m = naerdata::migrate::migrate(&p).await?;
+            for t in &m {
+                println!(
+                    "{:<28} {:>4} deliveries committed, {:>5} files, version {}",
+                    t.table, t.deliveries, t.files, t.version
+                );
+            }
+            if m.is_empty() {
+                println!("nothing to migrate: every table is a Delta table");
+            }
+            naerdata::catalog::write_duckdb_catalog(&p).await?;
         }
         Command::Keys { what } => keys::local(&cli.home, what).await?,
         Command::Infra {
@@ -547,6 +645,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             runs,
         } => bench::run_publish(persons, days, &dir, runs).await?,
+        Command::BenchFiles { persons, days, dir } => bench::run_files(persons, days, &dir).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -579,6 +678,73 @@ async fn replayable(p: &Platform, delivery_id: &str) -> Result<naerdata::ledger:
 
 /// The operator's commands against an AWS deployment: the same ledger, read through
 /// the same adapters as the functions; work is handed to the functions via SQS.
+async fn retract(p: &Platform, id: &str, reason: &str) -> Result<()> {
+    let r = naerdata::retract::retract(p, id, reason).await?;
+    let rows: u64 = r.rows_deleted.values().sum();
+    println!(
+        "{id}: {} ({rows} rows deleted from {} tables); receipt {}",
+        r.delivery.state,
+        r.rows_deleted.len(),
+        p.stores.receipts.locate(&r.delivery.receipt_key())
+    );
+    for (table, n) in &r.rows_deleted {
+        println!("  {table:<28} {n:>9} rows");
+    }
+    Ok(())
+}
+
+async fn maintain(p: &Platform, retention_days: i64, no_compact: bool) -> Result<()> {
+    let o = naerdata::maintain::MaintainOptions {
+        retention: chrono::Duration::days(retention_days),
+        compact: !no_compact,
+        vacuum: true,
+    };
+    for t in naerdata::maintain::maintain(p, &o).await? {
+        println!(
+            "{:<28} files {:>5} -> {:>5}  compacted {:>5}  vacuumed {:>5}  version {}",
+            t.table, t.files_before, t.files_after, t.files_compacted, t.files_vacuumed, t.version
+        );
+    }
+    Ok(())
+}
+
+async fn purge(
+    p: &Platform,
+    delivery: Option<String>,
+    person_id: Option<String>,
+    reason: &str,
+) -> Result<()> {
+    use naerdata::maintain::PurgeTarget;
+    let target = match (delivery, person_id) {
+        (Some(d), None) => PurgeTarget::Delivery(d),
+        (None, Some(pid)) => PurgeTarget::Person(pid),
+        _ => bail!("give --delivery ID or --person-id P"),
+    };
+    let r = naerdata::maintain::purge(p, &target, reason).await?;
+    println!("purged {} {} ({})", r.kind, r.target, r.reason);
+    for (table, t) in &r.tables {
+        println!(
+            "  {table:<28} {:>9} rows deleted, {:>4} files removed from history",
+            t.rows_deleted, t.files_removed
+        );
+    }
+    Ok(())
+}
+
+fn parse_as_of(s: Option<&str>) -> Result<naerdata::catalog::AsOf> {
+    match s {
+        Some(s) => naerdata::catalog::AsOf::parse(s).map_err(anyhow::Error::msg),
+        None => Ok(naerdata::catalog::AsOf::Newest),
+    }
+}
+
+fn as_of_arg(v: &std::collections::BTreeMap<String, u64>) -> String {
+    v.iter()
+        .map(|(t, n)| format!("{t}={n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 async fn operate_aws(command: Command) -> Result<ExitCode> {
     use naerdata::aws::{self, Clients, ProcessMessage, Resources};
     let clients = Clients::from_env().await;
@@ -606,6 +772,19 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
                 .await?;
             println!("{delivery_id}: sent to the process queue");
         }
+        Command::Retract {
+            delivery_id,
+            reason,
+        } => retract(&p, &delivery_id, &reason).await?,
+        Command::Maintain {
+            retention_days,
+            no_compact,
+        } => maintain(&p, retention_days, no_compact).await?,
+        Command::Purge {
+            delivery,
+            person_id,
+            reason,
+        } => purge(&p, delivery, person_id, &reason).await?,
         Command::Redrive { queue } => {
             let (dlq, to) = match queue {
                 RedriveQueue::Receive => (
@@ -652,7 +831,9 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
                 to.url()
             );
         }
-        Command::Extract { project } => {
+        Command::Extract { project, as_of } => {
+            // Checked here, so a typo fails now rather than in the function.
+            parse_as_of(as_of.as_deref())?;
             // The approved spec goes on record in the lake bucket; the request names it.
             let text = std::fs::read_to_string(&project)
                 .with_context(|| format!("reading {}", project.display()))?;
@@ -661,6 +842,7 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
             let request = naerdata::extract::ExtractRequest {
                 project: spec.project.clone(),
                 spec_key: naerdata::extract::spec_key(&spec.project),
+                as_of,
             };
             p.stores
                 .lake
@@ -681,7 +863,7 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
         }
         Command::Keys { what } => keys::aws(what, &p, &clients, &resources).await?,
         _ => bail!(
-            "with --aws only status, replay, redrive, extract, keys and privacy scan run; the other commands are local"
+            "with --aws only status, replay, redrive, retract, maintain, purge, extract, keys and privacy scan run; the other commands are local"
         ),
     }
     Ok(ExitCode::SUCCESS)

@@ -1,46 +1,156 @@
 //! The catalog: how SQL engines find the lake tables.
 //!
-//! Locally two engines read the lake: DuckDB through `catalog.sql` (one view per
-//! dataset over the Hive-partitioned Parquet files, written after each ingest), and
-//! DataFusion in-process for `naerdata query`. Both are derived from the contracts.
+//! The curated tables are Delta tables, so every reader goes through the log and sees
+//! only committed deliveries. Locally two engines read the lake: DataFusion in-process
+//! (`naerdata query`, publish, extracts) through delta-rs's table provider, and DuckDB
+//! through `catalog.sql`: one view per table over the files active in the table's
+//! newest version, regenerated after each commit by the command that committed. That
+//! keeps DuckDB offline and version-independent (its `delta` extension would have to
+//! be downloaded, or pinned through a wheel to one DuckDB version); the price is that
+//! a view is as new as the last catalog write. Both are derived from the contracts.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use bytes::Bytes;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{
-    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
-};
+use chrono::{DateTime, Utc};
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::prelude::SessionContext;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::DeltaTable;
 
 use crate::contract::Contract;
-use crate::lake;
+use crate::lake::delta::{self, DeltaError};
 use crate::platform::{Platform, StepError};
+use crate::quality::store as quality_store;
 
 /// The key of the DuckDB catalog in the lake store.
 pub const CATALOG_KEY: &str = "catalog.sql";
 
-/// Tables that have at least one Parquet file, with their contracts.
-pub async fn tables_with_data(p: &Platform) -> Result<Vec<Contract>, StepError> {
+/// Which version of the lake a reader sees.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum AsOf {
+    /// Every table at its newest version.
+    #[default]
+    Newest,
+    /// Each table as it was at this time (tables created later are absent).
+    Time(DateTime<Utc>),
+    /// These versions (as an extract or a publication recorded them); a table not
+    /// named is absent.
+    Versions(BTreeMap<String, u64>),
+}
+
+impl AsOf {
+    /// `--as-of`: a time (RFC 3339, or a date meaning its start in UTC), or
+    /// `table=version,...` as an extract's manifest records them.
+    pub fn parse(s: &str) -> Result<AsOf, String> {
+        let s = s.trim();
+        if s.contains('=') {
+            let mut v = BTreeMap::new();
+            for part in s.split(',') {
+                let (t, n) = part
+                    .split_once('=')
+                    .ok_or_else(|| format!("as-of: {part:?} is not table=version"))?;
+                let n: u64 = n
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("as-of: the version of {} is not a number", t.trim()))?;
+                v.insert(t.trim().to_string(), n);
+            }
+            return Ok(AsOf::Versions(v));
+        }
+        if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+            return Ok(AsOf::Time(t.with_timezone(&Utc)));
+        }
+        if let Ok(d) = s.parse::<chrono::NaiveDate>() {
+            return Ok(AsOf::Time(
+                d.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
+            ));
+        }
+        Err(format!(
+            "as-of {s:?}: give a time (2026-12-01T06:00:00Z), a date, or table=version,..."
+        ))
+    }
+}
+
+/// A curated table with data, at the version a reader asked for.
+pub struct LakeTable {
+    pub contract: Contract,
+    pub table: DeltaTable,
+}
+
+impl LakeTable {
+    pub fn version(&self) -> u64 {
+        self.table.version().unwrap_or(0)
+    }
+}
+
+/// Curated tables that have at least one active file, with their contracts.
+pub async fn lake_tables(p: &Platform, as_of: &AsOf) -> Result<Vec<LakeTable>, StepError> {
     let mut out = Vec::new();
     for c in p.contracts.iter() {
-        let files = p
-            .stores
-            .lake
-            .list(&lake::curated_prefix(&c.table()))
-            .await?;
-        if files.iter().any(|f| f.key.ends_with(".parquet")) {
-            out.push(c.clone());
+        let prefix = crate::lake::curated_prefix(&c.table());
+        let table = match as_of {
+            AsOf::Newest => delta::open(p.stores.lake.as_ref(), &prefix, None).await?,
+            AsOf::Versions(v) => match v.get(&c.table()) {
+                Some(v) => Some(
+                    delta::open(p.stores.lake.as_ref(), &prefix, Some(*v))
+                        .await?
+                        .ok_or_else(|| {
+                            StepError::Internal(format!("table {} has no version {v}", c.table()))
+                        })?,
+                ),
+                None => None,
+            },
+            AsOf::Time(t) => match delta::open(p.stores.lake.as_ref(), &prefix, None).await? {
+                Some(mut table) => match table.load_with_datetime(*t).await {
+                    Ok(()) => Some(table),
+                    // (Before its first commit, a table reads as its empty version 0.)
+                    Err(deltalake::DeltaTableError::NotATable(_)) => None,
+                    Err(e) => return Err(DeltaError::table(&c.table(), e).into()),
+                },
+                None => None,
+            },
+        };
+        if let Some(table) = table
+            && !delta::active_files(&table)?.is_empty()
+        {
+            out.push(LakeTable {
+                contract: c.clone(),
+                table,
+            });
         }
     }
     Ok(out)
 }
 
+/// Tables that have at least one active file, with their contracts.
+pub async fn tables_with_data(p: &Platform) -> Result<Vec<Contract>, StepError> {
+    Ok(lake_tables(p, &AsOf::Newest)
+        .await?
+        .into_iter()
+        .map(|t| t.contract)
+        .collect())
+}
+
+/// The newest version of every curated table with data (what a publication or an
+/// extract records so it can be reproduced).
+pub async fn versions(p: &Platform) -> Result<BTreeMap<String, u64>, StepError> {
+    Ok(lake_tables(p, &AsOf::Newest)
+        .await?
+        .into_iter()
+        .map(|t| (t.contract.table(), t.version()))
+        .collect())
+}
+
 fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A DuckDB list literal of files.
+fn file_list(files: &[String]) -> String {
+    let items: Vec<String> = files.iter().map(|f| sql_string(f)).collect();
+    format!("[{}]", items.join(", "))
 }
 
 /// DuckDB views, one per table with data: `duckdb -init catalog.sql` and query.
@@ -49,19 +159,17 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
         "-- naerdata lake catalog for DuckDB, generated after each ingest. Do not edit.\n\
          -- Use: duckdb -init catalog.sql   (then e.g. SELECT count(*) FROM almenpraksis_diagnose;)\n",
     );
-    for c in tables_with_data(p).await? {
-        let table = c.table();
-        let glob = p
-            .stores
-            .lake
-            .locate(&format!("{}*/*/*.parquet", lake::curated_prefix(&table)));
+    for t in lake_tables(p, &AsOf::Newest).await? {
+        let c = &t.contract;
         sql.push_str(&format!(
-            "\n-- {}: {} (contract {} v{})\nCREATE OR REPLACE VIEW {table} AS\n  SELECT * FROM read_parquet({}, hive_partitioning = true, union_by_name = true);\n",
+            "\n-- {}: {} (contract {} v{}; Delta version {})\nCREATE OR REPLACE VIEW {} AS\n  SELECT * FROM read_parquet({}, hive_partitioning = true, union_by_name = true);\n",
             c.id,
             c.title,
             c.id,
             c.version,
-            sql_string(&glob)
+            t.version(),
+            c.table(),
+            file_list(&delta::active_files(&t.table)?)
         ));
     }
     // The presentation zone: current tables, dimensions and marts, once published.
@@ -74,7 +182,20 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
             ));
         }
     }
-    // The quality tables, once a delivery (metrics) or the monitor (the rest) wrote them.
+    // Quality metrics: a Delta table like the curated ones.
+    if let Some(t) =
+        delta::open(p.stores.lake.as_ref(), quality_store::METRICS_PREFIX, None).await?
+    {
+        let files = delta::active_files(&t)?;
+        if !files.is_empty() {
+            sql.push_str(&format!(
+                "\n-- quality (Delta version {})\nCREATE OR REPLACE VIEW quality_metrics AS\n  SELECT * FROM read_parquet({}, hive_partitioning = true, union_by_name = true);\n",
+                t.version().unwrap_or(0),
+                file_list(&files)
+            ));
+        }
+    }
+    // The monitor's tables, once it wrote them.
     for (name, prefix, glob, hive) in QUALITY_TABLES {
         if !p.stores.lake.list(prefix).await?.is_empty() {
             sql.push_str(&format!(
@@ -89,7 +210,6 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
 /// (view, prefix, glob under it, hive partitioning) of the quality tables. The
 /// monitor's files carry their `as_of` / `month` as columns already.
 const QUALITY_TABLES: &[(&str, &str, &str, bool)] = &[
-    ("quality_metrics", "quality/metrics/", "*/*/*.parquet", true),
     (
         "quality_reception",
         "quality/reception/",
@@ -120,27 +240,47 @@ pub enum QueryError {
 
 /// A DataFusion session with every lake table that has data registered.
 pub async fn session(p: &Platform) -> Result<SessionContext, QueryError> {
-    let ctx = SessionContext::new();
-    // A lake in S3: DataFusion reads `s3://<bucket>/...` through the store's own client.
-    if let Some(store) = p.stores.lake.engine_store() {
-        let url = ObjectStoreUrl::parse(p.stores.lake.locate(""))?;
+    Ok(session_as_of(p, &AsOf::Newest).await?.0)
+}
+
+/// A session over the lake as of a time or recorded versions, and the version of
+/// each table it registered.
+pub async fn session_as_of(
+    p: &Platform,
+    as_of: &AsOf,
+) -> Result<(SessionContext, BTreeMap<String, u64>), QueryError> {
+    // Plain `Utf8` strings, as the lake's files declare them: DataFusion (and delta-rs)
+    // would read them as string views, which every reader downstream (disclosure
+    // control, extracts, the published Parquet) would then have to expect.
+    let ctx = SessionContext::new_with_config(SessionConfig::new().set_bool(
+        "datafusion.execution.parquet.schema_force_view_types",
+        false,
+    ));
+    // A lake in S3: DataFusion reads `s3://<bucket>/...` (the presentation zone, which
+    // is plain Parquet) through the store's own client.
+    let root = p.stores.lake.locate("");
+    if let Some(store) = p.stores.lake.engine_store()
+        && root.contains("://")
+    {
+        let url = ObjectStoreUrl::parse(root)?;
         ctx.register_object_store(url.as_ref(), store);
     }
-    for c in tables_with_data(p).await? {
-        let table = c.table();
-        let url = ListingTableUrl::parse(p.stores.lake.locate(&lake::curated_prefix(&table)))?;
-        let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-            .with_file_extension(".parquet")
-            .with_table_partition_cols(vec![
-                ("year".to_string(), DataType::Int32),
-                ("month".to_string(), DataType::Int32),
-            ]);
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .with_schema(lake::schema(&c));
-        ctx.register_table(table.as_str(), Arc::new(ListingTable::try_new(config)?))?;
+    let mut versions = BTreeMap::new();
+    for t in lake_tables(p, as_of).await? {
+        let name = t.contract.table();
+        t.table
+            .update_datafusion_session(&ctx.state())
+            .map_err(|e| StepError::from(DeltaError::table(&name, e)))?;
+        let provider = t
+            .table
+            .table_provider()
+            .with_session(Arc::new(ctx.state()))
+            .await
+            .map_err(QueryError::Engine)?;
+        ctx.register_table(name.as_str(), provider)?;
+        versions.insert(name, t.version());
     }
-    Ok(ctx)
+    Ok((ctx, versions))
 }
 
 /// Runs one SQL statement over the lake.

@@ -56,6 +56,22 @@ pub fn reporting_guide(registry: &Registry) -> String {
          value's shape (its length and kinds of characters); look the value up in your own file. A file without a \
          header row is recognised as such (line 1 names no column of the contract).\n"
     );
+    let _ = writeln!(s, "## Taking data back\n");
+    let _ = writeln!(
+        s,
+        "- **One record** is withdrawn by sending it again, as it was (the same record key, a later version where \
+         the dataset has one), with the column `tilbagekaldt` set to `true` (KL Gateway: the resource with status \
+         `entered-in-error`). The history keeps both versions; current tables and the statistics drop the record. \
+         Datasets that can withdraw a record this way list `tilbagekaldt` below; the column may be left out of \
+         every other file.\n\
+         - **A whole delivery** that should never have been sent (another clinic's file, a test extract, the wrong \
+         month) is retracted by the platform on request: ask the operators with the delivery id from its receipt \
+         and why. Its rows leave every table at once, its receipt gets the state `retracted` with the reason and the \
+         rows removed, and the next publication leaves it out. The same file sent again afterwards is processed as a \
+         new delivery, not called a duplicate.\n\
+         - Rows taken back stay in the lake's history for the retention period (30 days), so an earlier extract \
+         can be reproduced; data that must not stay even there is purged at once on request.\n"
+    );
     let _ = writeln!(s, "## Datasets\n");
     for c in registry.iter() {
         let _ = writeln!(

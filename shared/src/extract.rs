@@ -96,6 +96,10 @@ pub struct ExtractManifest {
     /// The lake store keys of the codebook (JSON, then Markdown).
     pub codebook: Vec<String>,
     pub tables: Vec<ExtractedTable>,
+    /// The Delta version of each table read: `naerdata extract --as-of` with these
+    /// reproduces the data files (within the lake's retention period).
+    #[serde(default)]
+    pub lake_versions: std::collections::BTreeMap<String, u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,11 +156,14 @@ pub fn spec_key(project: &str) -> String {
     format!("{SPEC_PREFIX}{project}.yaml")
 }
 
-/// An extract request on the extract queue (AWS): `{"project": ..., "spec_key": ...}`.
+/// An extract request on the extract queue (AWS): `{"project": ..., "spec_key": ...}`,
+/// and `"as_of"` (as `naerdata extract --as-of` takes it) to reproduce an earlier one.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct ExtractRequest {
     pub project: String,
     pub spec_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub as_of: Option<String>,
 }
 
 impl ExtractRequest {
@@ -586,6 +593,17 @@ pub async fn extract(
     spec: &ProjectSpec,
     project_key: &dyn KeyProvider,
 ) -> Result<ExtractManifest, PublishError> {
+    extract_as_of(p, spec, project_key, &catalog::AsOf::Newest).await
+}
+
+/// An extract of the lake as it was (a time, or the versions an earlier extract
+/// recorded), so a project can be given the same data again.
+pub async fn extract_as_of(
+    p: &Platform,
+    spec: &ProjectSpec,
+    project_key: &dyn KeyProvider,
+    as_of: &catalog::AsOf,
+) -> Result<ExtractManifest, PublishError> {
     let bad = |m: String| PublishError::Mart {
         mart: format!("extract {}", spec.project),
         message: m,
@@ -604,18 +622,21 @@ pub async fn extract(
         })?;
     record.check_project_key(&key).map_err(bad)?;
     let pseudonymiser = Pseudonymiser::new(&key);
-    let with_data: Vec<String> = catalog::tables_with_data(p)
-        .await?
-        .iter()
-        .map(|c| c.table())
-        .collect();
+    let (ctx, versions) = catalog::session_as_of(p, as_of).await?;
     if let Some(t) = plans
         .iter()
-        .find(|t| !with_data.contains(&t.contract.table()))
+        .find(|t| !versions.contains_key(&t.contract.table()))
     {
         return Err(bad(format!("{} has no data", t.contract.table())));
     }
-    let ctx = catalog::session(p).await?;
+    let lake_versions = plans
+        .iter()
+        .map(|t| {
+            let name = t.contract.table();
+            let v = versions[&name];
+            (name, v)
+        })
+        .collect();
     let created_at = p.clock.now();
     let spec_sha256 = spec.recorded_hash();
     let folder = format!("extracts/{}/", spec.project);
@@ -724,6 +745,7 @@ pub async fn extract(
         spec_sha256,
         codebook: codebook_keys,
         tables,
+        lake_versions,
     };
     put(
         format!("{folder}manifest.json"),

@@ -1,8 +1,12 @@
 //! The Glue catalog of the lake, generated from the contracts (decision 4: one schema
 //! owner). `naerdata infra catalog` writes it to `infra/catalog.yaml`, a CloudFormation
 //! template that the SAM template nests; a test fails when the committed file differs
-//! from what the contracts give. Every table uses partition projection on the
-//! `year=YYYY/month=MM` layout, so no function ever registers a partition.
+//! from what the contracts give. The curated tables and `quality_metrics` are Delta
+//! tables (`table_type = DELTA`): Athena (engine v3) reads their schema, partitions and
+//! active files from the Delta log, so it sees only committed deliveries and no
+//! function ever registers a partition. Their columns are declared too (from the same
+//! contract), for people browsing the catalog. The monitor's quality tables use
+//! partition projection on their folders.
 //!
 //! The presentation zone's tables (current tables, dimensions, marts) are unpartitioned
 //! and declared from [`crate::lake::PresentationTable`]s, which the publish step
@@ -12,9 +16,6 @@ use serde_json::{Value, json};
 
 use crate::contract::{Contract, Registry};
 use crate::lake::{self, PresentationTable};
-
-/// Event years the projection covers: old diagnoses are reported too.
-pub const PROJECTED_YEARS: &str = "1900,2100";
 
 /// A CloudFormation logical id from a table name: `kommune_borger` -> `KommuneBorgerTable`.
 pub fn logical_id(table: &str) -> String {
@@ -60,6 +61,39 @@ fn parquet_table(mut input: Value, prefix: &str, columns: Vec<Value>) -> Value {
     })
 }
 
+/// A Delta table under `prefix` in the lake bucket, for Athena's native Delta reader.
+/// The columns (data columns, then `year` and `month`) document the table; Athena
+/// takes the schema from the log.
+fn delta_table(mut input: Value, prefix: &str, columns: Vec<Value>) -> Value {
+    let location = json!({"Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}")});
+    input["TableType"] = json!("EXTERNAL_TABLE");
+    input["Parameters"]["table_type"] = json!("DELTA");
+    input["Parameters"]["classification"] = json!("delta");
+    input["StorageDescriptor"] = json!({
+        "Location": location,
+        "Columns": columns,
+        // Spark and Glue's own jobs find the table through the SerDe's `path`.
+        "SerdeInfo": {
+            "SerializationLibrary": "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe",
+            "Parameters": {"path": location},
+        },
+    });
+    json!({
+        "Type": "AWS::Glue::Table",
+        "Properties": {
+            "CatalogId": {"Ref": "AWS::AccountId"},
+            "DatabaseName": {"Ref": "DatabaseName"},
+            "TableInput": input,
+        },
+    })
+}
+
+fn partition_columns() -> impl Iterator<Item = Value> {
+    lake::delta::PARTITION_COLUMNS
+        .iter()
+        .map(|c| json!({"Name": c, "Type": "int", "Comment": "Partition column (event year/month), from the Delta log."}))
+}
+
 /// The `AWS::Glue::Table` resource of one contract's lake table.
 pub fn table_resource(c: &Contract) -> Value {
     let table = c.table();
@@ -79,31 +113,17 @@ pub fn table_resource(c: &Contract) -> Value {
         })
         .collect();
     let prefix = lake::curated_prefix(&table);
-    parquet_table(
+    delta_table(
         json!({
             "Name": table,
             "Description": comment(&format!("{} ({} v{}). {}", c.title, c.id, c.version, c.table_description)),
             "Parameters": {
-                "classification": "parquet",
                 "contract": c.id,
                 "contract_version": c.version,
-                "projection.enabled": "true",
-                "projection.year.type": "integer",
-                "projection.year.range": PROJECTED_YEARS,
-                "projection.month.type": "integer",
-                "projection.month.range": "1,12",
-                "projection.month.digits": "2",
-                "storage.location.template": {
-                    "Fn::Sub": format!("s3://${{LakeBucket}}/{prefix}year=${{!year}}/month=${{!month}}/")
-                },
             },
-            "PartitionKeys": [
-                {"Name": "year", "Type": "int"},
-                {"Name": "month", "Type": "int"},
-            ],
         }),
         &prefix,
-        columns,
+        columns.into_iter().chain(partition_columns()).collect(),
     )
 }
 
@@ -148,28 +168,34 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
     )
 }
 
-/// The quality tables (`quality_metrics` per delivery, the monitor's
-/// `quality_reception` and `quality_declaration`), projected on the folder each file
-/// is written under. The monitor's files carry `as_of` / `month` as columns, so their
-/// partition keys have names of their own.
+/// The quality tables: `quality_metrics` (a Delta table, one commit per delivery),
+/// and the monitor's `quality_reception` and `quality_declaration`, projected on the
+/// folder each file is written under. The monitor's files carry `as_of` / `month` as
+/// columns, so their partition keys have names of their own.
 pub fn quality_resources() -> Vec<(String, Value)> {
     use crate::quality::{declaration, reception, store};
     // (name, description, schema, partition key, its folder template, its projection)
-    let tables = [
-        (
-            "quality_metrics",
-            "Every quality check of every delivery (Kahn category, violated rows, denominator, threshold, status, drift band).",
-            store::metrics_schema(),
-            json!([{"Name": "year", "Type": "int"}, {"Name": "month", "Type": "int"}]),
-            "year=${!year}/month=${!month}/",
+    let metrics = store::metrics_table();
+    let metrics_columns: Vec<Value> = metrics
+        .schema
+        .fields()
+        .iter()
+        .map(|f| json!({"Name": f.name(), "Type": lake::sql_type(f.data_type())}))
+        .chain(partition_columns())
+        .collect();
+    let mut out = vec![(
+        logical_id(&metrics.name),
+        delta_table(
             json!({
-                "projection.year.type": "integer",
-                "projection.year.range": "2020,2100",
-                "projection.month.type": "integer",
-                "projection.month.range": "1,12",
-                "projection.month.digits": "2",
+                "Name": metrics.name,
+                "Description": "Every quality check of every delivery (Kahn category, violated rows, denominator, threshold, status, drift band); partitioned by the delivery month.",
+                "Parameters": {"zone": "quality"},
             }),
+            &metrics.prefix,
+            metrics_columns,
         ),
+    )];
+    let tables = [
         (
             "quality_reception",
             "The reception calendar per dataset and reporting unit as of each monitor run (on_time, late, missing, pending).",
@@ -197,9 +223,8 @@ pub fn quality_resources() -> Vec<(String, Value)> {
             }),
         ),
     ];
-    tables
-        .into_iter()
-        .map(|(name, description, schema, keys, template, projection)| {
+    out.extend(tables.into_iter().map(
+        |(name, description, schema, keys, template, projection)| {
             let prefix = format!("quality/{}/", name.trim_start_matches("quality_"));
             let columns: Vec<Value> = schema
                 .fields()
@@ -224,8 +249,9 @@ pub fn quality_resources() -> Vec<(String, Value)> {
                 "PartitionKeys": keys,
             });
             (logical_id(name), parquet_table(input, &prefix, columns))
-        })
-        .collect()
+        },
+    ));
+    out
 }
 
 /// The whole catalog template (YAML), deterministic for a set of contracts and the
@@ -276,7 +302,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_contract_gets_a_projected_table() {
+    fn every_contract_gets_a_delta_table() {
         let r = Registry::builtin();
         let yaml = catalog_template(&r, &[]);
         let v: Value = serde_yaml_ng::from_str(&yaml).unwrap();
@@ -298,11 +324,22 @@ mod tests {
             !cols.contains(&"cpr"),
             "the CPR column never reaches the lake"
         );
-        assert!(!cols.contains(&"year"), "partition keys are not columns");
         assert_eq!(
-            t["Parameters"]["storage.location.template"]["Fn::Sub"],
-            "s3://${LakeBucket}/curated/almenpraksis_diagnose/year=${!year}/month=${!month}/"
+            &cols[cols.len() - 2..],
+            ["year", "month"],
+            "the Delta partition columns come last"
         );
+        assert_eq!(t["Parameters"]["table_type"], "DELTA");
+        assert_eq!(
+            t["StorageDescriptor"]["Location"]["Fn::Sub"],
+            "s3://${LakeBucket}/curated/almenpraksis_diagnose/"
+        );
+        assert!(
+            t.get("PartitionKeys").is_none(),
+            "Athena reads partitions from the log"
+        );
+        let m = &resources["QualityMetricsTable"]["Properties"]["TableInput"];
+        assert_eq!(m["Parameters"]["table_type"], "DELTA");
         assert_eq!(logical_id("kommune_borger"), "KommuneBorgerTable");
     }
 }

@@ -18,10 +18,12 @@ pub enum DeliveryState {
     Rejected,
     Duplicate,
     Failed,
+    /// Its rows were taken back out of the lake (`naerdata retract`), with a reason.
+    Retracted,
 }
 
 impl DeliveryState {
-    pub const ALL: [DeliveryState; 7] = [
+    pub const ALL: [DeliveryState; 8] = [
         DeliveryState::Received,
         DeliveryState::Processing,
         DeliveryState::Accepted,
@@ -29,6 +31,7 @@ impl DeliveryState {
         DeliveryState::Rejected,
         DeliveryState::Duplicate,
         DeliveryState::Failed,
+        DeliveryState::Retracted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl DeliveryState {
             DeliveryState::Rejected => "rejected",
             DeliveryState::Duplicate => "duplicate",
             DeliveryState::Failed => "failed",
+            DeliveryState::Retracted => "retracted",
         }
     }
 
@@ -55,6 +59,7 @@ impl DeliveryState {
                 | DeliveryState::AcceptedWithWarnings
                 | DeliveryState::Rejected
                 | DeliveryState::Duplicate
+                | DeliveryState::Retracted
         )
     }
 
@@ -339,6 +344,27 @@ pub mod conformance {
                 .unwrap()),
             ["c", "b"]
         );
+
+        // Retraction: only accepted deliveries; it frees their content.
+        let later = now + Duration::hours(1);
+        assert!(
+            !l.retract("c", "wrong file", later).await.unwrap(),
+            "c is only received"
+        );
+        assert!(l.retract("a", "sent the wrong month", later).await.unwrap());
+        let d = l.get("a").await.unwrap().unwrap();
+        assert_eq!(d.state, DeliveryState::Retracted);
+        assert_eq!(d.outcome.message.as_deref(), Some("sent the wrong month"));
+        assert_eq!(d.updated_at, later);
+        assert!(!l.retract("a", "again", later).await.unwrap());
+        assert!(matches!(
+            l.retract("zzz", "x", later).await,
+            Err(LedgerError::Unknown { .. })
+        ));
+        match l.register(&new("e", "k5", "h1", later)).await.unwrap() {
+            Registration::New(d) => assert_eq!(d.state, DeliveryState::Received),
+            other => panic!("the content of a retracted delivery is new again, got {other:?}"),
+        }
     }
 }
 

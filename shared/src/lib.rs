@@ -22,7 +22,10 @@ pub mod glue;
 pub mod lake;
 pub mod ledger;
 pub mod local;
+#[cfg(feature = "analytics")]
+pub mod maintain;
 pub mod metrics;
+pub mod migrate;
 pub mod monitor;
 pub mod platform;
 pub mod ports;
@@ -38,6 +41,8 @@ pub mod read;
 pub mod receipt;
 pub mod receive;
 pub mod report;
+#[cfg(feature = "analytics")]
+pub mod retract;
 #[cfg(feature = "analytics")]
 pub mod rotate;
 pub mod validate;

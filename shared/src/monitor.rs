@@ -83,7 +83,15 @@ async fn deliveries(p: &Platform, c: &Contract, since: NaiveDate) -> Result<Vec<
     futures::stream::iter(recent)
         .map(|d| async move {
             let key = store::metrics_key(d.delivery_date, &d.delivery_id);
-            let metrics = match p.stores.lake.get(&key).await? {
+            // A retracted delivery's metrics left the table with its rows (the file
+            // stays in history for the retention period).
+            let retracted = d.state == crate::ledger::DeliveryState::Retracted;
+            let stored = if retracted {
+                None
+            } else {
+                p.stores.lake.get(&key).await?
+            };
+            let metrics = match stored {
                 Some(bytes) => {
                     store::read_metrics(bytes)
                         .map_err(|m| StepError::Internal(format!("reading {key}: {m}")))?

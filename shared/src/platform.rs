@@ -23,6 +23,10 @@ pub enum StepError {
     UnknownDelivery(String),
     #[error(transparent)]
     Run(#[from] crate::process::RunError),
+    /// A Delta commit or table operation failed (a lost commit race among them): the
+    /// step is retried, and the delivery's application transaction makes that safe.
+    #[error(transparent)]
+    Lake(#[from] crate::lake::delta::DeltaError),
     #[error("{0}")]
     Internal(String),
 }

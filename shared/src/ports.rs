@@ -88,11 +88,16 @@ pub trait ObjectStore: Send + Sync {
     }
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// Deletes every stored version of the object, not only the current one (a purge:
+    /// in a versioned bucket a plain delete leaves the data in a noncurrent version).
+    async fn delete_all_versions(&self, key: &str) -> Result<(), StoreError> {
+        self.delete(key).await
+    }
     /// Where a key lives, for people and for SQL engines (a path or an s3:// URL).
     fn locate(&self, key: &str) -> String;
-    /// The same objects as a store a SQL engine (DataFusion) can register for the URLs
-    /// `locate` gives; `None` when it opens them itself (local paths).
-    #[cfg(feature = "analytics")]
+    /// The same objects as an `object_store` store, rooted at the bucket, for the URLs
+    /// `locate` gives: DataFusion reads through it and delta-rs commits through it.
+    /// `None` when those open the paths themselves (local files).
     fn engine_store(&self) -> Option<Arc<dyn object_store::ObjectStore>> {
         None
     }
@@ -123,6 +128,11 @@ pub trait Ledger: Send + Sync {
         at: DateTime<Utc>,
         outcome: Option<&Outcome>,
     ) -> Result<bool, LedgerError>;
+    /// Moves an accepted delivery to `retracted` with the reason, and gives up its
+    /// claim on its content, so the same bytes sent again are a new delivery rather
+    /// than a duplicate. Returns false when the delivery is not accepted (any more).
+    async fn retract(&self, id: &str, reason: &str, at: DateTime<Utc>)
+    -> Result<bool, LedgerError>;
     /// Deliveries of a dataset (all datasets when `None`), newest first.
     async fn list(&self, dataset: Option<&str>, limit: usize)
     -> Result<Vec<Delivery>, LedgerError>;

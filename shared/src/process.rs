@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::contract::{Contract, FileFormat, Registry};
-use crate::lake::{PartitionedWriter, SpooledFile};
+use crate::lake::{PartitionedWriter, SpooledFile, delta};
 use crate::ledger::{Delivery, DeliveryState, Outcome};
 use crate::platform::{Platform, StepError};
 use crate::pseudonym::Pseudonymiser;
@@ -147,6 +147,7 @@ impl Report {
             quarantine: None,
             duplicate_of: None,
             quality: (!self.quality.is_empty()).then(|| crate::quality::summarise(&self.quality)),
+            retraction: None,
         }
     }
 }
@@ -514,9 +515,7 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
     };
     let (outcome, reason) = report.outcome(&contract);
     if outcome != ReceiptOutcome::Rejected {
-        for f in &report.files {
-            p.stores.lake.put_owned_file(&f.key, &f.path).await?;
-        }
+        commit_tables(p, d, &report.files).await?;
     }
     if !report.quality.is_empty() {
         let history = quality::history(p, d).await?;
@@ -541,6 +540,53 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
         "delivery processed"
     );
     Ok(state)
+}
+
+/// Makes the delivery's files visible: per table, the files are uploaded under the
+/// table's prefix (where no reader looks) and then committed in one Delta transaction
+/// carrying the delivery id. A table the delivery already committed to (an earlier
+/// attempt died after its commit) is left as it is, so a retry never appends twice.
+async fn commit_tables(p: &Platform, d: &Delivery, files: &[SpooledFile]) -> Result<(), StepError> {
+    let mut by_table: BTreeMap<&str, Vec<&SpooledFile>> = BTreeMap::new();
+    for f in files {
+        by_table.entry(f.table.as_str()).or_default().push(f);
+    }
+    for (table, files) in by_table {
+        let contract = p
+            .contracts
+            .iter()
+            .find(|c| c.table() == table)
+            .ok_or_else(|| StepError::Internal(format!("no contract writes the table {table}")))?;
+        let spec = delta::TableSpec::curated(contract);
+        let mut t = delta::open_or_create(p.stores.lake.as_ref(), &spec).await?;
+        if delta::committed(&t, &d.delivery_id).await? {
+            info!(table, "already committed by an earlier attempt");
+            continue;
+        }
+        let mut data = Vec::with_capacity(files.len());
+        for f in files {
+            let size = std::fs::metadata(&f.path)
+                .map_err(|e| StepError::Internal(format!("spool file {}: {e}", f.path.display())))?
+                .len();
+            p.stores.lake.put_owned_file(&f.key, &f.path).await?;
+            data.push(delta::DataFile {
+                path: f.key[spec.prefix.len()..].to_string(),
+                year: f.year,
+                month: f.month,
+                size,
+                rows: f.rows,
+            });
+        }
+        let c = delta::commit_files(
+            &mut t,
+            &d.delivery_id,
+            &data,
+            p.clock.now().timestamp_millis(),
+        )
+        .await?;
+        info!(table, commit = ?c, files = data.len(), "committed");
+    }
+    Ok(())
 }
 
 /// Writes the receipt, then moves the ledger: the ledger is last, so a crash before

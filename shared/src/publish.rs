@@ -333,11 +333,21 @@ pub struct Published {
     pub marts: Vec<MartReport>,
     /// Each mart's published table, for printing.
     pub batches: Vec<(String, RecordBatch)>,
+    /// The Delta version of each curated table the publication read (also written to
+    /// [`PUBLICATION_KEY`]).
+    pub lake_versions: std::collections::BTreeMap<String, u64>,
 }
+
+/// What the newest publication read: its reference date and the Delta version of
+/// each curated table, so it can be reproduced with `--as-of`.
+pub const PUBLICATION_KEY: &str = "presentation/publication.json";
 
 pub fn presentation_key(kind: &str, name: &str) -> String {
     format!("{}data.parquet", lake::presentation_prefix(kind, name))
 }
+
+/// Boolean columns whose `true` in a record's latest version withdraws the record.
+pub const WITHDRAWN_FIELDS: [&str; 2] = ["entered_in_error", "tilbagekaldt"];
 
 /// The current-state SQL of a curated table: portable (window function, explicit
 /// columns), generated from the contract.
@@ -347,11 +357,13 @@ pub fn current_sql(c: &Contract) -> String {
         .map(|(n, _)| n)
         .collect();
     let list = cols.join(", ");
-    let eie = if c.field_index("entered_in_error").is_some() {
-        " AND NOT entered_in_error"
-    } else {
-        ""
-    };
+    // A record whose latest version withdraws it (FHIR's entered-in-error, the CSV
+    // suppliers' `tilbagekaldt`) has no current row.
+    let eie = WITHDRAWN_FIELDS
+        .iter()
+        .find(|f| c.field_index(f).is_some())
+        .map(|f| format!(" AND NOT coalesce({f}, false)"))
+        .unwrap_or_default();
     format!(
         "SELECT {list} FROM (SELECT {list}, ROW_NUMBER() OVER (PARTITION BY record_key \
          ORDER BY record_version DESC, received_at DESC, delivery_id DESC) AS version_rank \
@@ -625,7 +637,7 @@ async fn materialise(
 
 /// Publishes everything for `reference_date` (the "today" of the marts).
 pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Published, PublishError> {
-    let ctx = catalog::session(p).await?;
+    let (ctx, lake_versions) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
     let spool = tempfile::Builder::new()
         .prefix("naerdata-publish-")
         .tempdir_in(&p.spool_root)
@@ -653,11 +665,7 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
 
     // Current tables; an empty table stands in for a dataset with no data yet, so the
     // marts always run.
-    let with_data: Vec<String> = catalog::tables_with_data(p)
-        .await?
-        .iter()
-        .map(Contract::table)
-        .collect();
+    let with_data: Vec<String> = lake_versions.keys().cloned().collect();
     for c in p.contracts.iter() {
         let name = format!("{}_current", c.table());
         if with_data.contains(&c.table()) {
@@ -697,6 +705,20 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
         out.marts.push(report);
         out.batches.push((spec.name.clone(), batch));
     }
+    let record = serde_json::json!({
+        "reference_date": reference_date.to_string(),
+        "published_at": p.clock.now().to_rfc3339(),
+        "lake_versions": &lake_versions,
+    });
+    p.stores
+        .lake
+        .put(
+            PUBLICATION_KEY,
+            Bytes::from(serde_json::to_vec_pretty(&record).expect("serialisable")),
+        )
+        .await
+        .map_err(StepError::from)?;
+    out.lake_versions = lake_versions;
     Ok(out)
 }
 
@@ -904,8 +926,11 @@ mod tests {
         let r = crate::contract::Registry::builtin();
         let sql = current_sql(r.get("kommune.indsats").unwrap());
         assert!(sql.contains("PARTITION BY record_key"));
-        assert!(sql.contains("NOT entered_in_error"));
+        assert!(sql.contains("NOT coalesce(entered_in_error, false)"));
+        let sql = current_sql(r.get("almenpraksis.diagnose").unwrap());
+        assert!(sql.contains("NOT coalesce(tilbagekaldt, false)"));
         let sql = current_sql(r.get("lpr.kontakt").unwrap());
         assert!(!sql.contains("entered_in_error"));
+        assert!(!sql.contains("tilbagekaldt"));
     }
 }

@@ -124,6 +124,18 @@ pub struct Receipt {
     /// The quality checks of the delivery (all of them in `quality_metrics`).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub quality: Option<crate::quality::QualitySummary>,
+    /// Set when the delivery's rows were taken back out of the lake.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retraction: Option<Retraction>,
+}
+
+/// Why and when an accepted delivery was retracted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Retraction {
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    /// Rows deleted per table (curated tables and `quality_metrics`).
+    pub rows_deleted: BTreeMap<String, u64>,
 }
 
 impl Receipt {

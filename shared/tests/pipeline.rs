@@ -9,84 +9,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use naerdata::Platform;
 use naerdata::catalog;
-use naerdata::contract::Registry;
 use naerdata::ledger::DeliveryState;
-use naerdata::ports::{FixedClock, ObjectMeta, ObjectStore, StoreError};
+use naerdata::ports::{ObjectMeta, ObjectStore, StoreError};
 use naerdata::process::{self, Processed};
 use naerdata::receipt::Receipt;
 use naerdata::receive::{self, Received};
 
-const HEADER: &str =
-    "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n";
-
-fn rows(ids: std::ops::Range<usize>, month: u32) -> String {
-    let mut s = HEADER.to_string();
-    for i in ids {
-        // Synthetic CPRs: day + 60.
-        s.push_str(&format!(
-            "r{i};{:02}0385-40{:02};012345;T90;2026-{month:02}-01;diabetes2;2026-{month:02}-02T10:00:00+01:00\n",
-            61 + i % 28,
-            i % 100
-        ));
-    }
-    s
-}
-
-async fn deliver(p: &Platform, key: &str, body: &str) -> Received {
-    p.stores
-        .landing
-        .put(key, Bytes::from(body.to_string()))
-        .await
-        .unwrap();
-    receive::receive(p, key, None).await.unwrap()
-}
-
-async fn lake_keys(p: &Platform) -> Vec<String> {
-    p.stores
-        .lake
-        .list("curated/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|m| m.key)
-        .collect()
-}
-
-async fn count(p: &Platform, table: &str) -> i64 {
-    let b = catalog::query(p, &format!("SELECT count(*) AS n FROM {table}"))
-        .await
-        .unwrap();
-    b[0].column(0)
-        .as_any()
-        .downcast_ref::<arrow::array::Int64Array>()
-        .unwrap()
-        .value(0)
-}
-
-async fn receipt(p: &Platform, id: &str) -> Receipt {
-    let d = p.ledger.get(id).await.unwrap().unwrap();
-    let mut text = String::new();
-    std::io::Read::read_to_string(
-        &mut p.stores.receipts.open(&d.receipt_key()).await.unwrap(),
-        &mut text,
-    )
-    .unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-fn platform(dir: &Path) -> Platform {
-    // The same key in every test home, so two runs produce the same pseudonyms.
-    std::fs::create_dir_all(dir.join("keys")).unwrap();
-    std::fs::write(
-        dir.join("keys/lake-key.json"),
-        format!(r#"{{"version":1,"key_hex":"{}"}}"#, "ab".repeat(32)),
-    )
-    .unwrap();
-    let mut p = Platform::local(dir, Registry::builtin()).unwrap();
-    // A fixed clock makes two runs byte-for-byte comparable.
-    p.clock = Arc::new(FixedClock("2026-06-01T12:00:00Z".parse().unwrap()));
-    p
-}
+mod support;
+use support::*;
 
 #[tokio::test]
 async fn accepted_delivery_lands_in_partitions_with_a_receipt() {
@@ -103,7 +33,7 @@ async fn accepted_delivery_lands_in_partitions_with_a_receipt() {
         process::process(&p, &id).await.unwrap(),
         Processed::Done(DeliveryState::Accepted)
     );
-    let keys = lake_keys(&p).await;
+    let keys = data_files(&p).await;
     assert_eq!(
         keys,
         [
@@ -154,7 +84,7 @@ async fn identical_file_again_is_a_duplicate_and_writes_nothing() {
         panic!()
     };
     process::process(&p, &id).await.unwrap();
-    let before = lake_keys(&p).await;
+    let before = data_files(&p).await;
     match deliver(&p, "almenpraksis/diagnose/2026-06-02/a-again.csv", &body).await {
         Received::Duplicate { delivery_id, of } => {
             assert_eq!(of, id);
@@ -167,7 +97,7 @@ async fn identical_file_again_is_a_duplicate_and_writes_nothing() {
         }
         other => panic!("expected duplicate, got {other:?}"),
     }
-    assert_eq!(lake_keys(&p).await, before);
+    assert_eq!(data_files(&p).await, before);
 }
 
 #[tokio::test]
@@ -192,7 +122,7 @@ async fn rejected_delivery_adds_no_rows() {
         process::process(&p, &b).await.unwrap(),
         Processed::Done(DeliveryState::Rejected)
     );
-    assert!(lake_keys(&p).await.iter().all(|k| !k.contains(&b)));
+    assert!(data_files(&p).await.iter().all(|k| !k.contains(&b)));
     assert_eq!(count(&p, "almenpraksis_diagnose").await, 10);
     let r = receipt(&p, &b).await;
     assert_eq!(r.rows.accepted, 0);
@@ -275,6 +205,9 @@ impl ObjectStore for FailNthPut {
     fn locate(&self, key: &str) -> String {
         self.inner.locate(key)
     }
+    fn engine_store(&self) -> Option<Arc<dyn object_store::ObjectStore>> {
+        self.inner.engine_store()
+    }
 }
 
 #[tokio::test]
@@ -292,7 +225,7 @@ async fn a_fault_after_some_objects_then_a_retry_gives_exactly_a_clean_run() {
         panic!()
     };
     process::process(&clean, &id).await.unwrap();
-    let clean_keys = lake_keys(&clean).await;
+    let clean_keys = data_files(&clean).await;
     assert_eq!(clean_keys.len(), 5);
 
     // The faulty run: the third lake upload fails.
@@ -316,7 +249,7 @@ async fn a_fault_after_some_objects_then_a_retry_gives_exactly_a_clean_run() {
     assert_eq!(d.state, DeliveryState::Failed);
     assert!(d.outcome.message.unwrap().contains("injected fault"));
     assert_eq!(
-        lake_keys(&p).await.len(),
+        data_files(&p).await.len(),
         2,
         "two objects made it before the fault"
     );
@@ -327,7 +260,7 @@ async fn a_fault_after_some_objects_then_a_retry_gives_exactly_a_clean_run() {
         process::process(&p, &id2).await.unwrap(),
         Processed::Done(DeliveryState::Accepted)
     );
-    assert_eq!(lake_keys(&p).await, clean_keys);
+    assert_eq!(data_files(&p).await, clean_keys);
     assert_eq!(count(&p, "almenpraksis_diagnose").await, 100);
     for k in &clean_keys {
         let a = std::fs::read(clean.stores.lake.locate(k)).unwrap();

@@ -2,18 +2,28 @@
 """Independent check of a naerdata run: is the lake readable, consistent and CPR-free?
 
 Why this exists: the Rust tests can only show that the Rust code agrees with itself.
-This script is a second, independent reader (pyarrow + DuckDB, no naerdata code) that
-looks at what an end-to-end run left on disk and checks that
+This script is a second, independent reader (deltalake, polars, pyarrow and DuckDB,
+no naerdata code) that looks at what an end-to-end run left on disk and checks that
 
-  1. the curated Parquet files are readable, and the rows per delivery match the
-     receipts (accepted deliveries have exactly `rows.accepted` rows; rejected,
-     duplicate and failed deliveries have none; every lake delivery has an accepted
-     receipt), and the ledger agrees with the receipts;
-  2. `lake/catalog.sql` works in a fresh DuckDB and its views see the same rows,
-     with the Hive partition columns `year` and `month`;
+  1. every curated table (`lake/curated/<table>/`) and `lake/quality/metrics/` is a
+     Delta table read through its log, with the Python `deltalake` package and with
+     polars, which agree on the rows per delivery and both see the partition columns
+     `year` and `month`; only the files active in the log count (a Parquet file on
+     disk but not in the log, from an attempt that never committed or replaced by a
+     compaction or retraction, is ignored), and every active file exists, is
+     readable, lies under year=YYYY/month=MM/ as the log says and has a string
+     delivery_id without nulls. The rows per delivery match the receipts (accepted
+     deliveries have exactly `rows.accepted` rows; rejected, duplicate, failed and
+     retracted deliveries have none; every lake delivery has an accepted receipt);
+     `quality_metrics` holds the checks of exactly the processed deliveries that
+     were not retracted; the ledger agrees with the receipts;
+  2. `lake/catalog.sql` works in a fresh DuckDB and its views list exactly the
+     active files and see the same rows per delivery as deltalake, with the Hive
+     partition columns `year` and `month`;
   3. no CPR number from the generator's input appears anywhere outside `landing/`
-     (the raw deliveries) and `keys/`: not in Parquet values, receipts, quarantine
-     files, the ledger, the catalog, logs or spool leftovers;
+     (the raw deliveries) and `keys/`: not in Parquet values (of every file on disk,
+     active or not), the Delta logs, receipts, quarantine files, the ledger, the
+     catalog, logs or spool leftovers;
   4. the run is not empty (an empty home must not pass).
 
 CPR values are never printed: only file paths and hit counts.
@@ -32,15 +42,19 @@ import sqlite3
 import sys
 from collections import Counter, defaultdict
 from pathlib import Path
+from urllib.parse import unquote
 
 import duckdb
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 ACCEPTED = {"accepted", "accepted_with_warnings"}
-NOT_IN_LAKE = {"rejected", "duplicate", "failed"}
+# A retracted delivery was accepted, then taken back out of the lake (its receipt
+# says when and why in `retraction`): like a rejected one, it has no rows.
+NOT_IN_LAKE = {"rejected", "duplicate", "failed", "retracted"}
 CPR_SYSTEM = "urn:oid:1.2.208.176.1.2"
 # Candidate CPR shapes, found overlapping (a lookahead) so a CPR glued to other
 # digits or hex cannot hide; every candidate is then looked up in the input set.
@@ -163,50 +177,141 @@ def input_cprs(input_dir):
 
 # ---------------------------------------------------------------- check 1: lake vs receipts
 
+PARTITION_DIR = (re.compile(r"year=(\d{4})"), re.compile(r"month=(\d{1,2})"))
+
+
+class DeltaRead:
+    """What the Delta log says one table holds: the log version, the active files
+    (absolute paths) and the rows per delivery_id."""
+
+    def __init__(self, version, files, counts):
+        self.version, self.files, self.counts = version, files, counts
+
+
+def is_string(t):
+    """A string column; delta-rs writes string views when it rewrites files."""
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+
+def group_counts(values):
+    """Counter(delivery_id -> rows) of a list of delivery ids (nulls left out)."""
+    return Counter(v for v in values if v is not None)
+
+
+def read_delta(tdir, name, report):
+    """Reads one Delta table through its log, with deltalake and polars, and checks it.
+
+    Returns a DeltaRead, or None when `tdir` holds no Delta table (a folder a reader
+    created before any commit: it must not hold Parquet files either)."""
+    problems = []
+    if not (tdir / "_delta_log").is_dir():
+        strays = sorted(str(f.relative_to(tdir)) for f in tdir.rglob("*.parquet"))
+        report.check(f"delta table {name}",
+                     [f"{len(strays)} parquet file(s) but no _delta_log (e.g. {strays[0]})"]
+                     if strays else [], "no table yet (empty folder)")
+        return None
+    try:
+        dt = DeltaTable(str(tdir))
+        version = dt.version()
+        adds = pa.table(dt.get_add_actions(flatten=True)).to_pylist()
+        uris = {os.path.realpath(unquote(u)) for u in dt.file_uris()}
+    except Exception as e:  # noqa: BLE001 - an unreadable log is a finding
+        report.check(f"delta table {name}", [f"deltalake cannot open the table: {e}"])
+        return None
+    root = Path(os.path.realpath(tdir))
+
+    # Every active file: present, under year=YYYY/month=M(M)/ matching its partition
+    # values in the log, readable, a string delivery_id without nulls, no partition
+    # columns of its own, and as many rows as the log says.
+    files, per_file = [], Counter()
+    for add in adds:
+        rel = unquote(add["path"])
+        f = Path(os.path.realpath(root / rel))
+        files.append(str(f))
+        parts = Path(rel).parts
+        m = [PARTITION_DIR[i].fullmatch(parts[i]) for i in range(2)] if len(parts) == 3 else []
+        if not (m and all(m)):
+            problems.append(f"{rel}: not under year=YYYY/month=MM/")
+        elif (int(m[0].group(1)), int(m[1].group(1))) != (add.get("partition.year"),
+                                                            add.get("partition.month")):
+            problems.append(f"{rel}: path and log partition values differ "
+                            f"(log year={add.get('partition.year')} month={add.get('partition.month')})")
+        elif not 1 <= int(m[1].group(1)) <= 12:
+            problems.append(f"{rel}: month out of range")
+        if not f.is_file():
+            problems.append(f"{rel}: in the log but missing on disk")
+            continue
+        try:
+            pf = pq.ParquetFile(f)
+            t = pf.read(columns=["delivery_id"])
+        except Exception as e:  # noqa: BLE001 - any read error is a finding
+            problems.append(f"{rel}: unreadable or no delivery_id column ({e})")
+            continue
+        own = [c for c in ("year", "month") if c in pf.schema_arrow.names]
+        if own:
+            problems.append(f"{rel}: holds partition column(s) {own} itself")
+        col = t.column("delivery_id")
+        if not is_string(col.type):
+            problems.append(f"{rel}: delivery_id is {col.type}, not a string")
+        if col.null_count:
+            problems.append(f"{rel}: {col.null_count} null delivery_id(s)")
+        if add.get("num_records") is not None and add["num_records"] != t.num_rows:
+            problems.append(f"{rel}: {t.num_rows} rows, the log says {add['num_records']}")
+        per_file.update(group_counts(col.to_pylist()))
+    if set(files) != uris:
+        problems.append(f"add actions and file_uris() disagree "
+                        f"({len(set(files) ^ uris)} file(s))")
+
+    # The table as readers see it: deltalake (pyarrow dataset) and polars.
+    counts = None
+    try:
+        dset = dt.to_pyarrow_dataset()
+        if not {"year", "month"} <= set(dset.schema.names):
+            problems.append(f"deltalake read lacks year/month (has {sorted(dset.schema.names)[:8]}...)")
+        t = dset.to_table(columns=["delivery_id", "year", "month"])
+        counts = group_counts(t.column("delivery_id").to_pylist())
+        for c in ("year", "month"):
+            if not pa.types.is_integer(t.schema.field(c).type):
+                problems.append(f"deltalake reads {c} as {t.schema.field(c).type}, not an integer")
+            if t.column(c).null_count:
+                problems.append(f"deltalake reads {t.column(c).null_count} null {c}(s)")
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"deltalake cannot read the table: {e}")
+    if counts is None:
+        counts = per_file  # deltalake failed (a problem above): the files' own counts
+    elif counts != per_file:
+        diff = sorted(d for d in set(counts) | set(per_file) if counts[d] != per_file[d])
+        problems += [f"delivery {d}: deltalake {counts[d]} rows, active files {per_file[d]}"
+                     for d in diff]
+    try:
+        names = pl.scan_delta(str(tdir)).collect_schema().names()
+        if not {"year", "month"} <= set(names):
+            problems.append(f"polars read lacks year/month (has {sorted(names)[:8]}...)")
+        df = pl.read_delta(str(tdir), columns=["delivery_id", "year", "month"])
+        by_polars = group_counts(df.get_column("delivery_id").to_list())
+        for c in ("year", "month"):
+            if not df.schema[c].is_integer():
+                problems.append(f"polars reads {c} as {df.schema[c]}, not an integer")
+        if by_polars != counts:
+            diff = sorted(d for d in set(counts) | set(by_polars) if counts[d] != by_polars[d])
+            problems += [f"delivery {d}: polars {by_polars[d]} rows, deltalake {counts[d]}"
+                         for d in diff]
+    except Exception as e:  # noqa: BLE001
+        problems.append(f"polars cannot read the table: {e}")
+    report.check(f"delta table {name}", problems,
+                 f"version {version}, {len(files)} active file(s), {sum(counts.values())} rows, "
+                 f"{len(counts)} deliveries, deltalake and polars agree")
+    return DeltaRead(version, files, counts)
+
+
 def read_lake(lake_dir, report):
-    """{table: Counter(delivery_id -> rows)}; checks files, layout and hive reads."""
-    counts = {}
-    curated = lake_dir / "curated"
+    """{table: DeltaRead} of every curated Delta table."""
+    curated, tables = lake_dir / "curated", {}
     for tdir in sorted(p for p in curated.iterdir() if p.is_dir()) if curated.is_dir() else []:
-        problems, per_delivery = [], Counter()
-        files = sorted(tdir.rglob("*.parquet"))
-        for f in files:
-            rel = f.relative_to(tdir)
-            if len(rel.parts) != 3 or not re.fullmatch(r"year=\d{4}", rel.parts[0]) \
-                    or not re.fullmatch(r"month=\d{2}", rel.parts[1]):
-                problems.append(f"{rel}: not under year=YYYY/month=MM/")
-            try:
-                t = pq.read_table(f, columns=["delivery_id"])
-            except Exception as e:  # noqa: BLE001 - any read error is a finding
-                problems.append(f"{rel}: unreadable or no delivery_id column ({e})")
-                continue
-            col = t.column("delivery_id")
-            if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-                problems.append(f"{rel}: delivery_id is {col.type}, not a string")
-            if col.null_count:
-                problems.append(f"{rel}: {col.null_count} null delivery_id(s)")
-            file_counts = Counter(v for v in col.to_pylist() if v is not None)
-            for did in file_counts:
-                if not f.name.startswith(f"{did}-"):
-                    problems.append(f"{rel}: holds rows of delivery {did}")
-            per_delivery.update(file_counts)
-        total = sum(per_delivery.values())
-        if not files:
-            problems.append("no parquet files")
-        else:
-            try:
-                dset = ds.dataset(tdir, format="parquet", partitioning="hive")
-                names = set(dset.schema.names)
-                if not {"year", "month"} <= names:
-                    problems.append(f"hive read lacks year/month (has {sorted(names)[:8]}...)")
-                if dset.count_rows() != total:
-                    problems.append(f"hive dataset counts {dset.count_rows()} rows, files {total}")
-            except Exception as e:  # noqa: BLE001
-                problems.append(f"pyarrow.dataset cannot read the table: {e}")
-        report.check(f"parquet readable: {tdir.name}", problems,
-                     f"{len(files)} file(s), {total} rows, {len(per_delivery)} deliveries")
-        counts[tdir.name] = per_delivery
-    return counts
+        read = read_delta(tdir, tdir.name, report)
+        if read is not None:
+            tables[tdir.name] = read
+    return tables
 
 
 def load_receipts(home, report):
@@ -256,6 +361,72 @@ def check_receipts_vs_lake(receipts, lake, report):
                for d, t in sorted(by_delivery.items()) if d not in accepted]
     report.check("every lake delivery has an accepted receipt", orphans,
                  f"{len(by_delivery)} deliveries in the lake")
+    check_retractions(receipts, report)
+
+
+def check_retractions(receipts, report):
+    """A retracted receipt says when, why and how many rows left each table (no more
+    than the delivery wrote); no other receipt carries a retraction."""
+    problems, n = [], 0
+    for r in receipts:
+        where, x = f"{r['_path']} ({r['state']})", r.get("retraction")
+        if r["state"] != "retracted":
+            if x is not None:
+                problems.append(f"{where}: has a retraction but is not retracted")
+            continue
+        n += 1
+        if not isinstance(x, dict):
+            problems.append(f"{where}: no retraction object")
+            continue
+        if not isinstance(x.get("at"), str) or not x["at"]:
+            problems.append(f"{where}: retraction without a time")
+        if not isinstance(x.get("reason"), str) or not x["reason"].strip():
+            problems.append(f"{where}: retraction without a reason")
+        deleted = x.get("rows_deleted")
+        if not isinstance(deleted, dict) or not all(
+                isinstance(v, int) and v >= 0 for v in deleted.values()):
+            problems.append(f"{where}: rows_deleted is not a table -> count object")
+            continue
+        written = dict(r.get("tables") or {})
+        written["quality_metrics"] = (r.get("quality") or {}).get("checks", 0)
+        problems += [f"{where}: retraction deleted {v} rows of {t}, the delivery wrote "
+                     f"{written.get(t, 0)}" for t, v in sorted(deleted.items())
+                     if v > written.get(t, 0)]
+    report.check("retracted receipts say when, why and how many rows", problems,
+                 f"{n} retracted")
+
+
+def check_metrics(receipts, metrics, report):
+    """`quality_metrics` (read through its Delta log) holds the checks of exactly the
+    deliveries that were processed and not retracted: as many rows as the receipt's
+    quality summary counts; none of a retracted or duplicate delivery; every accepted
+    delivery has a summary and its rows."""
+    if metrics is None:
+        want = [r for r in receipts if r.get("quality") and r["state"] != "retracted"]
+        report.check("quality_metrics (Delta) agrees with the receipts",
+                     [f"no quality/metrics Delta table, but {len(want)} receipt(s) "
+                      "with a quality summary"] if want else [], "no table, no summaries")
+        return
+    got, problems = metrics.counts, []
+    by_id = {r["delivery_id"]: r for r in receipts}
+    for r in receipts:
+        did, state, q = r["delivery_id"], r["state"], r.get("quality")
+        where = f"{r['_path']} ({state})"
+        if state in ("retracted", "duplicate"):
+            if got.get(did):
+                problems.append(f"{where}: {got[did]} metric row(s) left")
+        elif q:
+            if got.get(did, 0) != q.get("checks"):
+                problems.append(f"{where}: receipt counts {q.get('checks')} checks, "
+                                f"the Delta table {got.get(did, 0)}")
+        elif state in ACCEPTED:
+            problems.append(f"{where}: accepted without a quality summary")
+        elif got.get(did):
+            problems.append(f"{where}: {got[did]} metric row(s) but no quality summary")
+    problems += [f"{d}: {n} metric row(s) without a receipt" for d, n in sorted(got.items())
+                 if d not in by_id]
+    report.check("quality_metrics (Delta) agrees with the receipts", problems,
+                 f"{sum(got.values())} checks of {len(got)} deliveries")
 
 
 def check_ledger(home, receipts, report):
@@ -283,7 +454,14 @@ def check_ledger(home, receipts, report):
 
 # ---------------------------------------------------------------- check 2: DuckDB catalog
 
-def check_duckdb(home, lake, receipts, report):
+def view_files(con, view):
+    """The files a catalog view reads (its read_parquet list), as real paths."""
+    sql = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = ?", [view]).fetchone()[0]
+    return {os.path.realpath(m.replace("''", "'"))
+            for m in re.findall(r"'((?:[^']|'')*\.parquet)'", sql or "")}
+
+
+def check_duckdb(home, tables, metrics, receipts, report):
     catalog = home / "lake" / "catalog.sql"
     if not catalog.is_file():
         report.check("duckdb catalog", ["lake/catalog.sql missing"])
@@ -294,6 +472,7 @@ def check_duckdb(home, lake, receipts, report):
     except Exception as e:  # noqa: BLE001
         report.check("duckdb catalog runs", [str(e)])
         return
+    lake = {t: r.counts for t, r in tables.items()}
     all_views = [v for (v,) in con.execute(
         "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1").fetchall()]
     # Views over the presentation zone (current tables, dimensions, marts) are
@@ -302,7 +481,7 @@ def check_duckdb(home, lake, receipts, report):
     check_presentation(con, [v for v in all_views if v in presentation], lake, report)
     check_complements(con, [v for v in all_views if v in presentation], report)
     quality = [v for v in all_views if v.startswith("quality_")]
-    check_quality(con, quality, receipts, report)
+    check_quality(con, quality, metrics, receipts, report)
     views = [v for v in all_views if v not in presentation and v not in quality]
     with_rows = {t for t, c in lake.items() if sum(c.values())}
     report.check("duckdb catalog runs: one view per table with data",
@@ -319,26 +498,45 @@ def check_duckdb(home, lake, receipts, report):
                 f'SELECT delivery_id, count(*) FROM "{v}" GROUP BY 1').fetchall())
             want = dict(lake.get(v, {}))
             if sum(got.values()) != sum(want.values()):
-                problems.append(f"count(*) {sum(got.values())}, pyarrow {sum(want.values())}")
-            problems += [f"delivery {d}: duckdb {got.get(d, 0)}, pyarrow {want.get(d, 0)}"
+                problems.append(f"count(*) {sum(got.values())}, deltalake {sum(want.values())}")
+            problems += [f"delivery {d}: duckdb {got.get(d, 0)}, deltalake {want.get(d, 0)}"
                          for d in sorted(set(got) | set(want)) if got.get(d, 0) != want.get(d, 0)]
+            if v in tables:
+                problems += files_differ(view_files(con, v), tables[v])
         except Exception as e:  # noqa: BLE001
             problems.append(f"query failed: {e}")
         report.check(f"duckdb view {v}", problems,
-                     f"{sum(lake.get(v, {}).values())} rows, has year/month")
+                     f"{sum(lake.get(v, {}).values())} rows, has year/month, "
+                     "reads the active files")
 
 
-def check_quality(con, views, receipts, report):
-    """The quality tables agree with the receipts: every receipt's quality summary
-    counts exactly the delivery's rows in quality_metrics, and every status and share
-    is in its vocabulary and range."""
-    summaries = {r["delivery_id"]: r["quality"] for r in receipts if r.get("quality")}
+def files_differ(listed, read):
+    """Problems when a view's file list is not the table's active files."""
+    active = set(read.files)
+    return ([f"view reads {len(listed - active)} file(s) not active in Delta version "
+             f"{read.version} (e.g. {sorted(listed - active)[0]})"] if listed - active else []) \
+        + ([f"view misses {len(active - listed)} active file(s) (e.g. {sorted(active - listed)[0]})"]
+           if active - listed else [])
+
+
+def check_quality(con, views, metrics, receipts, report):
+    """The quality tables agree with the receipts: every quality summary of a delivery
+    that was not retracted counts exactly the delivery's rows in quality_metrics (and
+    deltalake's count), a retracted one has none, and every status and share is in its
+    vocabulary and range."""
+    summaries = {r["delivery_id"]: r["quality"] for r in receipts
+                 if r.get("quality") and r["state"] != "retracted"}
     if "quality_metrics" not in views:
         report.check("quality_metrics view", ["missing"] if summaries else [], "no deliveries")
         return
     problems = []
     got = dict(con.execute(
         "SELECT delivery_id, count(*) FROM quality_metrics GROUP BY 1").fetchall())
+    if metrics is not None:
+        problems += [f"{d}: duckdb {got.get(d, 0)} metric rows, deltalake {metrics.counts.get(d, 0)}"
+                     for d in sorted(set(got) | set(metrics.counts))
+                     if got.get(d, 0) != metrics.counts.get(d, 0)]
+        problems += files_differ(view_files(con, "quality_metrics"), metrics)
     fails = dict(con.execute(
         "SELECT delivery_id, count(*) FROM quality_metrics WHERE status = 'FAIL' GROUP BY 1").fetchall())
     for d, q in summaries.items():
@@ -346,7 +544,8 @@ def check_quality(con, views, receipts, report):
             problems.append(f"{d}: receipt counts {q['checks']} checks, the table {got.get(d)}")
         if fails.get(d, 0) != q["failed"]:
             problems.append(f"{d}: receipt counts {q['failed']} failed, the table {fails.get(d, 0)}")
-    problems += [f"{d}: metrics without a receipt summary" for d in got if d not in summaries]
+    problems += [f"{d}: metrics without a receipt summary (or of a retracted delivery)"
+                 for d in got if d not in summaries]
     bad = con.execute("""
         SELECT count(*) FROM quality_metrics
         WHERE status NOT IN ('PASS', 'FAIL', 'NOT_APPLICABLE', 'ERROR')
@@ -465,13 +664,17 @@ def count_hits(text, cprs):
 
 
 def string_arrays(arr):
-    """Every string-like leaf of an Arrow array, through dictionaries, lists, structs, maps."""
+    """Every string-like leaf of an Arrow array, through dictionaries, lists, structs, maps.
+    String views (what delta-rs writes when it rewrites files in a compaction or a
+    delete) come out as plain strings, which the regex kernels take."""
     t = arr.type
     if pa.types.is_dictionary(t):
         yield from string_arrays(arr.dictionary)
     elif pa.types.is_string(t) or pa.types.is_large_string(t):
         yield arr
-    elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
+    elif pa.types.is_string_view(t):
+        yield arr.cast(pa.string())
+    elif pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
         yield pa.array([None if b is None else b.decode("latin-1") for b in arr.to_pylist()],
                        pa.string())
     elif pa.types.is_struct(t):
@@ -480,7 +683,8 @@ def string_arrays(arr):
     elif pa.types.is_map(t):
         yield from string_arrays(arr.keys)
         yield from string_arrays(arr.items)
-    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+    elif pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t) \
+            or pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
         yield from string_arrays(arr.flatten())
 
 
@@ -533,15 +737,18 @@ def main():
     cprs, kinds = input_cprs(args.input)
     report.cprs = cprs
 
-    lake = read_lake(home / "lake", report)
+    tables = read_lake(home / "lake", report)
+    metrics_dir = home / "lake" / "quality" / "metrics"
+    metrics = read_delta(metrics_dir, "quality_metrics", report) if metrics_dir.is_dir() else None
     receipts = load_receipts(home, report)
     report.check("run is not empty",
-                 (["no lake table"] if not lake else [])
+                 (["no lake table"] if not tables else [])
                  + (["no receipt"] if not receipts else []),
-                 f"{len(lake)} table(s), {len(receipts)} receipt(s)")
-    check_receipts_vs_lake(receipts, lake, report)
+                 f"{len(tables)} table(s), {len(receipts)} receipt(s)")
+    check_receipts_vs_lake(receipts, {t: r.counts for t, r in tables.items()}, report)
+    check_metrics(receipts, metrics, report)
     check_ledger(home, receipts, report)
-    check_duckdb(home, lake, receipts, report)
+    check_duckdb(home, tables, metrics, receipts, report)
 
     kinds_text = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
     report.check("input CPRs collected", [] if cprs else ["no CPR found in the input"],

@@ -8,6 +8,12 @@ buckets and ask this script — pyarrow, no naerdata code — what is in them:
   * every file is scanned for the CPR numbers of the generator's input (Parquet
     string values and the raw bytes of everything else), as check_lake.py does.
 
+The lake's tables are Delta tables: this reader lists objects, not the log, so it
+reports every data file present (active or not). The logs' own files under
+`_delta_log/` (JSON commits, `_last_checkpoint`, `.crc`, and checkpoint Parquet
+files) are scanned for CPRs like everything else and checkpoints must be readable,
+but they are not data files and are left out of "parquet".
+
 Prints one JSON object: {"parquet": {relative_path: {"rows": n, "columns": [...]}},
 "files": n, "cpr_hits": {relative_path: count}}. CPR values are never printed.
 Exit status 0 when it could read everything (the caller judges the numbers), 1 when
@@ -41,12 +47,13 @@ def main():
         if path.suffix == ".parquet":
             try:
                 t = pq.read_table(path)
+                hits = parquet_hits(path, cprs)
             except Exception as e:  # noqa: BLE001 - report any unreadable file
                 print(f"unreadable Parquet {rel}: {e}", file=sys.stderr)
                 status = 1
                 continue
-            out["parquet"][rel] = {"rows": t.num_rows, "columns": t.column_names}
-            hits = parquet_hits(path, cprs)
+            if "_delta_log" not in path.relative_to(root).parts:
+                out["parquet"][rel] = {"rows": t.num_rows, "columns": t.column_names}
         else:
             hits = count_hits(decode(path.read_bytes()), cprs)
         # Raw bytes too: Parquet metadata and statistics, undecodable text.

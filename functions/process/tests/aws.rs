@@ -66,11 +66,11 @@ async fn run_functions(stack: &Stack, p: &Platform) {
     .await;
 }
 
-/// The table objects among a lake bucket's keys (each delivery also writes its
-/// quality metrics under quality/).
+/// The data files among a lake bucket's keys (each delivery also writes its quality
+/// metrics under quality/, and each table has its Delta log).
 fn curated(keys: Vec<String>) -> Vec<String> {
     keys.into_iter()
-        .filter(|k| k.starts_with("curated/"))
+        .filter(|k| k.starts_with("curated/") && !k.contains("/_delta_log/"))
         .collect()
 }
 
@@ -798,7 +798,7 @@ async fn the_monitor_writes_reception_declarations_and_the_page() {
     }
     assert_eq!(
         keys.iter()
-            .filter(|k| k.starts_with("quality/metrics/"))
+            .filter(|k| k.starts_with("quality/metrics/") && !k.contains("/_delta_log/"))
             .count(),
         6,
         "one metrics file per delivery"
@@ -810,4 +810,90 @@ async fn the_monitor_writes_reception_declarations_and_the_page() {
     // 7 June was expected by the end of 8 June: pending, not missing. The seven other
     // delivered datasets never sent anything: one "silent" missing row each.
     assert_eq!(out["missing"], 7, "{out}");
+}
+
+/// Process functions run in parallel: eight deliveries to one Delta table commit at
+/// once (conditional puts on the log), each retried as SQS would when it loses too
+/// many races. None is lost, none doubled.
+#[tokio::test]
+async fn eight_deliveries_committing_to_one_table_at_once_lose_nothing() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "parallel").await;
+    let p = platform(&stack);
+    let r = receiver(&stack);
+    for i in 0..8 {
+        stack
+            .upload(
+                &format!("almenpraksis/diagnose/2026-06-01/d{i}.csv"),
+                diagnoses(i * 1000, 50, 3).into_bytes(),
+            )
+            .await;
+    }
+    pump(
+        &stack,
+        &stack.receive_queue,
+        &stack.receive_queue_arn,
+        |e| r.handle(e),
+    )
+    .await;
+    let ids: Vec<String> = deliveries(&p)
+        .await
+        .into_iter()
+        .map(|d| d.delivery_id)
+        .collect();
+    assert_eq!(ids.len(), 8);
+    let workers = ids.iter().map(|id| {
+        let p = p.clone();
+        let id = id.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=10 {
+                match naerdata::process::process(&p, &id).await {
+                    Ok(naerdata::process::Processed::Done(state)) => return (state, attempt),
+                    Ok(other) => panic!("{id}: {other:?}"),
+                    Err(e) if attempt < 10 => eprintln!("{id} attempt {attempt}: {e}"),
+                    Err(e) => panic!("{id}: {e}"),
+                }
+            }
+            unreachable!()
+        })
+    });
+    for (state, _) in futures::future::join_all(workers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+    {
+        assert_eq!(state, DeliveryState::Accepted);
+    }
+    let b = naerdata::catalog::query(
+        &p,
+        "SELECT count(*) AS n, count(DISTINCT record_key) AS k, count(DISTINCT delivery_id) AS d \
+         FROM almenpraksis_diagnose",
+    )
+    .await
+    .unwrap();
+    let v = |c: usize| arrow_value(&b[0], c);
+    assert_eq!((v(0), v(1), v(2)), (400, 400, 8));
+    // One commit per delivery: the log's versions are the creation plus eight.
+    let t = naerdata::lake::delta::open(
+        p.stores.lake.as_ref(),
+        "curated/almenpraksis_diagnose/",
+        None,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(t.version(), Some(8));
+    for id in &ids {
+        assert!(
+            naerdata::lake::delta::committed(&t, id).await.unwrap(),
+            "{id}"
+        );
+    }
+}
+
+fn arrow_value(b: &arrow::record_batch::RecordBatch, c: usize) -> i64 {
+    arrow::util::display::array_value_to_string(b.column(c), 0)
+        .unwrap()
+        .parse()
+        .unwrap()
 }

@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 #[derive(Debug, thiserror::Error)]
 pub enum PublishFnError {
     #[error(
-        "the event is neither a schedule event, {{\"reference_date\": \"YYYY-MM-DD\"}} nor an SQS batch: {0}"
+        "the event is neither a schedule event, {{\"reference_date\": \"YYYY-MM-DD\"}}, {{\"maintain\": {{...}}}} nor an SQS batch: {0}"
     )]
     BadEvent(String),
     #[error(
@@ -59,11 +59,26 @@ pub struct Publisher {
 pub enum Trigger {
     Publish(NaiveDate),
     Extracts(SqsEvent),
+    /// Lake maintenance (compaction, retention): `{"maintain": {"retention_days": N}}`,
+    /// the input of the maintenance schedule.
+    Maintain {
+        retention_days: i64,
+    },
 }
 
 #[derive(Deserialize)]
 struct ManualPublish {
     reference_date: NaiveDate,
+}
+
+#[derive(Deserialize)]
+struct MaintainRequest {
+    #[serde(default = "default_retention")]
+    retention_days: i64,
+}
+
+fn default_retention() -> i64 {
+    naerdata::maintain::DEFAULT_RETENTION_DAYS
 }
 
 /// Tells the triggers apart by shape: SQS batches have `Records`, schedule events a
@@ -74,6 +89,18 @@ pub fn trigger(event: Value) -> Result<Trigger, PublishFnError> {
         return Ok(Trigger::Extracts(
             serde_json::from_value(event).map_err(bad)?,
         ));
+    }
+    if let Some(m) = event.get("maintain") {
+        let m: MaintainRequest = serde_json::from_value(m.clone()).map_err(bad)?;
+        if m.retention_days < 1 {
+            return Err(PublishFnError::BadEvent(format!(
+                "retention_days must be at least 1, not {}",
+                m.retention_days
+            )));
+        }
+        return Ok(Trigger::Maintain {
+            retention_days: m.retention_days,
+        });
     }
     if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         let e: CloudWatchEvent = serde_json::from_value(event).map_err(bad)?;
@@ -123,7 +150,40 @@ impl Publisher {
             }
             Trigger::Extracts(batch) => Ok(serde_json::to_value(self.extracts(&batch).await)
                 .expect("a batch response serialises")),
+            Trigger::Maintain { retention_days } => {
+                let tables = self.maintain(retention_days).await?;
+                Ok(json!({ "maintained": tables }))
+            }
         }
+    }
+
+    /// Compaction and retention of every lake table.
+    pub async fn maintain(
+        &self,
+        retention_days: i64,
+    ) -> Result<Vec<naerdata::maintain::TableMaintenance>, PublishFnError> {
+        let started = Instant::now();
+        let o = naerdata::maintain::MaintainOptions {
+            retention: chrono::Duration::days(retention_days),
+            ..Default::default()
+        };
+        let result = naerdata::maintain::maintain(&self.platform, &o).await;
+        Metrics::new()
+            .dimension("Function", "publish")
+            .dimension("Run", "maintain")
+            .dimension("State", if result.is_ok() { "ok" } else { "failed" })
+            .count("Runs", 1)
+            .value("Duration", started.elapsed().as_secs_f64(), Unit::Seconds)
+            .emit();
+        let tables = result?;
+        tracing::info!(
+            tables = tables.len(),
+            files_before = tables.iter().map(|t| t.files_before).sum::<usize>(),
+            files_after = tables.iter().map(|t| t.files_after).sum::<usize>(),
+            seconds = started.elapsed().as_secs_f64(),
+            "lake maintained"
+        );
+        Ok(tables)
     }
 
     pub async fn publish(&self, day: NaiveDate) -> Result<Published, PublishFnError> {
@@ -185,8 +245,12 @@ impl Publisher {
         request
             .check_spec(&spec)
             .map_err(PublishFnError::BadRequest)?;
+        let as_of = match request.as_of.as_deref() {
+            Some(a) => naerdata::catalog::AsOf::parse(a).map_err(PublishFnError::BadRequest)?,
+            None => naerdata::catalog::AsOf::Newest,
+        };
         let key = (self.project_keys)(&spec.project);
-        Ok(naerdata::extract::extract(&self.platform, &spec, key.as_ref()).await?)
+        Ok(naerdata::extract::extract_as_of(&self.platform, &spec, key.as_ref(), &as_of).await?)
     }
 }
 

@@ -222,6 +222,7 @@ async fn request(stack: &Stack, project: &str, spec_key: &str) {
     let body = serde_json::to_string(&ExtractRequest {
         project: project.into(),
         spec_key: spec_key.into(),
+        as_of: None,
     })
     .unwrap();
     SqsQueue::new(stack.clients.sqs.clone(), &stack.extract_queue)
@@ -371,7 +372,10 @@ async fn extracts_from_the_queue_get_a_key_per_project_and_never_the_lake_key() 
     );
     let mut lake_ids = BTreeSet::new();
     for k in stack.keys(&lake).await {
-        if k.starts_with("curated/almenpraksis_diagnose/") || k.starts_with("curated/lpr_kontakt/")
+        if (k.starts_with("curated/almenpraksis_diagnose/")
+            || k.starts_with("curated/lpr_kontakt/"))
+            && k.ends_with(".parquet")
+            && !k.contains("/_delta_log/")
         {
             lake_ids.extend(strings(&batches(&stack.get(&lake, &k).await), "person_id"));
         }

@@ -39,11 +39,29 @@ fn an_extract_message_names_a_spec_under_projects() {
     let outside = ExtractRequest {
         project: "P".into(),
         spec_key: "curated/x.yaml".into(),
+        as_of: None,
     };
     assert!(outside.check_key().is_err());
     let climbing = ExtractRequest {
         project: "P".into(),
         spec_key: "projects/../curated/x.yaml".into(),
+        as_of: None,
     };
     assert!(climbing.check_key().is_err());
+}
+
+#[test]
+fn the_maintenance_schedule_names_its_retention() {
+    assert_eq!(
+        trigger(event("maintain.json")).unwrap(),
+        Trigger::Maintain { retention_days: 30 }
+    );
+    assert_eq!(
+        trigger(json!({"maintain": {}})).unwrap(),
+        Trigger::Maintain {
+            retention_days: naerdata::maintain::DEFAULT_RETENTION_DAYS
+        }
+    );
+    assert!(trigger(json!({"maintain": {"retention_days": 0}})).is_err());
+    assert!(trigger(json!({"maintain": {"retention_days": "soon"}})).is_err());
 }

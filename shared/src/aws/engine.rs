@@ -1,5 +1,6 @@
 //! The lake bucket as an `object_store` store, so DataFusion reads the curated Parquet
-//! straight from S3 (ranged GETs of footers and row groups, not whole objects).
+//! straight from S3 (ranged GETs of footers and row groups, not whole objects) and
+//! delta-rs commits to the tables' logs (conditional puts).
 //!
 //! It is built from the same SDK configuration as the other clients: region, endpoint
 //! (path-style and plain HTTP when `AWS_ENDPOINT_URL` points at an emulator) and the
@@ -58,8 +59,13 @@ impl CredentialProvider for SdkCredentials {
 pub fn bucket_store(
     sdk: &SdkConfig,
     bucket: &str,
+    kms_key_id: Option<&str>,
 ) -> Result<Arc<dyn object_store::ObjectStore>, ConfigError> {
     let mut b = AmazonS3Builder::new().with_bucket_name(bucket);
+    // What delta-rs writes (logs, compacted files) is encrypted like the rest of the lake.
+    if let Some(kms) = kms_key_id {
+        b = b.with_sse_kms_encryption(kms);
+    }
     if let Some(region) = sdk.region() {
         b = b.with_region(region.as_ref());
     }

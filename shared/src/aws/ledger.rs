@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
-use aws_sdk_dynamodb::types::{AttributeValue, Put, Select, TransactWriteItem};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, Select, TransactWriteItem, Update};
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 
 use crate::ledger::{Delivery, DeliveryState, NewDelivery, Outcome, Registration};
@@ -382,6 +382,62 @@ impl Ledger for DynamoLedger {
                 Ok(false)
             }
             Err(e) => Err(backend("UpdateItem", e)),
+        }
+    }
+
+    async fn retract(
+        &self,
+        id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
+        let Some(d) = self.get(id).await? else {
+            return Err(LedgerError::Unknown { id: id.to_string() });
+        };
+        if !d.state.has_rows() {
+            return Ok(false);
+        }
+        let build = |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Backend(e.to_string());
+        let update = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(delivery_pk(id)))
+            .update_expression("SET #state = :to, updated_at = :at, message = :msg")
+            .condition_expression("#state IN (:a, :w)")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":to", s(DeliveryState::Retracted.as_str()))
+            .expression_attribute_values(":at", s(ts(at)))
+            .expression_attribute_values(":msg", s(reason))
+            .expression_attribute_values(":a", s(DeliveryState::Accepted.as_str()))
+            .expression_attribute_values(":w", s(DeliveryState::AcceptedWithWarnings.as_str()))
+            .build()
+            .map_err(build)?;
+        // The content item goes only if this delivery owns it.
+        let release = Delete::builder()
+            .table_name(&self.table)
+            .key("pk", s(hash_pk(&d.dataset, &d.sha256)))
+            .condition_expression("attribute_not_exists(pk) OR #owner = :id")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":id", s(id))
+            .build()
+            .map_err(build)?;
+        match self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().update(update).build())
+            .transact_items(TransactWriteItem::builder().delete(release).build())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_))
+                ) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(backend("TransactWriteItems", e)),
         }
     }
 

@@ -21,7 +21,6 @@
 //! | `NAERDATA_MULTIPART_THRESHOLD_MIB` | upload files from this size in parts (default 64) |
 
 pub mod batch;
-#[cfg(feature = "analytics")]
 pub mod engine;
 pub mod ledger;
 pub mod queue;
@@ -187,12 +186,12 @@ pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platfo
         .clone()
         .or_else(|| r.kms_key_id.clone());
     let lake = bucket(&r.lake_bucket, &r.kms_key_id);
-    #[cfg(feature = "analytics")]
-    let lake = match engine::bucket_store(&clients.sdk, &r.lake_bucket) {
+    let lake = match engine::bucket_store(&clients.sdk, &r.lake_bucket, r.kms_key_id.as_deref()) {
         Ok(engine) => lake.with_engine_store(engine),
-        // Only SQL over the lake needs it; that step then names the bucket it cannot read.
+        // Only Delta commits and SQL need it; those steps then name the bucket they
+        // cannot reach.
         Err(e) => {
-            tracing::error!(error = %e, "no SQL access to the lake bucket");
+            tracing::error!(error = %e, "no Delta/SQL access to the lake bucket");
             lake
         }
     };

@@ -44,7 +44,6 @@ pub struct S3Store {
     kms_key: Option<String>,
     multipart: Multipart,
     /// The bucket for DataFusion (publish and extracts read the lake through it).
-    #[cfg(feature = "analytics")]
     engine: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
 }
 
@@ -63,12 +62,10 @@ impl S3Store {
             bucket: bucket.into(),
             kms_key,
             multipart: Multipart::default(),
-            #[cfg(feature = "analytics")]
             engine: None,
         }
     }
 
-    #[cfg(feature = "analytics")]
     pub fn with_engine_store(
         mut self,
         store: std::sync::Arc<dyn object_store::ObjectStore>,
@@ -374,11 +371,53 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
+    async fn delete_all_versions(&self, key: &str) -> Result<(), StoreError> {
+        let mut key_marker: Option<String> = None;
+        let mut version_marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_object_versions()
+                .bucket(&self.bucket)
+                .prefix(key)
+                .set_key_marker(key_marker.take())
+                .set_version_id_marker(version_marker.take())
+                .send()
+                .await
+                .map_err(|e| err("list versions", key, e))?;
+            let versions = page
+                .versions()
+                .iter()
+                .filter(|v| v.key() == Some(key))
+                .filter_map(|v| v.version_id().map(str::to_string))
+                .chain(
+                    page.delete_markers()
+                        .iter()
+                        .filter(|m| m.key() == Some(key))
+                        .filter_map(|m| m.version_id().map(str::to_string)),
+                );
+            for version in versions.collect::<Vec<_>>() {
+                self.client
+                    .delete_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .version_id(&version)
+                    .send()
+                    .await
+                    .map_err(|e| err("delete version", key, e))?;
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(());
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            version_marker = page.next_version_id_marker().map(str::to_string);
+        }
+    }
+
     fn locate(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
     }
 
-    #[cfg(feature = "analytics")]
     fn engine_store(&self) -> Option<std::sync::Arc<dyn object_store::ObjectStore>> {
         self.engine.clone()
     }

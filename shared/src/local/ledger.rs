@@ -236,6 +236,38 @@ impl Ledger for SqliteLedger {
         Ok(n == 1)
     }
 
+    async fn retract(
+        &self,
+        id: &str,
+        reason: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
+        let mut conn = self.conn.lock().expect("ledger lock");
+        let tx = conn.transaction().map_err(backend)?;
+        let n = tx
+            .execute(
+                "UPDATE deliveries SET state = 'retracted', updated_at = ?2, message = ?3 \
+                 WHERE delivery_id = ?1 AND state IN ('accepted', 'accepted_with_warnings')",
+                params![id, ts(at), reason],
+            )
+            .map_err(backend)?;
+        if n == 0 {
+            let known = Self::get_sync(&tx, id)?.is_some();
+            return if known {
+                Ok(false)
+            } else {
+                Err(LedgerError::Unknown { id: id.to_string() })
+            };
+        }
+        tx.execute(
+            "DELETE FROM content_hashes WHERE delivery_id = ?1",
+            params![id],
+        )
+        .map_err(backend)?;
+        tx.commit().map_err(backend)?;
+        Ok(true)
+    }
+
     async fn list(
         &self,
         dataset: Option<&str>,

@@ -21,7 +21,10 @@ pub mod store;
 
 use serde::{Deserialize, Serialize};
 
+use chrono::Datelike;
+
 use crate::contract::Contract;
+use crate::lake::delta;
 use crate::ledger::{Delivery, DeliveryState};
 use crate::platform::{Platform, StepError};
 use crate::receipt::ReceiptOutcome;
@@ -299,7 +302,8 @@ pub async fn history(p: &Platform, d: &Delivery) -> Result<Vec<Vec<Metric>>, Ste
 /// accepted ones in all but pathological cases.
 const HISTORY_SCAN: usize = 64;
 
-/// Writes a delivery's metrics to `quality_metrics` (a retry rewrites the same key).
+/// Writes a delivery's metrics to `quality_metrics`, a Delta table like the curated
+/// ones: one commit per delivery, so a retracted delivery's metrics go with it.
 pub async fn write(
     p: &Platform,
     d: &Delivery,
@@ -316,12 +320,30 @@ pub async fn write(
         received_at: d.received_at,
         outcome: outcome.as_str().to_string(),
     };
+    let spec = store::metrics_table();
+    let mut t = delta::open_or_create(p.stores.lake.as_ref(), &spec).await?;
+    if delta::committed(&t, &d.delivery_id).await? {
+        return Ok(());
+    }
     let bytes =
         store::parquet(&store::metrics_batch(&head, metrics)).map_err(StepError::Internal)?;
-    p.stores
-        .lake
-        .put(&store::metrics_key(d.delivery_date, &d.delivery_id), bytes)
-        .await?;
+    let key = store::metrics_key(d.delivery_date, &d.delivery_id);
+    let size = bytes.len() as u64;
+    p.stores.lake.put(&key, bytes).await?;
+    let file = delta::DataFile {
+        path: key[spec.prefix.len()..].to_string(),
+        year: d.delivery_date.year(),
+        month: d.delivery_date.month(),
+        size,
+        rows: metrics.len() as u64,
+    };
+    delta::commit_files(
+        &mut t,
+        &d.delivery_id,
+        &[file],
+        p.clock.now().timestamp_millis(),
+    )
+    .await?;
     Ok(())
 }
 

@@ -41,6 +41,16 @@ pub fn metrics_key(delivery_date: NaiveDate, delivery_id: &str) -> String {
     )
 }
 
+/// The `quality_metrics` Delta table (partitioned by the delivery date's month).
+pub fn metrics_table() -> crate::lake::delta::TableSpec {
+    crate::lake::delta::TableSpec {
+        prefix: METRICS_PREFIX.to_string(),
+        name: "quality_metrics".to_string(),
+        schema: metrics_schema(),
+        source: "naerdata quality metrics v1".to_string(),
+    }
+}
+
 pub fn utc() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }

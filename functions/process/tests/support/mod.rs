@@ -576,6 +576,10 @@ impl naerdata::ports::ObjectStore for FailingPuts {
     fn locate(&self, key: &str) -> String {
         self.inner.locate(key)
     }
+    // Delta commits go through the bucket's object_store client.
+    fn engine_store(&self) -> Option<std::sync::Arc<dyn object_store::ObjectStore>> {
+        self.inner.engine_store()
+    }
 }
 
 /// A GP diagnosis CSV: `rows` rows spread over `months` months of 2026, each with

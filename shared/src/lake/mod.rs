@@ -1,9 +1,10 @@
 //! The lake: object layout, the Arrow/Parquet schema of a dataset, and a partitioned
 //! Parquet writer that spools to local files with bounded memory.
 //!
-//! Layout (decision 3 of DESIGN.md):
-//! `curated/<table>/year=YYYY/month=MM/<delivery_id>-<n>.parquet`, deterministic per
-//! delivery so a retry overwrites rather than duplicates.
+//! Layout (decision 3 of DESIGN.md): each curated table is a Delta table under
+//! `curated/<table>/` (its log in `_delta_log/`), its files at
+//! `year=YYYY/month=MM/<delivery_id>-<n>.parquet`, deterministic per delivery so a
+//! retry overwrites an uncommitted file rather than adding one; see [`delta`].
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -29,6 +30,8 @@ use parquet::schema::types::ColumnPath;
 use crate::contract::{Contract, FieldType, VersionRule};
 use crate::read::Row;
 use crate::validate::{Validator, Value};
+
+pub mod delta;
 
 /// Rows a partition buffers before they become a record batch.
 const BATCH_ROWS: usize = 8 * 1024;
@@ -325,6 +328,10 @@ struct Partition {
 pub struct SpooledFile {
     pub path: PathBuf,
     pub key: String,
+    /// The lake table and the partition the file belongs to.
+    pub table: String,
+    pub year: i32,
+    pub month: u32,
     pub rows: u64,
 }
 
@@ -550,12 +557,16 @@ impl<'c> PartitionedWriter<'c> {
                 w.write(&batch).map_err(|e| parquet_error(path, e))?;
                 *rows += batch.num_rows() as u64;
                 if *rows >= FILE_ROWS as u64 {
-                    done.push(close(out.take().expect("open"))?);
+                    done.push(close(
+                        out.take().expect("open"),
+                        &self.table,
+                        (p.year, p.month),
+                    )?);
                     file_no += 1;
                 }
             }
             if let Some(o) = out {
-                done.push(close(o)?);
+                done.push(close(o, &self.table, (p.year, p.month))?);
             }
             if p.stage_path.exists() {
                 std::fs::remove_file(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
@@ -665,9 +676,18 @@ fn spill(p: &mut Partition, schema: &SchemaRef) -> Result<usize, LakeError> {
 
 fn close(
     (w, key, path, rows): (ArrowWriter<File>, String, PathBuf, u64),
+    table: &str,
+    (year, month): (i32, u32),
 ) -> Result<SpooledFile, LakeError> {
     w.close().map_err(|e| parquet_error(&path, e))?;
-    Ok(SpooledFile { path, key, rows })
+    Ok(SpooledFile {
+        path,
+        key,
+        table: table.to_string(),
+        year,
+        month,
+        rows,
+    })
 }
 
 fn spool_path(dir: &Path, key: &str) -> PathBuf {
@@ -721,6 +741,7 @@ mod tests {
                 date.as_str(),
                 "diabetes2",
                 "2026-03-02T10:00:00+01:00",
+                "",
             ];
             row.fill(u64::from(i) + 2, values);
             assert_eq!(v.check(&row, &mut problems), Verdict::Accepted);
