@@ -230,7 +230,13 @@ def main():
     role = f["Role"].split("/")[-1]
     checks.expect(role == f"naerdata-{args.env}-monitor", f"monitor runs as its own role ({role})")
     roles.add(role)
-    checks.expect(len(roles) == 4, "four function roles")
+    # Lake maintenance (compaction, retention of the Delta tables): the publish binary
+    # with a role of its own, which alone may delete lake files.
+    f = c["lambda"].get_function(FunctionName=f"naerdata-{args.env}-maintain")["Configuration"]
+    role = f["Role"].split("/")[-1]
+    checks.expect(role == f"naerdata-{args.env}-maintain", f"maintain runs as its own role ({role})")
+    roles.add(role)
+    checks.expect(len(roles) == 5, "five function roles")
 
     # The daily publish and monitor: EventBridge rules with their function as target.
     for fn in ["publish", "monitor"]:
@@ -243,6 +249,15 @@ def main():
                           f"{rule} invokes the {fn} function")
         except c["events"].exceptions.ResourceNotFoundException:
             checks.gap(f"the schedule {rule}")
+    rule = f"naerdata-{args.env}-maintain"
+    try:
+        targets = c["events"].list_targets_by_rule(Rule=rule)["Targets"]
+        maintain = [t for t in targets if t["Arn"].endswith(f":function:naerdata-{args.env}-maintain")]
+        checks.expect(len(maintain) == 1, f"{rule} invokes the maintain function")
+        checks.expect(bool(maintain) and json.loads(maintain[0].get("Input", "{}")).get("maintain", {})
+                      .get("retention_days") == 30, f"{rule} passes the retention (30 days)")
+    except c["events"].exceptions.ResourceNotFoundException:
+        checks.gap(f"the schedule {rule}")
 
     # Glue: the database and the generated tables, through the Glue API.
     db = f"naerdata_{args.env}"
@@ -256,6 +271,9 @@ def main():
         c["glue"].create_table(DatabaseName=db, TableInput=resolve(r["Properties"]["TableInput"], params))
     tables = c["glue"].get_tables(DatabaseName=db)["TableList"]
     checks.expect(len(tables) == len(catalog["Resources"]) > 0, f"{len(tables)} Glue tables")
+    delta = [t["Name"] for t in tables if t.get("Parameters", {}).get("table_type") == "DELTA"]
+    checks.expect("almenpraksis_diagnose" in delta and "quality_metrics" in delta,
+                  f"{len(delta)} Glue tables declared as Delta tables for Athena")
 
     # The S3 -> SQS notification (applied here when the emulator skipped it).
     n = c["s3"].get_bucket_notification_configuration(Bucket=out["LandingBucket"])

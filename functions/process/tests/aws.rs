@@ -889,6 +889,31 @@ async fn eight_deliveries_committing_to_one_table_at_once_lose_nothing() {
             "{id}"
         );
     }
+    // Retraction and maintenance on S3, as `--aws` and the maintain function run them.
+    let r = naerdata::retract::retract(&p, &ids[0], "sent twice by mistake")
+        .await
+        .unwrap();
+    assert_eq!(r.rows_deleted.get("almenpraksis_diagnose"), Some(&50));
+    assert_eq!(receipt(&stack, &r.delivery).await.state, "retracted");
+    let done = naerdata::maintain::maintain(&p, &Default::default())
+        .await
+        .unwrap();
+    let table = done
+        .iter()
+        .find(|t| t.table == "almenpraksis_diagnose")
+        .unwrap();
+    assert_eq!(
+        (table.files_before, table.files_after),
+        (21, 3),
+        "{table:?}"
+    );
+    let b = naerdata::catalog::query(
+        &p,
+        "SELECT count(*) AS n, count(DISTINCT delivery_id) AS d FROM almenpraksis_diagnose",
+    )
+    .await
+    .unwrap();
+    assert_eq!((arrow_value(&b[0], 0), arrow_value(&b[0], 1)), (350, 7));
 }
 
 fn arrow_value(b: &arrow::record_batch::RecordBatch, c: usize) -> i64 {
