@@ -57,13 +57,8 @@ pub async fn delete_where(
     if !has_column {
         return Ok(0);
     }
-    let props = CommitProperties::default().with_metadata(
-        metadata
-            .as_object()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter(),
-    );
+    let props = CommitProperties::default()
+        .with_metadata(metadata.as_object().cloned().unwrap_or_default());
     let (_, metrics) = t
         .delete()
         .with_predicate(col(column).eq(lit(value.to_string())))

@@ -393,7 +393,7 @@ async fn a_retracted_delivery_leaves_every_table_and_says_why() {
     let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 2).unwrap();
     naerdata::publish::publish(&p, day).await.unwrap();
     assert_eq!(presentation_rows(&p, &format!("{TABLE}_current")), 40);
-    assert_eq!(rows_of(&p, METRICS_PREFIX, &a).await > 0, true);
+    assert!(rows_of(&p, METRICS_PREFIX, &a).await > 0);
 
     let r = naerdata::retract::retract(&p, &a, "sent the wrong clinic's file")
         .await
