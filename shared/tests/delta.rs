@@ -437,7 +437,7 @@ async fn a_retracted_delivery_leaves_every_table_and_says_why() {
     process::process(&p, &c).await.unwrap();
     assert!(naerdata::retract::retract(&p, &c, "x").await.is_err());
     assert!(
-        naerdata::retract::retract(&p, &b, "row of 0103851234 was wrong")
+        naerdata::retract::retract(&p, &b, "row of 6103854001 was wrong")
             .await
             .is_err()
     );
