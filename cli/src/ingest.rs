@@ -107,7 +107,7 @@ pub fn landing_key(path: &Path, dataset: Option<&str>) -> Result<String> {
             .split_once('.')
             .with_context(|| format!("--dataset {id:?} is not <source>.<dataset>"))?;
         let today = chrono::Utc::now().date_naive();
-        return Ok(format!("{source}/{ds}/{today}/{name}"));
+        return Ok(naerdata::layout::landing_key(source, ds, today, name));
     }
     let parts: Vec<&str> = path
         .iter()

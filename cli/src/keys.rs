@@ -89,6 +89,7 @@ pub async fn local(home: &Path, what: KeysCommand) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "aws")]
 pub async fn aws(
     what: KeysCommand,
     p: &Platform,

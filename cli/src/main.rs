@@ -14,9 +14,8 @@ use naerdata::Platform;
 use naerdata::contract::Registry;
 use naerdata::generate::{self, GenerateOptions};
 use naerdata::ledger::DeliveryState;
-use naerdata::process::{self, RunOptions};
-use naerdata::pseudonym::{Key, Pseudonymiser};
-use naerdata::receipt::{ReceiptHead, ReceiptOutcome};
+use naerdata::process;
+use naerdata::receipt::ReceiptOutcome;
 
 #[derive(Parser)]
 #[command(
@@ -291,6 +290,15 @@ enum InfraCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The generated regions of the SAM template (supplier parameters and roles,
+    /// bucket policies, silence alarms), rewritten in place from `layout`.
+    Template {
+        #[arg(long, default_value = "infra/template.yaml")]
+        file: PathBuf,
+        /// Change nothing; fail naming the regions that differ.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -330,12 +338,8 @@ async fn report(
     as_of: chrono::NaiveDate,
     out: Option<&std::path::Path>,
 ) -> Result<String> {
-    let m = naerdata::monitor::monitor(p, as_of).await?;
-    let html = naerdata::report::render(&m, naerdata::report::Mode::Local, chrono::Utc::now());
-    p.stores
-        .lake
-        .put(naerdata::report::PAGE_KEY, html.clone().into())
-        .await?;
+    let (_, html) =
+        naerdata::monitor::run_and_page(p, as_of, naerdata::report::Mode::Local, &[]).await?;
     naerdata::catalog::write_duckdb_catalog(p).await?;
     if let Some(path) = out {
         std::fs::write(path, &html).with_context(|| format!("writing {}", path.display()))?;
@@ -613,6 +617,32 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 &naerdata::glue::catalog_template(&contracts, &presentation),
             )?;
         }
+        Command::Infra {
+            what: InfraCommand::Template { file, check },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            if check {
+                let stale = naerdata::stack::stale(&text).map_err(anyhow::Error::msg)?;
+                if !stale.is_empty() {
+                    bail!(
+                        "{}: generated region(s) {} differ: run `naerdata infra template`",
+                        file.display(),
+                        stale.join(", ")
+                    );
+                }
+                println!("{}: generated regions are current", file.display());
+            } else {
+                let rendered = naerdata::stack::render(&text).map_err(anyhow::Error::msg)?;
+                if rendered == text {
+                    println!("{}: generated regions are current", file.display());
+                } else {
+                    std::fs::write(&file, rendered)
+                        .with_context(|| format!("writing {}", file.display()))?;
+                    println!("wrote {}", file.display());
+                }
+            }
+        }
         Command::Redrive { .. } => {
             bail!(
                 "redrive moves messages between SQS queues: run it with --aws (locally, `replay` a failed delivery)"
@@ -667,12 +697,7 @@ async fn replayable(p: &Platform, delivery_id: &str) -> Result<naerdata::ledger:
     let Some(d) = p.ledger.get(delivery_id).await? else {
         bail!("delivery {delivery_id} is not in the ledger (see `naerdata status`)");
     };
-    if d.state != DeliveryState::Failed && d.state != DeliveryState::Received {
-        bail!(
-            "delivery {delivery_id} is {}; only failed (or never processed) deliveries are replayed",
-            d.state
-        );
-    }
+    d.replay_eligibility()?;
     Ok(d)
 }
 
@@ -745,8 +770,19 @@ fn as_of_arg(v: &std::collections::BTreeMap<String, u64>) -> String {
         .join(",")
 }
 
+/// Built without the AWS SDK (`make demo`): say how to get the operator's build.
+#[cfg(not(feature = "aws"))]
+async fn operate_aws(_command: Command) -> Result<ExitCode> {
+    bail!(
+        "this naerdata was built without AWS support (the embedded default); build the operator's \
+         command with `cargo build --release -p naerdata-cli --features aws` (or `make build-cli`)"
+    )
+}
+
+#[cfg(feature = "aws")]
 async fn operate_aws(command: Command) -> Result<ExitCode> {
     use naerdata::aws::{self, Clients, ProcessMessage, Resources};
+    use naerdata::ports::Queue;
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;
     let p = aws::platform(&clients, &resources, Registry::builtin());
@@ -858,7 +894,9 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
                 "{}: spec at {}, request sent to the extract queue; the extract will be under {}",
                 spec.project,
                 p.stores.lake.locate(&request.spec_key),
-                p.stores.lake.locate(&format!("extracts/{}/", spec.project))
+                p.stores
+                    .lake
+                    .locate(&naerdata::layout::extract_prefix(&spec.project))
             );
         }
         Command::Keys { what } => keys::aws(what, &p, &clients, &resources).await?,
@@ -876,50 +914,10 @@ fn validate(
     file: &std::path::Path,
     date: Option<chrono::NaiveDate>,
 ) -> Result<ExitCode> {
-    let f =
-        std::fs::File::open(file).with_context(|| format!("opening {}", ingest::shown(file)))?;
-    let (sha256, size) = naerdata::receive::hash(std::fs::File::open(file)?)?;
-    let now = chrono::Utc::now();
-    // A throwaway key: the receipt holds no pseudonyms, so the real key is not needed.
-    let mut k = vec![0u8; 32];
-    getrandom_fill(&mut k)?;
-    let report = process::run(
-        registry,
-        contract,
-        Box::new(f),
-        RunOptions {
-            delivery_id: "validate",
-            delivery_date: date.unwrap_or_else(|| now.date_naive()),
-            received_at: now,
-            pseudonymiser: Pseudonymiser::new(&Key::new(0, k)?),
-            spool: None,
-            quality: true,
-        },
-    )?;
-    let (outcome, reason) = report.outcome(contract);
-    let head = ReceiptHead {
-        delivery_id: "validate".into(),
-        dataset: contract.id.clone(),
-        // Shown as receive would store it: a CPR-shaped name is withheld.
-        file_name: file
-            .file_name()
-            .map(|n| naerdata::privacy::display(&n.to_string_lossy()))
-            .unwrap_or_default(),
-        object_key: String::new(),
-        sha256,
-        size_bytes: size,
-        contract_version: Some(contract.version.clone()),
-        received_at: now,
-    };
-    let receipt = report.receipt(
-        head,
-        chrono::Utc::now(),
-        outcome,
-        process::final_state(outcome),
-        reason,
-    );
+    let receipt =
+        naerdata::precheck::check_file(registry, contract, file, date, chrono::Utc::now())?;
     println!("{}", receipt.to_json());
-    Ok(if outcome == ReceiptOutcome::Rejected {
+    Ok(if receipt.outcome == ReceiptOutcome::Rejected {
         ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
@@ -931,8 +929,4 @@ fn demo_input(home: &std::path::Path) -> PathBuf {
         .file_name()
         .map_or_else(|| "naerdata".into(), |n| n.to_string_lossy().into_owned());
     home.with_file_name(format!("{name}-input"))
-}
-
-fn getrandom_fill(buf: &mut [u8]) -> Result<()> {
-    naerdata::pseudonym::random_bytes(buf).context("no randomness available")
 }

@@ -49,7 +49,7 @@ pub async fn print_demo(
             outcomes.join(" ")
         );
     }
-    let lake = p.stores.lake.locate("curated");
+    let lake = p.stores.lake.locate(naerdata::layout::CURATED_ZONE);
     println!("\nParquet lake:   {lake}/<table>/year=YYYY/month=MM/*.parquet");
     println!(
         "DuckDB catalog: {}",

@@ -194,6 +194,43 @@ fn the_committed_glue_catalog_is_current() {
     );
 }
 
+#[test]
+fn the_committed_stack_template_is_current() {
+    let template = concat!(env!("CARGO_MANIFEST_DIR"), "/../infra/template.yaml");
+    let out = Command::new(env!("CARGO_BIN_EXE_naerdata"))
+        .args(["infra", "template", "--check", "--file", template])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A hand edit inside a generated region is found, and rewriting undoes it.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("template.yaml");
+    let committed = std::fs::read_to_string(template).unwrap();
+    std::fs::write(
+        &copy,
+        committed.replacen("MaxLength: 1224", "MaxLength: 2048", 1),
+    )
+    .unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_naerdata"))
+        .args(["infra", "template", "--check", "--file"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    assert!(String::from_utf8_lossy(&check.stderr).contains("supplier-parameters"));
+    let fix = Command::new(env!("CARGO_BIN_EXE_naerdata"))
+        .args(["infra", "template", "--file"])
+        .arg(&copy)
+        .output()
+        .unwrap();
+    assert!(fix.status.success());
+    assert!(std::fs::read_to_string(&copy).unwrap() == committed);
+}
+
 /// Everything an operator or supplier sees of a run: console output, the home's
 /// files outside landing and the key, read as text.
 fn outside_landing(home: &Path, console: &[&Output]) -> String {

@@ -21,11 +21,11 @@ use deltalake::DeltaTable;
 
 use crate::contract::Contract;
 use crate::lake::delta::{self, DeltaError};
+use crate::layout;
 use crate::platform::{Platform, StepError};
-use crate::quality::store as quality_store;
 
 /// The key of the DuckDB catalog in the lake store.
-pub const CATALOG_KEY: &str = "catalog.sql";
+pub use crate::layout::CATALOG_KEY;
 
 /// Which version of the lake a reader sees.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl LakeTable {
 pub async fn lake_tables(p: &Platform, as_of: &AsOf) -> Result<Vec<LakeTable>, StepError> {
     let mut out = Vec::new();
     for c in p.contracts.iter() {
-        let prefix = crate::lake::curated_prefix(&c.table());
+        let prefix = layout::curated_prefix(&c.table());
         let table = match as_of {
             AsOf::Newest => delta::open(p.stores.lake.as_ref(), &prefix, None).await?,
             AsOf::Versions(v) => match v.get(&c.table()) {
@@ -173,9 +173,8 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
         ));
     }
     // The presentation zone: current tables, dimensions and marts, once published.
-    for obj in p.stores.lake.list("presentation/").await? {
-        let parts: Vec<&str> = obj.key.split('/').collect();
-        if let ["presentation", kind, name, "data.parquet"] = parts.as_slice() {
+    for obj in p.stores.lake.list(layout::PRESENTATION_PREFIX).await? {
+        if let Some((kind, name)) = layout::presentation_table_of(&obj.key) {
             sql.push_str(&format!(
                 "\n-- presentation ({kind})\nCREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({});\n",
                 sql_string(&p.stores.lake.locate(&obj.key))
@@ -183,9 +182,7 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
         }
     }
     // Quality metrics: a Delta table like the curated ones.
-    if let Some(t) =
-        delta::open(p.stores.lake.as_ref(), quality_store::METRICS_PREFIX, None).await?
-    {
+    if let Some(t) = delta::open(p.stores.lake.as_ref(), layout::METRICS_PREFIX, None).await? {
         let files = delta::active_files(&t)?;
         if !files.is_empty() {
             sql.push_str(&format!(
@@ -212,13 +209,13 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
 const QUALITY_TABLES: &[(&str, &str, &str, bool)] = &[
     (
         "quality_reception",
-        "quality/reception/",
+        layout::RECEPTION_PREFIX,
         "*/*.parquet",
         false,
     ),
     (
         "quality_declaration",
-        "quality/declaration/",
+        layout::DECLARATION_PREFIX,
         "*/*.parquet",
         false,
     ),

@@ -22,7 +22,7 @@ use crate::pseudonym::Key;
 
 /// Where the record lives in the lake store (locally `lake/_keys/`, in AWS the lake
 /// bucket). Hive-style readers skip folders starting with `_`.
-pub const RECORD_KEY: &str = "_keys/lake-key.json";
+pub use crate::layout::LAKE_KEY_RECORD as RECORD_KEY;
 
 const LABEL: &[u8] = b"naerdata lake-key fingerprint v1\0";
 

@@ -149,11 +149,11 @@ impl ProjectSpec {
 
 /// Where approved project specs are kept in the lake store (AWS: the lake bucket), so
 /// an extract request names a spec that stays on record rather than carrying one.
-pub const SPEC_PREFIX: &str = "projects/";
+pub use crate::layout::PROJECTS_PREFIX as SPEC_PREFIX;
 
 /// The lake store key of a project's approved spec.
 pub fn spec_key(project: &str) -> String {
-    format!("{SPEC_PREFIX}{project}.yaml")
+    crate::layout::project_spec_key(project)
 }
 
 /// An extract request on the extract queue (AWS): `{"project": ..., "spec_key": ...}`,
@@ -639,7 +639,7 @@ pub async fn extract_as_of(
         .collect();
     let created_at = p.clock.now();
     let spec_sha256 = spec.recorded_hash();
-    let folder = format!("extracts/{}/", spec.project);
+    let folder = crate::layout::extract_prefix(&spec.project);
     let mut codebook = Codebook {
         project: spec.project.clone(),
         title: spec.title.clone(),

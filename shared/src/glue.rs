@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::contract::{Contract, Registry};
 use crate::lake::{self, PresentationTable};
+use crate::layout;
 
 /// A CloudFormation logical id from a table name: `kommune_borger` -> `KommuneBorgerTable`.
 pub fn logical_id(table: &str) -> String {
@@ -112,7 +113,7 @@ pub fn table_resource(c: &Contract) -> Value {
             col
         })
         .collect();
-    let prefix = lake::curated_prefix(&table);
+    let prefix = layout::curated_prefix(&table);
     delta_table(
         json!({
             "Name": table,
@@ -174,7 +175,7 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
 /// columns, so their partition keys have names of their own.
 pub fn quality_resources() -> Vec<(String, Value)> {
     use crate::quality::{declaration, reception, store};
-    // (name, description, schema, partition key, its folder template, its projection)
+    // (name, folder, description, schema, partition key, its folder template, its projection)
     let metrics = store::metrics_table();
     let metrics_columns: Vec<Value> = metrics
         .schema
@@ -198,6 +199,7 @@ pub fn quality_resources() -> Vec<(String, Value)> {
     let tables = [
         (
             "quality_reception",
+            layout::RECEPTION_PREFIX,
             "The reception calendar per dataset and reporting unit as of each monitor run (on_time, late, missing, pending).",
             reception::schema(),
             json!([{"Name": "as_of_day", "Type": "string"}]),
@@ -210,6 +212,7 @@ pub fn quality_resources() -> Vec<(String, Value)> {
         ),
         (
             "quality_declaration",
+            layout::DECLARATION_PREFIX,
             "The monthly quality declaration per dataset: coverage, timeliness, completeness, validity and the change on the previous month.",
             declaration::schema(),
             json!([{"Name": "declared_month", "Type": "string"}]),
@@ -224,8 +227,7 @@ pub fn quality_resources() -> Vec<(String, Value)> {
         ),
     ];
     out.extend(tables.into_iter().map(
-        |(name, description, schema, keys, template, projection)| {
-            let prefix = format!("quality/{}/", name.trim_start_matches("quality_"));
+        |(name, prefix, description, schema, keys, template, projection)| {
             let columns: Vec<Value> = schema
                 .fields()
                 .iter()
@@ -248,7 +250,7 @@ pub fn quality_resources() -> Vec<(String, Value)> {
                 "Parameters": parameters,
                 "PartitionKeys": keys,
             });
-            (logical_id(name), parquet_table(input, &prefix, columns))
+            (logical_id(name), parquet_table(input, prefix, columns))
         },
     ));
     out

@@ -70,6 +70,27 @@ impl DeliveryState {
             DeliveryState::Accepted | DeliveryState::AcceptedWithWarnings
         )
     }
+
+    /// A replay may run the process step again: after a failure, or when the delivery
+    /// was registered but never processed (its process message lost). Every other
+    /// state already has its outcome, or a worker is on it.
+    pub fn is_replayable(self) -> bool {
+        Self::REPLAYABLE.contains(&self)
+    }
+
+    /// The states the process step claims a delivery from (besides a stale lease).
+    pub const REPLAYABLE: &'static [DeliveryState] =
+        &[DeliveryState::Received, DeliveryState::Failed];
+}
+
+/// Why `replay` refuses a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "delivery {delivery_id} is {state}; only failed (or never processed) deliveries are replayed"
+)]
+pub struct NotReplayable {
+    pub delivery_id: String,
+    pub state: DeliveryState,
 }
 
 impl std::fmt::Display for DeliveryState {
@@ -139,7 +160,19 @@ impl Delivery {
     }
 
     pub fn receipt_key(&self) -> String {
-        crate::receipt::Receipt::key(&self.source, self.dataset_name(), &self.delivery_id)
+        crate::layout::receipt_key(&self.source, self.dataset_name(), &self.delivery_id)
+    }
+
+    /// Whether `replay` may hand this delivery to the process step again.
+    pub fn replay_eligibility(&self) -> Result<(), NotReplayable> {
+        if self.state.is_replayable() {
+            Ok(())
+        } else {
+            Err(NotReplayable {
+                delivery_id: self.delivery_id.clone(),
+                state: self.state,
+            })
+        }
     }
 }
 
@@ -398,5 +431,41 @@ mod tests {
         assert!(!DeliveryState::Failed.is_final());
         assert!(DeliveryState::Duplicate.is_final());
         assert!(!DeliveryState::Rejected.has_rows());
+    }
+
+    #[test]
+    fn only_failed_or_unprocessed_deliveries_are_replayable() {
+        let replayable: Vec<_> = DeliveryState::ALL
+            .into_iter()
+            .filter(|s| s.is_replayable())
+            .collect();
+        assert_eq!(replayable, [DeliveryState::Received, DeliveryState::Failed]);
+        let t = DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let mut d = Delivery {
+            delivery_id: "d1".into(),
+            dataset: "almenpraksis.diagnose".into(),
+            source: "almenpraksis".into(),
+            object_key: "almenpraksis/diagnose/2026-03-01/a.csv".into(),
+            object_version: "v1".into(),
+            file_name: "a.csv".into(),
+            delivery_date: t.date_naive(),
+            sha256: "0".repeat(64),
+            size: 1,
+            state: DeliveryState::Failed,
+            received_at: t,
+            updated_at: t,
+            duplicate_of: None,
+            attempts: 1,
+            outcome: Outcome::default(),
+        };
+        assert_eq!(d.replay_eligibility(), Ok(()));
+        d.state = DeliveryState::Accepted;
+        let e = d.replay_eligibility().unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "delivery d1 is accepted; only failed (or never processed) deliveries are replayed"
+        );
     }
 }

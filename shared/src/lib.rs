@@ -20,6 +20,7 @@ pub mod fhir;
 pub mod generate;
 pub mod glue;
 pub mod lake;
+pub mod layout;
 pub mod ledger;
 pub mod local;
 #[cfg(feature = "analytics")]
@@ -29,6 +30,7 @@ pub mod migrate;
 pub mod monitor;
 pub mod platform;
 pub mod ports;
+pub mod precheck;
 pub mod privacy;
 pub mod process;
 pub mod pseudonym;
@@ -40,11 +42,14 @@ pub mod quality;
 pub mod read;
 pub mod receipt;
 pub mod receive;
+pub mod reference;
 pub mod report;
 #[cfg(feature = "analytics")]
 pub mod retract;
 #[cfg(feature = "analytics")]
 pub mod rotate;
+pub mod sink;
+pub mod stack;
 pub mod validate;
 
 pub use platform::{Platform, StepError};

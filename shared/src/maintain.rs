@@ -39,7 +39,7 @@ pub const DEFAULT_RETENTION_DAYS: i64 = 30;
 /// Files compaction aims for.
 pub const TARGET_FILE_SIZE: u64 = 64 << 20;
 /// Where purge records are kept in the lake store.
-pub const PURGES_PREFIX: &str = "_purges/";
+pub use crate::layout::PURGES_PREFIX;
 
 /// The platform clock as delta-rs's vacuum clock (tests move time forward).
 #[derive(Clone)]
@@ -299,10 +299,7 @@ pub async fn purge(
         reason: reason.to_string(),
         tables,
     };
-    let key = format!(
-        "{PURGES_PREFIX}{}-{kind}.json",
-        at.format("%Y%m%dT%H%M%S%.6fZ")
-    );
+    let key = crate::layout::purge_record_key(at, kind);
     p.stores
         .lake
         .put(

@@ -17,7 +17,7 @@ use crate::platform::{Platform, StepError};
 use crate::quality::store as quality_store;
 
 /// Marks a table whose migration has not finished.
-pub const MARKER: &str = "_naerdata_migrating";
+pub use crate::layout::MIGRATION_MARKER as MARKER;
 
 /// What migrating one table did.
 #[derive(Debug, Clone)]
@@ -47,7 +47,7 @@ fn parse_path(rel: &str) -> Option<(i32, u32, String)> {
 
 async fn migrate_table(p: &Platform, spec: &TableSpec) -> Result<Option<Migrated>, StepError> {
     let lake = p.stores.lake.as_ref();
-    let marker = format!("{}{MARKER}", spec.prefix);
+    let marker = crate::layout::migration_marker_key(&spec.prefix);
     let exists = delta::open(lake, &spec.prefix, None).await?.is_some();
     if exists && lake.head(&marker).await?.is_none() {
         return Ok(None);

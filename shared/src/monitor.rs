@@ -4,6 +4,7 @@
 //! files, and writes the `quality_reception` and `quality_declaration` tables.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Duration, NaiveDate};
 use futures::{StreamExt, TryStreamExt};
@@ -11,9 +12,11 @@ use futures::{StreamExt, TryStreamExt};
 use crate::contract::Contract;
 use crate::ledger::{Delivery, DeliveryState};
 use crate::platform::{Platform, StepError};
+use crate::ports::Queue;
 use crate::quality::declaration::{self, Declaration};
 use crate::quality::reception::{self, Arrival, Inputs, ReceptionRow, ReceptionStatus};
 use crate::quality::{Metric, Status, check, store};
+use crate::report::{self, Mode};
 
 /// How far back deliveries are read: the calendar window plus the previous month
 /// for the declaration's comparison.
@@ -64,14 +67,11 @@ impl Monitored {
 }
 
 pub fn reception_key(as_of: NaiveDate) -> String {
-    format!("quality/reception/as_of={as_of}/reception.parquet")
+    crate::layout::reception_key(as_of)
 }
 
 pub fn declaration_key(month: NaiveDate) -> String {
-    format!(
-        "quality/declaration/month={}/declaration.parquet",
-        month.format("%Y-%m")
-    )
+    crate::layout::declaration_key(month)
 }
 
 async fn deliveries(p: &Platform, c: &Contract, since: NaiveDate) -> Result<Vec<Seen>, StepError> {
@@ -139,12 +139,37 @@ pub async fn monitor(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
     Ok(m)
 }
 
+/// The daily run (the monitor function, `naerdata report`): runs the monitor as of
+/// `as_of`, counts the messages waiting in each named dead-letter queue, and writes
+/// the operator page to the lake store. Returns what it saw and the page.
+pub async fn run_and_page(
+    p: &Platform,
+    as_of: NaiveDate,
+    mode: Mode,
+    dead_letter_queues: &[(String, Arc<dyn Queue>)],
+) -> Result<(Monitored, String), StepError> {
+    let mut m = monitor(p, as_of).await?;
+    for (name, q) in dead_letter_queues {
+        match q.depth().await {
+            Ok(n) => m.dead_letters.push((name.clone(), n)),
+            // The page and the other metrics are still worth having.
+            Err(e) => tracing::warn!(queue = %name, error = %e, "dead-letter queue depth unknown"),
+        }
+    }
+    let html = report::render(&m, mode, p.clock.now());
+    p.stores
+        .lake
+        .put(report::PAGE_KEY, html.clone().into())
+        .await?;
+    Ok((m, html))
+}
+
 /// Computes the calendar and declarations without writing anything (`status`).
 pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepError> {
     let since = as_of - Duration::days(LOOKBACK_DAYS);
-    let kommuner: Vec<String> = crate::generate::kommuner()
-        .into_iter()
-        .map(|k| k.code)
+    let kommuner: Vec<String> = crate::reference::kommuner()
+        .iter()
+        .map(|k| k.code.clone())
         .collect();
     let this_month = declaration::month_of(as_of);
     let last_month = declaration::previous_month(this_month);
@@ -247,4 +272,36 @@ pub async fn write(p: &Platform, out: &mut Monitored) -> Result<(), StepError> {
         out.written.push(put(declaration_key(month), bytes).await?);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::Registry;
+    use crate::local::MemoryQueue;
+
+    #[tokio::test]
+    async fn a_run_counts_dead_letters_and_writes_the_page() {
+        let home = tempfile::tempdir().unwrap();
+        let p = Platform::local(home.path(), Registry::builtin()).unwrap();
+        let dlq = Arc::new(MemoryQueue::new("receive-dlq"));
+        dlq.send("{}", &[]).await.unwrap();
+        let q: Arc<dyn Queue> = dlq.clone();
+        let as_of = NaiveDate::from_ymd_opt(2026, 6, 8).unwrap();
+
+        let (m, html) = run_and_page(&p, as_of, Mode::Aws, &[("receive".to_string(), q)])
+            .await
+            .unwrap();
+        assert_eq!(m.dead_letters, [("receive".to_string(), 1)]);
+        assert_eq!(dlq.len(), 1, "counting takes nothing off the queue");
+        assert!(m.written.contains(&reception_key(as_of)), "{:?}", m.written);
+        let stored = p.stores.lake.get(report::PAGE_KEY).await.unwrap().unwrap();
+        assert_eq!(stored, html.as_bytes());
+        assert!(html.contains("naerdata --aws redrive receive"));
+
+        // Locally there are no dead-letter queues: the page has no table for them.
+        let (m, html) = run_and_page(&p, as_of, Mode::Local, &[]).await.unwrap();
+        assert!(m.dead_letters.is_empty());
+        assert!(!html.contains("dlq-table"));
+    }
 }

@@ -154,6 +154,41 @@ pub trait KeyProvider: Send + Sync {
     async fn lake_key(&self) -> Result<Key, KeyError>;
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("queue {op} on {queue}: {message}")]
+pub struct QueueError {
+    pub op: &'static str,
+    /// The queue's name or URL.
+    pub queue: String,
+    pub message: String,
+}
+
+/// The body of a process-queue message: receive (and replay) send it, process reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProcessMessage {
+    pub delivery_id: String,
+}
+
+/// A queue between steps (SQS in AWS, in-process locally). Delivery is at least
+/// once, so whoever consumes a message must be idempotent.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Sends one message; attributes (string values) let an operator filter without
+    /// parsing bodies.
+    async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError>;
+    /// Messages waiting (approximate where the backend only estimates it).
+    async fn depth(&self) -> Result<u64, QueueError>;
+    /// Hands a delivery to the process step, with its id and dataset as attributes.
+    async fn send_process(&self, m: &ProcessMessage, dataset: &str) -> Result<(), QueueError> {
+        let body = serde_json::to_string(m).expect("serialisable");
+        let attributes = [
+            ("delivery_id", m.delivery_id.as_str()),
+            ("dataset", dataset),
+        ];
+        self.send(&body, &attributes).await
+    }
+}
+
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
@@ -186,4 +221,115 @@ pub struct Stores {
     pub receipts: Arc<dyn ObjectStore>,
     /// Row numbers and errors of rejected rows (no identifying values).
     pub quarantine: Arc<dyn ObjectStore>,
+}
+
+/// The behaviour every [`ObjectStore`] adapter must share, run against the filesystem
+/// store in its unit tests and against S3 (moto) in the AWS tests, like the ledger's.
+pub mod conformance {
+    use std::io::Read;
+
+    use bytes::Bytes;
+
+    use super::{ObjectStore, StoreError};
+
+    async fn read(s: &dyn ObjectStore, key: &str) -> Vec<u8> {
+        let mut r = s.open(key).await.expect("open");
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).expect("read");
+            buf
+        })
+        .await
+        .expect("reader thread")
+    }
+
+    /// Panics on the first behaviour that differs. Expects an empty store.
+    pub async fn check(s: &dyn ObjectStore) {
+        // What is not there.
+        assert!(s.head("c/none.txt").await.unwrap().is_none());
+        assert!(s.get("c/none.txt").await.unwrap().is_none());
+        assert!(matches!(
+            s.open("c/none.txt").await.err(),
+            Some(StoreError::NotFound { .. })
+        ));
+        assert!(s.list("c/").await.unwrap().is_empty());
+        // Deleting what is not there is not an error (a retried cleanup).
+        s.delete("c/none.txt").await.unwrap();
+
+        // Put, read back whole and streamed, overwrite.
+        s.put("c/a/one.txt", Bytes::from_static(b"first"))
+            .await
+            .unwrap();
+        assert_eq!(s.get("c/a/one.txt").await.unwrap().unwrap(), &b"first"[..]);
+        s.put("c/a/one.txt", Bytes::from_static(b"second!"))
+            .await
+            .unwrap();
+        assert_eq!(read(s, "c/a/one.txt").await, b"second!");
+        let meta = s.head("c/a/one.txt").await.unwrap().expect("head");
+        assert_eq!((meta.key.as_str(), meta.size), ("c/a/one.txt", 7));
+        assert_eq!(read_version(s, "c/a/one.txt").await, b"second!");
+
+        // Files: a copy stays with the caller, an owned file may be moved.
+        let dir = tempfile::tempdir().unwrap();
+        let kept = dir.path().join("kept.bin");
+        let body: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&kept, &body).unwrap();
+        s.put_file("c/b/kept.bin", &kept).await.unwrap();
+        assert_eq!(
+            std::fs::read(&kept).unwrap(),
+            body,
+            "put_file keeps the file"
+        );
+        let owned = dir.path().join("owned.bin");
+        std::fs::write(&owned, b"owned").unwrap();
+        s.put_owned_file("c/b/owned.bin", &owned).await.unwrap();
+        assert_eq!(read(s, "c/b/kept.bin").await, body);
+        assert_eq!(read(s, "c/b/owned.bin").await, b"owned");
+
+        // Listing: by key prefix (not only whole folders), sorted, full keys, sizes.
+        s.put("c/ab.txt", Bytes::from_static(b"x")).await.unwrap();
+        s.put("d/other.txt", Bytes::from_static(b"y"))
+            .await
+            .unwrap();
+        let keys = |v: Vec<super::ObjectMeta>| v.into_iter().map(|m| m.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(s.list("c/").await.unwrap()),
+            ["c/a/one.txt", "c/ab.txt", "c/b/kept.bin", "c/b/owned.bin"]
+        );
+        assert_eq!(
+            keys(s.list("c/a").await.unwrap()),
+            ["c/a/one.txt", "c/ab.txt"]
+        );
+        let sizes: Vec<u64> = s
+            .list("c/b/")
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.size)
+            .collect();
+        assert_eq!(sizes, [body.len() as u64, 5]);
+
+        // Delete, and delete every version (a purge): gone for every reader.
+        s.delete("c/ab.txt").await.unwrap();
+        assert!(s.head("c/ab.txt").await.unwrap().is_none());
+        s.delete_all_versions("c/a/one.txt").await.unwrap();
+        assert!(s.get("c/a/one.txt").await.unwrap().is_none());
+        assert_eq!(
+            keys(s.list("c/").await.unwrap()),
+            ["c/b/kept.bin", "c/b/owned.bin"]
+        );
+        assert!(!s.locate("c/b/kept.bin").is_empty());
+    }
+
+    /// The current version, asked for as "no particular version".
+    async fn read_version(s: &dyn ObjectStore, key: &str) -> Vec<u8> {
+        let mut r = s.open_version(key, None).await.expect("open_version");
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::new();
+            r.read_to_end(&mut buf).expect("read");
+            buf
+        })
+        .await
+        .expect("reader thread")
+    }
 }

@@ -340,10 +340,10 @@ pub struct Published {
 
 /// What the newest publication read: its reference date and the Delta version of
 /// each curated table, so it can be reproduced with `--as-of`.
-pub const PUBLICATION_KEY: &str = "presentation/publication.json";
+pub use crate::layout::PUBLICATION_KEY;
 
 pub fn presentation_key(kind: &str, name: &str) -> String {
-    format!("{}data.parquet", lake::presentation_prefix(kind, name))
+    crate::layout::presentation_key(kind, name)
 }
 
 /// Boolean columns whose `true` in a record's latest version withdraws the record.
@@ -378,7 +378,7 @@ fn geography() -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut cols: [Vec<String>; 4] = Default::default();
     let (mut from, mut to) = (Vec::new(), Vec::new());
     let d = |y, m, dd| days_since_epoch(NaiveDate::from_ymd_opt(y, m, dd).expect("a date"));
-    for k in crate::generate::kommuner() {
+    for k in crate::reference::kommuner() {
         let merges = k.region_code == "1084" || k.region_code == "1085";
         let rows: Vec<(String, String, i32, i32)> = if merges {
             vec![
@@ -761,10 +761,7 @@ async fn publish_mart(
                 Err(why) => {
                     // The mart changed shape: its earlier table is kept aside, and a
                     // new series starts.
-                    let aside = format!(
-                        "{}_superseded-{day}.parquet",
-                        lake::presentation_prefix("marts", &spec.name)
-                    );
+                    let aside = crate::layout::mart_superseded_key(&spec.name, day);
                     tracing::warn!(mart = %spec.name, %why, %aside, "starting a new published series");
                     let old = p.stores.lake.get(&key).await.map_err(StepError::from)?;
                     if let Some(old) = old {
@@ -805,7 +802,7 @@ async fn publish_mart(
     p.stores
         .lake
         .put(
-            &format!("presentation/marts/{}/_disclosure.json", spec.name),
+            &crate::layout::mart_disclosure_key(&spec.name),
             Bytes::from(meta),
         )
         .await

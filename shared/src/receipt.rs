@@ -140,7 +140,7 @@ pub struct Retraction {
 
 impl Receipt {
     pub fn key(source: &str, dataset: &str, delivery_id: &str) -> String {
-        format!("{source}/{dataset}/{delivery_id}.json")
+        crate::layout::receipt_key(source, dataset, delivery_id)
     }
 
     pub fn to_json(&self) -> String {

@@ -13,6 +13,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, info, info_span};
 
+use crate::layout;
 use crate::ledger::{self, DeliveryState, NewDelivery, Outcome, Registration};
 use crate::platform::{Platform, StepError};
 use crate::privacy;
@@ -34,14 +35,16 @@ impl LandingKey {
     }
 }
 
-/// Parses `<source>/<dataset>/<yyyy-mm-dd>/<file>`; the error says what is wrong.
+/// Parses `<source>/<dataset>/<yyyy-mm-dd>/<file>` ([`layout::LANDING_SHAPE`]); the
+/// error says what is wrong.
 pub fn parse_landing_key(key: &str) -> Result<LandingKey, String> {
     let parts: Vec<&str> = key.split('/').collect();
     let [source, dataset, day, file] = parts.as_slice() else {
         return Err(format!(
-            "the object key {:?} has {} part(s); deliveries go to <source>/<dataset>/<yyyy-mm-dd>/<file>",
+            "the object key {:?} has {} part(s); deliveries go to {}",
             privacy::display(key),
-            parts.len()
+            parts.len(),
+            layout::LANDING_SHAPE
         ));
     };
     let ok = |s: &str| {
@@ -55,7 +58,7 @@ pub fn parse_landing_key(key: &str) -> Result<LandingKey, String> {
             privacy::display(key)
         ));
     }
-    let day = NaiveDate::parse_from_str(day, "%Y-%m-%d").map_err(|_| {
+    let day = NaiveDate::parse_from_str(day, layout::LANDING_DAY_FORMAT).map_err(|_| {
         format!(
             "{:?} in {:?} is not a delivery day (yyyy-mm-dd)",
             privacy::display(day),

@@ -16,7 +16,7 @@ use crate::quality::reception::{ReceptionRow, ReceptionStatus};
 use crate::quality::{Kahn, Status, check};
 
 /// Where the monitor publishes the page in the lake store.
-pub const PAGE_KEY: &str = "reports/operator/index.html";
+pub use crate::layout::OPERATOR_PAGE_KEY as PAGE_KEY;
 
 /// How the page tells an operator to replay a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,19 +18,19 @@ use serde_json::json;
 use tracing::info;
 
 use crate::lake::delta::{self, DeltaError};
+use crate::layout;
 use crate::ledger::{Delivery, DeliveryState};
 use crate::platform::{Platform, StepError};
-use crate::quality::store as quality_store;
 use crate::receipt::{Receipt, Retraction};
 
 /// The key prefixes of every Delta table a delivery can write to.
 pub fn table_prefixes(p: &Platform) -> Vec<(String, String)> {
     p.contracts
         .iter()
-        .map(|c| (c.table(), crate::lake::curated_prefix(&c.table())))
+        .map(|c| (c.table(), layout::curated_prefix(&c.table())))
         .chain(std::iter::once((
             "quality_metrics".to_string(),
-            quality_store::METRICS_PREFIX.to_string(),
+            layout::METRICS_PREFIX.to_string(),
         )))
         .collect()
 }

@@ -69,9 +69,8 @@ pub struct Rotation {
     pub republished: Option<NaiveDate>,
 }
 
-/// The zones of the lake that hold person pseudonyms and are rebuilt.
-const CURATED: &str = "curated";
-const PRESENTATION: &str = "presentation";
+// The zones of the lake that hold person pseudonyms and are rebuilt.
+use crate::layout::{CURATED_ZONE as CURATED, PRESENTATION_ZONE as PRESENTATION};
 
 /// Rotates the lake key of the local platform in `home`; `publish_date` is the
 /// reference date for the presentation zone, when there is one to rebuild.
@@ -118,7 +117,10 @@ pub async fn rotate_local(
     custody::write_record(lake, &record).await?;
 
     let staging = layout.home.join("rotation");
-    let republish = !lake.list(&format!("{PRESENTATION}/")).await?.is_empty()
+    let republish = !lake
+        .list(crate::layout::PRESENTATION_PREFIX)
+        .await?
+        .is_empty()
         || staging.join("lake").join(PRESENTATION).exists();
     let built = rebuild(&live, &staging, &next, republish.then_some(publish_date)).await;
     let (deliveries, rows) = match built {

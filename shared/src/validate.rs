@@ -46,13 +46,15 @@ pub enum Value {
     Bool(bool),
 }
 
-/// What the CPR field turned into.
-#[derive(Debug, Clone, Copy)]
+/// What the CPR field turned into. The pseudonym's tag is set by the row sink
+/// ([`crate::sink`]) for rows that are kept; the validator itself knows no key.
+#[derive(Clone, Copy)]
 pub struct Person {
     pub class: CprClass,
-    /// The pseudonym's HMAC tag (person_id is its hex); valid only when
-    /// `class.identifies_person()`.
-    pub tag: [u8; 32],
+    /// The normalised CPR, only while the row is in memory (valid when
+    /// `class.identifies_person()`); never written, printed or compared.
+    normalised: [u8; 10],
+    tag: Option<[u8; 32]>,
     pub birth_year: Option<i32>,
     pub birth_month: Option<i32>,
     /// Kept in memory for the plausibility checks; never written.
@@ -61,9 +63,49 @@ pub struct Person {
     pub age_at_event: Option<i32>,
 }
 
+// Never print the number, not even in debug output.
+impl std::fmt::Debug for Person {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Person")
+            .field("class", &self.class)
+            .field("pseudonymised", &self.tag.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Person {
+    /// A row without a CPR (or a placeholder before a row is checked).
+    pub fn missing() -> Self {
+        Person::unusable(CprClass::Missing)
+    }
+
+    fn unusable(class: CprClass) -> Self {
+        Person {
+            class,
+            normalised: [0; 10],
+            tag: None,
+            birth_year: None,
+            birth_month: None,
+            birth: None,
+            sex: None,
+            age_at_event: None,
+        }
+    }
+
+    /// The pseudonym's HMAC tag (person_id is its hex): set once the row sink has
+    /// pseudonymised a person's row, `None` for rows without a usable CPR.
     pub fn tag(&self) -> Option<&[u8; 32]> {
-        self.class.identifies_person().then_some(&self.tag)
+        self.tag.as_ref()
+    }
+
+    /// Computes the pseudonym, once per kept row, and forgets the CPR.
+    pub(crate) fn pseudonymise(&mut self, p: &Pseudonymiser) {
+        if self.class.identifies_person() && self.tag.is_none() {
+            let mut tag = [0u8; 32];
+            p.tag_into(&self.normalised, &mut tag);
+            self.tag = Some(tag);
+        }
+        self.normalised = [0; 10];
     }
 }
 
@@ -86,57 +128,101 @@ pub fn days_since_epoch(d: NaiveDate) -> i32 {
     d.num_days_from_ce() - UNIX_EPOCH_DAYS_FROM_CE
 }
 
-/// Validates rows of one delivery; holds the typed result of the last row
-/// (`person.class` is set for rejected rows too).
+/// A row typed by its contract. Strings are not copied: they stay in `row`, and
+/// `values[i]` says what contract field `i` is (`Value::Str` for a string).
+#[derive(Clone, Copy)]
+pub struct TypedRow<'r> {
+    pub contract: &'r Contract,
+    pub row: &'r Row,
+    pub values: &'r [Value],
+    pub person: Person,
+    pub event_date: NaiveDate,
+    /// The record's own version (its timestamp field, or the receipt time).
+    pub record_version: i64,
+}
+
+// The row holds the CPR: debug output names only where the row came from.
+impl std::fmt::Debug for TypedRow<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TypedRow")
+            .field("contract", &self.contract.id)
+            .field("line", &self.row.line)
+            .field("person", &self.person)
+            .field("event_date", &self.event_date)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> TypedRow<'r> {
+    /// The trimmed raw text of contract field `i`.
+    pub fn text(&self, i: usize) -> &'r str {
+        trim(self.row.get(i).unwrap_or(""))
+    }
+
+    /// The parts of the record key, in the contract's order.
+    pub fn record_key_parts(&self) -> impl Iterator<Item = &'r str> + '_ {
+        self.contract.record_key.iter().map(|&k| self.text(k))
+    }
+
+    /// The record key as stored: its parts joined by `|`.
+    pub fn write_record_key(&self, out: &mut String) {
+        out.clear();
+        for (n, part) in self.record_key_parts().enumerate() {
+            if n > 0 {
+                out.push('|');
+            }
+            out.push_str(part);
+        }
+    }
+}
+
+/// What validating one row gave: the verdict, the CPR's class (for rejected rows
+/// too, so the share of unusable CPR numbers covers every row) and, unless the row
+/// is rejected, the typed row.
+#[derive(Debug)]
+pub struct Checked<'r> {
+    pub verdict: Verdict,
+    pub cpr: CprClass,
+    pub typed: Option<TypedRow<'r>>,
+}
+
+/// Validates the rows of one delivery against a contract. It holds only the
+/// delivery's constants: every result is returned, nothing is kept between rows.
 pub struct Validator<'c> {
     contract: &'c Contract,
-    pseudonymiser: Pseudonymiser,
     delivery_date: NaiveDate,
     received_at_micros: i64,
-    pub values: Vec<Value>,
-    pub person: Person,
-    pub record_key: String,
-    pub record_version: i64,
-    pub event_date: NaiveDate,
 }
 
 impl<'c> Validator<'c> {
-    pub fn new(
-        contract: &'c Contract,
-        pseudonymiser: Pseudonymiser,
-        delivery_date: NaiveDate,
-        received_at_micros: i64,
-    ) -> Self {
+    pub fn new(contract: &'c Contract, delivery_date: NaiveDate, received_at_micros: i64) -> Self {
         Validator {
             contract,
-            pseudonymiser,
             delivery_date,
             received_at_micros,
-            values: vec![Value::Null; contract.fields.len()],
-            person: Person {
-                class: CprClass::Missing,
-                tag: [0; 32],
-                birth_year: None,
-                birth_month: None,
-                birth: None,
-                sex: None,
-                age_at_event: None,
-            },
-            record_key: String::new(),
-            record_version: 0,
-            event_date: delivery_date,
         }
     }
 
-    pub fn key_version(&self) -> u32 {
-        self.pseudonymiser.key_version()
+    pub fn contract(&self) -> &'c Contract {
+        self.contract
     }
 
-    /// Checks one row. Problems are appended to `problems`; on `Rejected` the typed
-    /// values are not meaningful.
-    pub fn check(&mut self, row: &Row, problems: &mut Vec<Problem>) -> Verdict {
+    /// Checks one row. Problems are appended to `problems`; `values` is the caller's
+    /// buffer for the typed values (reused from row to row), borrowed by the result.
+    pub fn check<'r>(
+        &self,
+        row: &'r Row,
+        values: &'r mut Vec<Value>,
+        problems: &mut Vec<Problem>,
+    ) -> Checked<'r>
+    where
+        'c: 'r,
+    {
         let before = problems.len();
         let mut rejected = false;
+        let c = self.contract;
+        values.clear();
+        values.resize(c.fields.len(), Value::Null);
         if row.width != row.expected_width {
             problems.push(Problem {
                 line: row.line,
@@ -150,7 +236,6 @@ impl<'c> Validator<'c> {
             });
             rejected = true;
         }
-        let c = self.contract;
         for (i, f) in c.fields.iter().enumerate() {
             let raw = trim(row.get(i).unwrap_or(""));
             if Some(i) == c.cpr_field {
@@ -165,7 +250,6 @@ impl<'c> Validator<'c> {
                     ));
                     rejected = true;
                 }
-                self.values[i] = Value::Null;
                 continue;
             }
             // Before any other rule: a CPR-shaped value outside the CPR column is
@@ -186,7 +270,7 @@ impl<'c> Validator<'c> {
                 continue;
             }
             match check_value(f, raw, c.delivery.decimal_separator, self.delivery_date) {
-                Ok(v) => self.values[i] = v,
+                Ok(v) => values[i] = v,
                 Err((rule, message)) => {
                     problems.push(problem(row.line, f, rule, Severity::Error, message));
                     rejected = true;
@@ -194,92 +278,102 @@ impl<'c> Validator<'c> {
             }
         }
         if rejected {
-            // Still classified, so the share of unusable CPR numbers covers every row.
-            self.person.class = match c.cpr_field {
+            let cpr = match c.cpr_field {
                 Some(i) => cpr::parse(row.get(i).unwrap_or("")).map_or_else(|c| c, |p| p.class),
                 None => CprClass::Missing,
             };
-            return Verdict::Rejected;
+            return Checked {
+                verdict: Verdict::Rejected,
+                cpr,
+                typed: None,
+            };
         }
 
-        self.event_date = match self.values[c.event_date] {
+        let event_date = match values[c.event_date] {
             Value::Date(d) => NaiveDate::from_num_days_from_ce_opt(d + UNIX_EPOCH_DAYS_FROM_CE)
                 .expect("a validated date"),
             _ => unreachable!("the event date is a required date"),
         };
-        self.record_version = match c.version_rule {
-            VersionRule::Field(i) => match self.values[i] {
+        let record_version = match c.version_rule {
+            VersionRule::Field(i) => match values[i] {
                 Value::Timestamp(t) => t,
                 _ => self.received_at_micros,
             },
             VersionRule::ReceivedAt => self.received_at_micros,
         };
-        self.record_key.clear();
-        for (n, &k) in c.record_key.iter().enumerate() {
-            if n > 0 {
-                self.record_key.push('|');
-            }
-            self.record_key.push_str(trim(row.get(k).unwrap_or("")));
-        }
-        if let Some(i) = c.cpr_field {
-            self.pseudonymise(row, i, problems);
-        }
-        if problems.len() > before {
+        let person = match c.cpr_field {
+            Some(i) => classify(row, &c.fields[i], i, event_date, problems),
+            None => Person::unusable(CprClass::Missing),
+        };
+        let verdict = if problems.len() > before {
             Verdict::AcceptedWithWarnings
         } else {
             Verdict::Accepted
+        };
+        Checked {
+            verdict,
+            cpr: person.class,
+            typed: Some(TypedRow {
+                contract: c,
+                row,
+                values: values.as_slice(),
+                person,
+                event_date,
+                record_version,
+            }),
         }
     }
+}
 
-    fn pseudonymise(&mut self, row: &Row, i: usize, problems: &mut Vec<Problem>) {
-        let f = &self.contract.fields[i];
-        let raw = row.get(i).unwrap_or("");
-        let p = &mut self.person;
-        match cpr::parse(raw) {
-            Ok(cpr) => {
-                p.class = cpr.class;
-                self.pseudonymiser.tag_into(cpr.normalised(), &mut p.tag);
-                p.birth_year = Some(cpr.birth_date.year());
-                p.birth_month = Some(cpr.birth_date.month() as i32);
-                p.birth = Some(cpr.birth_date);
-                p.sex = Some(cpr.sex.code());
-                p.age_at_event = Some(cpr.age_on(self.event_date));
-                if cpr.class == CprClass::ValidNoModulus11 {
-                    problems.push(problem(
-                        row.line,
-                        f,
-                        "cpr_modulus11",
-                        Severity::Warning,
-                        "the CPR number does not satisfy modulus 11; accepted (such numbers are issued since 2007), please check it".into(),
-                    ));
-                }
-            }
-            Err(class) => {
-                *p = Person {
-                    class,
-                    tag: [0; 32],
-                    birth_year: None,
-                    birth_month: None,
-                    birth: None,
-                    sex: None,
-                    age_at_event: None,
-                };
-                let why = match class {
-                    CprClass::InvalidDate => "its first six digits are not a calendar date",
-                    CprClass::Missing => "it is empty",
-                    _ => "it is not of the form DDMMYY-SSSS",
-                };
+/// Reads the CPR of a kept row: its class and what derives from it (birth, sex,
+/// age at the event). Unusable numbers are a warning: the row is kept without a
+/// person.
+fn classify(
+    row: &Row,
+    f: &Field,
+    i: usize,
+    event_date: NaiveDate,
+    problems: &mut Vec<Problem>,
+) -> Person {
+    match cpr::parse(row.get(i).unwrap_or("")) {
+        Ok(cpr) => {
+            if cpr.class == CprClass::ValidNoModulus11 {
                 problems.push(problem(
                     row.line,
                     f,
-                    "cpr_invalid",
+                    "cpr_modulus11",
                     Severity::Warning,
-                    format!(
-                        "the CPR number is not valid ({why}); the row is kept without a person pseudonym (reason {})",
-                        class.code()
-                    ),
+                    "the CPR number does not satisfy modulus 11; accepted (such numbers are issued since 2007), please check it".into(),
                 ));
             }
+            Person {
+                class: cpr.class,
+                normalised: *cpr.normalised(),
+                tag: None,
+                birth_year: Some(cpr.birth_date.year()),
+                birth_month: Some(cpr.birth_date.month() as i32),
+                birth: Some(cpr.birth_date),
+                sex: Some(cpr.sex.code()),
+                age_at_event: Some(cpr.age_on(event_date)),
+            }
+        }
+        Err(class) => {
+            let why = match class {
+                CprClass::InvalidDate => "its first six digits are not a calendar date",
+                CprClass::Missing => "it is empty",
+                _ => "it is not of the form DDMMYY-SSSS",
+            };
+            problems.push(problem(
+                row.line,
+                f,
+                "cpr_invalid",
+                Severity::Warning,
+                format!(
+                    "the CPR number is not valid ({why}); the row is kept without a person pseudonym (reason {})",
+                    class.code()
+                ),
+            ));
+            Person::unusable(class)
         }
     }
 }
@@ -665,8 +759,7 @@ mod tests {
     fn check_row(dataset: &str, values: &[&str]) -> (Verdict, Vec<Problem>, CprClass) {
         let r = Registry::builtin();
         let c = r.get(dataset).unwrap();
-        let key = crate::pseudonym::Key::new(1, vec![7; 32]).unwrap();
-        let mut v = Validator::new(c, Pseudonymiser::new(&key), day("2026-06-30"), 0);
+        let v = Validator::new(c, day("2026-06-30"), 0);
         let mut row = Row::with_fields(c.fields.len());
         // Optional columns the test leaves out are empty.
         let pad = c.fields.len().saturating_sub(values.len());
@@ -675,8 +768,60 @@ mod tests {
             values.iter().copied().chain(std::iter::repeat_n("", pad)),
         );
         let mut problems = Vec::new();
-        let verdict = v.check(&row, &mut problems);
-        (verdict, problems, v.person.class)
+        let mut values = Vec::new();
+        let checked = v.check(&row, &mut values, &mut problems);
+        assert_eq!(
+            checked.typed.is_some(),
+            checked.verdict != Verdict::Rejected
+        );
+        (checked.verdict, problems, checked.cpr)
+    }
+
+    #[test]
+    fn the_typed_row_borrows_the_row_and_only_the_sink_pseudonymises() {
+        let r = Registry::builtin();
+        let c = r.get("almenpraksis.diagnose").unwrap();
+        let v = Validator::new(c, day("2026-06-30"), 7);
+        let mut row = Row::with_fields(c.fields.len());
+        row.fill(
+            2,
+            [
+                "AP-1",
+                "670385-4001",
+                "012345",
+                "T90",
+                "2026-03-01",
+                "diabetes2",
+                "2026-03-02T10:00:00+01:00",
+                "",
+            ],
+        );
+        let (mut values, mut problems) = (Vec::new(), Vec::new());
+        let typed = v
+            .check(&row, &mut values, &mut problems)
+            .typed
+            .expect("kept");
+        assert_eq!(typed.text(0), "AP-1");
+        assert_eq!(typed.event_date, day("2026-03-01"));
+        // The version is the registration time, in UTC.
+        let registered = DateTime::parse_from_rfc3339("2026-03-02T09:00:00Z").unwrap();
+        assert_eq!(typed.record_version, registered.timestamp_micros());
+        let mut key = String::new();
+        typed.write_record_key(&mut key);
+        assert_eq!(key, "AP-1");
+        assert_eq!(typed.person.birth_year, Some(1985));
+        assert!(typed.person.tag().is_none(), "the validator knows no key");
+        assert!(!format!("{:?}", typed.person).contains("670385"));
+        let mut person = typed.person;
+        let k = crate::pseudonym::Key::new(1, vec![7; 32]).unwrap();
+        let p = Pseudonymiser::new(&k);
+        person.pseudonymise(&p);
+        let mut expected = [0u8; 32];
+        p.tag_into(b"6703854001", &mut expected);
+        assert_eq!(person.tag(), Some(&expected));
+        // Checking the same row again gives the same: nothing is carried over.
+        let again = v.check(&row, &mut values, &mut problems);
+        assert_eq!(again.verdict, Verdict::Accepted);
     }
 
     #[test]

@@ -27,8 +27,7 @@ use object_store::{
     PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
-mod support;
-use support::*;
+use crate::support::*;
 
 const TABLE: &str = "almenpraksis_diagnose";
 

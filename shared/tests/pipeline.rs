@@ -15,8 +15,7 @@ use naerdata::process::{self, Processed};
 use naerdata::receipt::Receipt;
 use naerdata::receive::{self, Received};
 
-mod support;
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn accepted_delivery_lands_in_partitions_with_a_receipt() {

@@ -2,11 +2,13 @@
 //! reception calendar and the quality declarations (`naerdata::monitor`), publishes
 //! the operator page to the lake bucket, and emits the metrics the alarms watch.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use naerdata::Platform;
-use naerdata::aws::SqsQueue;
 use naerdata::metrics::Metrics;
 use naerdata::monitor::{self, Monitored};
+use naerdata::ports::Queue;
 use naerdata::quality::reception::ReceptionStatus;
 use naerdata::report::{self, Mode};
 use serde_json::{Value, json};
@@ -89,20 +91,11 @@ fn emit(m: &Monitored) {
 /// One run: the tables, the page, the metrics. Returns a short summary.
 pub async fn handle(
     p: &Platform,
-    dead_letter_queues: &[(String, SqsQueue)],
+    dead_letter_queues: &[(String, Arc<dyn Queue>)],
     event: Value,
 ) -> Result<Value, naerdata::StepError> {
     let as_of = as_of(&event, p.clock.now());
-    let mut m = monitor::monitor(p, as_of).await?;
-    for (name, q) in dead_letter_queues {
-        match q.depth().await {
-            Ok(n) => m.dead_letters.push((name.clone(), n)),
-            // The page and the other metrics are still worth having.
-            Err(e) => tracing::warn!(queue = %name, error = %e, "dead-letter queue depth unknown"),
-        }
-    }
-    let html = report::render(&m, Mode::Aws, p.clock.now());
-    p.stores.lake.put(report::PAGE_KEY, html.into()).await?;
+    let (m, _page) = monitor::run_and_page(p, as_of, Mode::Aws, dead_letter_queues).await?;
     emit(&m);
     let missing = m.missing().count();
     tracing::info!(%as_of, missing, failed = m.failed().count(), "monitor done");
@@ -137,5 +130,32 @@ mod tests {
             day("2026-03-04")
         );
         assert_eq!(as_of(&json!({}), now), day("2026-03-09"));
+    }
+
+    #[tokio::test]
+    async fn a_run_writes_the_page_with_the_dead_letters_counted() {
+        let home = tempfile::tempdir().unwrap();
+        let p = Platform::local(home.path(), naerdata::contract::Registry::builtin()).unwrap();
+        let dlq = Arc::new(naerdata::local::MemoryQueue::new("process-dlq"));
+        dlq.send(r#"{"delivery_id":"a"}"#, &[]).await.unwrap();
+        dlq.send(r#"{"delivery_id":"b"}"#, &[]).await.unwrap();
+        let q: Arc<dyn Queue> = dlq.clone();
+
+        let out = handle(
+            &p,
+            &[("process".to_string(), q)],
+            json!({"as_of": "2026-06-08"}),
+        )
+        .await
+        .unwrap();
+        assert_eq!(out["as_of"], "2026-06-08");
+        assert_eq!(out["page"], report::PAGE_KEY);
+        let page = p.stores.lake.get(report::PAGE_KEY).await.unwrap().unwrap();
+        let html = String::from_utf8(page.to_vec()).unwrap();
+        assert!(
+            html.contains(r#"<tr><td>process</td><td class="n">2</td>"#),
+            "the dead-letter table counts both messages"
+        );
+        assert_eq!(dlq.len(), 2, "counting takes nothing off the queue");
     }
 }

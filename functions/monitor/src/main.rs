@@ -1,8 +1,11 @@
 //! Lambda entry point of the monitor function. Configuration: see `naerdata::aws`.
 
+use std::sync::Arc;
+
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use naerdata::aws::{self, Clients, Resources};
 use naerdata::contract::Registry;
+use naerdata::ports::Queue;
 use serde_json::Value;
 
 #[tokio::main]
@@ -17,7 +20,8 @@ async fn main() -> Result<(), Error> {
         ("process", &resources.process_dlq_url),
     ] {
         if url.is_some() {
-            dlqs.push((name.to_string(), resources.queue(&clients, url, name)?));
+            let q: Arc<dyn Queue> = Arc::new(resources.queue(&clients, url, name)?);
+            dlqs.push((name.to_string(), q));
         }
     }
     let (platform, dlqs) = (&platform, &dlqs);

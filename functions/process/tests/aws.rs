@@ -2,8 +2,6 @@
 //! HTTP; no mocks between the handlers and the emulator). Each test starts its own
 //! emulator. Needs `make test` (moto and pyarrow in .venv).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -13,11 +11,12 @@ use naerdata::aws::{self, DynamoLedger, Multipart, S3Store, SqsQueue};
 use naerdata::ledger::{Delivery, DeliveryState};
 use naerdata::ports::{FixedClock, ObjectStore, StoreError};
 
-use naerdata_process as process;
-use support::{
+use crate::support;
+use crate::support::{
     FailingPuts, Moto, Stack, check_objects, deliveries, diagnoses, platform, provision, pump,
     receipt, receiver, receiver_on,
 };
+use naerdata_process as process;
 
 /// Takes the notification of `key` off the receive queue (dropping the s3:TestEvent
 /// that configuring the notification sent).
@@ -91,6 +90,18 @@ async fn the_dynamodb_ledger_behaves_like_a_ledger() {
         &stack.resources.ledger_table,
     );
     naerdata::ledger::conformance::check(&l).await;
+}
+
+#[tokio::test]
+async fn the_s3_store_behaves_like_an_object_store() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "t").await;
+    let store = S3Store::new(
+        stack.clients.s3.clone(),
+        &stack.resources.lake_bucket,
+        Some(support::KMS_KEY.into()),
+    );
+    naerdata::ports::conformance::check(&store).await;
 }
 
 #[tokio::test]
@@ -778,10 +789,9 @@ async fn the_monitor_writes_reception_declarations_and_the_page() {
         "a tenfold drop after five deliveries: {quality:?}"
     );
 
-    let dlqs = vec![(
-        "process".to_string(),
-        SqsQueue::new(stack.clients.sqs.clone(), &stack.process_dlq),
-    )];
+    let dlq: Arc<dyn naerdata::ports::Queue> =
+        Arc::new(SqsQueue::new(stack.clients.sqs.clone(), &stack.process_dlq));
+    let dlqs = vec![("process".to_string(), dlq)];
     let out = naerdata_monitor::handle(&p, &dlqs, serde_json::json!({"as_of": "2026-06-08"}))
         .await
         .unwrap();

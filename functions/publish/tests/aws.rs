@@ -3,12 +3,10 @@
 //! handler runs as the schedule and the extract queue call it, reading the lake with
 //! DataFusion over S3. Needs `make test` (moto and pyarrow in .venv).
 
-#[path = "../../process/tests/support/mod.rs"]
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use crate::support::{self, Moto, Stack, check_objects, provision, pump};
 use arrow::array::{Array, RecordBatch, StringArray};
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use bytes::Bytes;
@@ -21,7 +19,6 @@ use naerdata_publish::Publisher;
 use naerdata_receive::Receiver;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
-use support::{Moto, Stack, check_objects, provision, pump};
 
 const DAYS: u32 = 3;
 
@@ -53,7 +50,10 @@ async fn ingest(stack: &Stack, persons: usize) -> tempfile::TempDir {
     }
     let r = Receiver {
         platform: p.clone(),
-        process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
+        process_queue: Arc::new(SqsQueue::new(
+            stack.clients.sqs.clone(),
+            &stack.process_queue,
+        )),
         landing_bucket: stack.resources.landing_bucket.clone(),
     };
     pump(stack, &stack.receive_queue, &stack.receive_queue_arn, |e| {

@@ -4,10 +4,12 @@
 
 pub mod notification;
 
+use std::sync::Arc;
+
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use naerdata::Platform;
-use naerdata::aws::{ProcessMessage, SqsQueue};
 use naerdata::metrics::Metrics;
+use naerdata::ports::{ProcessMessage, Queue, QueueError};
 use naerdata::receive::{Received, receive};
 use tracing::info;
 
@@ -16,7 +18,8 @@ use naerdata::aws::batch::Failures;
 
 pub struct Receiver {
     pub platform: Platform,
-    pub process_queue: SqsQueue,
+    /// Where new deliveries go: SQS in AWS, the in-process queue in tests.
+    pub process_queue: Arc<dyn Queue>,
     /// Notifications for other buckets are a configuration mistake, not deliveries.
     pub landing_bucket: String,
 }
@@ -30,7 +33,7 @@ pub enum ReceiveError {
     #[error(transparent)]
     Step(#[from] naerdata::StepError),
     #[error(transparent)]
-    Queue(#[from] naerdata::aws::queue::QueueError),
+    Queue(#[from] QueueError),
 }
 
 impl Receiver {
@@ -102,5 +105,86 @@ impl Receiver {
                 .emit();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use naerdata::contract::Registry;
+    use naerdata::local::MemoryQueue;
+    use serde_json::json;
+
+    fn event(bucket: &str, key: &str) -> SqsEvent {
+        let body = json!({"Records": [{
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key, "size": 16}}
+        }]});
+        serde_json::from_value(json!({"Records": [{"messageId": "m1", "body": body.to_string()}]}))
+            .unwrap()
+    }
+
+    async fn receiver(home: &std::path::Path) -> (Receiver, Arc<MemoryQueue>) {
+        let platform = Platform::local(home, Registry::builtin()).unwrap();
+        let key = "almenpraksis/diagnose/2026-03-01/a.csv";
+        platform
+            .stores
+            .landing
+            .put(key, "hello;world\n1;2\n".into())
+            .await
+            .unwrap();
+        let queue = Arc::new(MemoryQueue::new("process"));
+        let r = Receiver {
+            platform,
+            process_queue: queue.clone(),
+            landing_bucket: "landing".into(),
+        };
+        (r, queue)
+    }
+
+    #[tokio::test]
+    async fn a_new_delivery_is_registered_and_queued_for_process() {
+        let home = tempfile::tempdir().unwrap();
+        let (r, queue) = receiver(home.path()).await;
+        let out = r
+            .handle(event("landing", "almenpraksis/diagnose/2026-03-01/a.csv"))
+            .await;
+        assert!(out.batch_item_failures.is_empty());
+
+        let ledger = r.platform.ledger.list(None, 10).await.unwrap();
+        assert_eq!(ledger.len(), 1);
+        let sent = queue.take_all();
+        assert_eq!(sent.len(), 1);
+        let m: ProcessMessage = serde_json::from_str(&sent[0].body).unwrap();
+        assert_eq!(m.delivery_id, ledger[0].delivery_id);
+        assert_eq!(
+            sent[0].attribute("delivery_id"),
+            Some(m.delivery_id.as_str())
+        );
+        assert_eq!(sent[0].attribute("dataset"), Some("almenpraksis.diagnose"));
+    }
+
+    #[tokio::test]
+    async fn other_buckets_and_keys_outside_the_layout_queue_nothing() {
+        let home = tempfile::tempdir().unwrap();
+        let (r, queue) = receiver(home.path()).await;
+        let out = r
+            .handle(event("elsewhere", "almenpraksis/diagnose/2026-03-01/a.csv"))
+            .await;
+        assert_eq!(out.batch_item_failures.len(), 1, "SQS retries it");
+        assert_eq!(out.batch_item_failures[0].item_identifier, "m1");
+
+        r.platform
+            .stores
+            .landing
+            .put("stray.csv", "x\n".into())
+            .await
+            .unwrap();
+        let out = r.handle(event("landing", "stray.csv")).await;
+        assert!(
+            out.batch_item_failures.is_empty(),
+            "rejected with a receipt"
+        );
+        assert!(queue.is_empty());
     }
 }

@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     )?;
     let receiver = Receiver {
         platform: aws::platform(&clients, &resources, Registry::builtin()),
-        process_queue,
+        process_queue: std::sync::Arc::new(process_queue),
         landing_bucket: resources.landing_bucket.clone(),
     };
     tracing::info!(

@@ -1,24 +1,15 @@
-//! SQS: the process queue (receive -> process) and the operator's tools on a
-//! dead-letter queue (inspect, redrive).
+//! SQS: the AWS adapter of the `Queue` port (receive -> process, the dead-letter
+//! counts of monitor) and the operator's tools on a dead-letter queue (inspect,
+//! redrive).
 
+use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName, QueueAttributeName};
-use serde::{Deserialize, Serialize};
 
-/// The body of a process-queue message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProcessMessage {
-    pub delivery_id: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("SQS {op} on {queue}: {message}")]
-pub struct QueueError {
-    pub op: &'static str,
-    pub queue: String,
-    pub message: String,
-}
+use crate::ports::Queue;
+// They lived here before the port existed; older imports still name this path.
+pub use crate::ports::{ProcessMessage, QueueError};
 
 pub struct SqsQueue {
     client: Client,
@@ -75,15 +66,6 @@ impl SqsQueue {
         }
         req.send().await.map_err(|e| self.err("send", e))?;
         Ok(())
-    }
-
-    pub async fn send_process(&self, m: &ProcessMessage, dataset: &str) -> Result<(), QueueError> {
-        let body = serde_json::to_string(m).expect("serialisable");
-        self.send(
-            &body,
-            &[("delivery_id", &m.delivery_id), ("dataset", dataset)],
-        )
-        .await
     }
 
     /// Takes up to 10 messages, waiting up to `wait_seconds` for the first.
@@ -144,7 +126,7 @@ impl SqsQueue {
     /// Moves every message from this (dead-letter) queue back to `to`: sent first,
     /// then deleted, so a crash in between repeats a message rather than losing it
     /// (the steps are idempotent). Returns how many moved.
-    pub async fn redrive_to(&self, to: &SqsQueue) -> Result<u64, QueueError> {
+    pub async fn redrive_to(&self, to: &dyn Queue) -> Result<u64, QueueError> {
         let mut moved = 0;
         loop {
             let batch = self.take(1).await?;
@@ -157,5 +139,17 @@ impl SqsQueue {
                 moved += 1;
             }
         }
+    }
+}
+
+// The inherent methods stay callable without the trait in scope (operator tools, tests).
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
+        SqsQueue::send(self, body, attributes).await
+    }
+
+    async fn depth(&self) -> Result<u64, QueueError> {
+        SqsQueue::depth(self).await
     }
 }

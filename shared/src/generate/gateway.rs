@@ -44,7 +44,7 @@ const CARE_CODES: &str = "http://fhir.kl.dk/term/CodeSystem/CareSocialCodes";
 
 /// §119 and §140 catalogue codes, from `reference/catalogue-119-140.csv`.
 fn catalogue(paragraph: &str) -> Vec<String> {
-    crate::fhir::CATALOGUE_CSV
+    crate::reference::CATALOGUE_CSV
         .lines()
         .skip(1)
         .filter(|l| l.split(',').nth(1) == Some(paragraph))
@@ -54,7 +54,7 @@ fn catalogue(paragraph: &str) -> Vec<String> {
 
 /// The SOR code of each municipality, from `reference/sor-kommune.csv`.
 fn sor_codes() -> HashMap<String, String> {
-    crate::fhir::SOR_KOMMUNE_CSV
+    crate::reference::SOR_KOMMUNE_CSV
         .lines()
         .skip(1)
         .filter_map(|l| {

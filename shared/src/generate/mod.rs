@@ -43,33 +43,8 @@ pub(crate) fn write_text(path: &Path, text: &str, dataset: &str) -> std::io::Res
     }
 }
 
-/// The 98 municipalities (kommunekode, name, regionskode, region).
-pub const KOMMUNER_CSV: &str = include_str!("../../../reference/kommuner.csv");
-
-#[derive(Debug, Clone)]
-pub struct Kommune {
-    pub code: String,
-    pub name: String,
-    pub region_code: String,
-    pub region_name: String,
-}
-
-pub fn kommuner() -> Vec<Kommune> {
-    KOMMUNER_CSV
-        .lines()
-        .skip(1)
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let f: Vec<&str> = l.split(',').collect();
-            Kommune {
-                code: format!("{:0>3}", f[0].trim()),
-                name: f[1].to_string(),
-                region_code: f[2].to_string(),
-                region_name: f[3].to_string(),
-            }
-        })
-        .collect()
-}
+// The municipalities come from the platform's reference data, as for every step.
+pub use crate::reference::{KOMMUNER_CSV, Kommune, kommuner};
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -791,13 +766,6 @@ pub fn bench_file(path: &Path, rows: u64, seed: u64) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::cpr::{self, CprClass};
-
-    #[test]
-    fn ninety_eight_municipalities() {
-        let k = kommuner();
-        assert_eq!(k.len(), 98);
-        assert!(k.iter().all(|k| k.code.len() == 3));
-    }
 
     #[test]
     fn synthetic_cprs_are_replacement_numbers_with_the_right_birth_date() {

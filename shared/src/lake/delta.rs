@@ -74,7 +74,7 @@ impl TableSpec {
     pub fn curated(contract: &crate::contract::Contract) -> Self {
         let name = contract.table();
         TableSpec {
-            prefix: super::curated_prefix(&name),
+            prefix: crate::layout::curated_prefix(&name),
             schema: super::schema(contract),
             source: format!("{} v{}", contract.id, contract.version),
             name,

@@ -28,8 +28,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::contract::{Contract, FieldType, VersionRule};
-use crate::read::Row;
-use crate::validate::{Validator, Value};
+use crate::validate::{TypedRow, Value};
 
 pub mod delta;
 
@@ -64,11 +63,11 @@ pub fn parquet_bytes(
 }
 
 pub fn curated_prefix(table: &str) -> String {
-    format!("curated/{table}/")
+    crate::layout::curated_prefix(table)
 }
 
 pub fn object_key(table: &str, year: i32, month: u32, delivery_id: &str, n: usize) -> String {
-    format!("curated/{table}/year={year:04}/month={month:02}/{delivery_id}-{n}.parquet")
+    crate::layout::curated_object_key(table, year, month, delivery_id, n)
 }
 
 fn arrow_type(t: FieldType) -> DataType {
@@ -188,7 +187,7 @@ impl PresentationTable {
 }
 
 pub fn presentation_prefix(kind: &str, name: &str) -> String {
-    format!("presentation/{kind}/{name}/")
+    crate::layout::presentation_prefix(kind, name)
 }
 
 /// What is staged per row: the lake schema without the columns that are constant
@@ -376,6 +375,8 @@ pub struct PartitionedWriter<'c> {
     buffered: usize,
     held: usize,
     held_budget: usize,
+    /// A multi-field record key is joined here (no allocation per row).
+    record_key: String,
 }
 
 impl<'c> PartitionedWriter<'c> {
@@ -438,6 +439,7 @@ impl<'c> PartitionedWriter<'c> {
             buffered: 0,
             held: 0,
             held_budget: HELD_BUDGET,
+            record_key: String::new(),
         }
     }
 
@@ -447,8 +449,8 @@ impl<'c> PartitionedWriter<'c> {
         self
     }
 
-    /// Appends the row the validator just accepted.
-    pub fn append(&mut self, row: &Row, v: &Validator) -> Result<(), LakeError> {
+    /// Appends a kept row (pseudonymised by the row sink).
+    pub fn append(&mut self, v: &TypedRow) -> Result<(), LakeError> {
         let d = v.event_date;
         let key = (d.year(), d.month());
         let schema = &self.stage_schema;
@@ -474,7 +476,7 @@ impl<'c> PartitionedWriter<'c> {
             if Some(i) == c.cpr_field {
                 continue;
             }
-            p.cols[col].value(*value, crate::validate::trim(row.get(i).unwrap_or("")));
+            p.cols[col].value(*value, v.text(i));
             col += 1;
         }
         if c.cpr_field.is_some() {
@@ -488,7 +490,8 @@ impl<'c> PartitionedWriter<'c> {
             col += 6;
         }
         if c.record_key.len() > 1 {
-            p.cols[col].str(Some(&v.record_key));
+            v.write_record_key(&mut self.record_key);
+            p.cols[col].str(Some(&self.record_key));
             col += 1;
         }
         p.cols[col].ts(v.record_version);
@@ -699,7 +702,8 @@ mod tests {
     use super::*;
     use crate::contract::Registry;
     use crate::pseudonym::{Key, Pseudonymiser};
-    use crate::validate::Verdict;
+    use crate::read::Row;
+    use crate::validate::{Validator, Verdict};
 
     /// Every column the lake adds beside the contract's fields is either a person
     /// attribute an extract may carry or one it never carries.
@@ -725,10 +729,10 @@ mod tests {
         let c = registry.get("almenpraksis.diagnose").unwrap();
         let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
         let p = Pseudonymiser::new(&Key::new(1, vec![9; 32]).unwrap());
-        let mut v = Validator::new(c, p, day, 0);
+        let v = Validator::new(c, day, 0);
         let mut w = PartitionedWriter::new(c, dir, "d1", 0, 1).with_held_budget(budget);
         let mut row = Row::with_fields(c.fields.len());
-        let mut problems = Vec::new();
+        let (mut problems, mut typed) = (Vec::new(), Vec::new());
         for i in 0..40_000u32 {
             let month = 1 + i % 3;
             let id = format!("r{i}");
@@ -744,8 +748,11 @@ mod tests {
                 "",
             ];
             row.fill(u64::from(i) + 2, values);
-            assert_eq!(v.check(&row, &mut problems), Verdict::Accepted);
-            w.append(&row, &v).unwrap();
+            let checked = v.check(&row, &mut typed, &mut problems);
+            assert_eq!(checked.verdict, Verdict::Accepted);
+            let mut kept = checked.typed.expect("kept");
+            kept.person.pseudonymise(&p);
+            w.append(&kept).unwrap();
         }
         w.finish()
             .unwrap()

@@ -144,7 +144,7 @@ impl KeyFile {
             .ok()
             .and_then(|b| serde_json::from_slice::<custody::KeyRecord>(&b).ok())
             .map(|r| r.current);
-        let has_rows = has_files(&lake.join("curated"));
+        let has_rows = has_files(&lake.join(crate::layout::CURATED_ZONE));
         if expected.is_none() && !has_rows && !record.exists() {
             return Ok(());
         }

@@ -165,6 +165,12 @@ mod tests {
     use super::*;
 
     #[tokio::test]
+    async fn the_filesystem_store_behaves_like_an_object_store() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::ports::conformance::check(&FsStore::new(dir.path()).unwrap()).await;
+    }
+
+    #[tokio::test]
     async fn put_open_list_delete_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let s = FsStore::new(dir.path()).unwrap();

@@ -17,7 +17,7 @@ use super::{Kahn, Metric, Status, check};
 use crate::contract::Contract;
 use crate::cpr::CprClass;
 use crate::read::{Row, StructuralError};
-use crate::validate::{AFTER_DELIVERY, Problem, Validator, Value, Verdict, trim};
+use crate::validate::{AFTER_DELIVERY, Checked, Problem, Value, Verdict, trim};
 
 /// Reporting units counted one by one; more than this many are counted together
 /// (a guard against a unit column filled with junk).
@@ -91,8 +91,10 @@ impl Collector {
         }
     }
 
-    /// One row after the validator checked it; `problems` are this row's problems.
-    pub fn observe(&mut self, row: &Row, verdict: Verdict, v: &Validator, problems: &[Problem]) {
+    /// One row after the validator checked it (and, when kept, the sink pseudonymised
+    /// it); `problems` are this row's problems.
+    pub fn observe(&mut self, row: &Row, checked: &Checked, problems: &[Problem]) {
+        let verdict = checked.verdict;
         self.rows += 1;
         self.checked += 1;
         if verdict == Verdict::Rejected {
@@ -101,7 +103,7 @@ impl Collector {
                     *n += 1;
                 }
             }
-        } else {
+        } else if let Some(v) = &checked.typed {
             // The validator already typed every value: Null is an empty field.
             for (i, n) in self.empty.iter_mut().enumerate() {
                 let empty = if Some(i) == self.cpr_field {
@@ -123,20 +125,21 @@ impl Collector {
         }
         if self.cpr_field.is_some() {
             // The validator classifies the CPR of rejected rows too.
-            let class = v.person.class;
+            let class = checked.cpr;
             if !class.identifies_person() || class == CprClass::Missing {
                 *self.cpr_reasons.entry(class.code()).or_default() += 1;
             }
         }
-        if verdict == Verdict::Rejected {
+        let Some(v) = &checked.typed else {
             return;
-        }
-        // The typed values are meaningful from here on.
+        };
         if v.event_date > self.delivery_date {
             self.after_delivery += 1;
         }
         let mut h = FxHasher::default();
-        v.record_key.hash(&mut h);
+        for part in v.record_key_parts() {
+            part.hash(&mut h);
+        }
         v.record_version.hash(&mut h);
         if !self.keys.insert(h.finish()) {
             self.duplicates += 1;

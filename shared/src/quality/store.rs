@@ -12,13 +12,13 @@ use arrow::array::{
 };
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use bytes::Bytes;
-use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use super::{Kahn, Metric, Status};
 use crate::validate::{UNIX_EPOCH_DAYS_FROM_CE, days_since_epoch};
 
-pub const METRICS_PREFIX: &str = "quality/metrics/";
+pub use crate::layout::METRICS_PREFIX;
 
 /// The delivery a set of metrics belongs to.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,11 +34,7 @@ pub struct DeliveryRef {
 }
 
 pub fn metrics_key(delivery_date: NaiveDate, delivery_id: &str) -> String {
-    format!(
-        "{METRICS_PREFIX}year={:04}/month={:02}/{delivery_id}.parquet",
-        delivery_date.year(),
-        delivery_date.month()
-    )
+    crate::layout::metrics_key(delivery_date, delivery_id)
 }
 
 /// The `quality_metrics` Delta table (partitioned by the delivery date's month).

@@ -622,7 +622,10 @@ pub fn receiver(stack: &Stack) -> Receiver {
 pub fn receiver_on(stack: &Stack, platform: Platform) -> Receiver {
     Receiver {
         platform,
-        process_queue: SqsQueue::new(stack.clients.sqs.clone(), &stack.process_queue),
+        process_queue: Arc::new(SqsQueue::new(
+            stack.clients.sqs.clone(),
+            &stack.process_queue,
+        )),
         landing_bucket: stack.resources.landing_bucket.clone(),
     }
 }

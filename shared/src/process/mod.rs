@@ -2,395 +2,38 @@
 //! pseudonymise -> Parquet, then publish the files, the quarantine and the receipt,
 //! and move the ledger to its final state.
 //!
-//! The heavy part ([`run`]) is synchronous and runs on a blocking thread; it writes
+//! The heavy part ([`run`], in `pass`) is synchronous and runs on a blocking thread; it writes
 //! to a local spool. Nothing reaches the lake before the delivery is known to be
 //! accepted, and every lake key is deterministic, so a retry after a crash rewrites
 //! the same objects instead of adding rows.
 
+mod pass;
+mod report;
+
+#[cfg(test)]
+pub(crate) use pass::test_options;
+pub use pass::{RunError, RunOptions, run};
+pub use report::{Report, final_state};
+
 use std::collections::BTreeMap;
-use std::io::{BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use chrono::{DateTime, NaiveDate, Utc};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::contract::{Contract, FileFormat, Registry};
-use crate::lake::{PartitionedWriter, SpooledFile, delta};
+use crate::contract::Contract;
+use crate::lake::{SpooledFile, delta};
 use crate::ledger::{Delivery, DeliveryState, Outcome};
 use crate::platform::{Platform, StepError};
 use crate::pseudonym::Pseudonymiser;
-use crate::quality::collect::Collector;
-use crate::quality::{self, Metric};
-use crate::read::{self, Next, RecordReader, StructuralError};
-use crate::receipt::{
-    MAX_PROBLEMS, Receipt, ReceiptHead, ReceiptOutcome, ReceiptProblem, RowCounts,
-};
-use crate::validate::{Problem, Severity, Validator, Verdict};
+use crate::quality;
+use crate::receipt::{ReceiptHead, ReceiptOutcome};
 
 /// A delivery stuck in `processing` longer than this is taken over by a retry
 /// (its worker died: a Lambda timeout, a killed process).
 pub const PROCESSING_LEASE: chrono::Duration = chrono::Duration::minutes(20);
 
-/// What one pass over a delivery found.
-#[derive(Debug, Default)]
-pub struct Report {
-    pub rows: RowCounts,
-    pub problems: Vec<Problem>,
-    pub problems_total: u64,
-    pub problems_by_rule: BTreeMap<String, u64>,
-    pub structural: Option<StructuralError>,
-    pub ignored_columns: Vec<String>,
-    pub files: Vec<SpooledFile>,
-    /// All problems as NDJSON, when there were any and a spool was given.
-    pub quarantine_file: Option<PathBuf>,
-    /// Rows written per lake table (a FHIR delivery fans out to several).
-    pub tables: BTreeMap<String, u64>,
-    /// The quality checks of every table the delivery fed.
-    pub quality: Vec<Metric>,
-    /// Rows (bundles) whose CPR was looked at, and how many had no usable one.
-    pub cpr_checked: u64,
-    pub cpr_unusable: u64,
-}
-
-impl Report {
-    /// The delivery's outcome and, for rejections, why.
-    pub fn outcome(&self, contract: &Contract) -> (ReceiptOutcome, Option<String>) {
-        if let Some(s) = &self.structural {
-            return (ReceiptOutcome::Rejected, Some(s.message.clone()));
-        }
-        if self.cpr_checked > 0 {
-            let share = self.cpr_unusable as f64 / self.cpr_checked as f64;
-            let limit = contract.delivery.unusable_cpr_threshold;
-            if share > limit {
-                let (units, place) = match (&contract.delivery.format, contract.cpr_field) {
-                    (FileFormat::Fhir { .. }, _) => {
-                        ("bundles", "the Patient's CPR identifier".to_string())
-                    }
-                    (_, Some(i)) => ("rows", format!("column {:?}", contract.fields[i].name)),
-                    (_, None) => ("rows", "the CPR column".to_string()),
-                };
-                return (
-                    ReceiptOutcome::Rejected,
-                    Some(format!(
-                        "{} of {} {units} ({:.1} %) have no usable CPR number in {place} \
-                         (empty, not of the form DDMMYY-SSSS, or not a date), above the contract's \
-                         limit of {:.1} %; the whole delivery is rejected and nothing was stored. \
-                         Are the columns swapped or shifted? Check that {place} holds the CPR \
-                         numbers and send the file again",
-                        self.cpr_unusable,
-                        self.cpr_checked,
-                        share * 100.0,
-                        limit * 100.0
-                    )),
-                );
-            }
-        }
-        let read = self.rows.read;
-        if read > 0 {
-            let share = self.rows.rejected as f64 / read as f64;
-            let limit = contract.delivery.reject_threshold;
-            if share > limit {
-                return (
-                    ReceiptOutcome::Rejected,
-                    Some(format!(
-                        "{} of {} rows ({:.1} %) failed validation, above the contract's threshold of {:.1} %; \
-                         the whole delivery is rejected — correct the rows listed and send the file again",
-                        self.rows.rejected,
-                        read,
-                        share * 100.0,
-                        limit * 100.0
-                    )),
-                );
-            }
-        }
-        if self.problems_total > 0 || !self.ignored_columns.is_empty() {
-            (ReceiptOutcome::Warning, None)
-        } else {
-            (ReceiptOutcome::Ok, None)
-        }
-    }
-}
-
-impl Report {
-    /// The receipt for this report. A rejected delivery stores nothing, so all its
-    /// rows count as rejected.
-    pub fn receipt(
-        &self,
-        head: ReceiptHead,
-        processed_at: DateTime<Utc>,
-        outcome: ReceiptOutcome,
-        state: DeliveryState,
-        reason: Option<String>,
-    ) -> Receipt {
-        let mut rows = self.rows.clone();
-        if outcome == ReceiptOutcome::Rejected {
-            rows.rejected = rows.read;
-            rows.accepted = 0;
-        }
-        Receipt {
-            head,
-            processed_at,
-            outcome,
-            state: state.as_str().to_string(),
-            reason,
-            rows,
-            problems: self.problems.iter().map(ReceiptProblem::from).collect(),
-            problems_total: self.problems_total,
-            problems_by_rule: self.problems_by_rule.clone(),
-            ignored_columns: self.ignored_columns.clone(),
-            tables: if outcome == ReceiptOutcome::Rejected {
-                BTreeMap::new()
-            } else {
-                self.tables.clone()
-            },
-            quarantine: None,
-            duplicate_of: None,
-            quality: (!self.quality.is_empty()).then(|| crate::quality::summarise(&self.quality)),
-            retraction: None,
-        }
-    }
-}
-
-/// The ledger state a receipt outcome ends in.
-pub fn final_state(outcome: ReceiptOutcome) -> DeliveryState {
-    match outcome {
-        ReceiptOutcome::Ok => DeliveryState::Accepted,
-        ReceiptOutcome::Warning => DeliveryState::AcceptedWithWarnings,
-        ReceiptOutcome::Rejected => DeliveryState::Rejected,
-    }
-}
-
-/// Options for a validate-only pass in tests: a throwaway key, no spool.
-#[cfg(test)]
-pub(crate) fn test_options(delivery_date: NaiveDate) -> RunOptions<'static> {
-    RunOptions {
-        delivery_id: "t",
-        delivery_date,
-        received_at: Utc::now(),
-        pseudonymiser: Pseudonymiser::new(
-            &crate::pseudonym::Key::new(1, vec![1; 32]).expect("32 bytes"),
-        ),
-        spool: None,
-        quality: true,
-    }
-}
-
-pub struct RunOptions<'a> {
-    pub delivery_id: &'a str,
-    pub delivery_date: NaiveDate,
-    pub received_at: DateTime<Utc>,
-    pub pseudonymiser: Pseudonymiser,
-    /// Where Parquet and quarantine files are spooled; `None` validates only.
-    pub spool: Option<&'a Path>,
-    /// Gather the quality metrics (off only to measure what they cost).
-    pub quality: bool,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error(transparent)]
-    Lake(#[from] crate::lake::LakeError),
-    #[error("quarantine spool: {0}")]
-    Quarantine(std::io::Error),
-}
-
-/// Collects a delivery's problems: all of them into the quarantine spool (NDJSON),
-/// the first [`MAX_PROBLEMS`] into the report, counts by rule.
-pub(crate) struct ProblemSink {
-    quarantine: Option<(PathBuf, BufWriter<std::fs::File>)>,
-}
-
-impl ProblemSink {
-    pub(crate) fn new(spool: Option<&Path>) -> Result<Self, RunError> {
-        let quarantine = match spool {
-            Some(dir) => {
-                let path = dir.join("quarantine.ndjson");
-                let f = std::fs::File::create(&path).map_err(RunError::Quarantine)?;
-                Some((path, BufWriter::new(f)))
-            }
-            None => None,
-        };
-        Ok(ProblemSink { quarantine })
-    }
-
-    pub(crate) fn take(
-        &mut self,
-        report: &mut Report,
-        problems: &mut Vec<Problem>,
-    ) -> Result<(), RunError> {
-        for p in problems.drain(..) {
-            report.problems_total += 1;
-            *report
-                .problems_by_rule
-                .entry(p.rule.to_string())
-                .or_default() += 1;
-            if let Some((_, q)) = self.quarantine.as_mut() {
-                serde_json::to_writer(&mut *q, &ReceiptProblem::from(&p))
-                    .map_err(|e| RunError::Quarantine(e.into()))?;
-                q.write_all(b"\n").map_err(RunError::Quarantine)?;
-            }
-            if report.problems.len() < MAX_PROBLEMS {
-                report.problems.push(p);
-            }
-        }
-        Ok(())
-    }
-
-    pub(crate) fn finish(self, report: &mut Report) -> Result<(), RunError> {
-        if let Some((path, mut q)) = self.quarantine {
-            q.flush().map_err(RunError::Quarantine)?;
-            if report.problems_total > 0 {
-                report.quarantine_file = Some(path);
-            }
-        }
-        Ok(())
-    }
-}
-
-/// One streaming pass over a delivery. Structural problems end up in the report;
-/// only internal failures (disk, Parquet) are errors.
-pub fn run(
-    registry: &Registry,
-    contract: &Contract,
-    raw: Box<dyn Read + Send>,
-    opts: RunOptions,
-) -> Result<Report, RunError> {
-    match &contract.delivery.format {
-        FileFormat::Fhir { .. } => crate::fhir::run(registry, contract, raw, opts),
-        FileFormat::Derived { from } => Ok(Report {
-            structural: Some(StructuralError::new(
-                "derived_dataset",
-                format!(
-                    "{} is produced from {from} deliveries and is not delivered on its own; send {from} instead",
-                    contract.id
-                ),
-            )),
-            ..Report::default()
-        }),
-        FileFormat::Csv { .. } | FileFormat::Ndjson => run_rows(contract, raw, opts),
-    }
-}
-
-/// CSV or flat NDJSON: one record is one row of one table.
-fn run_rows(
-    contract: &Contract,
-    raw: Box<dyn Read + Send>,
-    opts: RunOptions,
-) -> Result<Report, RunError> {
-    let mut report = Report::default();
-    let received_micros = opts.received_at.timestamp_micros();
-    let mut sink = ProblemSink::new(opts.spool)?;
-    let key_version = opts.pseudonymiser.key_version();
-    let mut writer = opts.spool.map(|dir| {
-        PartitionedWriter::new(
-            contract,
-            dir,
-            opts.delivery_id,
-            received_micros,
-            key_version,
-        )
-    });
-    let mut quality = opts
-        .quality
-        .then(|| Collector::new(contract, opts.delivery_date));
-    let mut validator = Validator::new(
-        contract,
-        opts.pseudonymiser,
-        opts.delivery_date,
-        received_micros,
-    );
-
-    let opened = read::decode(raw, contract).and_then(|input| RecordReader::open(input, contract));
-    let mut reader = match opened {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(q) = quality {
-                report.quality = q.finish(Some(&e));
-            }
-            report.structural = Some(e);
-            return Ok(report);
-        }
-    };
-    report.ignored_columns = reader.unknown_columns.clone();
-    let mut problems = Vec::new();
-    loop {
-        let verdict = match reader.next(contract) {
-            Ok(Next::End) => break,
-            Ok(Next::Row) => {
-                let verdict = validator.check(&reader.row, &mut problems);
-                if contract.cpr_field.is_some() {
-                    report.count_cpr(validator.person.class.identifies_person());
-                }
-                if let Some(q) = quality.as_mut() {
-                    q.observe(&reader.row, verdict, &validator, &problems);
-                }
-                verdict
-            }
-            Ok(Next::Bad(e)) => {
-                problems.push(Problem {
-                    line: e.line,
-                    column: None,
-                    rule: e.rule,
-                    severity: Severity::Error,
-                    message: e.message,
-                });
-                if let Some(q) = quality.as_mut() {
-                    q.observe_unreadable(&problems);
-                }
-                Verdict::Rejected
-            }
-            Err(e) => {
-                report.structural = Some(e);
-                break;
-            }
-        };
-        report.count(verdict);
-        if verdict != Verdict::Rejected
-            && let Some(w) = writer.as_mut()
-        {
-            w.append(&reader.row, &validator)?;
-        }
-        if !problems.is_empty() {
-            sink.take(&mut report, &mut problems)?;
-        }
-    }
-    if let Some(w) = writer {
-        report.files = w.finish()?;
-    }
-    report.tables.insert(contract.table(), report.rows.accepted);
-    if let Some(q) = quality {
-        report.quality = q.finish(report.structural.as_ref());
-    }
-    sink.finish(&mut report)?;
-    Ok(report)
-}
-
-impl Report {
-    /// Counts one row's (bundle's) CPR for the unusable share.
-    pub(crate) fn count_cpr(&mut self, usable: bool) {
-        self.cpr_checked += 1;
-        self.cpr_unusable += u64::from(!usable);
-    }
-
-    /// Counts one unit of acceptance (a row, or a bundle).
-    pub(crate) fn count(&mut self, verdict: Verdict) {
-        self.rows.read += 1;
-        match verdict {
-            Verdict::Accepted => self.rows.accepted += 1,
-            Verdict::AcceptedWithWarnings => {
-                self.rows.accepted += 1;
-                self.rows.with_warnings += 1;
-            }
-            Verdict::Rejected => self.rows.rejected += 1,
-        }
-    }
-}
-
 /// Where the quarantine record of a delivery lives in the quarantine store.
-pub fn quarantine_key(d: &Delivery) -> String {
-    format!("{}/{}/{}.ndjson", d.source, d.dataset_name(), d.delivery_id)
-}
+pub use crate::layout::quarantine_key;
 
 /// What the process step did with a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -421,7 +64,7 @@ pub async fn process(p: &Platform, delivery_id: &str) -> Result<Processed, StepE
         let from: &[DeliveryState] = if stale {
             &[DeliveryState::Processing]
         } else {
-            &[DeliveryState::Received, DeliveryState::Failed]
+            DeliveryState::REPLAYABLE
         };
         if !p
             .ledger
@@ -643,6 +286,8 @@ async fn finish(
 mod tests {
     use super::*;
     use crate::contract::Registry;
+    use crate::receipt::MAX_PROBLEMS;
+    use chrono::NaiveDate;
 
     const HEADER: &str =
         "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n";

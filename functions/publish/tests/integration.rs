@@ -1,0 +1,7 @@
+//! The publish function's integration tests, in one test binary.
+
+#[path = "../../process/tests/support/mod.rs"]
+mod support;
+
+mod aws;
+mod events;
