@@ -12,6 +12,8 @@ ARCH    ?= x86_64
 LAMBDA_ARCH_FLAG := $(if $(filter arm64,$(ARCH)),--arm64,--x86-64)
 
 CFN_GUARD := .tools/bin/cfn-guard
+# apt-get as root (CI), or through sudo on a developer's machine.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 ENV       ?=
 DEPLOY_ARCH ?= arm64
 ALARM_EMAIL ?=
@@ -19,13 +21,20 @@ ALARM_EMAIL ?=
 # Key=Value pairs: SUPPLIER_PARAMS="AlmenpraksisAccountId=111122223333 AlmenpraksisExternalId=... ..."
 SUPPLIER_PARAMS ?=
 
-.PHONY: all build build-cli demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli build-demo demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
-# The CLI, the function binaries and the test binaries, in one release build.
+# The CLI (with the operator's --aws commands) and the function binaries, in the
+# same release build the tests use (one feature set: nothing is built twice).
 build-cli:
-	$(CARGO) build $(PROFILE) --workspace --locked
+	$(CARGO) build $(PROFILE) --workspace --all-features --locked
+
+# The embedded default only: the CLI without the AWS SDK, no functions, no tests, in
+# the quick-to-build `demo` profile (README: "How long the first build takes").
+DEMO_BIN := target/demo/naerdata
+build-demo:
+	$(CARGO) build --profile demo -p naerdata-cli --locked
 
 ## build: the Lambda zips (target/lambda/<function>/bootstrap.zip) with cargo-lambda.
 ## publish builds on its own: built together, cargo would unify features and link
@@ -37,9 +46,9 @@ build: venv-build
 	  --profile lambda-release --package naerdata-publish --output-format zip $(LAMBDA_ARCH_FLAG)
 
 ## demo: generate a week of synthetic deliveries, ingest them, print the summary
-demo: build-cli
+demo: build-demo
 	rm -rf $(HOME_DEMO)
-	$(BIN) --home $(HOME_DEMO) demo
+	$(DEMO_BIN) --home $(HOME_DEMO) demo
 
 ## test: unit and end-to-end tests, then an independent reader over a full run
 test: system-deps test-infra test-rust test-e2e
@@ -49,13 +58,13 @@ test: system-deps test-infra test-rust test-e2e
 system-deps:
 	@if ! command -v cc >/dev/null || ! python3 -c 'import venv' 2>/dev/null || ! command -v chromium >/dev/null; then \
 	  echo "installing OS packages: gcc python3-venv chromium fonts-dejavu-core"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-venv chromium fonts-dejavu-core >/dev/null; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-venv chromium fonts-dejavu-core >/dev/null; \
 	fi
 
 # The AWS tests start moto and read Parquet back with pyarrow from the venv.
 test-rust: venv
 	MOTO_SERVER="$(CURDIR)/$(VENV)/bin/moto_server" NAERDATA_PYTHON="$(CURDIR)/$(PY)" \
-	  $(CARGO) test $(PROFILE) --workspace --locked
+	  $(CARGO) test $(PROFILE) --workspace --all-features --locked
 
 $(VENV)/.done: tests/requirements.txt
 	python3 -m venv $(VENV)
@@ -132,7 +141,8 @@ bench-lambda: build-cli venv
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy $(PROFILE) --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy $(PROFILE) --workspace --all-targets --all-features --locked -- -D warnings
+	$(CARGO) clippy $(PROFILE) -p naerdata-cli --locked -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Subcommand;
 use naerdata::Platform;
 use naerdata::contract::Registry;
@@ -96,6 +96,7 @@ pub async fn aws(
     clients: &naerdata::aws::Clients,
     resources: &naerdata::aws::Resources,
 ) -> Result<()> {
+    use anyhow::Context;
     match what {
         KeysCommand::Show => {
             print_record(p).await?;

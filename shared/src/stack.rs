@@ -13,8 +13,11 @@ use crate::layout::{
 };
 use crate::metrics::NAMESPACE;
 
+/// What renders one region's text.
+pub type Render = fn() -> String;
+
 /// The generated regions, in the template's order, with what renders each.
-pub const REGIONS: &[(&str, fn() -> String)] = &[
+pub const REGIONS: &[(&str, Render)] = &[
     ("supplier-parameters", supplier_parameters),
     ("bucket-policies", bucket_policies),
     ("supplier-roles", supplier_roles),

@@ -18,7 +18,7 @@ pub struct Bundles {
 const MAX_SINGLE_BUNDLE: usize = 256 << 20;
 
 impl Bundles {
-    pub fn next(&mut self) -> Result<Option<(u64, String)>, StructuralError> {
+    pub fn next_bundle(&mut self) -> Result<Option<(u64, String)>, StructuralError> {
         if let Some(s) = self.single.take() {
             return Ok(Some((1, s)));
         }
@@ -59,7 +59,7 @@ pub fn open_bundles(
         single: None,
     };
     // NDJSON has a whole JSON object on line 1; a pretty-printed Bundle does not.
-    let Some((_, first)) = b.next()? else {
+    let Some((_, first)) = b.next_bundle()? else {
         return Err(StructuralError::new(
             "empty_file",
             "the file holds no bundles",

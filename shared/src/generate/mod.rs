@@ -697,7 +697,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
         });
 
         // kommune.gateway: the day's delivery reports.
-        let bundles = gw.day(day, &people, &kommuner, &discharges);
+        let bundles = gw.day(day, &people, kommuner, &discharges);
         let path = opts
             .out
             .join("kommune/gateway")
@@ -729,7 +729,7 @@ pub fn bench_gateway_file(path: &Path, bundles: usize, seed: u64) -> std::io::Re
         .collect();
     let mut gw = gateway::Gateway::new(seed, 0.0);
     let day = NaiveDate::from_ymd_opt(2026, 10, 1).expect("a date");
-    let b = gw.day_all_start(day, &people, &kommuner());
+    let b = gw.day_all_start(day, &people, kommuner());
     gateway::write_ndjson(path, &b).map(|_| ())
 }
 

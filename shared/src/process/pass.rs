@@ -214,7 +214,7 @@ fn run_bundles(
     };
     let mut problems = Vec::new();
     loop {
-        let (line, text) = match bundles.next() {
+        let (line, text) = match bundles.next_bundle() {
             Ok(Some(x)) => x,
             Ok(None) => break,
             Err(e) => {
