@@ -320,7 +320,11 @@ enum ContractsCommand {
 
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NAERDATA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // delta-rs's kernel logs an ERROR when it opens a table that has no commit
+        // yet, which every first delivery to a table does; the caller handles it.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,buoyant_kernel::snapshot::builder=off")
+        });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

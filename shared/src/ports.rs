@@ -233,7 +233,15 @@ pub mod conformance {
     use super::{ObjectStore, StoreError};
 
     async fn read(s: &dyn ObjectStore, key: &str) -> Vec<u8> {
-        let mut r = s.open(key).await.expect("open");
+        drain(s.open(key).await.expect("open")).await
+    }
+
+    /// The current version, asked for as "no particular version".
+    async fn read_version(s: &dyn ObjectStore, key: &str) -> Vec<u8> {
+        drain(s.open_version(key, None).await.expect("open_version")).await
+    }
+
+    async fn drain(mut r: Box<dyn Read + Send>) -> Vec<u8> {
         tokio::task::spawn_blocking(move || {
             let mut buf = Vec::new();
             r.read_to_end(&mut buf).expect("read");
@@ -319,17 +327,5 @@ pub mod conformance {
             ["c/b/kept.bin", "c/b/owned.bin"]
         );
         assert!(!s.locate("c/b/kept.bin").is_empty());
-    }
-
-    /// The current version, asked for as "no particular version".
-    async fn read_version(s: &dyn ObjectStore, key: &str) -> Vec<u8> {
-        let mut r = s.open_version(key, None).await.expect("open_version");
-        tokio::task::spawn_blocking(move || {
-            let mut buf = Vec::new();
-            r.read_to_end(&mut buf).expect("read");
-            buf
-        })
-        .await
-        .expect("reader thread")
     }
 }
