@@ -73,9 +73,19 @@ $(VENV)/.done: tests/requirements.txt
 
 venv: $(VENV)/.done
 
-# cfn-guard is a Rust tool from crates.io, installed beside the project (not in target/).
+# cfn-guard, installed beside the project (not in target/). AWS's own prebuilt binary
+# comes in the npm package @cdklabs/cdk-validator-cfnguard (pinned: it carries cfn-guard
+# 3.1.1), which saves compiling the tool from crates.io in every CI run; without npm, or
+# on a machine that binary does not run on, it is built with cargo as before.
+CFN_GUARD_NPM := @cdklabs/cdk-validator-cfnguard@0.0.62
 $(CFN_GUARD):
-	$(CARGO) install cfn-guard --locked --quiet --root .tools
+	mkdir -p .tools/bin
+	if command -v npm >/dev/null && npm install --silent --no-audit --no-fund --prefix .tools/npm $(CFN_GUARD_NPM) \
+	   && .tools/npm/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/$$(uname -m)/cfn-guard --version >/dev/null 2>&1; then \
+	  ln -sf "$(CURDIR)/.tools/npm/node_modules/@cdklabs/cdk-validator-cfnguard/bin/ubuntu/$$(uname -m)/cfn-guard" $@; \
+	else \
+	  $(CARGO) install cfn-guard --locked --quiet --root .tools; \
+	fi
 
 ## test-infra: the SAM template checked offline (transform, cfn-lint, checkov, cfn-guard)
 test-infra: venv $(CFN_GUARD)
