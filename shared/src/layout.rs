@@ -100,8 +100,6 @@ pub fn quarantine_key(d: &Delivery) -> String {
 pub const CURATED_PREFIX: &str = "curated/";
 /// The curated zone as a folder of the local lake (the prefix without its slash).
 pub const CURATED_ZONE: &str = "curated";
-/// A Delta table's log, under the table's prefix.
-pub const DELTA_LOG: &str = "_delta_log/";
 
 /// The Delta table of a curated table: `curated/<table>/`.
 pub fn curated_prefix(table: &str) -> String {
@@ -121,11 +119,6 @@ pub fn curated_object_key(
         "{}year={year:04}/month={month:02}/{delivery_id}-{n}.parquet",
         curated_prefix(table)
     )
-}
-
-/// The log of the Delta table under `table_prefix`.
-pub fn delta_log_prefix(table_prefix: &str) -> String {
-    format!("{table_prefix}{DELTA_LOG}")
 }
 
 /// Marks a table whose migration to Delta Lake has not finished.
@@ -345,7 +338,6 @@ mod tests {
             curated_object_key("lpr_kontakt", 2026, 3, "d1", 0),
             "curated/lpr_kontakt/year=2026/month=03/d1-0.parquet"
         );
-        assert_eq!(delta_log_prefix("curated/t/"), "curated/t/_delta_log/");
         assert_eq!(
             migration_marker_key("quality/metrics/"),
             "quality/metrics/_naerdata_migrating"

@@ -203,10 +203,6 @@ impl<'c> Validator<'c> {
         }
     }
 
-    pub fn contract(&self) -> &'c Contract {
-        self.contract
-    }
-
     /// Checks one row. Problems are appended to `problems`; `values` is the caller's
     /// buffer for the typed values (reused from row to row), borrowed by the result.
     pub fn check<'r>(

@@ -285,12 +285,13 @@ fn run_bundles(
                 // Warnings repeat per row (the same CPR in each): keep the first.
                 dedup_from(&mut problems, before);
                 if verdict != Verdict::Rejected {
-                    // Kept in the order the bundle gave them, as validated above.
-                    let mut next = vec![0usize; tables.len()];
+                    // Kept in the order the bundle gave them, as validated above
+                    // (the same walk over the pending rows, counted again).
+                    used.fill(0);
                     for f in &flat {
                         let t = index[f.table];
-                        let p = &pending[t][next[t]];
-                        next[t] += 1;
+                        let p = &pending[t][used[t]];
+                        used[t] += 1;
                         sinks[t].keep(&TypedRow {
                             contract: tables[t],
                             row: &p.row,
