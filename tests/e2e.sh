@@ -42,6 +42,11 @@ publish_day=$(grep -o 'marts as of [0-9-]*' "$work/home-demo.log" | head -n 1 | 
 mkdir -p target
 "$py" "$(dirname "$0")/independent/check_page.py" "$work/home/lake/reports/operator/index.html" \
   target/operator-page.png --expect-units
+# The demo loads a register of its GP clinics with one that never delivers (ydernummer
+# 010296 for 1,500 persons): the page lists it as missing.
+grep -q '<td>almenpraksis.diagnose</td><td>010296</td>' "$work/home/lake/reports/operator/index.html" ||
+  { echo "FAIL: the registered clinic that never delivered is not on the operator page" >&2; exit 1; }
+echo "reception: the registered clinic that never delivered is shown missing"
 # The lake key rotated: every table rebuilt from landing with key version 2 (and no
 # row of version 1 left), and the independent reader finds the lake as before.
 "$bin" --home "$work/home" keys rotate --publish-date 2026-10-05 > "$work/rotate.out"

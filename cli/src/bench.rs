@@ -124,6 +124,7 @@ fn quality_overhead(file: &Path, rows: u64, dir: &Path, runs: usize) -> Result<(
                 pseudonymiser: naerdata::pseudonym::Pseudonymiser::new(&key),
                 spool: Some(spool.path()),
                 quality,
+                reference: naerdata::reference::ReferenceSet::builtin(),
             },
         )?;
         let secs = started.elapsed().as_secs_f64();

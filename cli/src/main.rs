@@ -38,7 +38,7 @@ struct Cli {
     /// Operate on the AWS deployment named by the `NAERDATA_*` environment variables
     /// (see the README) instead of the local home: `status`, `replay`, `redrive`,
     /// `retract`, `maintain`, `purge`, `extract` (sends the request to the publish
-    /// function's extract queue), `keys`.
+    /// function's extract queue), `keys`, `reference`.
     #[arg(long, global = true)]
     aws: bool,
     #[command(subcommand)]
@@ -196,6 +196,13 @@ enum Command {
         #[command(subcommand)]
         what: ContractsCommand,
     },
+    /// Reference data (SOR map, FSIII, §119/§140 catalogue, SKS, register of expected
+    /// reporting units): `list` the current versions, `load` a new one (checked first;
+    /// the process step uses it from its next delivery, no deploy).
+    Reference {
+        #[command(subcommand)]
+        what: ReferenceCommand,
+    },
     /// The lake key: show its fingerprint, rotate it (README: key custody).
     Keys {
         #[command(subcommand)]
@@ -243,6 +250,99 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+}
+
+#[derive(Subcommand)]
+enum ReferenceCommand {
+    /// The current version of each kind (built-in or loaded).
+    List,
+    /// Check FILE as a new version of KIND and make it current.
+    Load {
+        /// sor, fsiii, catalogue, sks or units.
+        kind: String,
+        file: PathBuf,
+        /// Check only; publish nothing.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+/// `naerdata reference ...` on the lake of `p` (local or AWS alike).
+async fn reference(p: &Platform, what: ReferenceCommand) -> Result<()> {
+    use naerdata::reference::{Kind, builtin_version, store};
+    match what {
+        ReferenceCommand::List => {
+            for (kind, cur) in store::pointers(p.stores.lake.as_ref()).await? {
+                match cur {
+                    Some(c) => println!(
+                        "{:<10} {:<32} {:>6} rows  loaded {} from {}",
+                        kind.name(),
+                        c.version,
+                        c.rows,
+                        c.loaded_at.format("%Y-%m-%d %H:%M"),
+                        c.source_file
+                    ),
+                    None => println!(
+                        "{:<10} {:<32} (built in)",
+                        kind.name(),
+                        builtin_version(kind)
+                    ),
+                }
+            }
+        }
+        ReferenceCommand::Load { kind, file, check } => {
+            let Some(k) = Kind::parse(&kind) else {
+                bail!(
+                    "unknown reference kind {kind:?}; known: {}",
+                    Kind::ALL.map(Kind::name).join(", ")
+                );
+            };
+            let text = std::fs::read_to_string(&file).with_context(|| {
+                format!(
+                    "reading {} ({})",
+                    naerdata::privacy::display(&file.display().to_string()),
+                    k.describe()
+                )
+            })?;
+            let name = file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if check {
+                let rows = store::check(k, &text, &p.contracts)?;
+                println!("{kind}: {rows} rows, valid (nothing published)");
+                return Ok(());
+            }
+            match store::publish(
+                p.stores.lake.as_ref(),
+                &p.contracts,
+                k,
+                &text,
+                &name,
+                p.clock.now(),
+            )
+            .await?
+            {
+                store::Published::New(c) => println!(
+                    "{kind}: version {} is current ({} rows), at {}",
+                    c.version,
+                    c.rows,
+                    p.stores
+                        .lake
+                        .locate(&naerdata::layout::reference_version_key(
+                            &c.kind, &c.version
+                        ))
+                ),
+                store::Published::Unchanged(c) => {
+                    println!(
+                        "{kind}: the file is the current version {} already",
+                        c.version
+                    )
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -315,6 +415,9 @@ enum ContractsCommand {
     Docs {
         #[arg(long)]
         out: Option<PathBuf>,
+        /// The guide's language: da (Danish, the primary one) or en.
+        #[arg(long, default_value = "da")]
+        lang: naerdata::docs::Lang,
     },
 }
 
@@ -395,6 +498,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 input.display()
             );
             let mut files = generate::generate(&opts)?;
+            // The register of the GP clinics expected to deliver, with one that never
+            // does: the operator page shows it missing.
+            naerdata::reference::store::publish(
+                p.stores.lake.as_ref(),
+                &p.contracts,
+                naerdata::reference::Kind::Units,
+                &generate::unit_register(&opts),
+                "enheder.csv",
+                p.clock.now(),
+            )
+            .await?;
             if careless {
                 files.extend(generate::careless::careless(&files)?);
             }
@@ -652,14 +766,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 "redrive moves messages between SQS queues: run it with --aws (locally, `replay` a failed delivery)"
             )
         }
+        Command::Reference { what } => reference(&local()?, what).await?,
         Command::Contracts { what } => match what {
             ContractsCommand::List => {
                 for c in contracts.iter() {
                     println!("{:<26} v{:<7} {}", c.id, c.version, c.title);
                 }
             }
-            ContractsCommand::Docs { out } => {
-                write_or_print(out, &naerdata::docs::reporting_guide(&contracts))?;
+            ContractsCommand::Docs { out, lang } => {
+                write_or_print(out, &naerdata::docs::reporting_guide(&contracts, lang))?;
             }
         },
         Command::Bench {
@@ -904,8 +1019,9 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
             );
         }
         Command::Keys { what } => keys::aws(what, &p, &clients, &resources).await?,
+        Command::Reference { what } => reference(&p, what).await?,
         _ => bail!(
-            "with --aws only status, replay, redrive, retract, maintain, purge, extract, keys and privacy scan run; the other commands are local"
+            "with --aws only status, replay, redrive, retract, maintain, purge, extract, keys, reference and privacy scan run; the other commands are local"
         ),
     }
     Ok(ExitCode::SUCCESS)

@@ -160,20 +160,24 @@ fn ingest_needs_a_dataset_it_can_tell() {
 }
 
 #[test]
-fn the_committed_reporting_guide_is_current() {
-    let out = Command::new(env!("CARGO_BIN_EXE_naerdata"))
-        .args(["contracts", "docs"])
-        .output()
-        .unwrap();
-    let committed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/reporting-guide.md"
-    ))
-    .unwrap();
-    assert!(
-        String::from_utf8_lossy(&out.stdout) == committed,
-        "docs/reporting-guide.md is stale: run `naerdata contracts docs --out docs/reporting-guide.md`"
-    );
+fn the_committed_reporting_guides_are_current() {
+    // Danish is the suppliers' guide; the English one is kept beside it.
+    for (lang, file) in [
+        ("da", "reporting-guide.md"),
+        ("en", "reporting-guide.en.md"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_naerdata"))
+            .args(["contracts", "docs", "--lang", lang])
+            .output()
+            .unwrap();
+        let committed =
+            std::fs::read_to_string(format!("{}/../docs/{file}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        assert!(
+            String::from_utf8_lossy(&out.stdout) == committed,
+            "docs/{file} is stale: run `naerdata contracts docs --lang {lang} --out docs/{file}`"
+        );
+    }
 }
 
 #[test]
@@ -386,4 +390,95 @@ fn ingest_reads_only_regular_files_and_nothing_under_its_home() {
     let out = naerdata(&home, &["ingest", own.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("inside the platform's home"));
+}
+
+/// An operator loads a new SOR map with `naerdata reference load`; a bundle from the
+/// new SOR code is accepted afterwards by the same binary (no rebuild). A map that
+/// lost municipalities is refused and changes nothing.
+#[test]
+fn reference_load_makes_a_new_sor_code_acceptable() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let bundle = |id: &str| {
+        std::fs::read_to_string(format!(
+            "{}/../shared/tests/fixtures/kl-ig/jens-hansen/{id}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    };
+    // Two different reports (an identical file would be a duplicate).
+    let outcome = |day: &str, id: &str| {
+        let file = write(
+            dir.path(),
+            &format!("in/kommune/gateway/{day}/jh.json"),
+            &bundle(id),
+        );
+        let out = naerdata(&home, &["ingest", file.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let receipts = home.join("receipts/kommune/gateway");
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(&receipts).unwrap() {
+            let r: serde_json::Value =
+                serde_json::from_str(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap();
+            if r["object_key"].as_str().unwrap().contains(day) {
+                found.push(r["outcome"].as_str().unwrap().to_string());
+            }
+        }
+        assert_eq!(found.len(), 1);
+        found.remove(0)
+    };
+    assert_eq!(
+        outcome("2021-02-10", "5c20b1b0-ec06-4d25-89e2-13521ebcf642"),
+        "rejected",
+        "the guide's SOR code is unknown"
+    );
+
+    let refused = write(
+        dir.path(),
+        "sor-short.csv",
+        "sor_code,kommunekode\n123456789012345,751\n",
+    );
+    let out = naerdata(
+        &home,
+        &["reference", "load", "sor", refused.to_str().unwrap()],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("97 of the 98 municipalities have no SOR code"),
+        "{err}"
+    );
+
+    let builtin = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../reference/sor-kommune.csv"
+    ))
+    .unwrap();
+    let map = write(
+        dir.path(),
+        "sor-2027.csv",
+        &format!("{builtin}123456789012345,751,Aarhus,false\n"),
+    );
+    let out = naerdata(&home, &["reference", "load", "sor", map.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && said.contains("is current (99 rows)"),
+        "{said}"
+    );
+    let list = naerdata(&home, &["reference", "list"]);
+    let listed = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        listed.contains("sor-2027.csv") && listed.contains("(built in)"),
+        "{listed}"
+    );
+
+    assert_ne!(
+        outcome("2021-02-14", "832c69db-98b5-4aee-ab00-c24967e89d25"),
+        "rejected",
+        "accepted after the load"
+    );
 }

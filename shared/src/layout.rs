@@ -5,7 +5,7 @@
 //! Landing, receipts and quarantine are stores of their own (buckets in AWS), keyed
 //! by source first so a supplier's role can be limited to its prefix. Everything else
 //! is a prefix of the lake store: `curated/`, `quality/`, `presentation/`,
-//! `extracts/`, `projects/`, `reports/`, and the platform's own `_keys/` and
+//! `extracts/`, `projects/`, `reports/`, `reference/`, and the platform's own `_keys/` and
 //! `_purges/` (Hive-style readers skip folders starting with `_`).
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
@@ -221,6 +221,20 @@ pub fn project_spec_key(project: &str) -> String {
 
 // ------------------------------------------------------------------ lake: reports, catalog, platform
 
+/// Reference data operators load at run time (`naerdata reference load`): per kind,
+/// immutable versions and a pointer to the current one.
+pub const REFERENCE_PREFIX: &str = "reference/";
+
+/// The pointer to a reference kind's current version.
+pub fn reference_current_key(kind: &str) -> String {
+    format!("{REFERENCE_PREFIX}{kind}/current.json")
+}
+
+/// One version of a reference kind, never overwritten.
+pub fn reference_version_key(kind: &str, version: &str) -> String {
+    format!("{REFERENCE_PREFIX}{kind}/{version}.csv")
+}
+
 pub const REPORTS_PREFIX: &str = "reports/";
 /// The operator page the monitor publishes.
 pub const OPERATOR_PAGE_KEY: &str = "reports/operator/index.html";
@@ -265,6 +279,7 @@ pub const LAKE_IAM_PREFIXES: &[&str] = &[
     EXTRACTS_PREFIX,
     PROJECTS_PREFIX,
     REPORTS_PREFIX,
+    REFERENCE_PREFIX,
     KEYS_PREFIX,
 ];
 

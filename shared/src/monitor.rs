@@ -171,6 +171,10 @@ pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
         .iter()
         .map(|k| k.code.clone())
         .collect();
+    // The register of expected reporting units, as loaded now.
+    let reference = crate::reference::store::current(p.stores.lake.as_ref())
+        .await
+        .map_err(|e| StepError::Internal(e.to_string()))?;
     let this_month = declaration::month_of(as_of);
     let last_month = declaration::previous_month(this_month);
     let last_month_end = this_month - Duration::days(1);
@@ -196,12 +200,17 @@ pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
             })
             .map(|s| arrival(c, s))
             .collect();
+        let registered: Vec<(String, NaiveDate, Option<NaiveDate>)> = reference
+            .units_of(&c.id, since, as_of)
+            .map(|u| (u.unit.clone(), u.valid_from, u.valid_to))
+            .collect();
         let inputs = Inputs {
             source: &c.source,
             dataset: &c.id,
             reception: rec,
             arrivals: &accepted,
             kommuner: &kommuner,
+            registered: &registered,
         };
         let calendar = reception::calendar(&inputs, as_of);
 

@@ -127,6 +127,10 @@ pub struct Receipt {
     /// Set when the delivery's rows were taken back out of the lake.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub retraction: Option<Retraction>,
+    /// The reference data (kind -> version) the delivery was checked against, for
+    /// datasets checked against any (SOR map, FSIII, catalogue, SKS).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    pub reference_versions: BTreeMap<String, String>,
 }
 
 /// Why and when an accepted delivery was retracted.

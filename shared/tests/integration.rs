@@ -10,3 +10,4 @@ mod extract;
 mod layout;
 mod pipeline;
 mod publish;
+mod reference;

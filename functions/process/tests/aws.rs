@@ -932,3 +932,68 @@ fn arrow_value(b: &arrow::record_batch::RecordBatch, c: usize) -> i64 {
         .parse()
         .unwrap()
 }
+
+/// Reference data through the AWS chain: a SOR map version loaded into the lake
+/// bucket (what `naerdata reference load sor FILE --aws` does) applies to the next
+/// bundle the process function handles, with no deploy and no restart.
+#[tokio::test]
+async fn a_sor_map_loaded_into_the_lake_bucket_applies_to_the_next_bundle() {
+    use naerdata::reference::{self, Kind, store::Published};
+    let moto = Moto::start();
+    let stack = provision(&moto, "ref").await;
+    let p = platform(&stack);
+    let fixture = |id: &str| {
+        let path = format!(
+            "{}/../../shared/tests/fixtures/kl-ig/jens-hansen/{id}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let b: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        format!("{b}\n").into_bytes()
+    };
+    let first = "kommune/gateway/2021-02-10/jh-1.ndjson";
+    stack
+        .upload(first, fixture("5c20b1b0-ec06-4d25-89e2-13521ebcf642"))
+        .await;
+    run_functions(&stack, &p).await;
+    assert_eq!(by_key(&p, first).await.state, DeliveryState::Rejected);
+
+    let text = format!(
+        "{}123456789012345,751,Aarhus (the KL guide's example),false\n",
+        reference::SOR_KOMMUNE_CSV
+    );
+    let Published::New(cur) = reference::store::publish(
+        p.stores.lake.as_ref(),
+        &naerdata::contract::Registry::builtin(),
+        Kind::Sor,
+        &text,
+        "sor.csv",
+        p.clock.now(),
+    )
+    .await
+    .unwrap() else {
+        panic!("not published")
+    };
+    assert!(
+        stack
+            .keys(&stack.resources.lake_bucket)
+            .await
+            .contains(&format!("reference/sor/{}.csv", cur.version))
+    );
+    let second = "kommune/gateway/2021-02-14/jh-2.ndjson";
+    stack
+        .upload(second, fixture("832c69db-98b5-4aee-ab00-c24967e89d25"))
+        .await;
+    run_functions(&stack, &p).await;
+    let d = by_key(&p, second).await;
+    let r = receipt(&stack, &d).await;
+    assert!(
+        matches!(
+            d.state,
+            DeliveryState::Accepted | DeliveryState::AcceptedWithWarnings
+        ),
+        "{r:?}"
+    );
+    assert_eq!(r.reference_versions["sor"], cur.version);
+    assert_eq!(r.tables["kommune_tilstand"], 3);
+}

@@ -18,15 +18,40 @@ use crate::validate::{Problem, Severity};
 pub struct FlatRow {
     pub table: &'static str,
     pub values: Vec<(&'static str, String)>,
+    /// Warnings about this row's values found while flattening (a code missing from
+    /// the loaded code list), with the column they concern: they count against the
+    /// row like the validator's own.
+    pub warnings: Vec<Problem>,
 }
 
 pub(super) struct Check<'a> {
     pub(super) line: u64,
     pub(super) problems: &'a mut Vec<Problem>,
     pub(super) failed: bool,
+    /// Warnings for the row being flattened (moved into its [`FlatRow`]).
+    pub(super) warnings: Vec<Problem>,
 }
 
+/// The warning rule of a well-formed code that is missing from the loaded list.
+pub const CODE_NOT_IN_LIST: &str = "code_not_in_list";
+
 impl Check<'_> {
+    /// A well-formed code missing from the loaded code list: the row is kept, and
+    /// the column carries a warning (a newer terminology than the one loaded, or a
+    /// mistake the supplier should look at).
+    pub(super) fn unlisted(&mut self, location: &str, column: &'static str, what: &str) {
+        self.warnings.push(Problem {
+            line: self.line,
+            column: Some(column.to_string()),
+            rule: CODE_NOT_IN_LIST,
+            severity: Severity::Warning,
+            message: format!(
+                "{location}: the {what} is well-formed but not in the loaded code list \
+                 (see reference_versions); the row is kept"
+            ),
+        });
+    }
+
     pub(super) fn fail(
         &mut self,
         location: String,
@@ -88,6 +113,7 @@ pub fn flatten_bundle(
         line,
         problems,
         failed: false,
+        warnings: Vec::new(),
     };
     if text(bundle, &["resourceType"]) != Some("Bundle")
         || text(bundle, &["type"]) != Some("collection")
@@ -215,6 +241,7 @@ pub fn flatten_bundle(
 
     let mut rows = Vec::new();
     let mut newest = String::new();
+    let reported_at = text(bundle, &["timestamp"]);
     for (i, e) in entries.iter().enumerate() {
         let at = format!("Bundle.entry[{i}].resource");
         let Some(r) = e.get("resource") else {
@@ -234,7 +261,9 @@ pub fn flatten_bundle(
             );
             continue;
         };
-        let last_updated = match text(r, &["meta", "lastUpdated"]) {
+        // The resource's own meta.lastUpdated, else the time of the delivery report
+        // (the KL guides' own examples carry only Bundle.timestamp).
+        let last_updated = match text(r, &["meta", "lastUpdated"]).or(reported_at) {
             Some(t) if DateTime::parse_from_rfc3339(t).is_ok() => t.to_string(),
             Some(_) => {
                 ck.fail(
@@ -248,7 +277,7 @@ pub fn flatten_bundle(
                 ck.fail(
                     format!("{at}.meta.lastUpdated"),
                     "last_updated",
-                    format!("the {kind} has no meta.lastUpdated"),
+                    format!("the {kind} has no meta.lastUpdated, and the bundle no timestamp"),
                 );
                 continue;
             }
@@ -277,6 +306,7 @@ pub fn flatten_bundle(
                 let dead = death.is_some()
                     || get(r, &["deceasedBoolean"]).and_then(Value::as_bool) == Some(true);
                 Some(FlatRow {
+                    warnings: Vec::new(),
                     table: "kommune.borger",
                     values: common(
                         vec![
@@ -302,6 +332,7 @@ pub fn flatten_bundle(
                     v.push(("startdato", updated_day.clone()));
                 }
                 FlatRow {
+                    warnings: Vec::new(),
                     table: "kommune.tilstand",
                     values: common(v, Some(eie)),
                 }
@@ -309,6 +340,7 @@ pub fn flatten_bundle(
             "CarePlan" | "Procedure" => intervention(r, kind, &at, refs, &mut ck).map(|v| {
                 let eie = text(r, &["status"]) == Some("entered-in-error");
                 FlatRow {
+                    warnings: Vec::new(),
                     table: "kommune.indsats",
                     values: common(v, Some(eie)),
                 }
@@ -323,6 +355,7 @@ pub fn flatten_bundle(
                     );
                 }
                 start.map(|start| FlatRow {
+                    warnings: Vec::new(),
                     table: "kommune.kontakt",
                     values: common(
                         vec![
@@ -351,18 +384,24 @@ pub fn flatten_bundle(
                     ),
                 })
             }
-            "ServiceRequest" => referral(r, &at, &by_ref, &mut ck).map(|v| FlatRow {
+            "ServiceRequest" => referral(r, &at, &by_ref, refs, &mut ck).map(|v| FlatRow {
+                warnings: Vec::new(),
                 table: "kommune.henvisning",
                 values: common(v, Some(text(r, &["status"]) == Some("entered-in-error"))),
             }),
             "Observation" => follow_up(r, &at, refs, &mut ck).flatten().map(|v| FlatRow {
+                warnings: Vec::new(),
                 table: "kommune.opfoelgning",
                 values: common(v, Some(text(r, &["status"]) == Some("entered-in-error"))),
             }),
             // The delivery report itself, goals and other resources carry nothing we store.
             _ => None,
         };
-        rows.extend(row);
+        let warnings = std::mem::take(&mut ck.warnings);
+        rows.extend(row.map(|mut f| {
+            f.warnings = warnings;
+            f
+        }));
     }
     if ck.failed {
         return None;
@@ -371,6 +410,7 @@ pub fn flatten_bundle(
         .filter(|t| DateTime::parse_from_rfc3339(t).is_ok())
         .map_or(newest, str::to_string);
     rows.push(FlatRow {
+        warnings: Vec::new(),
         table: "kommune.gateway",
         values: vec![
             ("bundle_id", text(bundle, &["id"]).unwrap_or("").to_string()),
@@ -486,11 +526,16 @@ pub(crate) mod tests {
 
     fn check(b: &Value) -> (Option<Vec<FlatRow>>, Vec<Problem>) {
         let mut problems = Vec::new();
-        let r =
-            flatten_bundle(7, b, GatewayReference::builtin(), &mut problems).map(|(cpr, rows)| {
-                assert_eq!(cpr, "6703854001");
-                rows
-            });
+        let r = flatten_bundle(
+            7,
+            b,
+            &crate::reference::ReferenceSet::builtin().gateway,
+            &mut problems,
+        )
+        .map(|(cpr, rows)| {
+            assert_eq!(cpr, "6703854001");
+            rows
+        });
         (r, problems)
     }
 
@@ -689,12 +734,35 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn last_updated_everywhere() {
+    fn last_updated_everywhere_or_the_report_time() {
         let mut b = bundle();
         b["entry"][4]["resource"]["meta"]
             .as_object_mut()
             .unwrap()
             .remove("lastUpdated");
+        // Without its own, a resource was last updated when the report was made.
+        let mut problems = Vec::new();
+        let (_, rows) = flatten_bundle(
+            1,
+            &b,
+            &crate::reference::ReferenceSet::builtin().gateway,
+            &mut problems,
+        )
+        .expect("accepted");
+        let procedure = rows
+            .iter()
+            .find(|r| {
+                r.values
+                    .iter()
+                    .any(|(k, v)| *k == "resource_id" && v == "pr1")
+            })
+            .unwrap();
+        assert!(
+            procedure
+                .values
+                .contains(&("last_updated", "2026-10-01T23:00:00+02:00".to_string()))
+        );
+        b.as_object_mut().unwrap().remove("timestamp");
         assert_eq!(rule(&b), "last_updated");
         b["entry"][4]["resource"]["meta"]["lastUpdated"] = json!("2026-10-01");
         assert_eq!(rule(&b), "last_updated");
@@ -702,9 +770,64 @@ pub(crate) mod tests {
 
     #[test]
     fn fsiii_codes() {
+        // Well-formed but not in the loaded list (a newer terminology): kept, flagged
+        // on its column, its area unknown.
+        for code in ["J9.99", "0b7a9d11-3a52-4c47-9d6a-2f1e0c1d2e3f"] {
+            let mut b = bundle();
+            b["entry"][1]["resource"]["code"]["coding"][0]["code"] = json!(code);
+            let (rows, problems) = check(&b);
+            let rows = rows.expect("kept");
+            assert!(problems.is_empty(), "{problems:?}");
+            let c = rows
+                .iter()
+                .find(|r| {
+                    r.values
+                        .iter()
+                        .any(|(k, v)| *k == "resource_id" && v == "c-home")
+                })
+                .unwrap();
+            assert!(c.values.contains(&("fsiii_kode", code.to_string())));
+            assert!(c.values.contains(&("omraade", "unknown".to_string())));
+            assert_eq!(c.warnings.len(), 1);
+            let w = &c.warnings[0];
+            assert_eq!(
+                (w.rule, w.column.as_deref()),
+                (CODE_NOT_IN_LIST, Some("fsiii_kode"))
+            );
+            assert_eq!(w.severity, Severity::Warning);
+            assert!(
+                w.message.starts_with("Bundle.entry[1].resource.code"),
+                "{}",
+                w.message
+            );
+            assert!(rows.iter().filter(|r| !r.warnings.is_empty()).count() == 1);
+        }
+        // The same for an unlisted intervention: its legal basis is unknown.
         let mut b = bundle();
-        b["entry"][1]["resource"]["code"]["coding"][0]["code"] = json!("J9.99");
-        assert_eq!(rule(&b), "code");
+        b["entry"][4]["resource"]["code"]["coding"][0]["code"] = json!("H9.9");
+        let rows = check(&b).0.expect("kept");
+        let pr = rows
+            .iter()
+            .find(|r| {
+                r.values
+                    .iter()
+                    .any(|(k, v)| *k == "resource_id" && v == "pr1")
+            })
+            .unwrap();
+        assert!(pr.values.contains(&("lovgrundlag", "unknown".to_string())));
+        assert_eq!(pr.warnings[0].column.as_deref(), Some("fsiii_kode"));
+        // Malformed codes stay errors.
+        for code in [
+            "J9.99x!",
+            "Vaske sig",
+            "j1.1",
+            "4d46bd94-9518-431c-82e8",
+            "",
+        ] {
+            let mut b = bundle();
+            b["entry"][1]["resource"]["code"]["coding"][0]["code"] = json!(code);
+            assert_eq!(rule(&b), "code", "{code}");
+        }
         let mut b = bundle();
         b["entry"][1]["resource"]["code"]["coding"][0]["system"] =
             json!("http://example.org/other");

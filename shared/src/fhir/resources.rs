@@ -11,14 +11,18 @@ use super::codes::*;
 use super::json::*;
 use crate::reference::{CodeInfo, GatewayReference};
 
-/// The FSIII (or catalogue) code of a CodeableConcept, checked against the lists.
-pub(super) fn fsiii<'r>(
+/// The FSIII (or catalogue) code of a CodeableConcept, checked against the loaded
+/// lists. A well-formed code missing from them is kept with a warning on `column`
+/// (group `?`: what it stands for is unknown); a malformed one, or a listed code of
+/// another group, is an error.
+pub(super) fn fsiii(
     cc: Option<&Value>,
     at: &str,
+    column: &'static str,
     groups: &[char],
-    refs: &'r GatewayReference,
+    refs: &GatewayReference,
     ck: &mut Check,
-) -> Option<&'r CodeInfo> {
+) -> Option<CodeInfo> {
     let found = codings(cc)
         .into_iter()
         .find(|(s, _)| FSIII_SYSTEMS.contains(s));
@@ -26,29 +30,39 @@ pub(super) fn fsiii<'r>(
         ck.fail(
             at.to_string(),
             "code",
-            format!("no FSIII coding ({})", FSIII_SYSTEMS[1]),
+            format!("no FSIII coding ({})", FSIII_SYSTEMS[0]),
         );
         return None;
     };
     match refs.codes.get(code) {
-        Some(info) if groups.contains(&info.group) => Some(info),
+        Some(info) if groups.contains(&info.group) => Some(info.clone()),
         Some(info) => {
             ck.fail(
                 at.to_string(),
                 "code",
                 format!(
-                    "FSIII code {code} is in group {}, expected one of {groups:?}",
-                    info.group
+                    "FSIII code {code} belongs to \"{}\" (group {}), expected one of {groups:?}",
+                    info.branch, info.group
                 ),
             );
             None
+        }
+        None if crate::reference::well_formed_code(code) => {
+            ck.unlisted(at, column, "FSIII code");
+            Some(CodeInfo {
+                group: '?',
+                paragraph: None,
+                code: code.to_string(),
+                branch: String::new(),
+            })
         }
         None => {
             ck.fail(
                 at.to_string(),
                 "code",
                 format!(
-                    "the code ({}) is not an FSIII code in the code list",
+                    "the code ({}) is neither an FSIII code of the loaded list nor shaped like one \
+                     (a UUID or a key such as J1.1)",
                     crate::validate::shape(code)
                 ),
             );
@@ -71,13 +85,15 @@ pub(super) fn condition(
     let info = fsiii(
         r.get("code"),
         &format!("{at}.code"),
-        &['J', 'I', 'C'],
+        "fsiii_kode",
+        &['J', 'I', 'R', 'C'],
         refs,
         ck,
     )?;
     let omraade = match (info.group, info.paragraph.as_deref()) {
         ('J', _) => "home_care",
         ('I', _) => "nursing",
+        ('?', _) => "unknown",
         (_, Some("§140")) => "rehabilitation",
         _ => "prevention",
     };
@@ -95,7 +111,8 @@ pub(super) fn condition(
             return None;
         }
         (None, _) => String::new(),
-        (Some(_), g) if g != 'J' => {
+        // What an unlisted code stands for is unknown: a severity is read if given.
+        (Some(_), g) if g != 'J' && g != '?' => {
             ck.fail(
                 format!("{at}.severity"),
                 "severity",
@@ -106,9 +123,17 @@ pub(super) fn condition(
             );
             return None;
         }
-        (Some(s), _) => fsiii(Some(s), &format!("{at}.severity"), &['B'], refs, ck)?
+        (Some(s), _) => {
+            fsiii(
+                Some(s),
+                &format!("{at}.severity"),
+                "alvorlighed",
+                &['B'],
+                refs,
+                ck,
+            )?
             .code
-            .clone(),
+        }
     };
     let mut v = vec![
         ("fsiii_kode", info.code.clone()),
@@ -186,15 +211,16 @@ pub(super) fn intervention(
         } else {
             (r.get("code"), format!("{at}.code"))
         };
-        let info = fsiii(cc, &cc_at, &['G', 'H', 'C'], refs, ck)?;
+        let info = fsiii(cc, &cc_at, "fsiii_kode", &['G', 'H', 'C'], refs, ck)?;
         let local = codings(cc)
             .into_iter()
             .find(|(s, _)| LOCAL_SYSTEMS.contains(s))
             .map(|(_, c)| c.to_string())
             .unwrap_or_default();
         (
-            info.code.clone(),
-            info.paragraph.clone().unwrap_or_default(),
+            info.code,
+            // An unlisted code's legal basis is unknown, and says so.
+            info.paragraph.unwrap_or_else(|| "unknown".into()),
             local,
         )
     };
@@ -271,6 +297,7 @@ pub(super) fn referral(
     r: &Value,
     at: &str,
     by_ref: &HashMap<String, &Value>,
+    refs: &GatewayReference,
     ck: &mut Check,
 ) -> Option<Vec<(&'static str, String)>> {
     let Some(paragraph) = codings(r.get("code"))
@@ -324,6 +351,16 @@ pub(super) fn referral(
         .find_map(|(_, c)| lookup(REFERRAL_CATEGORIES, c))
         .unwrap_or("")
         .to_string();
+    // SKS changes yearly; a diagnosis the loaded list lacks is kept and flagged.
+    if let Some((code, "SKS")) = &diag
+        && !refs.sks.contains(code)
+    {
+        ck.unlisted(
+            &format!("{at}.reasonReference"),
+            "henvisningsdiagnose",
+            "SKS diagnosis code",
+        );
+    }
     Some(vec![
         ("lovgrundlag", paragraph.to_string()),
         ("kategori", category),
@@ -357,6 +394,7 @@ pub(super) fn follow_up(
     let info = fsiii(
         r.get("valueCodeableConcept"),
         &format!("{at}.valueCodeableConcept"),
+        "resultat",
         &['E'],
         refs,
         ck,
@@ -379,7 +417,7 @@ pub(super) fn follow_up(
         .map(|x| id_of_reference(x).to_string())
         .unwrap_or_default();
     Some(Some(vec![
-        ("resultat", info.code.clone()),
+        ("resultat", info.code),
         ("vedroerer_id", about),
         ("status", text(r, &["status"]).unwrap_or("").to_string()),
         ("dato", day),

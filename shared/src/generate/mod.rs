@@ -164,7 +164,7 @@ pub fn synthetic_cpr(rng: &mut ChaCha8Rng, birth: NaiveDate, female: bool) -> St
 
 pub fn population(rng: &mut ChaCha8Rng, n: usize) -> Vec<Person> {
     let kommuner = kommuner().len();
-    let clinics = (n / 400).max(8);
+    let clinics = clinic_count(n);
     let mut seen = HashSet::with_capacity(n);
     let mut out = Vec::with_capacity(n);
     let first = NaiveDate::from_ymd_opt(1925, 1, 1).expect("a date");
@@ -207,6 +207,37 @@ pub fn population(rng: &mut ChaCha8Rng, n: usize) -> Vec<Person> {
         });
     }
     out
+}
+
+/// GP clinics for a population of `n`.
+fn clinic_count(n: usize) -> usize {
+    (n / 400).max(8)
+}
+
+/// The register of expected reporting units (`naerdata reference load units`) for
+/// the GP clinics of a generated population, registered from a year before the first
+/// delivery, plus one clinic that is registered but never delivers: what reception
+/// monitoring must report missing.
+pub fn unit_register(opts: &GenerateOptions) -> String {
+    let clinics = clinic_count(opts.persons);
+    let from = opts.start - Duration::days(365);
+    let k = kommuner();
+    let mut s = String::from("dataset,unit,name,kommunekode,valid_from,valid_to\n");
+    for c in 0..=clinics {
+        let name = if c == clinics {
+            "Lægehuset der aldrig har leveret (syntetisk)".to_string()
+        } else {
+            format!("Lægepraksis {} (syntetisk)", c + 1)
+        };
+        for dataset in ["almenpraksis.diagnose", "almenpraksis.kontakt"] {
+            s.push_str(&format!(
+                "{dataset},{},{name},{},{from},\n",
+                ydernummer(c),
+                k[c * 7 % k.len()].code
+            ));
+        }
+    }
+    s
 }
 
 pub fn ydernummer(clinic: usize) -> String {

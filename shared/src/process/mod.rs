@@ -118,6 +118,10 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
         .await;
     };
     let key = p.keys.lake_key().await?;
+    // Read at every delivery: a version loaded since the last one applies now.
+    let reference = crate::reference::store::current(p.stores.lake.as_ref())
+        .await
+        .map_err(|e| StepError::Internal(e.to_string()))?;
     let raw = p
         .stores
         .landing
@@ -150,6 +154,7 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
                     pseudonymiser: Pseudonymiser::new(&key),
                     spool: Some(&dir),
                     quality: true,
+                    reference,
                 },
             )
         })
@@ -163,7 +168,15 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
     if !report.quality.is_empty() {
         let history = quality::history(p, d).await?;
         quality::drift::apply(&mut report.quality, &history);
-        quality::write(p, d, &contract, outcome, &report.quality).await?;
+        quality::write(
+            p,
+            d,
+            &contract,
+            outcome,
+            &report.quality,
+            &report.reference_versions,
+        )
+        .await?;
     }
     let quarantine = match &report.quarantine_file {
         Some(path) => {

@@ -15,7 +15,7 @@ use crate::contract::{Contract, FileFormat, Registry};
 use crate::fhir;
 use crate::pseudonym::Pseudonymiser;
 use crate::read::{self, Next, RecordReader, Row, StructuralError};
-use crate::reference::GatewayReference;
+use crate::reference::{self, ReferenceSet};
 use crate::sink::{SinkOptions, TableSink};
 use crate::validate::{Person, Problem, Severity, TypedRow, Validator, Value, Verdict};
 
@@ -31,6 +31,7 @@ pub(crate) fn test_options(delivery_date: NaiveDate) -> RunOptions<'static> {
         ),
         spool: None,
         quality: true,
+        reference: ReferenceSet::builtin(),
     }
 }
 
@@ -43,6 +44,8 @@ pub struct RunOptions<'a> {
     pub spool: Option<&'a Path>,
     /// Gather the quality metrics (off only to measure what they cost).
     pub quality: bool,
+    /// The reference data the delivery is checked against.
+    pub reference: std::sync::Arc<ReferenceSet>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -178,8 +181,11 @@ fn run_bundles(
     raw: Box<dyn Read + Send>,
     opts: RunOptions,
 ) -> Result<Report, RunError> {
-    let refs = GatewayReference::builtin();
-    let mut report = Report::default();
+    let refs = &opts.reference.gateway;
+    let mut report = Report {
+        reference_versions: opts.reference.versions_of(reference::GATEWAY_KINDS),
+        ..Report::default()
+    };
     let mut problems_out = ProblemSink::new(opts.spool)?;
     let tables = registry.tables_of(contract);
     let received = opts.received_at.timestamp_micros();
@@ -268,6 +274,12 @@ fn run_bundles(
                     fill(&mut p.row, tables[t], line, &cpr, &f.values);
                     let from = problems.len();
                     let mut checked = validators[t].check(&p.row, &mut p.values, &mut problems);
+                    if !f.warnings.is_empty() {
+                        problems.extend(f.warnings.iter().cloned());
+                        if checked.verdict == Verdict::Accepted {
+                            checked.verdict = Verdict::AcceptedWithWarnings;
+                        }
+                    }
                     sinks[t].observe(&p.row, &mut checked, &problems[from..]);
                     match checked.verdict {
                         Verdict::Rejected => verdict = Verdict::Rejected,

@@ -38,6 +38,8 @@ pub struct Report {
     /// Rows (bundles) whose CPR was looked at, and how many had no usable one.
     pub cpr_checked: u64,
     pub cpr_unusable: u64,
+    /// The reference versions the delivery was checked against.
+    pub reference_versions: BTreeMap<String, String>,
 }
 
 impl Report {
@@ -135,6 +137,7 @@ impl Report {
             duplicate_of: None,
             quality: (!self.quality.is_empty()).then(|| crate::quality::summarise(&self.quality)),
             retraction: None,
+            reference_versions: self.reference_versions.clone(),
         }
     }
 }

@@ -310,6 +310,7 @@ pub async fn write(
     contract: &Contract,
     outcome: ReceiptOutcome,
     metrics: &[Metric],
+    reference_versions: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), StepError> {
     let head = store::DeliveryRef {
         delivery_id: d.delivery_id.clone(),
@@ -319,6 +320,13 @@ pub async fn write(
         delivery_date: d.delivery_date,
         received_at: d.received_at,
         outcome: outcome.as_str().to_string(),
+        reference_versions: (!reference_versions.is_empty()).then(|| {
+            reference_versions
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(";")
+        }),
     };
     let spec = store::metrics_table();
     let mut t = delta::open_or_create(p.stores.lake.as_ref(), &spec).await?;

@@ -130,6 +130,10 @@ pub struct Inputs<'a> {
     pub arrivals: &'a [Arrival],
     /// For `units: kommuner`: the municipality codes.
     pub kommuner: &'a [String],
+    /// For `units: seen`: the units the register of reporting units expects besides
+    /// those seen (unit, valid from, valid to), so a unit that never delivered is
+    /// missing too.
+    pub registered: &'a [(String, NaiveDate, Option<NaiveDate>)],
 }
 
 #[derive(Default)]
@@ -180,7 +184,18 @@ pub fn calendar(i: &Inputs, as_of: NaiveDate) -> Vec<ReceptionRow> {
     }
     let expected_units: BTreeSet<String> = match r.units {
         ExpectedUnits::Kommuner => i.kommuner.iter().cloned().collect(),
-        ExpectedUnits::Seen => first_seen.keys().cloned().collect(),
+        ExpectedUnits::Seen => first_seen
+            .keys()
+            .cloned()
+            .chain(i.registered.iter().map(|(u, _, _)| u.clone()))
+            .collect(),
+    };
+    // A registered unit is expected in the periods its registration overlaps.
+    let registered_in = |u: &str, p: NaiveDate, c: Cadence| {
+        let end = period_end(c, p);
+        i.registered
+            .iter()
+            .any(|(x, from, to)| x == u && *from <= end && to.is_none_or(|t| t >= p))
     };
 
     let mut out = Vec::new();
@@ -236,8 +251,9 @@ pub fn calendar(i: &Inputs, as_of: NaiveDate) -> Vec<ReceptionRow> {
         let mut p = period_start(unit_cadence, from);
         while p <= as_of {
             // A unit seen for the first time is not missing before it started.
-            let started =
-                r.units == ExpectedUnits::Kommuner || first_seen.get(u).is_some_and(|&s| s <= p);
+            let started = r.units == ExpectedUnits::Kommuner
+                || first_seen.get(u).is_some_and(|&s| s <= p)
+                || registered_in(u, p, unit_cadence);
             if started {
                 row(Some(u), unit_cadence, p, units.get(&(u.clone(), p)));
             }
@@ -375,6 +391,7 @@ mod tests {
                     reception: &rec,
                     arrivals: &a,
                     kommuner: &kommuner,
+                    registered: &[],
                 },
                 as_of,
             )
@@ -442,6 +459,7 @@ mod tests {
                     reception: &rec,
                     arrivals: &a,
                     kommuner: &kommuner,
+                    registered: &[],
                 },
                 day(4, 20),
             );
@@ -468,6 +486,7 @@ mod tests {
                 reception: &rec,
                 arrivals: &a,
                 kommuner: &kommuner,
+                registered: &[],
             },
             day(4, 16),
         );
@@ -515,6 +534,7 @@ mod tests {
                 reception: &rec,
                 arrivals: &a,
                 kommuner: &[],
+                registered: &[],
             },
             day(3, 25),
         );
@@ -538,5 +558,37 @@ mod tests {
         );
         assert_eq!(period_start(Cadence::Weekly, day(3, 25)), day(3, 23));
         let _ = batch(&rows);
+
+        // A clinic in the register that never delivered is missing in every week
+        // of its registration; one registered only from 16 March is not missing
+        // before.
+        let registered = vec![
+            ("C".to_string(), day(1, 1), None),
+            ("D".to_string(), day(3, 16), Some(day(3, 20))),
+        ];
+        let rows = calendar(
+            &Inputs {
+                source: "almenpraksis",
+                dataset: "almenpraksis.kontakt",
+                reception: &rec,
+                arrivals: &a,
+                kommuner: &[],
+                registered: &registered,
+            },
+            day(3, 25),
+        );
+        for week in [day(3, 2), day(3, 9), day(3, 16)] {
+            assert_eq!(
+                status(&rows, "C", week),
+                Some(ReceptionStatus::Missing),
+                "{week}"
+            );
+        }
+        assert_eq!(status(&rows, "D", day(3, 9)), None);
+        assert_eq!(
+            status(&rows, "D", day(3, 16)),
+            Some(ReceptionStatus::Missing)
+        );
+        assert_eq!(status(&rows, "D", day(3, 23)), None, "registration ended");
     }
 }

@@ -31,6 +31,8 @@ pub struct DeliveryRef {
     pub received_at: DateTime<Utc>,
     /// The receipt outcome: ok, warning or rejected.
     pub outcome: String,
+    /// The reference versions the delivery was checked against (`kind=version;...`).
+    pub reference_versions: Option<String>,
 }
 
 pub fn metrics_key(delivery_date: NaiveDate, delivery_id: &str) -> String {
@@ -43,7 +45,7 @@ pub fn metrics_table() -> crate::lake::delta::TableSpec {
         prefix: METRICS_PREFIX.to_string(),
         name: "quality_metrics".to_string(),
         schema: metrics_schema(),
-        source: "naerdata quality metrics v1".to_string(),
+        source: "naerdata quality metrics v2".to_string(),
     }
 }
 
@@ -75,6 +77,8 @@ pub fn metrics_schema() -> SchemaRef {
         f("measured_value"),
         f("band_lower"),
         f("band_upper"),
+        // v2; older rows read as null.
+        s("reference_versions", true),
     ]))
 }
 
@@ -118,6 +122,7 @@ pub fn metrics_batch(d: &DeliveryRef, ms: &[Metric]) -> RecordBatch {
         nums(&|m| m.value),
         nums(&|m| m.lower),
         nums(&|m| m.upper),
+        Arc::new(StringArray::from(vec![d.reference_versions.as_deref(); n])),
     ];
     RecordBatch::try_new(metrics_schema(), columns).expect("columns match the schema")
 }
@@ -191,6 +196,7 @@ pub fn read_metrics(bytes: Bytes) -> Result<(Option<DeliveryRef>, Vec<Metric>), 
                 )
                 .unwrap_or_default(),
                 outcome: s("outcome")?.value(0).to_string(),
+                reference_versions: s("reference_versions").ok().and_then(|a| opt_str(a, 0)),
             });
         }
         for i in 0..b.num_rows() {
@@ -231,6 +237,7 @@ mod tests {
             delivery_date: NaiveDate::from_ymd_opt(2026, 3, 2).unwrap(),
             received_at: DateTime::from_timestamp(1_772_000_000, 0).unwrap(),
             outcome: "ok".into(),
+            reference_versions: Some("fsiii=builtin-x;sor=builtin-y".into()),
         };
         let mut ms = vec![
             Metric::rate(
