@@ -21,7 +21,7 @@ ALARM_EMAIL ?=
 # Key=Value pairs: SUPPLIER_PARAMS="AlmenpraksisAccountId=111122223333 AlmenpraksisExternalId=... ..."
 SUPPLIER_PARAMS ?=
 
-.PHONY: all build build-cli build-demo demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli build-demo build-kit supplier-kit demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -50,8 +50,9 @@ demo: build-demo
 	rm -rf $(HOME_DEMO)
 	$(DEMO_BIN) --home $(HOME_DEMO) demo
 
-## test: unit and end-to-end tests, then an independent reader over a full run
-test: system-deps test-infra test-rust test-e2e
+## test: unit and end-to-end tests, then an independent reader over a full run, then
+## the supplier kit against the platform's receipts
+test: system-deps test-infra test-rust test-e2e supplier-kit
 
 ## system-deps: the OS packages the tests need (a C compiler, the Python venv module,
 ## Chromium and a font for the operator-page check), installed with apt-get when missing
@@ -130,6 +131,18 @@ destroy: venv-deploy
 test-e2e: build-cli venv
 	bash tests/e2e.sh $(BIN) $(PY)
 
+# The suppliers' validator on its own: built alone, so cargo does not unify in the
+# features the workspace build turns on (DataFusion, the AWS SDK). Same profile and
+# target dir; only the library is compiled again with fewer features.
+KIT_BIN := target/release/naerdata-validate
+build-kit:
+	$(CARGO) build $(PROFILE) -p naerdata-validate --locked
+
+## supplier-kit: target/supplier-kit/naerdata-supplier-kit.zip (validator, contracts,
+## guides, receipt schema, examples), checked against the platform's own receipts
+supplier-kit: build-cli build-kit venv
+	bash tests/supplier-kit.sh $(KIT_BIN) $(BIN) $(PY)
+
 ## bench: process-step throughput and peak memory on 1M and 5M rows, publish for a
 ## 1M-person population, then the Lambda functions' cold start and per-delivery
 ## figures on the 1M-row delivery
@@ -153,6 +166,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy $(PROFILE) --workspace --all-targets --all-features --locked -- -D warnings
 	$(CARGO) clippy $(PROFILE) -p naerdata-cli --locked -- -D warnings
+	$(CARGO) clippy $(PROFILE) -p naerdata-validate --locked -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -48,6 +48,39 @@ pub fn check_file(
         source,
     })?;
     let (sha256, size) = crate::receive::hash(File::open(file)?)?;
+    let day = date.unwrap_or_else(|| now.date_naive());
+    // The landing key the file would get, named as receive would store it.
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let key = crate::layout::landing_key(&contract.source, &contract.dataset, day, &name);
+    let withheld = crate::privacy::withhold_key(&key);
+    let shown = withheld.as_deref().unwrap_or(&key);
+    let file_name = crate::receive::parse_landing_key(shown)
+        .map(|k| k.file_name)
+        .unwrap_or_else(|_| crate::privacy::display(&name));
+    let head = ReceiptHead {
+        delivery_id: DELIVERY_ID.into(),
+        dataset: contract.id.clone(),
+        file_name,
+        object_key: shown.to_string(),
+        sha256,
+        size_bytes: size,
+        contract_version: Some(contract.version.clone()),
+        received_at: now,
+    };
+    if withheld.is_some() {
+        // As the platform does: rejected unprocessed, the name withheld.
+        let outcome = crate::receipt::ReceiptOutcome::Rejected;
+        return Ok(process::Report::default().receipt(
+            head,
+            now,
+            outcome,
+            process::final_state(outcome),
+            Some(crate::receive::CPR_IN_NAME.to_string()),
+        ));
+    }
     // A throwaway key: the receipt holds no pseudonyms, so the real key is not needed.
     let mut k = vec![0u8; 32];
     pseudonym::random_bytes(&mut k).map_err(|e| PrecheckError::Random(e.to_string()))?;
@@ -57,28 +90,15 @@ pub fn check_file(
         Box::new(f),
         RunOptions {
             delivery_id: DELIVERY_ID,
-            delivery_date: date.unwrap_or_else(|| now.date_naive()),
+            delivery_date: day,
             received_at: now,
             pseudonymiser: Pseudonymiser::new(&Key::new(0, k)?),
             spool: None,
             quality: true,
+            reference: crate::reference::ReferenceSet::builtin(),
         },
     )?;
     let (outcome, reason) = report.outcome(contract);
-    let head = ReceiptHead {
-        delivery_id: DELIVERY_ID.into(),
-        dataset: contract.id.clone(),
-        // Shown as receive would store it: a CPR-shaped name is withheld.
-        file_name: file
-            .file_name()
-            .map(|n| crate::privacy::display(&n.to_string_lossy()))
-            .unwrap_or_default(),
-        object_key: String::new(),
-        sha256,
-        size_bytes: size,
-        contract_version: Some(contract.version.clone()),
-        received_at: now,
-    };
     Ok(report.receipt(head, now, outcome, process::final_state(outcome), reason))
 }
 
@@ -107,11 +127,29 @@ mod tests {
         );
         assert_eq!(r.head.delivery_id, DELIVERY_ID);
         assert_eq!(r.head.file_name, "bad.csv");
+        assert_eq!(
+            r.head.object_key,
+            "almenpraksis/diagnose/2026-03-02/bad.csv"
+        );
         assert_eq!(r.head.size_bytes, 16);
         assert_eq!(r.head.received_at, now);
         assert_eq!(r.rows.accepted, 0);
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(left.len(), 1, "only the checked file");
+    }
+
+    #[test]
+    fn a_cpr_in_the_file_name_is_rejected_unread_and_withheld() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("diagnoser-6703854001.csv");
+        std::fs::write(&file, "record_id;cpr\n").unwrap();
+        let registry = Registry::builtin();
+        let contract = registry.get("almenpraksis.diagnose").unwrap();
+        let r = check_file(&registry, contract, &file, None, Utc::now()).unwrap();
+        assert_eq!(r.outcome, ReceiptOutcome::Rejected);
+        assert_eq!(r.reason.as_deref(), Some(crate::receive::CPR_IN_NAME));
+        assert!(!r.to_json().contains("6703854001"), "{}", r.to_json());
+        assert_eq!(r.rows.read, 0);
     }
 
     #[test]

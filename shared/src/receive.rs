@@ -110,6 +110,11 @@ pub fn hash(mut r: impl Read) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), size))
 }
 
+/// Why a file whose name (or path) holds a CPR-shaped token is rejected unprocessed.
+pub const CPR_IN_NAME: &str = "the file name (or another part of the object key) contains what looks like a CPR number; \
+     the file was not processed and its name is withheld in this receipt. \
+     Never put a CPR number in a file name: rename the file and send it again";
+
 /// Registers the object at `key` (with the store's `version`, if it has versions).
 ///
 /// A key with a CPR-shaped token is withheld ([`privacy::withhold_key`])
@@ -146,13 +151,7 @@ pub async fn receive(
         let delivery_id = ledger::delivery_id(shown, &version);
         let now = p.clock.now();
         let parsed = match (&withheld, parse_landing_key(shown)) {
-            (Some(_), Ok(k)) => Err((
-                Some(k),
-                "the file name (or another part of the object key) contains what looks like a CPR number; \
-                 the file was not processed and its name is withheld in this receipt. \
-                 Never put a CPR number in a file name: rename the file and send it again"
-                    .to_string(),
-            )),
+            (Some(_), Ok(k)) => Err((Some(k), CPR_IN_NAME.to_string())),
             (_, Ok(k)) => Ok(k),
             (_, Err(reason)) => Err((None, reason)),
         };
