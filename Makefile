@@ -21,7 +21,7 @@ ALARM_EMAIL ?=
 # Key=Value pairs: SUPPLIER_PARAMS="AlmenpraksisAccountId=111122223333 AlmenpraksisExternalId=... ..."
 SUPPLIER_PARAMS ?=
 
-.PHONY: all build build-cli build-demo build-kit supplier-kit demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli build-demo build-kit supplier-kit chaos demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -149,12 +149,21 @@ supplier-kit: build-cli build-kit venv
 bench: build-cli venv
 	$(BIN) bench --rows 1000000,5000000 --dir bench-data
 	$(BIN) bench-files --days 30 --dir bench-data
+	$(BIN) bench-hostile --case endless
+	$(BIN) bench-hostile --case nested
 	$(MAKE) bench-publish
 	$(MAKE) bench-lambda
 
 ## bench-publish: publish (time, peak memory) for a generated 1M-person population
 bench-publish: build-cli
 	$(BIN) bench-publish --persons 1000000 --dir bench-data
+
+## chaos: the reliability campaign in full: every write point of the workload faulted
+## (an error, then a crash), retried, and compared with a fault-free run
+chaos: build-cli venv
+	NAERDATA_CHAOS=full $(CARGO) test $(PROFILE) --workspace --all-features --locked --test integration chaos -- --nocapture
+	MOTO_SERVER="$(CURDIR)/$(VENV)/bin/moto_server" NAERDATA_PYTHON="$(CURDIR)/$(PY)" NAERDATA_BURST=1000 \
+	  $(CARGO) test $(PROFILE) --workspace --all-features --locked --test integration burst -- --nocapture
 
 bench-lambda: build-cli venv
 	test -f bench-data/almenpraksis/diagnose/2026-01-01/bench-1000000.csv || \

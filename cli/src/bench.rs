@@ -347,3 +347,87 @@ async fn table_rows(p: &naerdata::Platform) -> Result<Vec<(String, String)>> {
     }
     Ok(out)
 }
+
+/// Bytes of one endless line: a header, then `x` without a newline.
+struct Endless {
+    header: &'static [u8],
+    at: u64,
+    total: u64,
+}
+
+impl std::io::Read for Endless {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.total {
+            return Ok(0);
+        }
+        let n = buf.len().min((self.total - self.at) as usize);
+        for (i, b) in buf[..n].iter_mut().enumerate() {
+            let pos = self.at as usize + i;
+            *b = self.header.get(pos).copied().unwrap_or(b'x');
+        }
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// A file made to hurt, through the streaming pass in this (fresh) process: refused
+/// by a named limit, with its peak memory. `endless`: 2 GB of one line; `nested`: a
+/// KL Gateway bundle nested 10 million levels deep (under the line limit: 16 MiB).
+pub fn run_hostile(case: &str) -> Result<()> {
+    let registry = naerdata::contract::Registry::builtin();
+    let (dataset, input, size): (&str, Box<dyn std::io::Read + Send>, u64) = match case {
+        "endless" => (
+            "almenpraksis.diagnose",
+            Box::new(Endless {
+                header: b"record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n",
+                at: 0,
+                total: 2_000_000_000,
+            }),
+            2_000_000_000,
+        ),
+        "nested" => {
+            let depth = 7 << 20;
+            let mut s = Vec::with_capacity(2 * depth + 64);
+            s.extend_from_slice(br#"{"resourceType":"Bundle","type":"collection","entry":"#);
+            s.extend(std::iter::repeat_n(b'[', depth));
+            s.extend(std::iter::repeat_n(b']', depth));
+            s.extend_from_slice(b"}\n");
+            let n = s.len() as u64;
+            ("kommune.gateway", Box::new(std::io::Cursor::new(s)), n)
+        }
+        other => bail!("unknown case {other:?}: endless or nested"),
+    };
+    let contract = registry.get(dataset).context("the built-in contract")?;
+    let key = naerdata::pseudonym::Key::new(1, vec![7; 32])?;
+    let spool = tempfile::tempdir()?;
+    let started = std::time::Instant::now();
+    let report = naerdata::process::run(
+        &registry,
+        contract,
+        input,
+        naerdata::process::RunOptions {
+            delivery_id: "hostile",
+            delivery_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).expect("a date"),
+            received_at: chrono::Utc::now(),
+            pseudonymiser: naerdata::pseudonym::Pseudonymiser::new(&key),
+            spool: Some(spool.path()),
+            quality: true,
+            reference: naerdata::reference::ReferenceSet::builtin(),
+        },
+    )?;
+    let why = match (&report.structural, report.problems.first()) {
+        (Some(s), _) => format!("{}: {}", s.rule, s.message),
+        (None, Some(p)) if report.rows.accepted == 0 => format!("{}: {}", p.rule, p.message),
+        _ => bail!("the {case} file was not refused: {:?}", report.rows),
+    };
+    let peak = peak_rss_mib().unwrap_or(f64::NAN);
+    println!(
+        "hostile {case:<8} {:>6.0} MB in {:>5.2} s, peak {peak:>6.1} MiB (budget 200): refused, {why}",
+        size as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    if peak > 200.0 {
+        bail!("the {case} file took {peak:.0} MiB, over the 200 MiB budget");
+    }
+    Ok(())
+}

@@ -200,6 +200,16 @@ async fn ingest_file(p: &Platform, path: &Path, dataset: Option<&str>) -> Result
             process_seconds = started.elapsed().as_secs_f64();
             id.clone()
         }
+        // Sent again while its earlier run left it `processing` (that process was
+        // killed): the claim is taken over and the delivery finished now.
+        Received::Known(id, DeliveryState::Processing) => {
+            let started = std::time::Instant::now();
+            if let Err(e) = process::process(p, id).await {
+                tracing::warn!(delivery_id = %id, error = %e, "process failed");
+            }
+            process_seconds = started.elapsed().as_secs_f64();
+            id.clone()
+        }
         Received::Known(id, _) | Received::Unroutable(id) => id.clone(),
         Received::Duplicate { delivery_id, .. } => delivery_id.clone(),
     };

@@ -179,6 +179,22 @@ enum Command {
     /// Turn a home whose curated tables are plain Parquet (before Delta Lake) into
     /// Delta tables in place: one commit per delivery found. Safe to run again.
     Migrate,
+    /// Back up what cannot be rebuilt from landing: the ledger (a consistent copy,
+    /// safe while the platform runs) and the keys, with a manifest of digests. In AWS
+    /// the ledger has DynamoDB point-in-time recovery and the key is in Secrets
+    /// Manager.
+    Backup {
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put a backup back (digests checked first); an existing ledger is replaced only
+    /// with --force.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        force: bool,
+    },
     /// Move the messages of a dead-letter queue back to its queue (AWS only).
     Redrive {
         #[arg(value_enum)]
@@ -237,6 +253,12 @@ enum Command {
         days: u32,
         #[arg(long, default_value = "bench-data")]
         dir: PathBuf,
+    },
+    /// A file made to hurt (`endless`: 2 GB of one line; `nested`: a bundle nested
+    /// millions deep) through the process pass: refused, with its peak memory.
+    BenchHostile {
+        #[arg(long, default_value = "endless")]
+        case: String,
     },
     /// Benchmark publish on a generated population (ingested once, kept in --dir).
     BenchPublish {
@@ -711,6 +733,27 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             purge(&p, delivery, person_id, &reason).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
         }
+        Command::Backup { out } => {
+            let m = naerdata::local::backup::backup(&cli.home, &out, chrono::Utc::now())?;
+            for f in &m.files {
+                println!(
+                    "{:<40} {:>10} bytes  sha256 {}",
+                    f.path,
+                    f.bytes,
+                    &f.sha256[..16]
+                );
+            }
+            println!("backup of {} in {}", cli.home.display(), out.display());
+        }
+        Command::Restore { from, force } => {
+            let m = naerdata::local::backup::restore(&cli.home, &from, force)?;
+            println!(
+                "restored {} file(s) from the backup of {} into {}",
+                m.files.len(),
+                m.created_at.format("%Y-%m-%d %H:%M"),
+                cli.home.display()
+            );
+        }
         Command::Migrate => {
             let p = local()?;
             let m = naerdata::migrate::migrate(&p).await?;
@@ -795,6 +838,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             runs,
         } => bench::run_publish(persons, days, &dir, runs).await?,
         Command::BenchFiles { persons, days, dir } => bench::run_files(persons, days, &dir).await?,
+        Command::BenchHostile { case } => bench::run_hostile(&case)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -811,11 +855,16 @@ fn write_or_print(out: Option<PathBuf>, text: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks that a delivery may be replayed: failed, or registered but never processed.
+/// Checks that a delivery may be replayed: failed, registered but never processed, or
+/// stuck in `processing` (its lease ran out, or the process holding it has ended).
 async fn replayable(p: &Platform, delivery_id: &str) -> Result<naerdata::ledger::Delivery> {
     let Some(d) = p.ledger.get(delivery_id).await? else {
         bail!("delivery {delivery_id} is not in the ledger (see `naerdata status`)");
     };
+    // A delivery stuck in `processing` (its worker died) is taken over by the replay.
+    if naerdata::process::claim_is_stale(p, &d).await? {
+        return Ok(d);
+    }
     d.replay_eligibility()?;
     Ok(d)
 }

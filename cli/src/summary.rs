@@ -145,6 +145,23 @@ pub async fn print_status(p: &Platform, recent: usize) -> Result<()> {
             );
         }
     }
+    let mut stuck = Vec::new();
+    for d in all.iter().filter(|d| d.state == DeliveryState::Processing) {
+        if naerdata::process::claim_is_stale(p, d).await? {
+            stuck.push(d);
+        }
+    }
+    if !stuck.is_empty() {
+        println!("\nstuck in processing, their worker gone (finish with `naerdata replay <id>`):");
+        for d in stuck {
+            println!(
+                "  {}  {}  since {}",
+                d.delivery_id,
+                naerdata::privacy::display(&d.object_key),
+                d.updated_at.format("%Y-%m-%d %H:%M")
+            );
+        }
+    }
     println!("\nrecent:");
     for d in all.iter().take(recent) {
         println!(

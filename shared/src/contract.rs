@@ -374,8 +374,19 @@ pub struct Delivery {
     /// delivery is rejected: a CPR column that is mostly unusable means swapped or
     /// shifted columns, never a delivery to accept with warnings.
     pub unusable_cpr_threshold: f64,
-    /// Cap on the decompressed size of a `.gz` delivery (a zip-bomb guard).
+    /// Cap on the size of a delivery as read (after decompressing a `.gz`: a zip-bomb
+    /// guard).
     pub max_decompressed_bytes: u64,
+    /// The longest line read (a record; for KL Gateway NDJSON a bundle, and the
+    /// whole of a single-Bundle file): a file of one endless line is refused early,
+    /// with bounded memory.
+    pub max_line_bytes: u64,
+    /// The most columns a header may name.
+    pub max_columns: usize,
+    /// The most entries one FHIR bundle may have.
+    pub max_bundle_entries: usize,
+    /// The earliest delivery day an object key may name (the latest is tomorrow).
+    pub earliest_day: NaiveDate,
 }
 
 /// How a record's version is known: from one of its fields, or from when it arrived.
@@ -870,6 +881,26 @@ fn parse_delivery(v: &Json) -> Result<Delivery, String> {
     let max_decompressed_bytes = get("maxDecompressedBytes")
         .and_then(Json::as_u64)
         .unwrap_or(8 << 30);
+    // A record is a line; a KL Gateway line is a whole bundle (a citizen's day).
+    let default_line = match format {
+        FileFormat::Fhir { .. } => 16 << 20,
+        _ => 1 << 20,
+    };
+    let max_line_bytes = get("maxLineBytes")
+        .and_then(Json::as_u64)
+        .unwrap_or(default_line);
+    let max_columns = get("maxColumns").and_then(Json::as_u64).unwrap_or(500) as usize;
+    let max_bundle_entries = get("maxBundleEntries")
+        .and_then(Json::as_u64)
+        .unwrap_or(5_000) as usize;
+    let earliest_day = match get("earliestDeliveryDay").and_then(Json::as_str) {
+        Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+            .map_err(|_| format!("earliestDeliveryDay {d:?} must be a date (YYYY-MM-DD)"))?,
+        None => NaiveDate::from_ymd_opt(2007, 1, 1).expect("a date"),
+    };
+    if max_line_bytes == 0 || max_columns == 0 || max_bundle_entries == 0 {
+        return Err("maxLineBytes, maxColumns and maxBundleEntries must be positive".into());
+    }
     Ok(Delivery {
         format,
         encoding,
@@ -877,6 +908,10 @@ fn parse_delivery(v: &Json) -> Result<Delivery, String> {
         reject_threshold,
         unusable_cpr_threshold,
         max_decompressed_bytes,
+        max_line_bytes,
+        max_columns,
+        max_bundle_entries,
+        earliest_day,
     })
 }
 

@@ -398,6 +398,71 @@ pub mod conformance {
             Registration::New(d) => assert_eq!(d.state, DeliveryState::Received),
             other => panic!("the content of a retracted delivery is new again, got {other:?}"),
         }
+
+        // A stale claim: two workers read the same `processing` entry; exactly one
+        // takes it over, and only with the `updated_at` it read.
+        assert!(claim("c").await.unwrap());
+        let read = l.get("c").await.unwrap().unwrap().updated_at;
+        let t1 = later + Duration::hours(1);
+        assert!(l.take_over("c", read, t1).await.unwrap());
+        assert!(
+            !l.take_over("c", read, t1 + Duration::seconds(1))
+                .await
+                .unwrap(),
+            "the second worker read the same claim: it loses"
+        );
+        let c = l.get("c").await.unwrap().unwrap();
+        assert_eq!(
+            (c.state, c.updated_at, c.attempts),
+            (DeliveryState::Processing, t1, 2)
+        );
+        assert!(
+            l.take_over("c", t1, t1).await.unwrap(),
+            "with what it read now"
+        );
+        assert!(
+            !l.take_over("e", t1, t1).await.unwrap(),
+            "only a processing delivery is taken over"
+        );
+        assert!(matches!(
+            l.take_over("zzz", t1, t1).await,
+            Err(LedgerError::Unknown { .. })
+        ));
+
+        // Identical content means "already accepted": after a rejection the same bytes
+        // are a new delivery. A failed holder keeps the content (it may have committed
+        // rows before it failed): the copy is its duplicate, and receive replays it.
+        let move_to = |id: &'static str, to: DeliveryState| {
+            l.transition(id, &[DeliveryState::Processing], to, t1, None)
+        };
+        assert!(matches!(
+            l.register(&new("f", "k6", "h3", t1)).await.unwrap(),
+            Registration::New(_)
+        ));
+        assert!(claim("f").await.unwrap());
+        assert!(move_to("f", DeliveryState::Rejected).await.unwrap());
+        match l.register(&new("g", "k7", "h3", t1)).await.unwrap() {
+            Registration::New(d) => assert_eq!(d.state, DeliveryState::Received),
+            other => panic!("the content of a rejected delivery is new again, got {other:?}"),
+        }
+        assert_eq!(
+            l.get("f").await.unwrap().unwrap().state,
+            DeliveryState::Rejected
+        );
+        assert!(matches!(
+            l.register(&new("h", "k8", "h4", t1)).await.unwrap(),
+            Registration::New(_)
+        ));
+        assert!(claim("h").await.unwrap());
+        assert!(move_to("h", DeliveryState::Failed).await.unwrap());
+        match l.register(&new("i", "k9", "h4", t1)).await.unwrap() {
+            Registration::Duplicate(d) => assert_eq!(d.duplicate_of.as_deref(), Some("h")),
+            other => panic!("a copy of a failed delivery is its duplicate, got {other:?}"),
+        }
+        assert_eq!(
+            l.get("h").await.unwrap().unwrap().state,
+            DeliveryState::Failed
+        );
     }
 }
 

@@ -16,6 +16,7 @@ pub mod disclosure;
 pub mod docs;
 #[cfg(feature = "analytics")]
 pub mod extract;
+pub mod faults;
 pub mod fhir;
 pub mod generate;
 pub mod glue;

@@ -43,6 +43,9 @@ pub struct Monitored {
     pub written: Vec<String>,
     /// Messages waiting in each dead-letter queue (AWS; filled by the function).
     pub dead_letters: Vec<(String, u64)>,
+    /// Deliveries stuck in `processing`: the lease ran out, or the process holding
+    /// the claim ended. `replay` finishes them.
+    pub stuck: Vec<Delivery>,
 }
 
 impl Monitored {
@@ -186,6 +189,7 @@ pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
         deliveries: Vec::new(),
         written: Vec::new(),
         dead_letters: Vec::new(),
+        stuck: Vec::new(),
     };
     for c in p.contracts.iter() {
         let Some(rec) = &c.reception else { continue };
@@ -255,6 +259,11 @@ pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
     }
     out.deliveries
         .sort_by_key(|s| std::cmp::Reverse(s.delivery.received_at));
+    for s in &out.deliveries {
+        if crate::process::claim_is_stale(p, &s.delivery).await? {
+            out.stuck.push(s.delivery.clone());
+        }
+    }
     Ok(out)
 }
 

@@ -115,7 +115,10 @@ pub enum LedgerError {
 #[async_trait]
 pub trait Ledger: Send + Sync {
     /// Records a delivery once per object (key + version). Identical content already
-    /// seen for the same dataset makes it a `duplicate`.
+    /// delivered to the same dataset makes it a `duplicate` — unless the delivery
+    /// holding that content was rejected: then the new one is processed as a new
+    /// delivery (today's contract and reference data decide). A failed holder keeps
+    /// the content (it may have committed rows before it failed); receive replays it.
     async fn register(&self, d: &NewDelivery) -> Result<Registration, LedgerError>;
     async fn get(&self, id: &str) -> Result<Option<Delivery>, LedgerError>;
     /// Moves `id` from one of `from` to `to`, only if it is still in that state.
@@ -128,6 +131,23 @@ pub trait Ledger: Send + Sync {
         at: DateTime<Utc>,
         outcome: Option<&Outcome>,
     ) -> Result<bool, LedgerError>;
+    /// Takes over a `processing` claim that is stale (its lease ran out, or its
+    /// process no longer runs): only if the delivery is still `processing` with the
+    /// `updated_at` the caller read, so of two workers that found the same stale
+    /// claim exactly one gets it. Counts an attempt.
+    async fn take_over(
+        &self,
+        id: &str,
+        read_updated_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, LedgerError>;
+    /// Whether the `processing` claim on `id` is held by a process that is known to
+    /// have ended (it can be taken over at once, without waiting for the lease).
+    /// Ledgers that cannot tell (a Lambda's claim) say false.
+    async fn claim_abandoned(&self, id: &str) -> Result<bool, LedgerError> {
+        let _ = id;
+        Ok(false)
+    }
     /// Moves an accepted delivery to `retracted` with the reason, and gives up its
     /// claim on its content, so the same bytes sent again are a new delivery rather
     /// than a duplicate. Returns false when the delivery is not accepted (any more).

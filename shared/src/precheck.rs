@@ -70,15 +70,21 @@ pub fn check_file(
         contract_version: Some(contract.version.clone()),
         received_at: now,
     };
-    if withheld.is_some() {
-        // As the platform does: rejected unprocessed, the name withheld.
+    // As the platform does: rejected unprocessed, the name withheld, or the day out
+    // of range.
+    let unread = if withheld.is_some() {
+        Some(crate::receive::CPR_IN_NAME.to_string())
+    } else {
+        crate::receive::delivery_day_problem(contract, day, now)
+    };
+    if let Some(reason) = unread {
         let outcome = crate::receipt::ReceiptOutcome::Rejected;
         return Ok(process::Report::default().receipt(
             head,
             now,
             outcome,
             process::final_state(outcome),
-            Some(crate::receive::CPR_IN_NAME.to_string()),
+            Some(reason),
         ));
     }
     // A throwaway key: the receipt holds no pseudonyms, so the real key is not needed.

@@ -44,7 +44,7 @@ impl<R: Read> Read for Capped<R> {
                 _ => Err(std::io::Error::new(
                     std::io::ErrorKind::FileTooLarge,
                     format!(
-                        "the decompressed delivery exceeds the contract's cap of {} bytes",
+                        "the delivery (decompressed) exceeds the contract's cap of {} bytes (maxDecompressedBytes)",
                         self.limit
                     ),
                 )),
@@ -56,6 +56,52 @@ impl<R: Read> Read for Capped<R> {
         let n = self.inner.read(&mut buf[..max])?;
         self.remaining -= n as u64;
         Ok(n)
+    }
+}
+
+/// Refuses a line longer than `limit` bytes: a file of one endless line would
+/// otherwise be buffered whole by the record reader.
+struct LineCapped<R> {
+    inner: R,
+    /// Bytes since the last newline.
+    run: u64,
+    /// Bytes read so far, for the message.
+    offset: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for LineCapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let chunk = &buf[..n];
+        self.run = match memchr::memrchr(b'\n', chunk) {
+            Some(i) => {
+                // Only the part before the chunk's first newline extends the old run.
+                let first = memchr::memchr(b'\n', chunk).unwrap_or(i);
+                if self.run + first as u64 > self.limit {
+                    return Err(self.too_long());
+                }
+                (n - i - 1) as u64
+            }
+            None => self.run + n as u64,
+        };
+        if self.run > self.limit {
+            return Err(self.too_long());
+        }
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R> LineCapped<R> {
+    fn too_long(&self) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::FileTooLarge,
+            format!(
+                "a line near byte {} is longer than the contract's limit of {} bytes (maxLineBytes)",
+                self.offset, self.limit
+            ),
+        )
     }
 }
 
@@ -79,19 +125,27 @@ pub fn decode(
         ));
     }
     let gz = head.starts_with(&[0x1f, 0x8b]);
-    let plain: Box<dyn Read + Send> = if gz {
-        let limit = contract.delivery.max_decompressed_bytes;
-        Box::new(BufReader::with_capacity(
-            BUF,
-            Capped {
-                inner: flate2::read::MultiGzDecoder::new(buffered),
-                remaining: limit,
-                limit,
-            },
-        ))
+    let limit = contract.delivery.max_decompressed_bytes;
+    let inner: Box<dyn Read + Send> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
     } else {
         Box::new(buffered)
     };
+    // The size cap holds for plain files too; the line cap keeps one endless line
+    // from being buffered whole.
+    let plain: Box<dyn Read + Send> = Box::new(BufReader::with_capacity(
+        BUF,
+        LineCapped {
+            inner: Capped {
+                inner,
+                remaining: limit,
+                limit,
+            },
+            run: 0,
+            offset: 0,
+            limit: contract.delivery.max_line_bytes,
+        },
+    ));
     Ok(match contract.delivery.encoding {
         Encoding::Utf8 => plain,
         // BOM sniffing stays on: a UTF-8 file with BOM is still read correctly.
@@ -242,6 +296,16 @@ impl RecordReader {
                 )
             })?;
             header.push(name.trim().to_string());
+        }
+        if header.len() > contract.delivery.max_columns {
+            return Err(StructuralError::new(
+                "too_many_columns",
+                format!(
+                    "the header names {} columns; the contract allows at most {} (maxColumns)",
+                    header.len(),
+                    contract.delivery.max_columns
+                ),
+            ));
         }
         let mut map = Vec::with_capacity(contract.fields.len());
         let mut missing = Vec::new();
@@ -398,6 +462,10 @@ fn csv_structural(e: csv::Error, contract: &Contract) -> StructuralError {
                     contract.delivery.encoding.name()
                 ),
             )
+        }
+        // The reader knows no line when the guard stopped it inside a record.
+        csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge && line == 0 => {
+            StructuralError::new("too_large", io.to_string())
         }
         csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::FileTooLarge => {
             StructuralError::new("too_large", format!("line {line}: {io}"))

@@ -9,7 +9,7 @@
 use std::io::Read;
 
 use bytes::Bytes;
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use sha2::{Digest, Sha256};
 use tracing::{Instrument, info, info_span};
 
@@ -110,6 +110,31 @@ pub fn hash(mut r: impl Read) -> std::io::Result<(String, u64)> {
     Ok((hex::encode(h.finalize()), size))
 }
 
+/// Why the delivery day of a key is refused: later than tomorrow (UTC, so a supplier
+/// in Danish time is never early), or earlier than its dataset's contract allows.
+/// A day such as 9999-12-31 would otherwise open a lake partition per month.
+pub fn delivery_day_problem(
+    contract: &crate::contract::Contract,
+    day: NaiveDate,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let latest = now.date_naive() + chrono::Duration::days(1);
+    let earliest = contract.delivery.earliest_day;
+    if day > latest {
+        Some(format!(
+            "the delivery day {day} in the path lies after tomorrow ({latest}); the day is the day \
+             the delivery is made: correct the path and send it again"
+        ))
+    } else if day < earliest {
+        Some(format!(
+            "the delivery day {day} in the path is before {earliest}, the earliest day the \
+             contract allows (earliestDeliveryDay); history is sent under the day it is delivered"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Why a file whose name (or path) holds a CPR-shaped token is rejected unprocessed.
 pub const CPR_IN_NAME: &str = "the file name (or another part of the object key) contains what looks like a CPR number; \
      the file was not processed and its name is withheld in this receipt. \
@@ -152,7 +177,14 @@ pub async fn receive(
         let now = p.clock.now();
         let parsed = match (&withheld, parse_landing_key(shown)) {
             (Some(_), Ok(k)) => Err((Some(k), CPR_IN_NAME.to_string())),
-            (_, Ok(k)) => Ok(k),
+            (_, Ok(k)) => match p
+                .contracts
+                .get(&k.dataset_id())
+                .and_then(|c| delivery_day_problem(c, k.day, now))
+            {
+                Some(reason) => Err((Some(k), reason)),
+                None => Ok(k),
+            },
             (_, Err(reason)) => Err((None, reason)),
         };
         let (source, dataset, day, file_name) = match &parsed {
@@ -208,11 +240,29 @@ pub async fn receive(
             // died before writing it.
             Registration::Duplicate(d) | Registration::Known(d) => {
                 let of = d.duplicate_of.clone().unwrap_or_default();
-                let reason = format!(
-                    "the file is identical (sha256) to delivery {of} of the same dataset; nothing was written"
-                );
+                // The same file again after the first copy failed: the failed delivery
+                // is retried (it may have committed rows before it failed, so never a
+                // second delivery of the same rows).
+                let failed = p
+                    .ledger
+                    .get(&of)
+                    .await?
+                    .is_some_and(|h| h.state == DeliveryState::Failed);
+                let reason = if failed {
+                    format!(
+                        "the file is identical (sha256) to delivery {of} of the same dataset, which \
+                         failed; that delivery is processed again (see its receipt)"
+                    )
+                } else {
+                    format!(
+                        "the file is identical (sha256) to delivery {of} of the same dataset; nothing was written"
+                    )
+                };
                 write_receipt(p, &d, ReceiptOutcome::Ok, DeliveryState::Duplicate, Some(reason), Some(of.clone())).await?;
-                info!(delivery_id = %d.delivery_id, duplicate_of = %of, "duplicate");
+                info!(delivery_id = %d.delivery_id, duplicate_of = %of, retry = failed, "duplicate");
+                if failed {
+                    return Ok(Received::ToProcess(of));
+                }
                 Received::Duplicate {
                     delivery_id: d.delivery_id,
                     of,

@@ -265,6 +265,36 @@ pub fn render(m: &Monitored, mode: Mode, generated_at: DateTime<Utc>) -> String 
         heatmap(&mut o, "heatmap-units", &rows, &days);
     }
 
+    // Units that delivered nothing in the window (a clinic in the register that never
+    // delivered): listed apart, so they are not lost among the late periods below.
+    let mut silent: BTreeMap<(&str, &str), (usize, bool)> = BTreeMap::new();
+    for r in &m.reception {
+        if let Some(u) = r.unit.as_deref() {
+            let e = silent.entry((r.dataset.as_str(), u)).or_insert((0, false));
+            e.0 += usize::from(r.status == ReceptionStatus::Missing);
+            e.1 |= r.deliveries > 0;
+        }
+    }
+    let silent: Vec<_> = silent
+        .into_iter()
+        .filter(|(_, (missing, delivered))| *missing > 0 && !delivered)
+        .collect();
+    let _ = write!(
+        o,
+        "<h2 id=\"silent\">Expected units with no delivery in the window ({})</h2>\
+         <table id=\"silent-table\"><tr><th>dataset</th><th>unit</th><th>periods missing</th></tr>",
+        silent.len()
+    );
+    for ((dataset, unit), (missing, _)) in &silent {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td class=\"n\">{missing}</td></tr>",
+            esc(dataset),
+            esc(unit)
+        );
+    }
+    o.push_str("</table>");
+
     // Missing and late.
     let mut open: Vec<&ReceptionRow> = m
         .reception
@@ -343,6 +373,24 @@ pub fn render(m: &Monitored, mode: Mode, generated_at: DateTime<Utc>) -> String 
             esc(&d.dataset),
             d.attempts,
             esc(d.outcome.message.as_deref().unwrap_or("")),
+            esc(&replay(&d.delivery_id))
+        );
+    }
+    o.push_str("</table>");
+    let _ = write!(
+        o,
+        "<h2 id=\"stuck\">Stuck in processing ({}): the worker is gone, replay finishes them</h2>\
+         <table id=\"stuck-table\"><tr><th>received</th><th>dataset</th><th>claimed</th><th>attempts</th><th>replay</th></tr>",
+        m.stuck.len()
+    );
+    for d in &m.stuck {
+        let _ = write!(
+            o,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"n\">{}</td><td><code>{}</code></td></tr>",
+            d.received_at.format("%Y-%m-%d %H:%M"),
+            esc(&d.dataset),
+            d.updated_at.format("%Y-%m-%d %H:%M"),
+            d.attempts,
             esc(&replay(&d.delivery_id))
         );
     }
@@ -516,6 +564,7 @@ mod tests {
             }],
             written: Vec::new(),
             dead_letters: Vec::new(),
+            stuck: Vec::new(),
         };
         let html = render(&m, Mode::Local, Utc::now());
         assert!(!html.contains("6703854001"));
@@ -531,6 +580,7 @@ mod tests {
             deliveries: Vec::new(),
             written: Vec::new(),
             dead_letters: vec![("process".into(), 3)],
+            stuck: Vec::new(),
         };
         let html = render(&m, Mode::Aws, Utc::now());
         for id in [
@@ -538,6 +588,8 @@ mod tests {
             "missing",
             "rejected",
             "failed",
+            "stuck",
+            "silent",
             "quality",
             "declaration",
         ] {

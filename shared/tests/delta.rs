@@ -432,7 +432,7 @@ async fn a_retracted_delivery_leaves_every_table_and_says_why() {
         "sent the wrong clinic's file"
     );
     // Only accepted deliveries, and never a reason that holds a CPR number.
-    let c = deliver_new(&p, "almenpraksis/diagnose/2026-06-03/c.csv", "nonsense\n").await;
+    let c = deliver_new(&p, "almenpraksis/diagnose/2026-06-02/c.csv", "nonsense\n").await;
     process::process(&p, &c).await.unwrap();
     assert!(naerdata::retract::retract(&p, &c, "x").await.is_err());
     assert!(
@@ -444,7 +444,7 @@ async fn a_retracted_delivery_leaves_every_table_and_says_why() {
     // The same file sent again is a new delivery, processed again.
     let again = deliver_new(
         &p,
-        "almenpraksis/diagnose/2026-06-03/a.csv",
+        "almenpraksis/diagnose/2026-06-02/a2.csv",
         &rows(0..30, 3),
     )
     .await;
@@ -491,8 +491,13 @@ async fn thirty_daily_deliveries_compact_to_one_file_per_partition_with_identica
             day as usize * 1000..day as usize * 1000 + 24,
             &[1, 2, 3, 4, 5, 6],
         );
+        // Each day's delivery arrives on its day.
+        let mut on_day = p.clone();
+        on_day.clock = Arc::new(FixedClock(
+            format!("2026-06-{day:02}T08:00:00Z").parse().unwrap(),
+        ));
         let id = deliver_new(
-            &p,
+            &on_day,
             &format!("almenpraksis/diagnose/2026-06-{day:02}/d.csv"),
             &body,
         )

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod chaos;
 mod custody;
 mod delta;
 mod extract;

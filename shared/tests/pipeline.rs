@@ -291,7 +291,11 @@ fn gateway_bundle(bundle_id: &str, updated: &str, status: &str) -> String {
 #[tokio::test]
 async fn a_later_gateway_update_is_a_newer_version_of_the_same_record() {
     let dir = tempfile::tempdir().unwrap();
-    let p = platform(dir.path());
+    let mut p = platform(dir.path());
+    // Delivered no later than tomorrow: the platform's day is after the reports'.
+    p.clock = Arc::new(naerdata::ports::FixedClock(
+        "2026-10-05T12:00:00Z".parse().unwrap(),
+    ));
     for (day, body) in [
         (
             "2026-10-01",
@@ -334,7 +338,10 @@ async fn a_later_gateway_update_is_a_newer_version_of_the_same_record() {
 async fn a_large_gateway_delivery_stages_every_table_apart() {
     // More bundles than a writer buffers, so several tables stage to disk at once.
     let dir = tempfile::tempdir().unwrap();
-    let p = platform(dir.path());
+    let mut p = platform(dir.path());
+    p.clock = Arc::new(naerdata::ports::FixedClock(
+        "2026-10-05T12:00:00Z".parse().unwrap(),
+    ));
     let file = dir.path().join("in.ndjson");
     naerdata::generate::bench_gateway_file(&file, 9_000, 1).unwrap();
     let key = "kommune/gateway/2026-10-02/big.ndjson";
@@ -402,4 +409,132 @@ async fn a_receive_that_dies_before_the_receipt_writes_it_on_the_retry() {
         );
         assert_eq!(receipt.state, d.state.as_str(), "{key}");
     }
+}
+
+/// A delivery left in `processing` by a worker that is gone: shown as stuck, and
+/// finished by the next attempt — at once when the process that held it has ended
+/// (embedded), after the lease otherwise. A live claim is left alone.
+#[tokio::test]
+async fn a_delivery_stuck_in_processing_is_shown_and_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let id = deliver_new(&p, "almenpraksis/diagnose/2026-06-01/a.csv", &rows(0..5, 5)).await;
+    let now = p.clock.now();
+    assert!(
+        p.ledger
+            .transition(
+                &id,
+                &[DeliveryState::Received],
+                DeliveryState::Processing,
+                now,
+                None
+            )
+            .await
+            .unwrap()
+    );
+    // This process holds the claim and runs: another attempt must not take it.
+    assert_eq!(process::process(&p, &id).await.unwrap(), Processed::Busy);
+    let as_of = now.date_naive();
+    assert!(
+        naerdata::monitor::observe(&p, as_of)
+            .await
+            .unwrap()
+            .stuck
+            .is_empty()
+    );
+
+    // Past the lease, even a live holder's claim is stale (a hung worker).
+    let mut later = p.clone();
+    later.clock = std::sync::Arc::new(naerdata::ports::FixedClock(
+        now + naerdata::process::PROCESSING_LEASE + chrono::Duration::minutes(1),
+    ));
+    let d = p.ledger.get(&id).await.unwrap().unwrap();
+    assert!(naerdata::process::claim_is_stale(&later, &d).await.unwrap());
+
+    // The process that held it ended (killed mid-delivery): stuck at once.
+    rusqlite::Connection::open(dir.path().join("ledger.sqlite"))
+        .unwrap()
+        .execute("UPDATE claims SET pid = 4194303999", [])
+        .unwrap();
+    let m = naerdata::monitor::observe(&p, as_of).await.unwrap();
+    assert_eq!(
+        m.stuck
+            .iter()
+            .map(|d| d.delivery_id.as_str())
+            .collect::<Vec<_>>(),
+        [id.as_str()]
+    );
+    let (_, page) = naerdata::monitor::run_and_page(&p, as_of, naerdata::report::Mode::Local, &[])
+        .await
+        .unwrap();
+    assert!(
+        page.contains(&format!("naerdata replay {id}")),
+        "the page says how to finish it"
+    );
+    assert_eq!(
+        process::process(&p, &id).await.unwrap(),
+        Processed::Done(DeliveryState::Accepted)
+    );
+    let d = p.ledger.get(&id).await.unwrap().unwrap();
+    assert_eq!(d.attempts, 2);
+    assert_eq!(count(&p, "almenpraksis_diagnose").await, 5);
+}
+
+/// "Duplicate" means already accepted: the same bytes as a rejected delivery are
+/// processed again (today's contract decides) and get a receipt of their own.
+#[tokio::test]
+async fn the_same_file_as_a_rejected_delivery_is_processed_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    let bad = "hello;world\n1;2\n";
+    let first = deliver_new(&p, "almenpraksis/diagnose/2026-06-01/a.csv", bad).await;
+    assert_eq!(
+        process::process(&p, &first).await.unwrap(),
+        Processed::Done(DeliveryState::Rejected)
+    );
+    let again = match deliver(&p, "almenpraksis/diagnose/2026-06-02/a.csv", bad).await {
+        Received::ToProcess(id) => id,
+        other => panic!("expected a new delivery, got {other:?}"),
+    };
+    assert_eq!(
+        process::process(&p, &again).await.unwrap(),
+        Processed::Done(DeliveryState::Rejected)
+    );
+    let r = receipt(&p, &again).await;
+    assert_eq!(r.state, "rejected");
+    assert!(r.duplicate_of.is_none());
+    // An accepted file sent again is still a duplicate.
+    let good = rows(0..3, 5);
+    let ok = deliver_new(&p, "almenpraksis/diagnose/2026-06-01/b.csv", &good).await;
+    process::process(&p, &ok).await.unwrap();
+    assert!(matches!(
+        deliver(&p, "almenpraksis/diagnose/2026-06-02/b.csv", &good).await,
+        Received::Duplicate { .. }
+    ));
+}
+
+/// The delivery day in the key is bounded: no later than tomorrow, no earlier than
+/// the contract allows (9999-12-31 would open a lake partition per month).
+#[tokio::test]
+async fn a_delivery_day_out_of_range_is_rejected_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    for (day, why) in [
+        ("9999-12-31", "after tomorrow"),
+        ("2026-06-03", "after tomorrow"),
+        ("1999-12-31", "earliestDeliveryDay"),
+    ] {
+        let key = format!("almenpraksis/diagnose/{day}/a.csv");
+        let Received::Unroutable(id) = deliver(&p, &key, &rows(0..2, 5)).await else {
+            panic!("{day} was taken")
+        };
+        let r = receipt(&p, &id).await;
+        assert_eq!(r.state, "rejected");
+        assert!(
+            r.reason.as_deref().unwrap_or("").contains(why),
+            "{day}: {r:?}"
+        );
+    }
+    // Tomorrow is fine (a supplier ahead of UTC).
+    deliver_new(&p, "almenpraksis/diagnose/2026-06-02/a.csv", &rows(0..2, 5)).await;
 }

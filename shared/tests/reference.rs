@@ -287,14 +287,14 @@ async fn a_registered_clinic_that_never_delivered_is_shown_missing() {
     let dir = tempfile::tempdir().unwrap();
     let p = platform(dir.path());
     for day in ["2026-06-01", "2026-06-08", "2026-06-15"] {
+        // Each delivery arrives on its day.
+        let mut on_day = p.clone();
+        on_day.clock = std::sync::Arc::new(naerdata::ports::FixedClock(
+            format!("{day}T06:00:00Z").parse().unwrap(),
+        ));
         let key = format!("almenpraksis/diagnose/{day}/ap.csv");
-        let month = 6;
-        let (_, state) = process(
-            &p,
-            &key,
-            &crate::support::rows(0..3, month).replace("2026-06-01;", &format!("{day};")),
-        )
-        .await;
+        let body = crate::support::rows(0..3, 6).replace("2026-06-01;", &format!("{day};"));
+        let (_, state) = process(&on_day, &key, &body).await;
         assert_eq!(state, DeliveryState::Accepted);
     }
     let register = "dataset,unit,name,kommunekode,valid_from,valid_to\n\

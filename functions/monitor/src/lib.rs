@@ -81,6 +81,7 @@ fn emit(m: &Monitored) {
         .count("MissingPeriods", all_missing)
         .count("MissingUnitPeriods", all_units_missing)
         .count("FailedDeliveries", m.failed().count() as u64)
+        .count("StuckDeliveries", m.stuck.len() as u64)
         .count(
             "DeadLetters",
             m.dead_letters.iter().map(|(_, n)| *n).sum::<u64>(),

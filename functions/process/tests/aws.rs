@@ -262,8 +262,8 @@ async fn deliveries_flow_from_the_landing_bucket_to_the_lake() {
     std::fs::write(input.path().join("odd.csv"), &odd_csv).unwrap();
     let unknown = "almenpraksis/ukendt/2026-10-01/x.csv";
     let stray = "stray file.csv";
-    let empty = "speciallaege/kontakt/2026-10-02/empty.csv";
-    let encoded = "almenpraksis/diagnose/2026-10-03/dag 3+x=1.csv";
+    let empty = "speciallaege/kontakt/2026-06-01/empty.csv";
+    let encoded = "almenpraksis/diagnose/2026-06-02/dag 3+x=1.csv";
     stack.upload(unknown, odd_csv.clone().into_bytes()).await;
     stack.upload(stray, b"a;b\n".to_vec()).await;
     stack.upload(empty, Vec::new()).await;
@@ -996,4 +996,170 @@ async fn a_sor_map_loaded_into_the_lake_bucket_applies_to_the_next_bundle() {
     );
     assert_eq!(r.reference_versions["sor"], cur.version);
     assert_eq!(r.tables["kommune_tilstand"], 3);
+}
+
+/// A burst: N deliveries uploaded at once (generated deliveries of every dataset,
+/// 5 % identical copies, 5 % hostile files), received, then processed by two
+/// workers at the same time. Every delivery ends final with a receipt, the lake
+/// holds exactly the rows the receipts say (nothing lost, nothing doubled), the
+/// queues are drained and the dead-letter queues empty. N is NAERDATA_BURST
+/// (`make test`: 50; `make chaos`: 1,000).
+#[tokio::test]
+async fn a_burst_of_deliveries_is_taken_whole() {
+    let n: usize = std::env::var("NAERDATA_BURST")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50);
+    let moto = Moto::start();
+    let stack = provision(&moto, "burst").await;
+    let p = platform(&stack);
+    let (copies, hostile) = (n / 20, n / 20);
+    let input = tempfile::tempdir().unwrap();
+    let mut opts = naerdata::generate::GenerateOptions::new(input.path());
+    opts.persons = 300;
+    // About eight files a day, delivered before the platform's day.
+    opts.days = (n / 8 + 10).min(150) as u32;
+    opts.start = chrono::NaiveDate::from_ymd_opt(2026, 6, 1).unwrap()
+        - chrono::Duration::days(i64::from(opts.days));
+    let generated = naerdata::generate::generate(&opts).unwrap();
+    let clean: Vec<_> = generated.iter().take(n - copies - hostile).collect();
+    assert_eq!(
+        clean.len(),
+        n - copies - hostile,
+        "the generator gave too few files"
+    );
+    let mut uploads: Vec<(String, Vec<u8>)> = clean
+        .iter()
+        .map(|g| {
+            let key = g
+                .path
+                .strip_prefix(input.path())
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            (key, std::fs::read(&g.path).unwrap())
+        })
+        .collect();
+    for i in 0..copies {
+        let (key, body) = uploads[i * 3].clone();
+        uploads.push((format!("{key}.copy{i}"), body));
+    }
+    for i in 0..hostile {
+        uploads.push((
+            format!(
+                "almenpraksis/diagnose/2026-05-{:02}/hostile-{i}.csv",
+                1 + i % 28
+            ),
+            format!("hello;world\n{i};2\n").into_bytes(),
+        ));
+    }
+    for (key, body) in &uploads {
+        stack.upload(key, body.clone()).await;
+    }
+    let started = std::time::Instant::now();
+    let r = receiver(&stack);
+    pump(
+        &stack,
+        &stack.receive_queue,
+        &stack.receive_queue_arn,
+        |e| r.handle(e),
+    )
+    .await;
+    let (a, b) = tokio::join!(
+        pump(
+            &stack,
+            &stack.process_queue,
+            &stack.process_queue_arn,
+            |e| { process::handle(&p, e) }
+        ),
+        pump(
+            &stack,
+            &stack.process_queue,
+            &stack.process_queue_arn,
+            |e| { process::handle(&p, e) }
+        ),
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    // A message failed by a commit conflict is retried until the queue is empty.
+    pump(
+        &stack,
+        &stack.process_queue,
+        &stack.process_queue_arn,
+        |e| process::handle(&p, e),
+    )
+    .await;
+
+    let all = deliveries(&p).await;
+    assert_eq!(all.len(), n, "one delivery per upload");
+    let mut states: BTreeMap<DeliveryState, usize> = BTreeMap::new();
+    let mut expected_rows: BTreeMap<String, u64> = BTreeMap::new();
+    for d in &all {
+        assert!(d.state.is_final(), "{} left in {}", d.delivery_id, d.state);
+        *states.entry(d.state).or_default() += 1;
+        let r = receipt(&stack, d).await;
+        if d.state.has_rows() {
+            for (t, rows) in &r.tables {
+                *expected_rows.entry(t.clone()).or_default() += rows;
+            }
+        }
+    }
+    // Duplicates: the planted copies, and generated files identical to an earlier one
+    // of their dataset (a header-only file on a quiet day).
+    let mut seen = std::collections::HashSet::new();
+    let identical = uploads
+        .iter()
+        .filter(|(key, body)| {
+            let dataset: Vec<&str> = key.split('/').take(2).collect();
+            !seen.insert((dataset, body.clone()))
+        })
+        .count();
+    assert!(identical >= copies);
+    assert_eq!(
+        states.get(&DeliveryState::Duplicate).copied().unwrap_or(0),
+        identical,
+        "{states:?}"
+    );
+    assert!(
+        states.get(&DeliveryState::Rejected).copied().unwrap_or(0) >= hostile,
+        "{states:?}"
+    );
+    assert!(!states.contains_key(&DeliveryState::Failed), "{states:?}");
+    for (table, rows) in &expected_rows {
+        let b = naerdata::catalog::query(&p, &format!("SELECT count(*) AS n FROM {table}"))
+            .await
+            .unwrap();
+        assert_eq!(
+            arrow_value(&b[0], 0) as u64,
+            *rows,
+            "{table}: lake rows vs receipts"
+        );
+    }
+    for q in [
+        &stack.receive_queue,
+        &stack.process_queue,
+        &stack.receive_dlq,
+        &stack.process_dlq,
+    ] {
+        assert_eq!(stack.depth(q).await, 0, "{q} is not empty");
+    }
+    println!(
+        "burst: {n} deliveries ({copies} copies, {hostile} hostile) processed by two workers in {seconds:.1} s \
+         ({:.0} ms per delivery; {} + {} messages, {} retried), peak memory {:.0} MiB; 0 lost, 0 duplicated",
+        1000.0 * seconds / n as f64,
+        a.messages,
+        b.messages,
+        a.failed + b.failed,
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_string))
+            .and_then(|l| l
+                .split_whitespace()
+                .nth(1)
+                .and_then(|k| k.parse::<f64>().ok()))
+            .map_or(f64::NAN, |kb| kb / 1024.0)
+    );
 }

@@ -159,6 +159,41 @@ impl DynamoLedger {
         Ok(out.item)
     }
 
+    /// Registers `d` as a new delivery that takes the content over from `held` (a
+    /// rejected delivery), in one transaction conditional on `held` still owning it.
+    /// False when another registration got there first.
+    async fn take_content(&self, d: &NewDelivery, held: &Delivery) -> Result<bool, LedgerError> {
+        let build = |e: aws_sdk_dynamodb::error::BuildError| LedgerError::Backend(e.to_string());
+        let delivery = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(new_item(d, DeliveryState::Received, None)))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(build)?;
+        let owner = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(hash_pk(&d.dataset, &d.sha256)))
+            .update_expression("SET #owner = :new")
+            .condition_expression("#owner = :old")
+            .expression_attribute_names("#owner", "owner")
+            .expression_attribute_values(":new", s(&d.delivery_id))
+            .expression_attribute_values(":old", s(&held.delivery_id))
+            .build()
+            .map_err(build)?;
+        let tx = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(delivery).build())
+            .transact_items(TransactWriteItem::builder().update(owner).build());
+        match tx.client_request_token(request_token()?).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(_)) => Ok(false),
+                _ => Err(backend("TransactWriteItems", e)),
+            },
+        }
+    }
+
     async fn known(&self, id: &str) -> Result<Registration, LedgerError> {
         let item = self.get_item(&delivery_pk(id)).await?.ok_or_else(|| {
             LedgerError::Backend(format!(
@@ -289,6 +324,15 @@ impl Ledger for DynamoLedger {
                 _ => None,
             })
             .ok_or_else(|| LedgerError::Backend("content owner item has no owner".into()))?;
+        // Identical content is "already delivered" unless its owner was rejected (a
+        // failed owner stays the owner: receive replays it).
+        if let Some(held) = self.get(&owner).await?
+            && held.state == DeliveryState::Rejected
+            && self.take_content(d, &held).await?
+        {
+            let item = new_item(d, DeliveryState::Received, None);
+            return Ok(Registration::New(item_to_delivery(&item)?));
+        }
         let item = new_item(d, DeliveryState::Duplicate, Some(&owner));
         match self
             .client
@@ -307,6 +351,41 @@ impl Ledger for DynamoLedger {
                 self.known(&d.delivery_id).await
             }
             Err(e) => Err(backend("PutItem", e)),
+        }
+    }
+
+    async fn take_over(
+        &self,
+        id: &str,
+        read_updated_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
+        let r = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(delivery_pk(id)))
+            .update_expression("SET updated_at = :at ADD attempts :one")
+            .condition_expression("#state = :p AND updated_at = :read")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":p", s(DeliveryState::Processing.as_str()))
+            .expression_attribute_values(":read", s(ts(read_updated_at)))
+            .expression_attribute_values(":at", s(ts(at)))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                if self.get(id).await?.is_none() {
+                    return Err(LedgerError::Unknown { id: id.to_string() });
+                }
+                Ok(false)
+            }
+            Err(e) => Err(backend("UpdateItem", e)),
         }
     }
 

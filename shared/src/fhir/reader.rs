@@ -14,9 +14,6 @@ pub struct Bundles {
     single: Option<String>,
 }
 
-/// A single-Bundle file is read whole; this caps it.
-const MAX_SINGLE_BUNDLE: usize = 256 << 20;
-
 impl Bundles {
     pub fn next_bundle(&mut self) -> Result<Option<(u64, String)>, StructuralError> {
         if let Some(s) = self.single.take() {
@@ -76,15 +73,22 @@ pub fn open_bundles(
         // `single` doubles as the "put back" slot for NDJSON's first line.
         return Ok(b);
     }
+    // A single-Bundle file is read whole: it may be as large as one NDJSON line.
+    let cap = contract.delivery.max_line_bytes;
     let mut whole = first;
     for l in b.lines.by_ref() {
-        let l = l.map_err(|e| StructuralError::new("unreadable", e.to_string()))?;
+        let l = l.map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => StructuralError::new("too_large", e.to_string()),
+            _ => StructuralError::new("unreadable", e.to_string()),
+        })?;
         whole.push('\n');
         whole.push_str(&l);
-        if whole.len() > MAX_SINGLE_BUNDLE {
+        if whole.len() as u64 > cap {
             return Err(StructuralError::new(
                 "too_large",
-                format!("a single-Bundle file over {MAX_SINGLE_BUNDLE} bytes; send NDJSON instead"),
+                format!(
+                    "a single-Bundle file over {cap} bytes (maxLineBytes); send NDJSON, one bundle per line"
+                ),
             ));
         }
     }

@@ -46,7 +46,29 @@ CREATE TABLE IF NOT EXISTS content_hashes (
     delivery_id TEXT NOT NULL,
     PRIMARY KEY (dataset, sha256)
 );
+-- Who holds a `processing` claim: this machine's process id and that process's start
+-- time, so a claim whose process has ended is taken over at once.
+CREATE TABLE IF NOT EXISTS claims (
+    delivery_id TEXT PRIMARY KEY,
+    pid         INTEGER NOT NULL,
+    started     TEXT NOT NULL
+);
 ";
+
+/// The start time of process `pid` (clock ticks since boot, `/proc/<pid>/stat` field
+/// 22), which tells a live process from a later one that reused its id. `None` when
+/// the process does not exist or the system has no `/proc`.
+fn process_started(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from the last ')'.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19).map(str::to_string)
+}
+
+/// Whether this system can tell if a process runs (`/proc` of our own process).
+fn can_see_processes() -> bool {
+    process_started(std::process::id()).is_some()
+}
 
 fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -112,6 +134,17 @@ impl SqliteLedger {
         })
     }
 
+    /// Records this process as the holder of the claim on `id`.
+    fn record_claim(conn: &Connection, id: &str) -> Result<(), LedgerError> {
+        let pid = std::process::id();
+        conn.execute(
+            "INSERT OR REPLACE INTO claims (delivery_id, pid, started) VALUES (?1, ?2, ?3)",
+            params![id, pid as i64, process_started(pid).unwrap_or_default()],
+        )
+        .map_err(backend)?;
+        Ok(())
+    }
+
     fn get_sync(conn: &Connection, id: &str) -> Result<Option<Delivery>, LedgerError> {
         conn.query_row(
             &format!("SELECT {COLUMNS} FROM deliveries WHERE delivery_id = ?1"),
@@ -168,7 +201,30 @@ impl Ledger for SqliteLedger {
                 params![d.dataset, d.sha256, d.delivery_id],
             )
             .map_err(backend)?;
-        let duplicate = owner == 0;
+        let mut duplicate = owner == 0;
+        if duplicate {
+            // Identical content is "already delivered" unless its holder was
+            // rejected. A failed holder stays the holder: it may have committed rows
+            // before it failed, so its content is retried through it (receive replays
+            // it), never through a second delivery.
+            let state: String = tx
+                .query_row(
+                    "SELECT d.state FROM content_hashes c \
+                     JOIN deliveries d ON d.delivery_id = c.delivery_id \
+                     WHERE c.dataset = ?1 AND c.sha256 = ?2",
+                    params![d.dataset, d.sha256],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if state == DeliveryState::Rejected.as_str() {
+                tx.execute(
+                    "UPDATE content_hashes SET delivery_id = ?3 WHERE dataset = ?1 AND sha256 = ?2",
+                    params![d.dataset, d.sha256, d.delivery_id],
+                )
+                .map_err(backend)?;
+                duplicate = false;
+            }
+        }
         if duplicate {
             tx.execute(
                 "UPDATE deliveries SET state = 'duplicate', duplicate_of = \
@@ -233,7 +289,57 @@ impl Ledger for SqliteLedger {
         if n == 0 && Self::get_sync(&conn, id)?.is_none() {
             return Err(LedgerError::Unknown { id: id.to_string() });
         }
+        if n == 1 && to == DeliveryState::Processing {
+            Self::record_claim(&conn, id)?;
+        }
         Ok(n == 1)
+    }
+
+    async fn take_over(
+        &self,
+        id: &str,
+        read_updated_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, LedgerError> {
+        let conn = self.conn.lock().expect("ledger lock");
+        let n = conn
+            .execute(
+                "UPDATE deliveries SET updated_at = ?3, attempts = attempts + 1 \
+                 WHERE delivery_id = ?1 AND state = 'processing' AND updated_at = ?2",
+                params![id, ts(read_updated_at), ts(at)],
+            )
+            .map_err(backend)?;
+        if n == 0 && Self::get_sync(&conn, id)?.is_none() {
+            return Err(LedgerError::Unknown { id: id.to_string() });
+        }
+        if n == 1 {
+            Self::record_claim(&conn, id)?;
+        }
+        Ok(n == 1)
+    }
+
+    async fn claim_abandoned(&self, id: &str) -> Result<bool, LedgerError> {
+        if !can_see_processes() {
+            return Ok(false);
+        }
+        let conn = self.conn.lock().expect("ledger lock");
+        let claim: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT c.pid, c.started FROM claims c JOIN deliveries d \
+                 ON d.delivery_id = c.delivery_id WHERE c.delivery_id = ?1 AND d.state = 'processing'",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(backend)?;
+        Ok(match claim {
+            // A claim from before claims were recorded: wait for the lease.
+            None => false,
+            Some((pid, started)) => {
+                u32::try_from(pid).ok().and_then(process_started).as_deref()
+                    != Some(started.as_str())
+            }
+        })
     }
 
     async fn retract(
@@ -315,5 +421,59 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let l = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
         crate::ledger::conformance::check(&l).await;
+    }
+
+    /// A claim held by a process that has ended is abandoned at once; one held by a
+    /// running process (this one) is not.
+    #[tokio::test]
+    async fn a_claim_of_an_ended_process_is_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = SqliteLedger::open(&dir.path().join("ledger.sqlite")).unwrap();
+        let t0 = DateTime::parse_from_rfc3339("2026-03-01T10:00:00Z")
+            .unwrap()
+            .to_utc();
+        let d = NewDelivery {
+            delivery_id: "a".into(),
+            dataset: "almenpraksis.diagnose".into(),
+            source: "almenpraksis".into(),
+            object_key: "k".into(),
+            object_version: "v".into(),
+            file_name: "f.csv".into(),
+            delivery_date: t0.date_naive(),
+            sha256: "h".into(),
+            size: 1,
+            received_at: t0,
+        };
+        l.register(&d).await.unwrap();
+        assert!(
+            l.transition(
+                "a",
+                &[DeliveryState::Received],
+                DeliveryState::Processing,
+                t0,
+                None
+            )
+            .await
+            .unwrap()
+        );
+        assert!(
+            !l.claim_abandoned("a").await.unwrap(),
+            "this process holds it"
+        );
+        // The holder ended (a pid no process has).
+        l.conn
+            .lock()
+            .unwrap()
+            .execute(
+                "UPDATE claims SET pid = 4194303999 WHERE delivery_id = 'a'",
+                [],
+            )
+            .unwrap();
+        assert!(l.claim_abandoned("a").await.unwrap());
+        assert!(l.take_over("a", t0, t0).await.unwrap());
+        assert!(
+            !l.claim_abandoned("a").await.unwrap(),
+            "taken over by this process"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! objects, a SQLite file for the ledger, a key file for the pseudonym key, an
 //! in-process queue.
 
+pub mod backup;
 mod keys;
 mod ledger;
 mod objects;

@@ -32,6 +32,15 @@ use crate::receipt::{ReceiptHead, ReceiptOutcome};
 /// (its worker died: a Lambda timeout, a killed process).
 pub const PROCESSING_LEASE: chrono::Duration = chrono::Duration::minutes(20);
 
+/// Whether a delivery is stuck in `processing`: its lease ran out, or the process
+/// holding the claim has ended. `replay` and the next attempt take such a claim over;
+/// `status` and the operator page list it.
+pub async fn claim_is_stale(p: &Platform, d: &Delivery) -> Result<bool, StepError> {
+    Ok(d.state == DeliveryState::Processing
+        && (p.clock.now() - d.updated_at > PROCESSING_LEASE
+            || p.ledger.claim_abandoned(&d.delivery_id).await?))
+}
+
 /// Where the quarantine record of a delivery lives in the quarantine store.
 pub use crate::layout::quarantine_key;
 
@@ -60,17 +69,27 @@ pub async fn process(p: &Platform, delivery_id: &str) -> Result<Processed, StepE
             return Ok(Processed::AlreadyFinal(d.state));
         }
         let now = p.clock.now();
-        let stale = d.state == DeliveryState::Processing && now - d.updated_at > PROCESSING_LEASE;
-        let from: &[DeliveryState] = if stale {
-            &[DeliveryState::Processing]
+        // A `processing` claim is taken over when its lease ran out (a Lambda that
+        // timed out, a crash on the last attempt) or, locally, at once when the
+        // process that held it has ended; conditional on the `updated_at` read here,
+        // so two workers never both take it.
+        let claimed = if d.state == DeliveryState::Processing {
+            claim_is_stale(p, &d).await?
+                && p.ledger
+                    .take_over(&d.delivery_id, d.updated_at, now)
+                    .await?
         } else {
-            DeliveryState::REPLAYABLE
+            p.ledger
+                .transition(
+                    &d.delivery_id,
+                    DeliveryState::REPLAYABLE,
+                    DeliveryState::Processing,
+                    now,
+                    None,
+                )
+                .await?
         };
-        if !p
-            .ledger
-            .transition(&d.delivery_id, from, DeliveryState::Processing, now, None)
-            .await?
-        {
+        if !claimed {
             return Ok(Processed::Busy);
         }
         match process_claimed(p, &d).await {

@@ -228,19 +228,47 @@ fn run_bundles(
                 break;
             }
         };
+        let max_entries = contract.delivery.max_bundle_entries;
         let flat = match serde_json::from_str::<Json>(&text) {
+            Ok(bundle)
+                if bundle
+                    .get("entry")
+                    .and_then(Json::as_array)
+                    .is_some_and(|e| e.len() > max_entries) =>
+            {
+                problems.push(Problem {
+                    line,
+                    column: Some("Bundle.entry".into()),
+                    rule: "bundle_size",
+                    severity: Severity::Error,
+                    message: format!(
+                        "the bundle has more than {max_entries} entries (maxBundleEntries); \
+                         a delivery report holds one citizen's changes of one day"
+                    ),
+                });
+                None
+            }
             Ok(bundle) => fhir::flatten_bundle(line, &bundle, refs, &mut problems),
             Err(e) => {
+                // serde_json's own message names only its limits, never the data.
+                let nested = e.to_string().starts_with("recursion limit exceeded");
                 problems.push(Problem {
                     line,
                     column: None,
-                    rule: "format",
+                    rule: if nested { "nesting" } else { "format" },
                     severity: Severity::Error,
-                    message: format!(
-                        "not JSON: {:?} error at column {}",
-                        e.classify(),
-                        e.column()
-                    ),
+                    message: if nested {
+                        format!(
+                            "JSON nested deeper than 128 levels (column {}); a FHIR bundle never is",
+                            e.column()
+                        )
+                    } else {
+                        format!(
+                            "not JSON: {:?} error at column {}",
+                            e.classify(),
+                            e.column()
+                        )
+                    },
                 });
                 None
             }
@@ -437,5 +465,76 @@ mod tests {
         )
         .unwrap();
         assert!(r.structural.unwrap().message.contains("kommune.gateway"));
+    }
+
+    fn run_bytes(dataset: &str, bytes: Vec<u8>) -> Report {
+        let registry = Registry::builtin();
+        let c = registry.get(dataset).unwrap();
+        run(
+            &registry,
+            c,
+            Box::new(std::io::Cursor::new(bytes)),
+            test_options(chrono::NaiveDate::from_ymd_opt(2026, 10, 2).unwrap()),
+        )
+        .unwrap()
+    }
+
+    /// Files made to hurt: each refused by a limit that the message names.
+    #[test]
+    fn hostile_files_are_refused_by_a_named_limit() {
+        // One endless line: refused at the line limit, not read whole.
+        let mut endless =
+            b"record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret\n"
+                .to_vec();
+        endless.extend(std::iter::repeat_n(b'x', 3 << 20));
+        let r = run_bytes("almenpraksis.diagnose", endless);
+        let e = r.structural.expect("refused");
+        assert_eq!(e.rule, "too_large");
+        assert!(e.message.contains("maxLineBytes"), "{}", e.message);
+        // The same in a KL Gateway file (a line is a bundle).
+        let r = run_bytes("kommune.gateway", vec![b'{'; 17 << 20]);
+        assert!(
+            r.structural
+                .expect("refused")
+                .message
+                .contains("maxLineBytes")
+        );
+
+        // A header of thousands of columns.
+        let wide: String = (0..2_000).map(|i| format!("c{i};")).collect::<String>() + "\n";
+        let e = run_bytes("almenpraksis.diagnose", wide.into_bytes())
+            .structural
+            .expect("refused");
+        assert_eq!(e.rule, "too_many_columns");
+        assert!(e.message.contains("maxColumns"), "{}", e.message);
+
+        // A bundle of too many entries, and one nested past the JSON reader's limit:
+        // those bundles are left out, the file goes on.
+        let mut big = bundle();
+        let entries = big["entry"].as_array().unwrap().clone();
+        big["entry"] = json!(
+            entries
+                .iter()
+                .cycle()
+                .take(6_000)
+                .cloned()
+                .collect::<Vec<_>>()
+        );
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let text = format!("{}\n{}\n{}\n", bundle(), big, deep);
+        let r = run_bytes("kommune.gateway", text.into_bytes());
+        assert!(r.structural.is_none(), "{:?}", r.structural);
+        assert_eq!((r.rows.accepted, r.rows.rejected), (1, 2));
+        let rules: Vec<&str> = r.problems.iter().map(|p| p.rule).collect();
+        assert!(
+            rules.contains(&"bundle_size") && rules.contains(&"nesting"),
+            "{rules:?}"
+        );
+        let size = r.problems.iter().find(|p| p.rule == "bundle_size").unwrap();
+        assert!(
+            size.message.contains("maxBundleEntries"),
+            "{}",
+            size.message
+        );
     }
 }

@@ -435,7 +435,7 @@ where
 {
     let sqs = &stack.clients.sqs;
     let mut pumped = Pumped::default();
-    for _ in 0..100 {
+    for _ in 0..1_000 {
         let out = sqs
             .receive_message()
             .queue_url(queue)
@@ -479,7 +479,7 @@ where
             }
         }
     }
-    panic!("the queue did not drain in 100 batches");
+    panic!("the queue did not drain in 1,000 batches");
 }
 
 /// The Makefile's venv Python, for the independent Parquet reader.
@@ -607,7 +607,8 @@ pub fn diagnoses(first_id: usize, rows: usize, months: u32) -> String {
 pub fn platform(stack: &Stack) -> Platform {
     let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin());
     p.clock = Arc::new(FixedClock(
-        chrono::DateTime::parse_from_rfc3339("2026-06-02T08:00:00Z")
+        // After every generated delivery day (a day is no later than tomorrow).
+        chrono::DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z")
             .unwrap()
             .to_utc(),
     ));
