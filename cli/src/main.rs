@@ -280,7 +280,7 @@ enum ReferenceCommand {
     List,
     /// Check FILE as a new version of KIND and make it current.
     Load {
-        /// sor, fsiii, catalogue, sks or units.
+        /// sor, fsiii, catalogue, sks, units or clusters.
         kind: String,
         file: PathBuf,
         /// Check only; publish nothing.

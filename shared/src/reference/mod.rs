@@ -5,7 +5,8 @@
 //! - Everything that changes more often than the platform is deployed is a
 //!   [`Kind`]: the SOR -> municipality map, the FSIII terminology (the KL
 //!   terminology's code system, UUIDs and legacy keys), the §119/§140 catalogue, the
-//!   SKS diagnoses and the register of expected reporting units. Operators publish a
+//!   SKS diagnoses, the register of expected reporting units and the municipalities'
+//!   health clusters. Operators publish a
 //!   new version with `naerdata reference load KIND FILE` ([`store::publish`]); the
 //!   process step and the monitor read the current versions at the start of every
 //!   run ([`store::current`]), so a new version needs no deploy. The copies in the
@@ -25,7 +26,7 @@ use chrono::NaiveDate;
 use sha2::{Digest, Sha256};
 
 pub use fsiii::well_formed as well_formed_code;
-pub use parse::Unit;
+pub use parse::{Cluster, Unit};
 
 /// A municipality and the region it belongs to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub const CATALOGUE_CSV: &str = include_str!("../../../reference/catalogue-119-1
 pub const SKS_CSV: &str = include_str!("../../../reference/kl/sks-diagnoser-icd10-subset.csv");
 /// The register of expected reporting units: empty until operators load one.
 pub const UNITS_CSV: &str = include_str!("../../../reference/enheder.csv");
+/// Municipality -> health cluster (sundhedsklynge / sundhedsråd), hospital and
+/// region: empty until operators load the public list.
+pub const CLUSTERS_CSV: &str = include_str!("../../../reference/klynger.csv");
 /// The 98 municipalities (kommunekode, name, regionskode, region).
 pub const KOMMUNER_CSV: &str = include_str!("../../../reference/kommuner.csv");
 
@@ -76,15 +80,17 @@ pub enum Kind {
     Catalogue,
     Sks,
     Units,
+    Clusters,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Sor,
         Kind::Fsiii,
         Kind::Catalogue,
         Kind::Sks,
         Kind::Units,
+        Kind::Clusters,
     ];
 
     /// The name on the command line and in the lake's `reference/<name>/`.
@@ -95,6 +101,7 @@ impl Kind {
             Kind::Catalogue => "catalogue",
             Kind::Sks => "sks",
             Kind::Units => "units",
+            Kind::Clusters => "clusters",
         }
     }
 
@@ -118,6 +125,9 @@ impl Kind {
             Kind::Units => {
                 "the register of expected reporting units (columns dataset,unit,name,kommunekode,valid_from,valid_to)"
             }
+            Kind::Clusters => {
+                "municipality -> health cluster (columns kommunekode,klynge,sundhedsraad,hospital,regionskode,valid_from,valid_to,source; every municipality with a current row)"
+            }
         }
     }
 
@@ -128,6 +138,7 @@ impl Kind {
             Kind::Catalogue => CATALOGUE_CSV,
             Kind::Sks => SKS_CSV,
             Kind::Units => UNITS_CSV,
+            Kind::Clusters => CLUSTERS_CSV,
         }
     }
 }
@@ -190,6 +201,8 @@ pub struct GatewayReference {
 pub struct ReferenceSet {
     pub gateway: GatewayReference,
     pub units: Vec<Unit>,
+    /// Empty until a list is loaded (the marts then roll up to region only).
+    pub clusters: Vec<Cluster>,
     versions: BTreeMap<Kind, String>,
 }
 
@@ -234,9 +247,11 @@ impl ReferenceSet {
         }
         let sks = parse::sks(text(Kind::Sks)).map_err(invalid(Kind::Sks))?;
         let units = parse::units(text(Kind::Units)).map_err(invalid(Kind::Units))?;
+        let clusters = parse::clusters(text(Kind::Clusters)).map_err(invalid(Kind::Clusters))?;
         Ok(ReferenceSet {
             gateway: GatewayReference { sor, codes, sks },
             units,
+            clusters,
             versions: Kind::ALL
                 .into_iter()
                 .map(|k| {

@@ -260,6 +260,129 @@ pub(super) fn units(text: &str) -> Result<Vec<Unit>, Vec<String>> {
     result(out, problems)
 }
 
+/// A municipality's health cluster (sundhedsklynge; from 2027 its sundhedsråd) and
+/// acute hospital for a period.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cluster {
+    pub kommunekode: String,
+    pub klynge: String,
+    pub sundhedsraad: String,
+    pub hospital: String,
+    pub regionskode: String,
+    pub valid_from: NaiveDate,
+    pub valid_to: Option<NaiveDate>,
+    /// Where the row comes from (a public list), or `provisional`.
+    pub source: String,
+}
+
+/// Health clusters: every municipality in its own region, periods that do not overlap,
+/// and (for a loaded file) every one of the 98 municipalities with a current row.
+pub(super) fn clusters(text: &str) -> Result<Vec<Cluster>, Vec<String>> {
+    let (header, rows) = records(text).map_err(|e| vec![e])?;
+    let [kommune, klynge, raad, hospital, region, from, to, source] = columns(
+        &header,
+        [
+            "kommunekode",
+            "klynge",
+            "sundhedsraad",
+            "hospital",
+            "regionskode",
+            "valid_from",
+            "valid_to",
+            "source",
+        ],
+    )?;
+    let mut problems = Vec::new();
+    let mut out: Vec<Cluster> = Vec::new();
+    for (line, r) in &rows {
+        let Some(k) = kommunekode(&r[kommune]) else {
+            problems.push(format!(
+                "line {line}: {:?} is not one of the 98 municipality codes",
+                r[kommune].trim()
+            ));
+            continue;
+        };
+        let (valid_from, valid_to) = match (date(&r[from]), date(&r[to])) {
+            (Ok(Some(f)), Ok(t)) if t.is_none_or(|t| t >= f) => (f, t),
+            (Ok(Some(_)), Ok(_)) => {
+                problems.push(format!("line {line}: valid_to is before valid_from"));
+                continue;
+            }
+            (Ok(None), _) => {
+                problems.push(format!("line {line}: valid_from is required"));
+                continue;
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                problems.push(format!("line {line}: {e}"));
+                continue;
+            }
+        };
+        let home = kommuner()
+            .iter()
+            .find(|m| m.code == k)
+            .map(|m| m.region_code.clone());
+        if home.as_deref() != Some(r[region].trim()) {
+            problems.push(format!(
+                "line {line}: municipality {k} lies in region {}, not {:?}",
+                home.unwrap_or_default(),
+                r[region].trim()
+            ));
+            continue;
+        }
+        if r[klynge].trim().is_empty() || r[source].trim().is_empty() {
+            problems.push(format!("line {line}: klynge and source are required"));
+            continue;
+        }
+        let c = Cluster {
+            kommunekode: k,
+            klynge: r[klynge].trim().to_string(),
+            sundhedsraad: r[raad].trim().to_string(),
+            hospital: r[hospital].trim().to_string(),
+            regionskode: r[region].trim().to_string(),
+            valid_from,
+            valid_to,
+            source: r[source].trim().to_string(),
+        };
+        let overlaps = out.iter().any(|o| {
+            o.kommunekode == c.kommunekode
+                && o.valid_from <= c.valid_to.unwrap_or(NaiveDate::MAX)
+                && c.valid_from <= o.valid_to.unwrap_or(NaiveDate::MAX)
+        });
+        if overlaps {
+            problems.push(format!(
+                "line {line}: municipality {} has two clusters for overlapping periods",
+                c.kommunekode
+            ));
+            continue;
+        }
+        out.push(c);
+    }
+    // An empty register (the built-in one) is no register; a loaded one is whole.
+    if !out.is_empty() && problems.is_empty() {
+        let current: Vec<&str> = kommuner()
+            .iter()
+            .filter(|m| {
+                !out.iter()
+                    .any(|c| c.kommunekode == m.code && c.valid_to.is_none())
+            })
+            .map(|m| m.code.as_str())
+            .collect();
+        if !current.is_empty() {
+            problems.push(format!(
+                "{} of the 98 municipalities have no current cluster (e.g. {})",
+                current.len(),
+                current
+                    .iter()
+                    .take(5)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
+    result(out, problems)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,6 +438,35 @@ mod tests {
         );
         assert!(e.contains("line 4: valid_to is before valid_from"), "{e}");
         assert!(e.contains("line 5: \"01-01-2021\" is not a date"), "{e}");
+    }
+
+    #[test]
+    fn clusters_cover_every_municipality_in_its_region() {
+        let rows: String = kommuner()
+            .iter()
+            .map(|k| {
+                format!(
+                    "{},Klynge {},,Hospital,{},2024-01-01,,test\n",
+                    k.code, k.region_name, k.region_code
+                )
+            })
+            .collect();
+        let header =
+            "kommunekode,klynge,sundhedsraad,hospital,regionskode,valid_from,valid_to,source\n";
+        assert_eq!(clusters(&format!("{header}{rows}")).unwrap().len(), 98);
+        assert!(clusters(header).unwrap().is_empty(), "none loaded");
+        let e = clusters(&format!("{header}101,A,,H,1081,2024-01-01,,x\n"))
+            .unwrap_err()
+            .join("\n");
+        assert!(e.contains("municipality 101 lies in region 1084"), "{e}");
+        let short: String = rows.lines().skip(1).map(|l| format!("{l}\n")).collect();
+        let e = clusters(&format!("{header}{short}"))
+            .unwrap_err()
+            .join("\n");
+        assert!(
+            e.contains("1 of the 98 municipalities have no current cluster"),
+            "{e}"
+        );
     }
 
     #[test]
