@@ -185,6 +185,20 @@ fn date(raw: &str) -> Result<Option<NaiveDate>, String> {
         .map_err(|_| format!("{raw:?} is not a date (YYYY-MM-DD)"))
 }
 
+/// A row's validity period (`valid_from` required, `valid_to` open or not before it).
+fn period(from: &str, to: &str) -> Result<(NaiveDate, Option<NaiveDate>), String> {
+    match (date(from)?, date(to)?) {
+        (None, _) => Err("valid_from is required".into()),
+        (Some(f), Some(t)) if t < f => Err("valid_to is before valid_from".into()),
+        (Some(f), t) => Ok((f, t)),
+    }
+}
+
+/// Whether two validity periods share a day.
+fn overlap(a: (NaiveDate, Option<NaiveDate>), b: (NaiveDate, Option<NaiveDate>)) -> bool {
+    a.0 <= b.1.unwrap_or(NaiveDate::MAX) && b.0 <= a.1.unwrap_or(NaiveDate::MAX)
+}
+
 /// The register of expected reporting units. Which datasets and unit spellings are
 /// valid is checked against the contracts by [`super::store::check`].
 pub(super) fn units(text: &str) -> Result<Vec<Unit>, Vec<String>> {
@@ -203,21 +217,13 @@ pub(super) fn units(text: &str) -> Result<Vec<Unit>, Vec<String>> {
     let mut problems = Vec::new();
     let mut out: Vec<Unit> = Vec::new();
     for (line, r) in &rows {
-        let (valid_from, valid_to) = match (date(&r[from]), date(&r[to])) {
-            (Ok(Some(f)), Ok(t)) => (f, t),
-            (Ok(None), _) => {
-                problems.push(format!("line {line}: valid_from is required"));
-                continue;
-            }
-            (Err(e), _) | (_, Err(e)) => {
+        let (valid_from, valid_to) = match period(&r[from], &r[to]) {
+            Ok(p) => p,
+            Err(e) => {
                 problems.push(format!("line {line}: {e}"));
                 continue;
             }
         };
-        if valid_to.is_some_and(|t| t < valid_from) {
-            problems.push(format!("line {line}: valid_to is before valid_from"));
-            continue;
-        }
         let k = r[kommune].trim();
         let kommunekode = if k.is_empty() {
             None
@@ -245,8 +251,7 @@ pub(super) fn units(text: &str) -> Result<Vec<Unit>, Vec<String>> {
         let overlaps = out.iter().any(|o| {
             o.dataset == u.dataset
                 && o.unit == u.unit
-                && o.valid_from <= u.valid_to.unwrap_or(NaiveDate::MAX)
-                && u.valid_from <= o.valid_to.unwrap_or(NaiveDate::MAX)
+                && overlap((o.valid_from, o.valid_to), (u.valid_from, u.valid_to))
         });
         if overlaps {
             problems.push(format!(
@@ -302,17 +307,9 @@ pub(super) fn clusters(text: &str) -> Result<Vec<Cluster>, Vec<String>> {
             ));
             continue;
         };
-        let (valid_from, valid_to) = match (date(&r[from]), date(&r[to])) {
-            (Ok(Some(f)), Ok(t)) if t.is_none_or(|t| t >= f) => (f, t),
-            (Ok(Some(_)), Ok(_)) => {
-                problems.push(format!("line {line}: valid_to is before valid_from"));
-                continue;
-            }
-            (Ok(None), _) => {
-                problems.push(format!("line {line}: valid_from is required"));
-                continue;
-            }
-            (Err(e), _) | (_, Err(e)) => {
+        let (valid_from, valid_to) = match period(&r[from], &r[to]) {
+            Ok(p) => p,
+            Err(e) => {
                 problems.push(format!("line {line}: {e}"));
                 continue;
             }
@@ -345,8 +342,7 @@ pub(super) fn clusters(text: &str) -> Result<Vec<Cluster>, Vec<String>> {
         };
         let overlaps = out.iter().any(|o| {
             o.kommunekode == c.kommunekode
-                && o.valid_from <= c.valid_to.unwrap_or(NaiveDate::MAX)
-                && c.valid_from <= o.valid_to.unwrap_or(NaiveDate::MAX)
+                && overlap((o.valid_from, o.valid_to), (c.valid_from, c.valid_to))
         });
         if overlaps {
             problems.push(format!(
