@@ -194,6 +194,32 @@ impl DynamoLedger {
         }
     }
 
+    /// The result of a conditional state change: false when the condition failed
+    /// because another worker got there first, an error when the delivery is unknown.
+    async fn conditional<T, R>(
+        &self,
+        id: &str,
+        r: Result<T, SdkError<aws_sdk_dynamodb::operation::update_item::UpdateItemError, R>>,
+    ) -> Result<bool, LedgerError>
+    where
+        T: Send,
+        R: std::fmt::Debug + Send,
+    {
+        match r {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                if self.get(id).await?.is_none() {
+                    return Err(LedgerError::Unknown { id: id.to_string() });
+                }
+                Ok(false)
+            }
+            Err(e) => Err(backend("UpdateItem", e)),
+        }
+    }
+
     async fn known(&self, id: &str) -> Result<Registration, LedgerError> {
         let item = self.get_item(&delivery_pk(id)).await?.ok_or_else(|| {
             LedgerError::Backend(format!(
@@ -374,19 +400,7 @@ impl Ledger for DynamoLedger {
             .expression_attribute_values(":one", n(1))
             .send()
             .await;
-        match r {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                if self.get(id).await?.is_none() {
-                    return Err(LedgerError::Unknown { id: id.to_string() });
-                }
-                Ok(false)
-            }
-            Err(e) => Err(backend("UpdateItem", e)),
-        }
+        self.conditional(id, r).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Delivery>, LedgerError> {
@@ -444,24 +458,12 @@ impl Ledger for DynamoLedger {
             "attribute_exists(pk) AND #state IN ({})",
             placeholders.join(", ")
         );
-        match u
+        let r = u
             .update_expression(expr)
             .condition_expression(condition)
             .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                if self.get(id).await?.is_none() {
-                    return Err(LedgerError::Unknown { id: id.to_string() });
-                }
-                Ok(false)
-            }
-            Err(e) => Err(backend("UpdateItem", e)),
-        }
+            .await;
+        self.conditional(id, r).await
     }
 
     async fn retract(
