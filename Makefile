@@ -159,9 +159,11 @@ bench-publish: build-cli
 	$(BIN) bench-publish --persons 1000000 --dir bench-data
 
 ## chaos: the reliability campaign in full: every write point of the workload faulted
-## (an error, then a crash), retried, and compared with a fault-free run
+## (an error, then a crash), retried, and compared with a fault-free run — on the
+## embedded platform and through the functions on moto — then a burst of 1,000
 chaos: build-cli venv
-	NAERDATA_CHAOS=full $(CARGO) test $(PROFILE) --workspace --all-features --locked --test integration chaos -- --nocapture
+	MOTO_SERVER="$(CURDIR)/$(VENV)/bin/moto_server" NAERDATA_PYTHON="$(CURDIR)/$(PY)" NAERDATA_CHAOS=full \
+	  $(CARGO) test $(PROFILE) --workspace --all-features --locked --test integration chaos -- --nocapture --test-threads 1
 	MOTO_SERVER="$(CURDIR)/$(VENV)/bin/moto_server" NAERDATA_PYTHON="$(CURDIR)/$(PY)" NAERDATA_BURST=1000 \
 	  $(CARGO) test $(PROFILE) --workspace --all-features --locked --test integration burst -- --nocapture
 

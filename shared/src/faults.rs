@@ -16,7 +16,7 @@ use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::ledger::{Delivery, DeliveryState, NewDelivery, Outcome, Registration};
-use crate::ports::{Ledger, LedgerError, ObjectMeta, ObjectStore, StoreError};
+use crate::ports::{Ledger, LedgerError, ObjectMeta, ObjectStore, Queue, QueueError, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -58,6 +58,11 @@ impl Faults {
     /// Whether the planned fault happened.
     pub fn fired(&self) -> bool {
         self.fired.load(Ordering::SeqCst)
+    }
+
+    /// Whether the worker has crashed (a planned crash fired): it takes no more work.
+    pub fn crashed(&self) -> bool {
+        self.crashed.load(Ordering::SeqCst)
     }
 
     fn write(&self, what: impl FnOnce() -> String) -> Result<(), String> {
@@ -138,8 +143,170 @@ impl ObjectStore for FaultyStore {
     fn locate(&self, key: &str) -> String {
         self.inner.locate(key)
     }
+    /// The same store as the engines (delta-rs commits, DataFusion reads) see it,
+    /// behind the same plan: a Delta commit is a write point like any other. A local
+    /// lake has no engine store of its own (delta-rs opens its paths itself), so one
+    /// rooted at `/` stands in for it.
     fn engine_store(&self) -> Option<Arc<dyn object_store::ObjectStore>> {
-        self.inner.engine_store()
+        let inner = self
+            .inner
+            .engine_store()
+            .unwrap_or_else(|| Arc::new(object_store::local::LocalFileSystem::new()));
+        Some(Arc::new(FaultyEngine {
+            inner,
+            name: self.name,
+            faults: self.faults.clone(),
+        }))
+    }
+}
+
+/// An `object_store` store whose writes (puts, multipart parts and completions,
+/// copies, renames, deletes) go through a fault plan.
+#[derive(Debug)]
+pub struct FaultyEngine {
+    inner: Arc<dyn object_store::ObjectStore>,
+    name: &'static str,
+    faults: Arc<Faults>,
+}
+
+impl std::fmt::Display for FaultyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Faulty({})", self.inner)
+    }
+}
+
+fn engine_fault(faults: &Faults, what: impl FnOnce() -> String) -> object_store::Result<()> {
+    faults
+        .write(what)
+        .map_err(|m| object_store::Error::Generic {
+            store: "faulty",
+            source: m.into(),
+        })
+}
+
+impl FaultyEngine {
+    fn check(&self, op: &str, path: &object_store::path::Path) -> object_store::Result<()> {
+        engine_fault(&self.faults, || format!("{} engine {op} {path}", self.name))
+    }
+}
+
+#[async_trait]
+impl object_store::ObjectStore for FaultyEngine {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.check("put", location)?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.check("multipart", location)?;
+        let inner = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FaultyUpload {
+            inner,
+            what: format!("{} engine part {location}", self.name),
+            faults: self.faults.clone(),
+        }))
+    }
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    async fn get_ranges(
+        &self,
+        location: &object_store::path::Path,
+        ranges: &[std::ops::Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        use futures::StreamExt;
+        let (faults, name) = (self.faults.clone(), self.name);
+        let checked = locations
+            .map(move |p| {
+                let p = p?;
+                engine_fault(&faults, || format!("{name} engine delete {p}"))?;
+                Ok(p)
+            })
+            .boxed();
+        self.inner.delete_stream(checked)
+    }
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn list_with_offset(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+        offset: &object_store::path::Path,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.check("copy", to)?;
+        self.inner.copy_opts(from, to, options).await
+    }
+    async fn rename_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::RenameOptions,
+    ) -> object_store::Result<()> {
+        self.check("rename", to)?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// A multipart upload whose every part and completion is a write point.
+#[derive(Debug)]
+struct FaultyUpload {
+    inner: Box<dyn object_store::MultipartUpload>,
+    what: String,
+    faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl object_store::MultipartUpload for FaultyUpload {
+    fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+        match engine_fault(&self.faults, || self.what.clone()) {
+            Ok(()) => self.inner.put_part(data),
+            Err(e) => Box::pin(futures::future::ready(Err(e))),
+        }
+    }
+    async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+        engine_fault(&self.faults, || format!("{} complete", self.what))?;
+        self.inner.complete().await
+    }
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
     }
 }
 
@@ -231,4 +398,108 @@ pub fn platform(p: &crate::Platform, faults: &Arc<Faults>) -> crate::Platform {
         faults: faults.clone(),
     });
     f
+}
+
+/// A queue whose sends go through a fault plan (a send that fails is a message the
+/// next step never gets: the sender must fail its own message so it is retried).
+pub struct FaultyQueue {
+    pub inner: Arc<dyn Queue>,
+    pub faults: Arc<Faults>,
+}
+
+#[async_trait]
+impl Queue for FaultyQueue {
+    async fn send(&self, body: &str, attributes: &[(&str, &str)]) -> Result<(), QueueError> {
+        self.faults
+            .write(|| format!("queue send {body}"))
+            .map_err(|message| QueueError {
+                op: "send",
+                queue: "faulty".into(),
+                message,
+            })?;
+        self.inner.send(body, attributes).await
+    }
+    async fn depth(&self) -> Result<u64, QueueError> {
+        self.inner.depth().await
+    }
+}
+
+/// What must come out of a workload the same whatever failed on the way: the
+/// reliability harnesses (embedded and on moto) compare it with a fault-free run.
+#[cfg(feature = "analytics")]
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settled {
+    /// Deliveries per final state (which copy of identical content is the accepted one
+    /// may differ: after a failure the copy is processed and the original superseded).
+    pub states: std::collections::BTreeMap<String, usize>,
+    /// Per curated table, every row's record key and version, sorted: the lake.
+    pub rows: std::collections::BTreeMap<String, Vec<String>>,
+    /// Receipts per outcome and state.
+    pub receipts: std::collections::BTreeMap<String, usize>,
+    /// The presentation zone's files.
+    pub presentation: Vec<String>,
+}
+
+#[cfg(feature = "analytics")]
+impl Settled {
+    /// Reads the outcome of `p` after a workload; panics (this is a test harness) on a
+    /// delivery left unfinished or a missing receipt.
+    pub async fn of(p: &crate::Platform, tables: &[&str]) -> Settled {
+        use std::collections::BTreeMap;
+        let mut states = BTreeMap::new();
+        let mut receipts = BTreeMap::new();
+        for d in p.ledger.list(None, 10_000).await.expect("ledger") {
+            assert!(d.state.is_final(), "{} left in {}", d.delivery_id, d.state);
+            *states.entry(d.state.to_string()).or_default() += 1;
+            let body = p
+                .stores
+                .receipts
+                .get(&d.receipt_key())
+                .await
+                .expect("receipts store")
+                .unwrap_or_else(|| panic!("no receipt for {}", d.delivery_id));
+            let r: crate::receipt::Receipt = serde_json::from_slice(&body).expect("receipt");
+            *receipts
+                .entry(format!("{} {}", r.outcome.as_str(), r.state))
+                .or_default() += 1;
+        }
+        let mut rows = BTreeMap::new();
+        for table in tables {
+            let sql = format!(
+                "SELECT concat(record_key, '@', CAST(record_version AS VARCHAR)) AS k FROM {table} ORDER BY k"
+            );
+            let batches = match crate::catalog::query(p, &sql).await {
+                Ok(b) => b,
+                Err(e) if e.to_string().contains("not found") => Vec::new(),
+                Err(e) => panic!("{table}: {e}"),
+            };
+            let mut keys = Vec::new();
+            for b in &batches {
+                let a = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8)
+                    .expect("cast");
+                let a = a
+                    .as_any()
+                    .downcast_ref::<arrow::array::StringArray>()
+                    .expect("strings");
+                keys.extend((0..b.num_rows()).map(|i| a.value(i).to_string()));
+            }
+            rows.insert(table.to_string(), keys);
+        }
+        let mut presentation: Vec<String> = p
+            .stores
+            .lake
+            .list("presentation/")
+            .await
+            .expect("lake")
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        presentation.sort();
+        Settled {
+            states,
+            rows,
+            receipts,
+            presentation,
+        }
+    }
 }

@@ -8,11 +8,10 @@
 //!
 //! `make test` runs every tenth write point; `make chaos` (NAERDATA_CHAOS=full) all.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use naerdata::Platform;
-use naerdata::faults::{self, Faults, Mode};
+use naerdata::faults::{self, Faults, Mode, Settled};
 use naerdata::ports::FixedClock;
 use naerdata::process;
 use naerdata::receive::{self, Received};
@@ -92,81 +91,13 @@ async fn recover(p: &Platform) {
         .expect("publish on retry");
 }
 
-/// What must come out the same whatever failed on the way.
-#[derive(Debug, PartialEq, Eq)]
-struct Outcome {
-    /// Deliveries per final state (which copy of identical content is the accepted one
-    /// may differ: after a failure the copy is processed and the original superseded).
-    states: BTreeMap<String, usize>,
-    /// Per curated table, every row's record key and version, sorted: the lake.
-    rows: BTreeMap<String, Vec<String>>,
-    /// Receipts per outcome.
-    receipts: BTreeMap<String, usize>,
-    /// The presentation zone's files.
-    presentation: Vec<String>,
-}
-
-async fn outcome(p: &Platform) -> Outcome {
-    let mut states = BTreeMap::new();
-    let all = p.ledger.list(None, 1_000).await.unwrap();
-    for d in &all {
-        assert!(d.state.is_final(), "{} left in {}", d.delivery_id, d.state);
-        *states.entry(d.state.to_string()).or_default() += 1;
-    }
-    let mut receipts = BTreeMap::new();
-    for d in &all {
-        let r = crate::support::receipt(p, &d.delivery_id).await;
-        *receipts
-            .entry(format!("{} {}", r.outcome.as_str(), r.state))
-            .or_default() += 1;
-    }
-    let mut rows = BTreeMap::new();
-    for table in [
-        "almenpraksis_diagnose",
-        "kommune_tilstand",
-        "kommune_indsats",
-        "kommune_gateway",
-    ] {
-        let batches = match naerdata::catalog::query(
-            p,
-            &format!(
-                "SELECT concat(record_key, '@', CAST(record_version AS VARCHAR)) AS k FROM {table} ORDER BY k"
-            ),
-        )
-        .await
-        {
-            Ok(b) => b,
-            Err(e) if e.to_string().contains("not found") => Vec::new(),
-            Err(e) => panic!("{table}: {e}"),
-        };
-        let mut keys = Vec::new();
-        for b in &batches {
-            let a = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Utf8).unwrap();
-            let a = a
-                .as_any()
-                .downcast_ref::<arrow::array::StringArray>()
-                .unwrap();
-            keys.extend((0..b.num_rows()).map(|i| a.value(i).to_string()));
-        }
-        rows.insert(table.to_string(), keys);
-    }
-    let mut presentation: Vec<String> = p
-        .stores
-        .lake
-        .list("presentation/")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|o| o.key)
-        .collect();
-    presentation.sort();
-    Outcome {
-        states,
-        rows,
-        receipts,
-        presentation,
-    }
-}
+/// The curated tables the workload writes.
+const TABLES: [&str; 4] = [
+    "almenpraksis_diagnose",
+    "kommune_tilstand",
+    "kommune_indsats",
+    "kommune_gateway",
+];
 
 /// A fresh home with the workload's files uploaded by the suppliers.
 async fn home(dir: &std::path::Path) -> Platform {
@@ -177,13 +108,13 @@ async fn home(dir: &std::path::Path) -> Platform {
     p
 }
 
-async fn run(faults: &Arc<Faults>) -> Outcome {
+async fn run(faults: &Arc<Faults>) -> Settled {
     let dir = tempfile::tempdir().unwrap();
     let p = home(dir.path()).await;
     workload(&faults::platform(&p, faults)).await;
     // The retries come later than any lease.
     recover(&at(&p, "2026-10-02T10:00:00Z")).await;
-    outcome(&p).await
+    Settled::of(&p, &TABLES).await
 }
 
 #[tokio::test]

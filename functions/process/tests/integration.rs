@@ -5,4 +5,5 @@
 mod support;
 
 mod aws;
+mod chaos;
 mod events;

@@ -14,6 +14,7 @@
 
 pub mod collect;
 pub mod declaration;
+pub mod distinct;
 pub mod drift;
 pub mod reception;
 pub mod rules;

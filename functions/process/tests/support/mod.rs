@@ -428,7 +428,23 @@ pub fn lambda_event(messages: &[aws_sdk_sqs::types::Message], arn: &str) -> SqsE
 /// messages that succeeded, and makes failed ones visible again at once (Lambda
 /// waits for the visibility timeout; the tests need not). After `maxReceiveCount`
 /// receives the queue itself moves a message to its DLQ.
-pub async fn pump<F, Fut>(stack: &Stack, queue: &str, arn: &str, mut handler: F) -> Pumped
+pub async fn pump<F, Fut>(stack: &Stack, queue: &str, arn: &str, handler: F) -> Pumped
+where
+    F: FnMut(SqsEvent) -> Fut,
+    Fut: Future<Output = SqsBatchResponse>,
+{
+    pump_while(stack, queue, arn, || true, handler).await
+}
+
+/// [`pump`], stopping before the next batch once `go_on` says no (a worker that
+/// crashed takes no more messages; what it failed is visible again for the next).
+pub async fn pump_while<F, Fut>(
+    stack: &Stack,
+    queue: &str,
+    arn: &str,
+    go_on: impl Fn() -> bool,
+    mut handler: F,
+) -> Pumped
 where
     F: FnMut(SqsEvent) -> Fut,
     Fut: Future<Output = SqsBatchResponse>,
@@ -436,6 +452,9 @@ where
     let sqs = &stack.clients.sqs;
     let mut pumped = Pumped::default();
     for _ in 0..1_000 {
+        if !go_on() {
+            return pumped;
+        }
         let out = sqs
             .receive_message()
             .queue_url(queue)
