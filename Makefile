@@ -21,7 +21,7 @@ ALARM_EMAIL ?=
 # Key=Value pairs: SUPPLIER_PARAMS="AlmenpraksisAccountId=111122223333 AlmenpraksisExternalId=... ..."
 SUPPLIER_PARAMS ?=
 
-.PHONY: all build build-cli build-demo build-kit supplier-kit chaos demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli build-demo build-kit supplier-kit test-kit chaos demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -51,8 +51,9 @@ demo: build-demo
 	$(DEMO_BIN) --home $(HOME_DEMO) demo
 
 ## test: unit and end-to-end tests, then an independent reader over a full run, then
-## the supplier kit against the platform's receipts
-test: system-deps test-infra test-rust test-e2e supplier-kit
+## the supplier kit against the platform's receipts (its validator from the same
+## build: CI compiles the library once; `make supplier-kit` builds the kit alone)
+test: system-deps test-infra test-rust test-e2e test-kit
 
 ## system-deps: the OS packages the tests need (a C compiler, the Python venv module,
 ## Chromium and a font for the operator-page check), installed with apt-get when missing
@@ -142,6 +143,11 @@ build-kit:
 ## guides, receipt schema, examples), checked against the platform's own receipts
 supplier-kit: build-cli build-kit venv
 	bash tests/supplier-kit.sh $(KIT_BIN) $(BIN) $(PY)
+
+# The same checks on the workspace build's validator (same code, the workspace's
+# features); what it would link is read from its own dependency graph.
+test-kit: build-cli venv
+	bash tests/supplier-kit.sh --workspace-build $(KIT_BIN) $(BIN) $(PY)
 
 ## bench: process-step throughput and peak memory on 1M and 5M rows, publish for a
 ## 1M-person population, then the Lambda functions' cold start and per-delivery

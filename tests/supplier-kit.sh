@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The supplier kit: assembles target/supplier-kit/naerdata-supplier-kit.zip and checks it.
 #
-#   tests/supplier-kit.sh KIT_BIN NAERDATA_BIN PYTHON
+#   tests/supplier-kit.sh [--workspace-build] KIT_BIN NAERDATA_BIN PYTHON
 #
 # KIT_BIN is naerdata-validate built on its own (`cargo build -p naerdata-validate`:
-# no DataFusion, no AWS SDK). The check:
+# no DataFusion, no AWS SDK). With --workspace-build (what `make test` uses, so CI
+# builds the library once) it is the workspace build's copy, which cargo built with
+# the workspace's features: the size and linkage checks then read the kit's own
+# dependency graph (`cargo tree -p naerdata-validate`) instead of the binary. The check:
 #   - the stripped validator is under 30 MB and links neither DataFusion nor the SDK;
 #   - its example files (every dataset) are accepted;
 #   - on every example, on a careless supplier's files and on the KL guide's example
@@ -13,6 +16,12 @@
 #     platform stored the problem list (quarantine) and the outcome of the volume
 #     drift checks (they compare with the dataset's history, which the kit lacks).
 set -euo pipefail
+
+workspace_build=false
+if [ "${1:-}" = --workspace-build ]; then
+  workspace_build=true
+  shift
+fi
 
 abs() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
 kit_bin=$(abs "$1")
@@ -29,19 +38,32 @@ mkdir -p "$kit/bin" "$kit/contracts" "$kit/docs" "$work"
 # --- the kit ------------------------------------------------------------------
 cp "$kit_bin" "$kit/bin/naerdata-validate"
 strip "$kit/bin/naerdata-validate"
-size=$(stat -c %s "$kit/bin/naerdata-validate")
-echo "naerdata-validate: $((size / 1024 / 1024)) MiB (stripped)"
-if [ "$size" -ge $((30 * 1024 * 1024)) ]; then
-  echo "FAIL: naerdata-validate is $size bytes, over 30 MB" >&2
-  exit 1
-fi
-# What the kit must not carry: the SQL engine and the AWS SDK.
-for crate in datafusion aws_sdk_s3 aws_smithy; do
-  if strings "$kit_bin" | grep -q "/$crate[-_/]"; then
-    echo "FAIL: naerdata-validate links $crate" >&2
+if $workspace_build; then
+  # The kit's own build: which crates it would link, resolved for it alone.
+  deps=$(cd "$root" && cargo tree -p naerdata-validate -e normal --prefix none --locked)
+  for crate in datafusion aws-sdk-s3 aws-smithy-runtime; do
+    if grep -q "^$crate " <<<"$deps"; then
+      echo "FAIL: naerdata-validate depends on $crate" >&2
+      exit 1
+    fi
+  done
+  grep -q "^naerdata-shared " <<<"$deps" || { echo "FAIL: cargo tree shows no naerdata-shared" >&2; exit 1; }
+  echo "naerdata-validate: its dependency graph has neither DataFusion nor the AWS SDK (size: make supplier-kit)"
+else
+  size=$(stat -c %s "$kit/bin/naerdata-validate")
+  echo "naerdata-validate: $((size / 1024 / 1024)) MiB (stripped)"
+  if [ "$size" -ge $((30 * 1024 * 1024)) ]; then
+    echo "FAIL: naerdata-validate is $size bytes, over 30 MB" >&2
     exit 1
   fi
-done
+  # What the kit must not carry: the SQL engine and the AWS SDK.
+  for crate in datafusion aws_sdk_s3 aws_smithy; do
+    if strings "$kit_bin" | grep -q "/$crate[-_/]"; then
+      echo "FAIL: naerdata-validate links $crate" >&2
+      exit 1
+    fi
+  done
+fi
 cp "$root"/contracts/*.yaml "$kit/contracts/"
 "$kit/bin/naerdata-validate" guide --lang da >"$kit/docs/indberetningsvejledning.md"
 "$kit/bin/naerdata-validate" guide --lang en >"$kit/docs/reporting-guide.md"

@@ -3,8 +3,8 @@
 //!
 //! - `<table>_current`: the latest version of each record key (by `record_version`, then
 //!   `received_at`), entered-in-error removed. SQL generated from the contracts.
-//! - `dim_geografi`: municipality -> region with valid-from/valid-to (Region Østdanmark
-//!   from 2027); `dim_person`: person, birth year, sex, current residence;
+//! - `dim_geografi`: municipality -> region and health cluster with valid-from/valid-to
+//!   (Region Østdanmark from 2027; the clusters reference data); `dim_person`: person, birth year, sex, current residence;
 //!   `person_bopael`: residence over time from the municipal reports.
 //! - marts: SQL files in `sql/marts/` (portable: DataFusion here, Athena in AWS), one
 //!   table per period, whose count columns go through disclosure control before
@@ -372,53 +372,66 @@ pub fn current_sql(c: &Contract) -> String {
     )
 }
 
-fn geography() -> Result<RecordBatch, arrow::error::ArrowError> {
-    // Region Hovedstaden (1084) and Region Sjælland (1085) merge into Region
-    // Østdanmark on 1 January 2027; 1086 is our placeholder code until one is issued.
-    let mut cols: [Vec<String>; 4] = Default::default();
+/// `dim_geografi`: per municipality, one row per period in which its region and its
+/// health cluster stay the same (split where either changes: the clusters' own
+/// periods, and Region Østdanmark from 2027). The cluster columns are empty before
+/// the clusters began and when no cluster list is loaded.
+fn geography(
+    reference: &crate::reference::ReferenceSet,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let start = NaiveDate::from_ymd_opt(2007, 1, 1).expect("a date");
+    let end = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
+    let mut text: [Vec<String>; 4] = Default::default();
+    let mut cluster: [Vec<Option<String>>; 3] = Default::default();
     let (mut from, mut to) = (Vec::new(), Vec::new());
-    let d = |y, m, dd| days_since_epoch(NaiveDate::from_ymd_opt(y, m, dd).expect("a date"));
     for k in crate::reference::kommuner() {
-        let merges = k.region_code == "1084" || k.region_code == "1085";
-        let rows: Vec<(String, String, i32, i32)> = if merges {
-            vec![
-                (
-                    k.region_code.clone(),
-                    k.region_name.clone(),
-                    d(2007, 1, 1),
-                    d(2026, 12, 31),
-                ),
-                (
-                    "1086".into(),
-                    "Region Østdanmark".into(),
-                    d(2027, 1, 1),
-                    d(9999, 12, 31),
-                ),
-            ]
-        } else {
-            vec![(
-                k.region_code.clone(),
-                k.region_name.clone(),
-                d(2007, 1, 1),
-                d(9999, 12, 31),
-            )]
-        };
-        for (rc, rn, f, t) in rows {
-            cols[0].push(k.code.clone());
-            cols[1].push(k.name.clone());
-            cols[2].push(rc);
-            cols[3].push(rn);
-            from.push(f);
-            to.push(t);
+        let own: Vec<&crate::reference::Cluster> = reference
+            .clusters
+            .iter()
+            .filter(|c| c.kommunekode == k.code)
+            .collect();
+        let mut cuts = vec![start];
+        if k.merges_into_oestdanmark() {
+            cuts.push(crate::reference::oestdanmark_from());
+        }
+        for c in &own {
+            cuts.push(c.valid_from);
+            if let Some(t) = c.valid_to.and_then(|t| t.succ_opt()) {
+                cuts.push(t);
+            }
+        }
+        cuts.retain(|d| *d >= start && *d <= end);
+        cuts.sort();
+        cuts.dedup();
+        for (i, first) in cuts.iter().enumerate() {
+            let last = cuts.get(i + 1).and_then(|n| n.pred_opt()).unwrap_or(end);
+            let (rc, rn) = k.region_on(*first);
+            let c = own
+                .iter()
+                .find(|c| c.valid_from <= *first && c.valid_to.is_none_or(|t| t >= *first));
+            text[0].push(k.code.clone());
+            text[1].push(k.name.clone());
+            text[2].push(rc.to_string());
+            text[3].push(rn.to_string());
+            let value = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            cluster[0].push(c.and_then(|c| value(&c.klynge)));
+            cluster[1].push(c.and_then(|c| value(&c.sundhedsraad)));
+            cluster[2].push(c.and_then(|c| value(&c.hospital)));
+            from.push(days_since_epoch(*first));
+            to.push(days_since_epoch(last));
         }
     }
-    let [a, b, c, e] = cols;
+    let [a, b, c, e] = text;
+    let [kl, sr, ho] = cluster;
     RecordBatch::try_new(
         Arc::new(Schema::new(vec![
             Field::new("kommunekode", DataType::Utf8, false),
             Field::new("kommunenavn", DataType::Utf8, false),
             Field::new("regionskode", DataType::Utf8, false),
             Field::new("regionsnavn", DataType::Utf8, false),
+            Field::new("klynge", DataType::Utf8, true),
+            Field::new("sundhedsraad", DataType::Utf8, true),
+            Field::new("hospital", DataType::Utf8, true),
             Field::new("gyldig_fra", DataType::Date32, false),
             Field::new("gyldig_til", DataType::Date32, false),
         ])),
@@ -427,6 +440,9 @@ fn geography() -> Result<RecordBatch, arrow::error::ArrowError> {
             Arc::new(StringArray::from(b)),
             Arc::new(StringArray::from(c)),
             Arc::new(StringArray::from(e)),
+            Arc::new(StringArray::from(kl)),
+            Arc::new(StringArray::from(sr)),
+            Arc::new(StringArray::from(ho)),
             Arc::new(Date32Array::from(from)),
             Arc::new(Date32Array::from(to)),
         ],
@@ -488,7 +504,7 @@ pub async fn presentation_tables(
         Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?))
     };
     ctx.register_table("params", empty(params_schema())?)?;
-    let geo = geography()?.schema();
+    let geo = geography(&crate::reference::ReferenceSet::builtin())?.schema();
     ctx.register_table("dim_geografi", empty(geo.clone())?)?;
     let mut out = Vec::new();
     for c in contracts.iter() {
@@ -512,7 +528,9 @@ pub async fn presentation_tables(
     let dims = [
         (
             "dim_geografi",
-            "Municipality -> region with gyldig_fra/gyldig_til (Region Østdanmark from 2027).",
+            "Municipality -> region and health cluster (sundhedsklynge, from 2027 sundhedsråd, \
+             hospital) with gyldig_fra/gyldig_til: one row per period in which neither \
+             changes (Region Østdanmark from 2027; clusters from `reference/clusters`).",
             None,
         ),
         (
@@ -654,7 +672,11 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
         "params",
         Arc::new(MemTable::try_new(params.schema(), vec![vec![params]])?),
     )?;
-    let geo = geography()?;
+    // The health clusters as loaded now (`naerdata reference load clusters`).
+    let reference = crate::reference::store::current(p.stores.lake.as_ref())
+        .await
+        .map_err(|e| StepError::Internal(format!("reference data: {e}")))?;
+    let geo = geography(&reference)?;
     ctx.register_table(
         "dim_geografi",
         Arc::new(MemTable::try_new(geo.schema(), vec![vec![geo.clone()]])?),

@@ -560,3 +560,87 @@ async fn yesterdays_and_todays_publications_cannot_be_subtracted() {
         .unwrap();
     assert!(report.outcome.revised.is_empty() && report.outcome.new_periods.is_empty());
 }
+
+/// `dim_geografi` splits a municipality's time where its region or health cluster
+/// changes, from the clusters reference data.
+#[tokio::test]
+async fn dim_geografi_carries_the_clusters_and_the_regions_merger() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 12, 1).unwrap())
+        .await
+        .unwrap();
+    let body = p
+        .stores
+        .lake
+        .get(&naerdata::publish::presentation_key("dim", "dim_geografi"))
+        .await
+        .unwrap()
+        .unwrap();
+    let batches: Vec<arrow::record_batch::RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let b = arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let text = |name: &str, i: usize| -> Option<String> {
+        let a = b.column_by_name(name).unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::StringArray>()
+            .unwrap();
+        a.is_valid(i).then(|| a.value(i).to_string())
+    };
+    let day = |i: usize| -> NaiveDate {
+        let a = b.column_by_name("gyldig_fra").unwrap();
+        let a = a
+            .as_any()
+            .downcast_ref::<arrow::array::Date32Array>()
+            .unwrap();
+        a.value_as_date(i).unwrap()
+    };
+    let rows_of = |k: &str| -> Vec<(NaiveDate, String, Option<String>)> {
+        (0..b.num_rows())
+            .filter(|i| text("kommunekode", *i).as_deref() == Some(k))
+            .map(|i| (day(i), text("regionskode", i).unwrap(), text("klynge", i)))
+            .collect()
+    };
+    let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+    // København: no cluster before 2023, Byen in Region Hovedstaden, then Region
+    // Østdanmark with the cluster carried over as the hospital catchment.
+    assert_eq!(
+        rows_of("101"),
+        vec![
+            (d("2007-01-01"), "1084".into(), None),
+            (
+                d("2023-01-01"),
+                "1084".into(),
+                Some("Sundhedsklynge Byen".into())
+            ),
+            (
+                d("2027-01-01"),
+                "1086".into(),
+                Some("Sundhedsklynge Byen".into())
+            ),
+        ]
+    );
+    // Aalborg stays in Region Nordjylland; its cluster rows split at 2027 too.
+    let aalborg = rows_of("851");
+    assert_eq!(aalborg.len(), 3, "{aalborg:?}");
+    assert!(aalborg.iter().all(|(_, r, _)| r == "1081"));
+    // Every municipality has a cluster on the reference date.
+    let on = d("2026-12-01");
+    for k in naerdata::reference::kommuner() {
+        let here: Vec<_> = rows_of(&k.code)
+            .into_iter()
+            .filter(|(from, _, _)| *from <= on)
+            .collect();
+        assert!(
+            here.last().unwrap().2.is_some(),
+            "{} has no cluster",
+            k.code
+        );
+    }
+}

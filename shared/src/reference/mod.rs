@@ -56,6 +56,30 @@ pub fn kommuner() -> &'static [Kommune] {
     })
 }
 
+/// Region Hovedstaden (1084) and Region Sjælland (1085) merge into Region Østdanmark
+/// on this day (the 2024 health reform); the other three regions stay.
+pub fn oestdanmark_from() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2027, 1, 1).expect("a date")
+}
+
+/// Region Østdanmark: 1086 is our placeholder code until one is issued.
+pub const OESTDANMARK: (&str, &str) = ("1086", "Region Østdanmark");
+
+impl Kommune {
+    /// The region (code, name) the municipality belongs to on `day`.
+    pub fn region_on(&self, day: NaiveDate) -> (&str, &str) {
+        if self.merges_into_oestdanmark() && day >= oestdanmark_from() {
+            OESTDANMARK
+        } else {
+            (&self.region_code, &self.region_name)
+        }
+    }
+
+    pub fn merges_into_oestdanmark(&self) -> bool {
+        self.region_code == "1084" || self.region_code == "1085"
+    }
+}
+
 /// The built-in copies (the repository's `reference/` folder), compiled in.
 pub const SOR_KOMMUNE_CSV: &str = include_str!("../../../reference/sor-kommune.csv");
 /// The KL terminology's FSIII code system (kl-term 2.3.0), as extracted from the
@@ -66,8 +90,9 @@ pub const CATALOGUE_CSV: &str = include_str!("../../../reference/catalogue-119-1
 pub const SKS_CSV: &str = include_str!("../../../reference/kl/sks-diagnoser-icd10-subset.csv");
 /// The register of expected reporting units: empty until operators load one.
 pub const UNITS_CSV: &str = include_str!("../../../reference/enheder.csv");
-/// Municipality -> health cluster (sundhedsklynge / sundhedsråd), hospital and
-/// region: empty until operators load the public list.
+/// Municipality -> health cluster (sundhedsklynge; from 2027 also its sundhedsråd),
+/// hospital and region per period, each row with its public source or marked
+/// provisional (`reference/SOURCES-klynger.md`).
 pub const CLUSTERS_CSV: &str = include_str!("../../../reference/klynger.csv");
 /// The 98 municipalities (kommunekode, name, regionskode, region).
 pub const KOMMUNER_CSV: &str = include_str!("../../../reference/kommuner.csv");

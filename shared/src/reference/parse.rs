@@ -314,15 +314,27 @@ pub(super) fn clusters(text: &str) -> Result<Vec<Cluster>, Vec<String>> {
                 continue;
             }
         };
-        let home = kommuner()
+        let m = kommuner()
             .iter()
             .find(|m| m.code == k)
-            .map(|m| m.region_code.clone());
-        if home.as_deref() != Some(r[region].trim()) {
+            .expect("a code kommunekode() accepted");
+        let home = m.region_on(valid_from).0;
+        if home != r[region].trim() {
             problems.push(format!(
-                "line {line}: municipality {k} lies in region {}, not {:?}",
-                home.unwrap_or_default(),
+                "line {line}: municipality {k} lies in region {home} from {valid_from}, not {:?}",
                 r[region].trim()
+            ));
+            continue;
+        }
+        // A row cannot span the regions' merger: its region would be wrong on one side.
+        let merger = super::oestdanmark_from();
+        if m.merges_into_oestdanmark()
+            && valid_from < merger
+            && valid_to.is_none_or(|t| t >= merger)
+        {
+            problems.push(format!(
+                "line {line}: municipality {k} moves to Region Østdanmark on {merger}: \
+                 end this row on the day before and start a new one"
             ));
             continue;
         }
@@ -438,18 +450,39 @@ mod tests {
 
     #[test]
     fn clusters_cover_every_municipality_in_its_region() {
-        let rows: String = kommuner()
-            .iter()
-            .map(|k| {
-                format!(
+        // Rows for the municipalities that stay in their region first, then the ones
+        // that move to Region Østdanmark on 2027-01-01 (one row each side).
+        let mut rows = String::new();
+        let mut moving = String::new();
+        for k in kommuner() {
+            if k.merges_into_oestdanmark() {
+                moving.push_str(&format!(
+                    "{},Klynge,,H,{},2024-01-01,2026-12-31,test\n{},Klynge,Sundhedsråd,H,1086,2027-01-01,,test\n",
+                    k.code, k.region_code, k.code
+                ));
+            } else {
+                rows.push_str(&format!(
                     "{},Klynge {},,Hospital,{},2024-01-01,,test\n",
                     k.code, k.region_name, k.region_code
-                )
-            })
-            .collect();
+                ));
+            }
+        }
+        rows.push_str(&moving);
         let header =
             "kommunekode,klynge,sundhedsraad,hospital,regionskode,valid_from,valid_to,source\n";
-        assert_eq!(clusters(&format!("{header}{rows}")).unwrap().len(), 98);
+        let all = clusters(&format!("{header}{rows}")).unwrap();
+        assert_eq!(all.iter().filter(|c| c.valid_to.is_none()).count(), 98);
+        // A row across the merger, or in the old region after it, is refused.
+        for bad in [
+            "101,A,,H,1084,2024-01-01,,x\n",
+            "101,A,,H,1084,2027-01-01,,x\n",
+        ] {
+            let e = clusters(&format!("{header}{bad}")).unwrap_err().join("\n");
+            assert!(
+                e.contains("Region Østdanmark on 2027-01-01") || e.contains("lies in region 1086"),
+                "{bad}: {e}"
+            );
+        }
         assert!(clusters(header).unwrap().is_empty(), "none loaded");
         let e = clusters(&format!("{header}101,A,,H,1081,2024-01-01,,x\n"))
             .unwrap_err()
