@@ -59,6 +59,9 @@ pub const TOTAL: &str = "I alt";
 pub struct MartSpec {
     pub name: String,
     pub title: String,
+    /// What a reader must know (`-- caveat: ...`, one per line): shown with the
+    /// table's description in the catalogs.
+    pub caveats: Vec<String>,
     /// The period column and its length (`-- period: maaned month [stock]`): every
     /// period is a table of its own, published once closed.
     pub period: PeriodSpec,
@@ -96,6 +99,7 @@ impl MartSpec {
         let mut spec = MartSpec {
             name: name.to_string(),
             title: String::new(),
+            caveats: Vec::new(),
             period: PeriodSpec {
                 column: String::new(),
                 granularity: Granularity::Month,
@@ -125,6 +129,7 @@ impl MartSpec {
             match k {
                 "mart" if v != name => return Err(bad(format!("declares mart {v}"))),
                 "title" => spec.title = v.to_string(),
+                "caveat" => spec.caveats.push(v.to_string()),
                 "rows" => spec.rows = v.to_string(),
                 "cols" => spec.cols = Some(v.to_string()),
                 "counts" => spec.counts = v.split(',').map(|s| s.trim().to_string()).collect(),
@@ -586,12 +591,16 @@ pub async fn presentation_tables(
             name: spec.name.clone(),
             description: format!(
                 "{}. Per period ({}); published periods are frozen, corrections are dated \
-                 revisions ({}, {}). NULL = suppressed ({}); margins: '{TOTAL}'.",
+                 revisions ({}, {}). NULL = suppressed ({}); margins: '{TOTAL}'.{}",
                 spec.title,
                 spec.period.column,
                 publication::REVISION,
                 publication::PUBLISHED,
                 publication::RULE_SET_COLUMN,
+                spec.caveats
+                    .iter()
+                    .map(|c| format!(" {c}"))
+                    .collect::<String>(),
             ),
             contract: None,
             schema: publication::register_schema(&spec),
@@ -744,6 +753,87 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     Ok(out)
 }
 
+/// A mart's cells for `periods` *before* disclosure control, computed with the mart's
+/// SQL over the tables the newest publication wrote (current tables, dimensions) and
+/// its reference date. For checking a mart's arithmetic and the effects planted in
+/// generated data: its small cells must never be written anywhere.
+pub async fn unprotected_cells(
+    p: &Platform,
+    mart: &str,
+    periods: &[publication::Period],
+) -> Result<RecordBatch, PublishError> {
+    let spec = marts()
+        .into_iter()
+        .find(|m| m.name == mart)
+        .ok_or_else(|| PublishError::Mart {
+            mart: mart.to_string(),
+            message: "no such mart".into(),
+        })?;
+    let record = p
+        .stores
+        .lake
+        .get(PUBLICATION_KEY)
+        .await
+        .map_err(StepError::from)?
+        .ok_or_else(|| PublishError::Mart {
+            mart: mart.to_string(),
+            message: "nothing has been published yet".into(),
+        })?;
+    let record: serde_json::Value = serde_json::from_slice(&record)
+        .map_err(|e| StepError::Internal(format!("{PUBLICATION_KEY}: {e}")))?;
+    let reference_date: NaiveDate = record["reference_date"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .ok_or_else(|| StepError::Internal(format!("{PUBLICATION_KEY}: no reference_date")))?;
+    let (ctx, _) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
+    let params = RecordBatch::try_new(
+        params_schema(),
+        vec![Arc::new(Date32Array::from(vec![days_since_epoch(
+            reference_date,
+        )]))],
+    )?;
+    ctx.register_table(
+        "params",
+        Arc::new(MemTable::try_new(params.schema(), vec![vec![params]])?),
+    )?;
+    for t in presentation_tables(&p.contracts).await? {
+        let key = presentation_key(t.kind, &t.name);
+        if t.kind == "marts" {
+            continue;
+        }
+        if p.stores
+            .lake
+            .head(&key)
+            .await
+            .map_err(StepError::from)?
+            .is_some()
+        {
+            ctx.register_parquet(
+                t.name.as_str(),
+                &p.stores.lake.locate(&key),
+                ParquetReadOptions::default(),
+            )
+            .await?;
+        } else {
+            ctx.register_table(
+                t.name.as_str(),
+                Arc::new(MemTable::try_new(t.schema.clone(), vec![vec![]])?),
+            )?;
+        }
+    }
+    let table = publication::periods_batch(periods);
+    ctx.register_table(
+        "perioder",
+        Arc::new(MemTable::try_new(table.schema(), vec![vec![table]])?),
+    )?;
+    let batches = ctx.sql(&spec.sql).await?.collect().await?;
+    let schema = match batches.first() {
+        Some(b) => b.schema(),
+        None => ctx.sql(&spec.sql).await?.schema().inner().clone(),
+    };
+    Ok(arrow::compute::concat_batches(&schema, &batches)?)
+}
+
 /// One mart: the closed periods open for publication computed, each new period
 /// published, each frozen one carried or revised; the register (the published table)
 /// written back with `_disclosure.json` beside it.
@@ -863,8 +953,9 @@ mod tests {
         let rehab = m.iter().find(|m| m.name == "rehab_effekt").unwrap();
         assert_eq!(rehab.rows, "kommunekode");
         assert_eq!(rehab.cols, None);
-        assert_eq!(rehab.counts.len(), 5);
-        assert_eq!(rehab.rates.len(), 4);
+        assert_eq!(rehab.counts.len(), 7);
+        assert_eq!(rehab.rates.len(), 6);
+        assert_eq!(rehab.caveats.len(), 2);
         assert_eq!(rehab.period.column, "kvartal");
         assert_eq!(rehab.period.granularity, Granularity::Quarter);
         assert_eq!(rehab.follow_up_days, 90);
@@ -872,13 +963,16 @@ mod tests {
             rehab.families(),
             vec![FamilyPlan {
                 base: 0,
-                chains: vec![vec![1, 2], vec![3, 4]],
+                // After 30 < 90 days (hospital, GP), then before (hospital, GP).
+                chains: vec![vec![2, 3], vec![5, 6], vec![1], vec![4]],
                 persons: None
             }]
         );
         assert!(rehab.nested_in("akut_hospital_30d", "forloeb_afsluttet"));
         assert!(rehab.nested_in("akut_hospital_30d", "akut_hospital_90d"));
         assert!(!rehab.nested_in("akut_hospital_30d", "almen_praksis_90d"));
+        assert!(rehab.nested_in("akut_hospital_foer_90d", "forloeb_afsluttet"));
+        assert!(!rehab.nested_in("akut_hospital_foer_90d", "akut_hospital_90d"));
         assert_eq!(
             rehab.persons_of("forloeb_afsluttet"),
             Some("forloeb_personer")

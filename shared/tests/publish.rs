@@ -90,6 +90,10 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
         (5, "2026-12-01", "ATA1"),
         (7, "2026-10-15", "ATA3"),
         (15, "2026-10-20", "ATA1"),
+        // Before the courses began on 1 September: person 8 within the 90 days,
+        // person 13 before them.
+        (8, "2026-08-15", "ATA1"),
+        (13, "2026-05-01", "ATA1"),
     ]
     .into_iter()
     .enumerate()
@@ -107,6 +111,19 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
     for i in 0..6 {
         gp.push_str(&format!(
             "k{i};{};012345;2026-10-10;0101;2026-10-10T10:00:00+02:00\n",
+            cpr(i)
+        ));
+    }
+    // And before the courses: persons 0-2 in July; person 9 on the day it began (not
+    // before it).
+    for (i, day) in [
+        (0, "2026-07-01"),
+        (1, "2026-07-01"),
+        (2, "2026-07-01"),
+        (9, "2026-09-01"),
+    ] {
+        gp.push_str(&format!(
+            "f{i};{};012345;{day};0101;{day}T10:00:00+02:00\n",
             cpr(i)
         ));
     }
@@ -188,6 +205,39 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
         }
     }
     assert!(rehab.column_by_name("disclosure_rule_set").is_some());
+
+    // The cells before disclosure control: the arithmetic, before and after.
+    let q4 = naerdata::publish::Granularity::Quarter.period_of(on(2026, 10, 1));
+    let raw = naerdata::publish::unprotected_cells(&p, "rehab_effekt", &[q4])
+        .await
+        .unwrap();
+    let raw_kommune = raw.column_by_name("kommunekode").unwrap();
+    let raw_kommune = raw_kommune.as_any().downcast_ref::<StringArray>().unwrap();
+    let cell = |k: &str, name: &str| -> i64 {
+        let i = (0..raw.num_rows())
+            .find(|&i| raw_kommune.value(i) == k)
+            .unwrap_or_else(|| panic!("no row for {k}"));
+        let a = raw.column_by_name(name).unwrap();
+        arrow::compute::cast(a, &arrow::datatypes::DataType::Int64)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(i)
+    };
+    for (k, name, expected) in [
+        ("101", "forloeb_afsluttet", 7),
+        ("101", "akut_hospital_30d", 5),
+        ("101", "akut_hospital_90d", 6),
+        ("101", "almen_praksis_30d", 6),
+        ("101", "akut_hospital_foer_90d", 0),
+        ("101", "almen_praksis_foer_90d", 3),
+        ("147", "akut_hospital_foer_90d", 1),
+        ("147", "almen_praksis_foer_90d", 0),
+        ("151", "akut_hospital_foer_90d", 0),
+    ] {
+        assert_eq!(cell(k, name), expected, "{k} {name}");
+    }
     let revision = col("revision");
     assert_eq!(revision.null_count(), 0);
     assert_eq!(

@@ -1,5 +1,6 @@
 -- mart: faelles_patienter
 -- title: Fælles patienter: almen praksis og kommune (dialogværktøj)
+-- caveat: GP contacts are reported for chronic patients only (the five disease areas): a clinic's patients here are its chronic patients.
 -- period: maaned month stock
 -- rows: ydernummer
 -- cols: kommunekode

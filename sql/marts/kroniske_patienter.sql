@@ -1,5 +1,7 @@
 -- mart: kroniske_patienter
 -- title: Borgere med kronisk sygdom i almen praksis og kommunal pleje
+-- caveat: Residence comes from municipal care reports: citizens never in municipal care have no municipality and are not counted, so this is not a prevalence.
+-- caveat: Diagnoses are those GPs report for the five chronic disease areas.
 -- period: maaned month stock
 -- rows: kommunekode
 -- cols: sygdomsomraade

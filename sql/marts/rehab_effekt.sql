@@ -1,61 +1,79 @@
 -- mart: rehab_effekt
 -- title: Genoptræning efter §140: afsluttede forløb og efterfølgende kontakter
+-- caveat: Before = 90 days before the course began, after = 30/90 days after it ended, for the same persons: no comparison group or age/sex standardisation yet.
+-- caveat: GP contacts are reported for chronic patients only.
 -- period: kvartal quarter
 -- follow_up: 90 days
 -- rows: kommunekode
--- counts: forloeb_afsluttet, akut_hospital_30d, akut_hospital_90d, almen_praksis_30d, almen_praksis_90d
+-- counts: forloeb_afsluttet, akut_hospital_foer_90d, akut_hospital_30d, akut_hospital_90d, almen_praksis_foer_90d, almen_praksis_30d, almen_praksis_90d
 -- persons: forloeb_afsluttet = forloeb_personer
+-- persons: akut_hospital_foer_90d = akut_hospital_foer_90d_personer
+-- persons: almen_praksis_foer_90d = almen_praksis_foer_90d_personer
 -- persons: akut_hospital_30d = akut_hospital_30d_personer
 -- persons: akut_hospital_90d = akut_hospital_90d_personer
 -- persons: almen_praksis_30d = almen_praksis_30d_personer
 -- persons: almen_praksis_90d = almen_praksis_90d_personer
 -- nested: akut_hospital_30d < akut_hospital_90d < forloeb_afsluttet
 -- nested: almen_praksis_30d < almen_praksis_90d < forloeb_afsluttet
+-- nested: akut_hospital_foer_90d < forloeb_afsluttet
+-- nested: almen_praksis_foer_90d < forloeb_afsluttet
+-- rates: andel_akut_hospital_foer_90d = akut_hospital_foer_90d / forloeb_afsluttet
 -- rates: andel_akut_hospital_30d = akut_hospital_30d / forloeb_afsluttet
 -- rates: andel_akut_hospital_90d = akut_hospital_90d / forloeb_afsluttet
+-- rates: andel_almen_praksis_foer_90d = almen_praksis_foer_90d / forloeb_afsluttet
 -- rates: andel_almen_praksis_30d = almen_praksis_30d / forloeb_afsluttet
 -- rates: andel_almen_praksis_90d = almen_praksis_90d / forloeb_afsluttet
 -- §140 rehabilitation courses (pathways) that ended in the quarter, per municipality, and
 -- how many of them were followed by an acute hospital contact (LPR, ATA1) or a GP contact
--- within 30 and 90 days. Courses are events: each count comes with the distinct persons
+-- within 30 and 90 days after the course ended — beside how many had one in the 90 days
+-- before it began (the same persons' baseline: a before/after comparison). Only courses
+-- whose 90 days of follow-up lie before the reference date count: a quarter is computed
+-- only once it is closed (its end + 90 days + the reception deadline). Courses are events: each count comes with the distinct persons
 -- behind it (the *_personer columns, used for disclosure control, not published). A
 -- quarter closes once 90 days after it have been delivered too. Portable SQL (DataFusion,
 -- Athena); `perioder` (periode, periode_start, periode_slut) lists the quarters to compute.
 WITH forloeb AS (
-    SELECT DISTINCT p.periode, i.person_id, i.kommunekode, i.slutdato
+    SELECT DISTINCT p.periode, i.person_id, i.kommunekode,
+           i.startdato, i.slutdato
     FROM kommune_indsats_current i
     JOIN perioder p ON i.slutdato BETWEEN p.periode_start AND p.periode_slut
     WHERE i.lovgrundlag = '§140' AND i.type = 'pathway' AND i.status = 'completed'
       AND i.slutdato IS NOT NULL AND i.person_id IS NOT NULL
 ),
 hospital AS (
-    SELECT f.person_id, f.slutdato,
+    SELECT f.person_id, f.startdato, f.slutdato,
+           MAX(CASE WHEN l.dato_start >= f.startdato - INTERVAL '90' DAY AND l.dato_start < f.startdato THEN 1 ELSE 0 END) AS f90,
            MAX(CASE WHEN l.dato_start > f.slutdato AND l.dato_start <= f.slutdato + INTERVAL '30' DAY THEN 1 ELSE 0 END) AS d30,
            MAX(CASE WHEN l.dato_start > f.slutdato AND l.dato_start <= f.slutdato + INTERVAL '90' DAY THEN 1 ELSE 0 END) AS d90
     FROM forloeb f
     LEFT JOIN lpr_kontakt_current l ON l.person_id = f.person_id AND l.prioritet = 'ATA1'
-    GROUP BY f.person_id, f.slutdato
+    GROUP BY f.person_id, f.startdato, f.slutdato
 ),
 praksis AS (
-    SELECT f.person_id, f.slutdato,
+    SELECT f.person_id, f.startdato, f.slutdato,
+           MAX(CASE WHEN k.kontaktdato >= f.startdato - INTERVAL '90' DAY AND k.kontaktdato < f.startdato THEN 1 ELSE 0 END) AS f90,
            MAX(CASE WHEN k.kontaktdato > f.slutdato AND k.kontaktdato <= f.slutdato + INTERVAL '30' DAY THEN 1 ELSE 0 END) AS d30,
            MAX(CASE WHEN k.kontaktdato > f.slutdato AND k.kontaktdato <= f.slutdato + INTERVAL '90' DAY THEN 1 ELSE 0 END) AS d90
     FROM forloeb f
     LEFT JOIN almenpraksis_kontakt_current k ON k.person_id = f.person_id
-    GROUP BY f.person_id, f.slutdato
+    GROUP BY f.person_id, f.startdato, f.slutdato
 )
 SELECT f.periode AS kvartal, f.kommunekode,
        COUNT(*) AS forloeb_afsluttet,
        COUNT(DISTINCT f.person_id) AS forloeb_personer,
+       SUM(h.f90) AS akut_hospital_foer_90d,
+       COUNT(DISTINCT CASE WHEN h.f90 = 1 THEN f.person_id END) AS akut_hospital_foer_90d_personer,
        SUM(h.d30) AS akut_hospital_30d,
        COUNT(DISTINCT CASE WHEN h.d30 = 1 THEN f.person_id END) AS akut_hospital_30d_personer,
        SUM(h.d90) AS akut_hospital_90d,
        COUNT(DISTINCT CASE WHEN h.d90 = 1 THEN f.person_id END) AS akut_hospital_90d_personer,
+       SUM(g.f90) AS almen_praksis_foer_90d,
+       COUNT(DISTINCT CASE WHEN g.f90 = 1 THEN f.person_id END) AS almen_praksis_foer_90d_personer,
        SUM(g.d30) AS almen_praksis_30d,
        COUNT(DISTINCT CASE WHEN g.d30 = 1 THEN f.person_id END) AS almen_praksis_30d_personer,
        SUM(g.d90) AS almen_praksis_90d,
        COUNT(DISTINCT CASE WHEN g.d90 = 1 THEN f.person_id END) AS almen_praksis_90d_personer
 FROM forloeb f
-JOIN hospital h ON h.person_id = f.person_id AND h.slutdato = f.slutdato
-JOIN praksis g ON g.person_id = f.person_id AND g.slutdato = f.slutdato
+JOIN hospital h ON h.person_id = f.person_id AND h.startdato = f.startdato AND h.slutdato = f.slutdato
+JOIN praksis g ON g.person_id = f.person_id AND g.startdato = f.startdato AND g.slutdato = f.slutdato
 GROUP BY f.periode, f.kommunekode
