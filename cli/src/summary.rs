@@ -68,7 +68,7 @@ pub async fn print_demo(
     print_published(published);
     if let Some((_, rehab)) = published.batches.iter().find(|(n, _)| n == "rehab_effekt") {
         println!(
-            "\nRehabilitation effect (§140 courses ended, and contacts after them; blank = suppressed):"
+            "\nRehabilitation effect (§140 courses ended; acute hospital and GP contacts in the 90 days before and the 30/90 days after; blank = suppressed):"
         );
         // The counts; the rates and the rule set are in the published table.
         let keep: Vec<usize> = (0..rehab.num_columns())
