@@ -662,15 +662,8 @@ async fn materialise(
     Ok(rows)
 }
 
-/// Publishes everything for `reference_date` (the "today" of the marts).
-pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Published, PublishError> {
-    let (ctx, lake_versions) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
-    let spool = tempfile::Builder::new()
-        .prefix("naerdata-publish-")
-        .tempdir_in(&p.spool_root)
-        .map_err(|e| StepError::Internal(format!("spool: {e}")))?;
-    let mut out = Published::default();
-
+/// `params`: the one-row table of the publication's reference date the SQL reads.
+fn register_params(ctx: &SessionContext, reference_date: NaiveDate) -> Result<(), PublishError> {
     let params = RecordBatch::try_new(
         params_schema(),
         vec![Arc::new(Date32Array::from(vec![days_since_epoch(
@@ -681,6 +674,19 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
         "params",
         Arc::new(MemTable::try_new(params.schema(), vec![vec![params]])?),
     )?;
+    Ok(())
+}
+
+/// Publishes everything for `reference_date` (the "today" of the marts).
+pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Published, PublishError> {
+    let (ctx, lake_versions) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
+    let spool = tempfile::Builder::new()
+        .prefix("naerdata-publish-")
+        .tempdir_in(&p.spool_root)
+        .map_err(|e| StepError::Internal(format!("spool: {e}")))?;
+    let mut out = Published::default();
+
+    register_params(&ctx, reference_date)?;
     // The health clusters as loaded now (`naerdata reference load clusters`).
     let reference = crate::reference::store::current(p.stores.lake.as_ref())
         .await
@@ -786,16 +792,7 @@ pub async fn unprotected_cells(
         .and_then(|d| d.parse().ok())
         .ok_or_else(|| StepError::Internal(format!("{PUBLICATION_KEY}: no reference_date")))?;
     let (ctx, _) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
-    let params = RecordBatch::try_new(
-        params_schema(),
-        vec![Arc::new(Date32Array::from(vec![days_since_epoch(
-            reference_date,
-        )]))],
-    )?;
-    ctx.register_table(
-        "params",
-        Arc::new(MemTable::try_new(params.schema(), vec![vec![params]])?),
-    )?;
+    register_params(&ctx, reference_date)?;
     for t in presentation_tables(&p.contracts).await? {
         let key = presentation_key(t.kind, &t.name);
         if t.kind == "marts" {
