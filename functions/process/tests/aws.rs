@@ -14,7 +14,7 @@ use naerdata::ports::{FixedClock, ObjectStore, StoreError};
 use crate::support;
 use crate::support::{
     FailingPuts, Moto, Stack, check_objects, deliveries, diagnoses, platform, provision, pump,
-    receipt, receiver, receiver_on,
+    receipt, receive_all, receiver, receiver_on,
 };
 use naerdata_process as process;
 
@@ -55,10 +55,7 @@ async fn take_notification(stack: &Stack, key: &str) -> aws_sdk_sqs::types::Mess
 /// Runs both functions until both queues are empty.
 async fn run_functions(stack: &Stack, p: &Platform) {
     let r = receiver(stack);
-    pump(stack, &stack.receive_queue, &stack.receive_queue_arn, |e| {
-        r.handle(e)
-    })
-    .await;
+    receive_all(stack, &r).await;
     pump(stack, &stack.process_queue, &stack.process_queue_arn, |e| {
         process::handle(p, e)
     })
@@ -485,13 +482,7 @@ async fn a_poison_message_fails_alone_and_ends_in_the_dead_letter_queue() {
         .await
         .unwrap();
     let r = receiver(&stack);
-    let pumped = pump(
-        &stack,
-        &stack.receive_queue,
-        &stack.receive_queue_arn,
-        |e| r.handle(e),
-    )
-    .await;
+    let pumped = receive_all(&stack, &r).await;
     assert_eq!(pumped.failed, 5, "maxReceiveCount attempts");
     assert_eq!(stack.depth(&stack.receive_dlq).await, 1);
 }
@@ -506,13 +497,7 @@ async fn a_failing_delivery_ends_failed_in_the_dlq_and_a_redrive_completes_it() 
     let key = "almenpraksis/diagnose/2026-06-01/a.csv";
     stack.upload(key, diagnoses(0, 50, 2).into_bytes()).await;
     let r = receiver(&stack);
-    pump(
-        &stack,
-        &stack.receive_queue,
-        &stack.receive_queue_arn,
-        |e| r.handle(e),
-    )
-    .await;
+    receive_all(&stack, &r).await;
     let pumped = pump(
         &stack,
         &stack.process_queue,
@@ -565,13 +550,7 @@ async fn a_fault_after_some_parquet_objects_then_a_retry_equals_a_clean_run() {
     let mut broken = platform(&faulty);
     broken.stores.lake = Arc::new(FailingPuts::new(broken.stores.lake.clone(), |n| n == 3));
     let r = receiver(&faulty);
-    pump(
-        &faulty,
-        &faulty.receive_queue,
-        &faulty.receive_queue_arn,
-        |e| r.handle(e),
-    )
-    .await;
+    receive_all(&faulty, &r).await;
     // One attempt fails after two objects are written; SQS redelivers the message,
     // and the second attempt (the store no longer fails) completes it.
     let pumped = pump(
@@ -763,13 +742,7 @@ async fn the_monitor_writes_reception_declarations_and_the_page() {
             )
             .await;
         let r = receiver_on(&stack, p.clone());
-        pump(
-            &stack,
-            &stack.receive_queue,
-            &stack.receive_queue_arn,
-            |e| r.handle(e),
-        )
-        .await;
+        receive_all(&stack, &r).await;
         pump(
             &stack,
             &stack.process_queue,
@@ -839,13 +812,7 @@ async fn eight_deliveries_committing_to_one_table_at_once_lose_nothing() {
             )
             .await;
     }
-    pump(
-        &stack,
-        &stack.receive_queue,
-        &stack.receive_queue_arn,
-        |e| r.handle(e),
-    )
-    .await;
+    receive_all(&stack, &r).await;
     let ids: Vec<String> = deliveries(&p)
         .await
         .into_iter()
@@ -1059,13 +1026,7 @@ async fn a_burst_of_deliveries_is_taken_whole() {
     }
     let started = std::time::Instant::now();
     let r = receiver(&stack);
-    pump(
-        &stack,
-        &stack.receive_queue,
-        &stack.receive_queue_arn,
-        |e| r.handle(e),
-    )
-    .await;
+    receive_all(&stack, &r).await;
     let (a, b) = tokio::join!(
         pump(
             &stack,

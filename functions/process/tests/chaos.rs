@@ -21,7 +21,9 @@ use naerdata::faults::{self, Faults, FaultyQueue, Mode, Settled};
 use naerdata::ports::{FixedClock, ProcessMessage, Queue};
 use naerdata_receive::Receiver;
 
-use crate::support::{Moto, Stack, diagnoses, platform, provision, pump, pump_while};
+use crate::support::{
+    Moto, Stack, diagnoses, platform, provision, pump, pump_while, receive_all, receiver_on,
+};
 use naerdata_process as process;
 
 const TABLES: [&str; 4] = [
@@ -109,15 +111,7 @@ async fn workload(stack: &Stack, p: &Platform, faults: &Arc<Faults>) {
 /// `replay --aws` re-sends every delivery still unfinished (the same check as the CLI:
 /// failed, never processed, or a stale claim).
 async fn recover(stack: &Stack, p: &Platform) {
-    let receiver = Receiver {
-        platform: p.clone(),
-        process_queue: process_queue(stack),
-        landing_bucket: stack.resources.landing_bucket.clone(),
-    };
-    pump(stack, &stack.receive_queue, &stack.receive_queue_arn, |e| {
-        receiver.handle(e)
-    })
-    .await;
+    receive_all(stack, &receiver_on(stack, p.clone())).await;
     pump(stack, &stack.process_queue, &stack.process_queue_arn, |e| {
         process::handle(p, e)
     })

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use naerdata::ledger::{Delivery, DeliveryState};
 use naerdata::receipt::ReceiptOutcome;
 use naerdata_process as process;
-use support::{Moto, check_objects, deliveries, platform, provision, pump, receipt, receiver};
+use support::{
+    Moto, check_objects, deliveries, platform, provision, pump, receipt, receive_all, receiver,
+};
 
 /// A writer for the tracing output of one test, kept to be scanned.
 #[derive(Clone, Default)]
@@ -61,13 +63,7 @@ async fn a_careless_supplier_leaves_no_cpr_outside_landing() {
     // Run both functions, keeping every message body the process queue carried.
     let bodies = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let r = receiver(&stack);
-    pump(
-        &stack,
-        &stack.receive_queue,
-        &stack.receive_queue_arn,
-        |e| r.handle(e),
-    )
-    .await;
+    receive_all(&stack, &r).await;
     pump(
         &stack,
         &stack.process_queue,

@@ -436,6 +436,14 @@ where
     pump_while(stack, queue, arn, || true, handler).await
 }
 
+/// The receive function `r` takes its queue until the queue is empty.
+pub async fn receive_all(stack: &Stack, r: &Receiver) -> Pumped {
+    pump(stack, &stack.receive_queue, &stack.receive_queue_arn, |e| {
+        r.handle(e)
+    })
+    .await
+}
+
 /// [`pump`], stopping before the next batch once `go_on` says no (a worker that
 /// crashed takes no more messages; what it failed is visible again for the next).
 pub async fn pump_while<F, Fut>(
