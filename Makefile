@@ -116,7 +116,7 @@ venv-deploy: .venv-deploy/.done venv-build
 
 ## deploy: sam build + sam deploy of infra/template.yaml as stack naerdata-$(ENV)
 deploy: venv-deploy
-	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev SUPPLIER_PARAMS='AlmenpraksisAccountId=... AlmenpraksisExternalId=... (x4)' [DEPLOY_ARCH=arm64|x86_64] [ALARM_EMAIL=ops@example.org]"; exit 2; }
+	@test -n "$(ENV)" || { echo "usage: make deploy ENV=dev SUPPLIER_PARAMS='AlmenpraksisAccountId=... AlmenpraksisExternalId=... (x5)' [DEPLOY_ARCH=arm64|x86_64] [ALARM_EMAIL=ops@example.org]"; exit 2; }
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CARGO_PROFILE_RELEASE_DEBUG=false CARGO_PROFILE_RELEASE_STRIP=true \
 	  .venv-deploy/bin/sam build --beta-features --template-file infra/template.yaml --build-dir target/sam \
 	  --parameter-overrides Architecture=$(DEPLOY_ARCH)

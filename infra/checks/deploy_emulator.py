@@ -34,7 +34,15 @@ from cfnlint.decode import decode  # noqa: E402
 INFRA = Path(__file__).resolve().parent.parent
 REGION = "eu-north-1"
 ARTIFACTS = "naerdata-artifacts"
-SUPPLIERS = ["Almenpraksis", "Speciallaege", "Kommune", "Lpr"]
+
+# Filled from the template in main().
+SUPPLIERS = []
+
+
+def suppliers(template):
+    """The suppliers as the template's generated parameters name them
+    (`<Stem>AccountId`), in the template's order."""
+    return [k[: -len("AccountId")] for k in template["Parameters"] if k.endswith("AccountId")]
 
 
 class Checks:
@@ -90,6 +98,9 @@ def main():
     checks = Checks()
 
     translated = translate(INFRA / "template.yaml", ARTIFACTS)
+    global SUPPLIERS
+    SUPPLIERS = suppliers(translated)
+    checks.expect(len(SUPPLIERS) >= 5, f"supplier parameters in the template: {SUPPLIERS}")
     # The Glue tables come through the Glue API below (the emulator skips Glue).
     catalog_stack = [k for k, v in translated["Resources"].items()
                      if v["Type"] == "AWS::CloudFormation::Stack"]

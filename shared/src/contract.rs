@@ -48,6 +48,14 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../../contracts/lpr.diagnose.yaml"),
     ),
     (
+        "cpr.befolkning",
+        include_str!("../../contracts/cpr.befolkning.yaml"),
+    ),
+    (
+        "cpr.personnummerskift",
+        include_str!("../../contracts/cpr.personnummerskift.yaml"),
+    ),
+    (
         "kommune.gateway",
         include_str!("../../contracts/kommune.gateway.yaml"),
     ),
@@ -411,6 +419,10 @@ pub struct Contract {
     pub dataset: String,
     pub fields: Vec<Field>,
     pub cpr_field: Option<usize>,
+    /// A second CPR number on the row (`role: cprLink`, e.g. the new number of a
+    /// person given a new one): pseudonymised with the same key into
+    /// [`crate::lake::LINKED_PERSON_COLUMN`], and, like the CPR, never stored.
+    pub cpr_link_field: Option<usize>,
     pub record_key: Vec<usize>,
     pub version_rule: VersionRule,
     pub event_date: usize,
@@ -435,6 +447,12 @@ impl Contract {
 
     pub fn field_index(&self, name: &str) -> Option<usize> {
         self.fields.iter().position(|f| f.name == name)
+    }
+
+    /// Is field `i` a CPR number (the row's own or its link)? Such a field is
+    /// pseudonymised or dropped, never stored as it came.
+    pub fn is_cpr_column(&self, i: usize) -> bool {
+        Some(i) == self.cpr_field || Some(i) == self.cpr_link_field
     }
 
     /// The field named `name`.
@@ -619,6 +637,22 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
             fields[i].name
         )));
     }
+    let cpr_link_field = roles.get("cprLink").copied();
+    if let Some(i) = cpr_link_field {
+        let f = &fields[i];
+        if cpr_field.is_none() {
+            return Err(bad(format!(
+                "{:?} has role cprLink, but no field has role cpr: a link joins the row's person to another",
+                f.name
+            )));
+        }
+        if f.field_type != FieldType::String || f.identifier.is_some() {
+            return Err(bad(format!(
+                "the cprLink field {:?} must be a plain string: it is a CPR number and never leaves the landing zone",
+                f.name
+            )));
+        }
+    }
     let event_date = *roles
         .get("eventDate")
         .ok_or_else(|| bad("no property has role eventDate (it partitions the lake)".into()))?;
@@ -642,6 +676,15 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
     let record_key: Vec<usize> = keys.into_iter().map(|(_, i)| i).collect();
     if record_key.is_empty() {
         return Err(bad("no property is a primaryKey (the record key)".into()));
+    }
+    if let Some(&i) = record_key
+        .iter()
+        .find(|&&i| Some(i) == cpr_field || Some(i) == cpr_link_field)
+    {
+        return Err(bad(format!(
+            "primary key {:?} is a CPR number; the record key is stored in the lake, so it needs a key of its own",
+            fields[i].name
+        )));
     }
     if let Some(f) = record_key.iter().map(|&i| &fields[i]).find(|f| !f.required) {
         return Err(bad(format!("primary key {:?} must be required", f.name)));
@@ -673,7 +716,7 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         ));
     }
     let extract_allow = custom(props, "extract")
-        .map(|v| parse_extract_allow(v, &fields, cpr_field, &table))
+        .map(|v| parse_extract_allow(v, &fields, [cpr_field, cpr_link_field], &table))
         .transpose()
         .map_err(|m| bad(format!("extract: {m}")))?;
 
@@ -701,6 +744,7 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         reporting_unit: roles.get("reportingUnit").copied(),
         fields,
         cpr_field,
+        cpr_link_field,
         record_key,
         version_rule,
         event_date,
@@ -723,7 +767,7 @@ fn id_space_ok(s: &str) -> bool {
 fn parse_extract_allow(
     v: &Json,
     fields: &[Field],
-    cpr_field: Option<usize>,
+    [cpr_field, cpr_link_field]: [Option<usize>; 2],
     table: &str,
 ) -> Result<Vec<String>, String> {
     let Some(map) = v.as_object() else {
@@ -742,7 +786,7 @@ fn parse_extract_allow(
             return Err(format!("allow entry {item} is not a column name"));
         };
         let is_field = fields.iter().position(|f| f.name == name);
-        if is_field.is_some() && is_field == cpr_field {
+        if is_field.is_some() && (is_field == cpr_field || is_field == cpr_link_field) {
             return Err(format!(
                 "allow names {name:?}, the CPR column, which never leaves the landing zone"
             ));
@@ -1181,5 +1225,24 @@ customProperties:
 
         let v2 = MINIMAL.replace("v3.0.2", "v2.2.0");
         assert!(Contract::from_yaml("t", &v2).is_err());
+
+        // The CPR as the record key would put it in the lake.
+        let cpr_key = MINIMAL.replace(
+            "        required: true\n        customProperties: [{property: role, value: cpr}]",
+            "        required: true\n        primaryKey: true\n        customProperties: [{property: role, value: cpr}]",
+        );
+        let e = Contract::from_yaml("t", &cpr_key).unwrap_err().to_string();
+        assert!(e.contains("is a CPR number"), "{e}");
+
+        // A link needs a person to link, and is a plain string.
+        let link = "      - name: nyt_cpr\n        logicalType: string\n        required: true\n        \
+                    customProperties: [{property: role, value: cprLink}]\n      - name: dato";
+        let linked = MINIMAL.replacen("      - name: dato", link, 1);
+        let c = Contract::from_yaml("t", &linked).unwrap();
+        assert_eq!(c.cpr_link_field, Some(2));
+        assert!(c.is_cpr_column(1) && c.is_cpr_column(2) && !c.is_cpr_column(0));
+        let orphan = linked.replace("value: cpr}", "value: other}");
+        let e = Contract::from_yaml("t", &orphan).unwrap_err().to_string();
+        assert!(e.contains("no field has role cpr"), "{e}");
     }
 }

@@ -290,8 +290,8 @@ pub fn plan<'c>(spec: &ProjectSpec, contracts: &'c Registry) -> Result<Vec<Table
         for c in &d.columns {
             if FORBIDDEN.contains(&c.as_str())
                 || contract
-                    .cpr_field
-                    .is_some_and(|i| contract.fields[i].name == *c)
+                    .field_index(c)
+                    .is_some_and(|i| contract.is_cpr_column(i))
             {
                 return Err(format!("column {c} of {table} is never released"));
             }

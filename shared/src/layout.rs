@@ -54,6 +54,12 @@ pub const SUPPLIERS: &[Supplier] = &[
         who: "LPR",
         alarm_name: "LPR",
     },
+    Supplier {
+        source: "cpr",
+        stem: "Cpr",
+        who: "the CPR extract (population register)",
+        alarm_name: "the CPR extract",
+    },
 ];
 
 /// The prefix of a source in the landing and receipts stores: what its role may use.

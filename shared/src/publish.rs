@@ -4,8 +4,11 @@
 //! - `<table>_current`: the latest version of each record key (by `record_version`, then
 //!   `received_at`), entered-in-error removed. SQL generated from the contracts.
 //! - `dim_geografi`: municipality -> region and health cluster with valid-from/valid-to
-//!   (Region Østdanmark from 2027; the clusters reference data); `dim_person`: person, birth year, sex, current residence;
-//!   `person_bopael`: residence over time from the municipal reports.
+//!   (Region Østdanmark from 2027; the clusters reference data); `dim_person_skift`: old
+//!   CPR pseudonyms -> the newest (`cpr.personnummerskift`; every current table shows
+//!   persons under the newest); `person_bopael`: residence over time from the population
+//!   register, municipal reports for persons not in it; `dim_person`: person, birth
+//!   year, sex, death, emigration, latest residence.
 //! - marts: SQL files in `sql/marts/` (portable: DataFusion here, Athena in AWS), one
 //!   table per period, whose count columns go through disclosure control before
 //!   anything is written; a period is published once closed, then frozen, and revised
@@ -33,6 +36,7 @@ use crate::validate::days_since_epoch;
 
 /// The marts, compiled in so every binary publishes the same ones.
 pub const MARTS: &[(&str, &str)] = &[
+    ("befolkning", include_str!("../../sql/marts/befolkning.sql")),
     (
         "rehab_effekt",
         include_str!("../../sql/marts/rehab_effekt.sql"),
@@ -454,32 +458,81 @@ fn geography(
     )
 }
 
+/// `dim_person_skift`: every pseudonym of an old CPR number with the pseudonym of the
+/// person's newest number (chains of changes followed), from `cpr.personnummerskift`.
+pub const PERSON_SKIFT: &str = "dim_person_skift";
+
+/// The person dimension: the population register first (birth, sex, death,
+/// emigration, latest residence), the other sources for persons not in it.
 const DIM_PERSON: &str = "
 WITH personer AS ({persons}),
+register AS (
+    SELECT person_id,
+           MAX(CAST(EXTRACT(YEAR FROM foedselsdato) AS INT)) AS birth_year,
+           MAX(koen) AS sex, MAX(doedsdato) AS doedsdato, MAX(udvandret_dato) AS udvandret_dato
+    FROM cpr_befolkning_current WHERE person_id IS NOT NULL
+    GROUP BY person_id
+),
+andre AS (
+    SELECT person_id, MAX(birth_year) AS birth_year, MAX(sex) AS sex
+    FROM personer GROUP BY person_id
+),
+alle AS (
+    SELECT person_id FROM register
+    UNION
+    SELECT person_id FROM andre
+),
 bopael AS (
     SELECT person_id, kommunekode,
-           ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY last_updated DESC, resource_id) AS seneste
-    FROM kommune_borger_current WHERE person_id IS NOT NULL
+           ROW_NUMBER() OVER (PARTITION BY person_id ORDER BY gyldig_fra DESC, kommunekode) AS seneste
+    FROM person_bopael
 )
-SELECT p.person_id, MAX(p.birth_year) AS birth_year, MAX(p.sex) AS sex,
-       MAX(b.kommunekode) AS kommunekode, MAX(g.regionskode) AS regionskode
-FROM personer p
+SELECT a.person_id,
+       COALESCE(r.birth_year, o.birth_year) AS birth_year,
+       COALESCE(r.sex, o.sex) AS sex,
+       b.kommunekode, g.regionskode,
+       r.doedsdato, r.udvandret_dato,
+       CASE WHEN r.person_id IS NOT NULL THEN 'cpr' ELSE 'andre' END AS kilde
+FROM alle a
 CROSS JOIN params
-LEFT JOIN bopael b ON b.person_id = p.person_id AND b.seneste = 1
+LEFT JOIN register r ON r.person_id = a.person_id
+LEFT JOIN andre o ON o.person_id = a.person_id
+LEFT JOIN bopael b ON b.person_id = a.person_id AND b.seneste = 1
 LEFT JOIN dim_geografi g ON g.kommunekode = b.kommunekode
-     AND params.reference_date BETWEEN g.gyldig_fra AND g.gyldig_til
-GROUP BY p.person_id";
+     AND params.reference_date BETWEEN g.gyldig_fra AND g.gyldig_til";
 
+/// Residence over time: the register's periods; for persons not in the register,
+/// one period per municipal report, until the next report (the fallback).
 const PERSON_BOPAEL: &str = "
-SELECT person_id, kommunekode, MIN(rapportdato) AS gyldig_fra, MAX(rapportdato) AS senest_rapporteret
-FROM kommune_borger WHERE person_id IS NOT NULL
-GROUP BY person_id, kommunekode";
+WITH register AS (
+    SELECT person_id, kommunekode, bopael_fra AS gyldig_fra, bopael_til AS gyldig_til
+    FROM cpr_befolkning_current WHERE person_id IS NOT NULL
+),
+i_register AS (SELECT DISTINCT person_id FROM register),
+rapporter AS (
+    SELECT COALESCE(s.kanonisk_person_id, k.person_id) AS person_id, k.kommunekode, k.rapportdato
+    FROM kommune_borger k
+    LEFT JOIN dim_person_skift s ON s.person_id = k.person_id
+    WHERE k.person_id IS NOT NULL
+),
+uden_register AS (
+    SELECT r.person_id, r.kommunekode, r.rapportdato,
+           LEAD(r.rapportdato) OVER (PARTITION BY r.person_id ORDER BY r.rapportdato, r.kommunekode) AS naeste
+    FROM rapporter r
+    LEFT JOIN i_register i ON i.person_id = r.person_id
+    WHERE i.person_id IS NULL
+)
+SELECT person_id, kommunekode, gyldig_fra, gyldig_til, 'cpr' AS kilde FROM register
+UNION ALL
+SELECT person_id, kommunekode, rapportdato AS gyldig_fra,
+       CAST(naeste - INTERVAL '1' DAY AS DATE) AS gyldig_til, 'kommune' AS kilde
+FROM uden_register";
 
 /// The person dimension over every current table that carries persons.
 fn dim_person_sql(contracts: &Registry) -> String {
     let sources: Vec<String> = contracts
         .iter()
-        .filter(|c| c.cpr_field.is_some())
+        .filter(|c| c.cpr_field.is_some() && c.source != "cpr")
         .map(|c| {
             format!(
                 "SELECT person_id, birth_year, sex FROM {}_current WHERE person_id IS NOT NULL",
@@ -488,6 +541,93 @@ fn dim_person_sql(contracts: &Registry) -> String {
         })
         .collect();
     DIM_PERSON.replace("{persons}", &sources.join(" UNION ALL "))
+}
+
+/// The current table of a dataset with persons, each person under the pseudonym of
+/// their newest CPR number ([`PERSON_SKIFT`]); the change table itself keeps both.
+pub fn current_linked_sql(c: &Contract) -> String {
+    if c.cpr_field.is_none() || c.cpr_link_field.is_some() {
+        return current_sql(c);
+    }
+    let cols: Vec<String> = lake::catalog_columns(c)
+        .into_iter()
+        .map(|(n, _)| {
+            if n == "person_id" {
+                "COALESCE(s.kanonisk_person_id, c.person_id) AS person_id".to_string()
+            } else {
+                format!("c.{n}")
+            }
+        })
+        .collect();
+    format!(
+        "SELECT {} FROM ({}) AS c LEFT JOIN {PERSON_SKIFT} s ON s.person_id = c.person_id",
+        cols.join(", "),
+        current_sql(c)
+    )
+}
+
+/// `dim_person_skift` from the current change rows (person_id -> linked_person_id,
+/// skiftedato): each old pseudonym is mapped to the end of its chain of changes. A
+/// cycle (a register error) ends at the newest change on it.
+pub fn person_changes(rows: &[(String, String, i32)]) -> RecordBatch {
+    use std::collections::BTreeMap;
+    // The newest change out of each pseudonym wins.
+    let mut next: BTreeMap<&str, (&str, i32)> = BTreeMap::new();
+    for (old, new, day) in rows {
+        if old == new {
+            continue;
+        }
+        let e = next.entry(old.as_str()).or_insert((new.as_str(), *day));
+        if *day > e.1 || (*day == e.1 && new.as_str() > e.0) {
+            *e = (new.as_str(), *day);
+        }
+    }
+    let (mut from, mut to, mut when) = (Vec::new(), Vec::new(), Vec::new());
+    for (&old, &(first, day)) in &next {
+        let mut path = vec![old];
+        let mut at = first;
+        let end = loop {
+            if let Some(i) = path.iter().position(|p| *p == at) {
+                // Back on the path: a cycle, which ends where its newest change points.
+                let newest = path[i..]
+                    .iter()
+                    .map(|p| next[p])
+                    .max_by_key(|&(n, d)| (d, n))
+                    .expect("a cycle has a change");
+                break newest.0;
+            }
+            match next.get(at) {
+                Some(&(n, _)) => {
+                    path.push(at);
+                    at = n;
+                }
+                None => break at,
+            }
+        };
+        if end != old {
+            let at = end;
+            from.push(old.to_string());
+            to.push(at.to_string());
+            when.push(day);
+        }
+    }
+    RecordBatch::try_new(
+        person_skift_schema(),
+        vec![
+            Arc::new(StringArray::from(from)),
+            Arc::new(StringArray::from(to)),
+            Arc::new(Date32Array::from(when)),
+        ],
+    )
+    .expect("the schema's columns")
+}
+
+fn person_skift_schema() -> arrow::datatypes::SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("person_id", DataType::Utf8, false),
+        Field::new("kanonisk_person_id", DataType::Utf8, false),
+        Field::new("skiftedato", DataType::Date32, false),
+    ]))
 }
 
 fn params_schema() -> arrow::datatypes::SchemaRef {
@@ -511,11 +651,17 @@ pub async fn presentation_tables(
     ctx.register_table("params", empty(params_schema())?)?;
     let geo = geography(&crate::reference::ReferenceSet::builtin())?.schema();
     ctx.register_table("dim_geografi", empty(geo.clone())?)?;
+    ctx.register_table(PERSON_SKIFT, empty(person_skift_schema())?)?;
     let mut out = Vec::new();
     for c in contracts.iter() {
         ctx.register_table(c.table().as_str(), empty(lake::schema(c))?)?;
-        let schema: arrow::datatypes::SchemaRef =
-            Arc::new(ctx.sql(&current_sql(c)).await?.schema().as_arrow().clone());
+        let schema: arrow::datatypes::SchemaRef = Arc::new(
+            ctx.sql(&current_linked_sql(c))
+                .await?
+                .schema()
+                .as_arrow()
+                .clone(),
+        );
         let name = format!("{}_current", c.table());
         ctx.register_table(name.as_str(), empty(schema.clone())?)?;
         out.push(lake::PresentationTable {
@@ -530,6 +676,7 @@ pub async fn presentation_tables(
             schema,
         });
     }
+    // In the order publish writes them: each may read the ones before it.
     let dims = [
         (
             "dim_geografi",
@@ -539,21 +686,37 @@ pub async fn presentation_tables(
             None,
         ),
         (
-            "dim_person",
-            "One row per person_id: birth year, sex, current municipality and region.",
-            Some(dim_person_sql(contracts)),
+            PERSON_SKIFT,
+            "Persons given a new CPR number (cpr.personnummerskift): each person_id of an old \
+             number with kanonisk_person_id, the person_id of the newest number (chains \
+             followed). Every other presentation table already shows persons under the \
+             newest one.",
+            None,
         ),
         (
             "person_bopael",
-            "Municipality of residence over time, from the municipal reports.",
+            "Municipality of residence over time: the population register's periods \
+             (kilde 'cpr'); for persons not in it, one period per municipal care report \
+             until the next (kilde 'kommune'). gyldig_til is the last day, empty while current.",
             Some(PERSON_BOPAEL.to_string()),
+        ),
+        (
+            "dim_person",
+            "One row per person_id: birth year and sex (from the population register, else \
+             from the CPR number), death and emigration dates, latest municipality and its \
+             region on the reference date; kilde says whether the person is in the register.",
+            Some(dim_person_sql(contracts)),
         ),
     ];
     for (name, description, sql) in dims {
-        let schema = match sql {
-            Some(sql) => Arc::new(ctx.sql(&sql).await?.schema().as_arrow().clone()),
-            None => geo.clone(),
+        let schema = match (name, sql) {
+            (_, Some(sql)) => Arc::new(ctx.sql(&sql).await?.schema().as_arrow().clone()),
+            (PERSON_SKIFT, None) => person_skift_schema(),
+            (_, None) => geo.clone(),
         };
+        if name == "person_bopael" || name == "dim_person" {
+            ctx.register_table(name, empty(schema.clone())?)?;
+        }
         out.push(lake::PresentationTable {
             kind: "dim",
             name: name.into(),
@@ -662,6 +825,47 @@ async fn materialise(
     Ok(rows)
 }
 
+/// The current CPR changes: (person_id, linked_person_id, the change's event date).
+async fn read_changes(
+    ctx: &SessionContext,
+    table: &str,
+    c: &Contract,
+) -> Result<Vec<(String, String, i32)>, PublishError> {
+    let day = &c.fields[c.event_date].name;
+    let sql = format!(
+        "SELECT person_id, {linked}, {day} FROM {table} \
+         WHERE person_id IS NOT NULL AND {linked} IS NOT NULL",
+        linked = lake::LINKED_PERSON_COLUMN
+    );
+    let mut out = Vec::new();
+    for b in ctx.sql(&sql).await?.collect().await? {
+        let b = arrow::compute::cast(&b.column(0).clone(), &DataType::Utf8).and_then(|old| {
+            let new = arrow::compute::cast(b.column(1), &DataType::Utf8)?;
+            let day = arrow::compute::cast(b.column(2), &DataType::Date32)?;
+            Ok((old, new, day))
+        })?;
+        let (old, new, day) = (
+            b.0.as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8"),
+            b.1.as_any()
+                .downcast_ref::<StringArray>()
+                .expect("cast to Utf8"),
+            b.2.as_any()
+                .downcast_ref::<Date32Array>()
+                .expect("cast to Date32"),
+        );
+        for i in 0..arrow::array::Array::len(old) {
+            out.push((
+                old.value(i).to_string(),
+                new.value(i).to_string(),
+                day.value(i),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// `params`: the one-row table of the publication's reference date the SQL reads.
 fn register_params(ctx: &SessionContext, reference_date: NaiveDate) -> Result<(), PublishError> {
     let params = RecordBatch::try_new(
@@ -701,20 +905,47 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
         .push(("dim_geografi".into(), geo.num_rows() as u64));
 
     // Current tables; an empty table stands in for a dataset with no data yet, so the
-    // marts always run.
+    // marts always run. The CPR changes come first: every other table shows each
+    // person under their newest number.
     let with_data: Vec<String> = lake_versions.keys().cloned().collect();
-    for c in p.contracts.iter() {
+    let mut contracts: Vec<&Contract> = p.contracts.iter().collect();
+    contracts.sort_by_key(|c| c.cpr_link_field.is_none());
+    let mut changes: Vec<(String, String, i32)> = Vec::new();
+    for c in contracts {
         let name = format!("{}_current", c.table());
         if with_data.contains(&c.table()) {
-            let rows =
-                materialise(p, &ctx, spool.path(), "current", &name, &current_sql(c)).await?;
+            let rows = materialise(
+                p,
+                &ctx,
+                spool.path(),
+                "current",
+                &name,
+                &current_linked_sql(c),
+            )
+            .await?;
             out.tables.push((name.clone(), rows));
+            if c.cpr_link_field.is_some() {
+                changes.extend(read_changes(&ctx, &name, c).await?);
+            }
         } else {
             let schema = lake::schema(c);
             ctx.register_table(
                 name.as_str(),
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?),
             )?;
+        }
+        if c.cpr_link_field.is_some() {
+            let skift = person_changes(&changes);
+            ctx.register_table(
+                PERSON_SKIFT,
+                Arc::new(MemTable::try_new(
+                    skift.schema(),
+                    vec![vec![skift.clone()]],
+                )?),
+            )?;
+            put_batch(p, &presentation_key("dim", PERSON_SKIFT), &skift).await?;
+            out.tables
+                .push((PERSON_SKIFT.into(), skift.num_rows() as u64));
         }
     }
     if !with_data.contains(&"kommune_borger".to_string()) {
@@ -724,6 +955,8 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
             Arc::new(MemTable::try_new(schema, vec![vec![]])?),
         )?;
     }
+    let rows = materialise(p, &ctx, spool.path(), "dim", "person_bopael", PERSON_BOPAEL).await?;
+    out.tables.push(("person_bopael".into(), rows));
     let rows = materialise(
         p,
         &ctx,
@@ -734,8 +967,6 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     )
     .await?;
     out.tables.push(("dim_person".into(), rows));
-    let rows = materialise(p, &ctx, spool.path(), "dim", "person_bopael", PERSON_BOPAEL).await?;
-    out.tables.push(("person_bopael".into(), rows));
 
     for spec in marts() {
         let (batch, report) = publish_mart(p, &ctx, &spec, reference_date).await?;
@@ -943,10 +1174,63 @@ async fn put_batch(p: &Platform, key: &str, batch: &RecordBatch) -> Result<(), P
 mod tests {
     use super::*;
 
+    fn mapped(rows: &[(&str, &str, i32)]) -> Vec<(String, String)> {
+        let rows: Vec<(String, String, i32)> = rows
+            .iter()
+            .map(|(a, b, d)| (a.to_string(), b.to_string(), *d))
+            .collect();
+        let b = person_changes(&rows);
+        let col = |i: usize| {
+            b.column(i)
+                .as_any()
+                .downcast_ref::<StringArray>()
+                .unwrap()
+                .iter()
+                .map(|v| v.unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
+        col(0).into_iter().zip(col(1)).collect()
+    }
+
+    #[test]
+    fn cpr_changes_map_every_old_pseudonym_to_the_newest() {
+        let s = |a: &str, b: &str| (a.to_string(), b.to_string());
+        // A chain: a -> b -> c; both old ones go to c.
+        assert_eq!(
+            mapped(&[("a", "b", 1), ("b", "c", 5)]),
+            vec![s("a", "c"), s("b", "c")]
+        );
+        // The same change delivered twice, and a change to oneself, are one and none.
+        assert_eq!(
+            mapped(&[("a", "b", 1), ("a", "b", 1), ("x", "x", 2)]),
+            vec![s("a", "b")]
+        );
+        // Two changes out of one number: the newer wins.
+        assert_eq!(mapped(&[("a", "b", 1), ("a", "c", 9)]), vec![s("a", "c")]);
+        // A cycle (a register error) ends where its newest change points, for all
+        // of its members: here a -> b (day 1), b -> a (day 2): a.
+        assert_eq!(mapped(&[("a", "b", 1), ("b", "a", 2)]), vec![s("b", "a")]);
+        // A cycle reached from outside: z -> a, then the cycle.
+        assert_eq!(
+            mapped(&[("z", "a", 0), ("a", "b", 1), ("b", "a", 2)]),
+            vec![s("b", "a"), s("z", "a")]
+        );
+    }
+
+    #[test]
+    fn the_change_table_keeps_both_numbers_and_every_other_table_shows_the_newest() {
+        let r = Registry::builtin();
+        let skift = r.get("cpr.personnummerskift").unwrap();
+        assert_eq!(current_linked_sql(skift), current_sql(skift));
+        let gp = current_linked_sql(r.get("almenpraksis.kontakt").unwrap());
+        assert!(gp.contains("COALESCE(s.kanonisk_person_id, c.person_id) AS person_id"));
+        assert!(gp.contains(&format!("LEFT JOIN {PERSON_SKIFT} s")));
+    }
+
     #[test]
     fn every_mart_declares_its_shape() {
         let m = marts();
-        assert_eq!(m.len(), 4);
+        assert_eq!(m.len(), 5);
         let rehab = m.iter().find(|m| m.name == "rehab_effekt").unwrap();
         assert_eq!(rehab.rows, "kommunekode");
         assert_eq!(rehab.cols, None);
@@ -986,7 +1270,7 @@ mod tests {
                 persons: Some(1)
             }]
         );
-        assert!(m.iter().filter(|m| m.period.stock).count() == 2);
+        assert!(m.iter().filter(|m| m.period.stock).count() == 3);
         assert!(MartSpec::parse("x", "-- rows: a\n-- cols: b\nSELECT 1").is_err());
     }
 

@@ -66,6 +66,7 @@ impl<'c> TableSink<'c> {
     pub fn observe(&mut self, row: &Row, checked: &mut Checked, problems: &[Problem]) {
         if let Some(t) = checked.typed.as_mut() {
             t.person.pseudonymise(&self.pseudonymiser);
+            t.linked.pseudonymise(&self.pseudonymiser);
         }
         if let Some(q) = self.quality.as_mut() {
             q.observe(row, checked, problems);

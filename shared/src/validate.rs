@@ -136,6 +136,8 @@ pub struct TypedRow<'r> {
     pub row: &'r Row,
     pub values: &'r [Value],
     pub person: Person,
+    /// The person of the contract's `cprLink` field (missing when it has none).
+    pub linked: Person,
     pub event_date: NaiveDate,
     /// The record's own version (its timestamp field, or the receipt time).
     pub record_version: i64,
@@ -248,6 +250,20 @@ impl<'c> Validator<'c> {
                 }
                 continue;
             }
+            if Some(i) == c.cpr_link_field {
+                // Checked below, once the row is known to be kept; never echoed.
+                if raw.is_empty() && f.required {
+                    problems.push(problem(
+                        row.line,
+                        f,
+                        "required",
+                        Severity::Error,
+                        "a CPR number is required but the field is empty".into(),
+                    ));
+                    rejected = true;
+                }
+                continue;
+            }
             // Before any other rule: a CPR-shaped value outside the CPR column is
             // never stored, whatever else is right or wrong with it.
             if cpr::detect::find(raw, f.cpr_shape).is_some() {
@@ -301,6 +317,25 @@ impl<'c> Validator<'c> {
             Some(i) => classify(row, &c.fields[i], i, event_date, problems),
             None => Person::unusable(CprClass::Missing),
         };
+        let linked = match c.cpr_link_field {
+            Some(i) => match link(row, &c.fields[i], i, event_date) {
+                Ok(p) => {
+                    if p.class != CprClass::Missing {
+                        values[i] = Value::Str;
+                    }
+                    p
+                }
+                Err(p) => {
+                    problems.push(p);
+                    return Checked {
+                        verdict: Verdict::Rejected,
+                        cpr: person.class,
+                        typed: None,
+                    };
+                }
+            },
+            None => Person::unusable(CprClass::Missing),
+        };
         let verdict = if problems.len() > before {
             Verdict::AcceptedWithWarnings
         } else {
@@ -314,6 +349,7 @@ impl<'c> Validator<'c> {
                 row,
                 values: values.as_slice(),
                 person,
+                linked,
                 event_date,
                 record_version,
             }),
@@ -371,6 +407,38 @@ fn classify(
             ));
             Person::unusable(class)
         }
+    }
+}
+
+/// Reads a row's second CPR number (`cprLink`): a link is worth keeping only to a
+/// person, so a number that names no one rejects the row (an empty optional one is
+/// no link). Neither the number nor its digits are echoed.
+fn link(row: &Row, f: &Field, i: usize, event_date: NaiveDate) -> Result<Person, Problem> {
+    let raw = trim(row.get(i).unwrap_or(""));
+    if raw.is_empty() {
+        return Ok(Person::unusable(CprClass::Missing));
+    }
+    match cpr::parse(raw) {
+        Ok(cpr) => Ok(Person {
+            class: cpr.class,
+            normalised: *cpr.normalised(),
+            tag: None,
+            birth_year: Some(cpr.birth_date.year()),
+            birth_month: Some(cpr.birth_date.month() as i32),
+            birth: Some(cpr.birth_date),
+            sex: Some(cpr.sex.code()),
+            age_at_event: Some(cpr.age_on(event_date)),
+        }),
+        Err(class) => Err(problem(
+            row.line,
+            f,
+            "cpr_link_invalid",
+            Severity::Error,
+            format!(
+                "the linked CPR number is not usable (reason {}); a link must name a person, so the row is not stored",
+                class.code()
+            ),
+        )),
     }
 }
 
@@ -771,6 +839,57 @@ mod tests {
             checked.verdict != Verdict::Rejected
         );
         (checked.verdict, problems, checked.cpr)
+    }
+
+    #[test]
+    fn a_cpr_link_is_a_second_person_never_echoed() {
+        // The new number is CPR-shaped, which in any other column rejects the row.
+        let (v, problems, class) = check_row(
+            "cpr.personnummerskift",
+            &["1", "670385-4001", "670385-4002", "2026-06-01"],
+        );
+        assert_eq!(v, Verdict::Accepted, "{problems:?}");
+        assert_eq!(class, CprClass::Replacement);
+        // A link that names no one is worthless: the row is rejected, the number
+        // not repeated.
+        for bad in ["670385", "320385-4002", "abcdefghij"] {
+            let (v, problems, _) = check_row(
+                "cpr.personnummerskift",
+                &["2", "670385-4001", bad, "2026-06-01"],
+            );
+            assert_eq!(v, Verdict::Rejected, "{bad}");
+            let p = problems
+                .iter()
+                .find(|p| p.rule == "cpr_link_invalid")
+                .expect("the link's problem");
+            assert_eq!(p.column.as_deref(), Some("nyt_cpr"));
+            assert!(!p.message.contains(bad), "{}", p.message);
+        }
+        let (v, problems, _) = check_row(
+            "cpr.personnummerskift",
+            &["3", "670385-4001", "", "2026-06-01"],
+        );
+        assert_eq!(v, Verdict::Rejected);
+        assert!(problems.iter().any(|p| p.rule == "required"));
+        // The register's other columns still refuse a CPR number.
+        let (v, problems, _) = check_row(
+            "cpr.befolkning",
+            &[
+                "1",
+                "670385-4001",
+                "1985-03-07",
+                "K",
+                "670385-4001",
+                "2019-01-01",
+                "",
+                "",
+                "",
+                "",
+                "2026-06-01",
+            ],
+        );
+        assert_eq!(v, Verdict::Rejected);
+        assert!(problems.iter().any(|p| p.rule == CPR_IN_WRONG_COLUMN));
     }
 
     #[test]

@@ -241,7 +241,13 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
     let revision = col("revision");
     assert_eq!(revision.null_count(), 0);
     assert_eq!(
-        published.marts[0].outcome.new_periods,
+        published
+            .marts
+            .iter()
+            .find(|m| m.name == "rehab_effekt")
+            .unwrap()
+            .outcome
+            .new_periods,
         vec!["2026-Q4".to_string()]
     );
 
@@ -693,4 +699,223 @@ async fn dim_geografi_carries_the_clusters_and_the_regions_merger() {
             k.code
         );
     }
+}
+
+/// A presentation table, all of it, as text cells keyed by column name.
+async fn presentation_rows(
+    p: &Platform,
+    kind: &str,
+    name: &str,
+) -> Vec<std::collections::BTreeMap<String, Option<String>>> {
+    let body = p
+        .stores
+        .lake
+        .get(&naerdata::publish::presentation_key(kind, name))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{kind}/{name} was not published"));
+    let batches: Vec<arrow::record_batch::RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let mut out = Vec::new();
+    for b in &batches {
+        for i in 0..b.num_rows() {
+            out.push(
+                b.schema()
+                    .fields()
+                    .iter()
+                    .zip(b.columns())
+                    .map(|(f, a)| {
+                        let v = a
+                            .is_valid(i)
+                            .then(|| arrow::util::display::array_value_to_string(a, i).unwrap());
+                        (f.name().clone(), v)
+                    })
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// The population register: a person given a new CPR number stays one person in
+/// every table (the GP still reports the old number, the hospital the new); sex,
+/// birth and residence come from the register; a person missing from it is placed
+/// by the municipal reports.
+#[tokio::test]
+async fn one_person_across_a_cpr_change_with_residence_from_the_register() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(dir.path());
+    // Person A: cpr(0) until 1 June 2026, then cpr(1) (a legal change of sex: the
+    // old number is a woman's, the new a man's). Person B: cpr(2), died in November.
+    // Person C: cpr(3), only in a municipal report.
+    deliver(
+        &p,
+        "cpr/personnummerskift/2026-12-31/skift.csv",
+        format!(
+            "skift_id;cpr;nyt_cpr;skiftedato\n1;{};{};2026-06-01\n",
+            cpr(0),
+            cpr(1)
+        ),
+    )
+    .await;
+    let header = "bopael_id;cpr;foedselsdato;koen;kommunekode;bopael_fra;bopael_til;indvandret_dato;udvandret_dato;doedsdato;udtraeksdato\n";
+    let register = format!(
+        "{header}\
+         10;{a};1985-03-01;M;101;1985-03-01;2026-03-31;;;;2026-12-31\n\
+         11;{a};1985-03-01;M;147;2026-04-01;;;;;2026-12-31\n\
+         12;{b};1985-03-02;K;151;2001-05-01;2026-11-20;;;2026-11-20;2026-12-31\n",
+        a = cpr(1),
+        b = cpr(2),
+    );
+    deliver(&p, "cpr/befolkning/2026-12-31/bef.csv", register).await;
+    deliver(
+        &p,
+        "almenpraksis/kontakt/2026-12-31/gp.csv",
+        format!(
+            "record_id;cpr;ydernummer;kontaktdato;ydelseskode;registreret\n\
+             g1;{};012345;2026-10-10;0101;2026-10-10T10:00:00+02:00\n",
+            cpr(0)
+        ),
+    )
+    .await;
+    deliver(
+        &p,
+        "lpr/kontakt/2026-12-31/lpr.csv",
+        format!(
+            "dw_ek_kontakt;dw_ek_forloeb;cpr;sorenhed_ans;dato_start;tidspunkt_start;dato_slut;tidspunkt_slut;aktionsdiagnose;kontakttype;prioritet;hovedspeciale_ans\n\
+             900;;{};990000000001;2026-10-20;08:00;2026-10-20;12:00;DS720;ALCA00;ATA1;akutmedicin\n",
+            cpr(1)
+        ),
+    )
+    .await;
+    deliver(
+        &p,
+        "kommune/gateway/2026-12-31/gw.ndjson",
+        [
+            pathway(0, "990101000000000", "2026-10-05", false),
+            pathway(3, "990101000000000", "2026-10-05", false),
+        ]
+        .join("\n")
+            + "\n",
+    )
+    .await;
+    naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 12, 31).unwrap())
+        .await
+        .unwrap();
+
+    let one = |rows: &[std::collections::BTreeMap<String, Option<String>>], col: &str| {
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        rows[0][col].clone().unwrap()
+    };
+    let skift = presentation_rows(&p, "dim", "dim_person_skift").await;
+    let (old, new) = (one(&skift, "person_id"), one(&skift, "kanonisk_person_id"));
+    assert_ne!(old, new);
+    let gp = presentation_rows(&p, "current", "almenpraksis_kontakt_current").await;
+    let lpr = presentation_rows(&p, "current", "lpr_kontakt_current").await;
+    assert_eq!(
+        one(&gp, "person_id"),
+        new,
+        "the GP's old number is the new person"
+    );
+    assert_eq!(one(&lpr, "person_id"), new);
+    // The curated lake keeps what was delivered: the GP row under the old pseudonym.
+    let raw = naerdata::catalog::query(&p, "SELECT person_id FROM almenpraksis_kontakt")
+        .await
+        .unwrap();
+    let raw = raw[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .value(0)
+        .to_string();
+    assert_eq!(raw, old);
+
+    let persons = presentation_rows(&p, "dim", "dim_person").await;
+    assert_eq!(persons.len(), 3, "A, B and C, A once: {persons:?}");
+    let person = |id: &str| {
+        persons
+            .iter()
+            .find(|r| r["person_id"].as_deref() == Some(id))
+    };
+    let a = person(&new).expect("A under the new number");
+    assert!(person(&old).is_none());
+    assert_eq!(a["sex"].as_deref(), Some("M"), "the register's sex");
+    assert_eq!(
+        a["kommunekode"].as_deref(),
+        Some("147"),
+        "the latest residence"
+    );
+    assert_eq!(a["kilde"].as_deref(), Some("cpr"));
+    let b = persons
+        .iter()
+        .find(|r| r["doedsdato"].is_some())
+        .expect("B died");
+    assert_eq!(b["doedsdato"].as_deref(), Some("2026-11-20"));
+    let c = persons
+        .iter()
+        .find(|r| r["kilde"].as_deref() == Some("andre"))
+        .expect("C is not in the register");
+    assert_eq!(c["kommunekode"].as_deref(), Some("101"), "from the report");
+
+    let homes = presentation_rows(&p, "dim", "person_bopael").await;
+    let mut of_a: Vec<_> = homes
+        .iter()
+        .filter(|r| r["person_id"].as_deref() == Some(new.as_str()))
+        .map(|r| {
+            (
+                r["kommunekode"].clone().unwrap(),
+                r["gyldig_til"].clone(),
+                r["kilde"].clone().unwrap(),
+            )
+        })
+        .collect();
+    of_a.sort();
+    assert_eq!(
+        of_a,
+        vec![
+            ("101".into(), Some("2026-03-31".into()), "cpr".into()),
+            ("147".into(), None, "cpr".into()),
+        ],
+        "A's own municipal report (under the old number) is not a residence: the register has A"
+    );
+    let of_c: Vec<_> = homes
+        .iter()
+        .filter(|r| r["kilde"].as_deref() == Some("kommune"))
+        .collect();
+    assert_eq!(of_c.len(), 1);
+    assert_eq!(of_c[0]["person_id"], c["person_id"]);
+
+    // The population mart counts residents at each month's end: in November B is
+    // dead (died the 20th), A lives in 147.
+    let cells = naerdata::publish::unprotected_cells(
+        &p,
+        "befolkning",
+        &[naerdata::publication::Period {
+            start: NaiveDate::from_ymd_opt(2026, 11, 1).unwrap(),
+            end: NaiveDate::from_ymd_opt(2026, 11, 30).unwrap(),
+            label: "2026-11".into(),
+        }],
+    )
+    .await
+    .unwrap();
+    let kommuner = cells
+        .column_by_name("kommunekode")
+        .unwrap()
+        .as_any()
+        .downcast_ref::<StringArray>()
+        .unwrap()
+        .iter()
+        .map(|k| k.unwrap().to_string())
+        .collect::<Vec<_>>();
+    assert_eq!(
+        kommuner,
+        vec!["147".to_string()],
+        "only A is a resident then"
+    );
 }

@@ -1,6 +1,6 @@
 -- mart: kroniske_patienter
 -- title: Borgere med kronisk sygdom i almen praksis og kommunal pleje
--- caveat: Residence comes from municipal care reports: citizens never in municipal care have no municipality and are not counted, so this is not a prevalence.
+-- caveat: Residence comes from the population register (cpr.befolkning); only persons absent from it are placed by the latest municipal care report. The denominator of a prevalence is the befolkning mart (same municipality and month).
 -- caveat: Diagnoses are those GPs report for the five chronic disease areas.
 -- period: maaned month stock
 -- rows: kommunekode
@@ -11,21 +11,15 @@
 -- rates: andel_med_hjemmepleje = med_hjemmepleje / borgere
 -- rates: andel_med_sygepleje = med_sygepleje / borgere
 -- At each month's end: citizens with each of the GP disease areas (diagnosed by then), per
--- municipality of residence then (the latest municipal report by the month's end), and how
+-- municipality of residence then (`person_bopael`: the register, else municipal reports), and how
 -- many of them had home care (§83) or nursing (§138) during the month. A citizen counts once
 -- per disease area (so margins count a citizen once per area). A stock: each month is
 -- checked against the others before it is published. `perioder` lists the months.
-WITH rapporter AS (
-    SELECT person_id, kommunekode, rapportdato,
-           LEAD(rapportdato) OVER (PARTITION BY person_id ORDER BY rapportdato, kommunekode) AS naeste
-    FROM kommune_borger
-    WHERE person_id IS NOT NULL
-),
-bopael AS (
-    SELECT p.periode, r.person_id, r.kommunekode
-    FROM rapporter r
-    JOIN perioder p ON r.rapportdato <= p.periode_slut
-     AND (r.naeste IS NULL OR r.naeste > p.periode_slut)
+WITH bopael AS (
+    SELECT p.periode, b.person_id, b.kommunekode
+    FROM person_bopael b
+    JOIN perioder p ON b.gyldig_fra <= p.periode_slut
+     AND (b.gyldig_til IS NULL OR b.gyldig_til >= p.periode_slut)
 ),
 syge AS (
     SELECT DISTINCT b.periode, d.person_id, d.sygdomsomraade, b.kommunekode

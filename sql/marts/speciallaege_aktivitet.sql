@@ -6,20 +6,14 @@
 -- counts: kontakter, patienter
 -- persons: kontakter = patienter
 -- Contacts with practising specialists in the month and the distinct patients behind them,
--- per region of the patient's residence at the month's end and specialty. Contacts are
+-- per region of the patient's residence at the month's end (`person_bopael`) and specialty. Contacts are
 -- events: they are published only where at least 5 patients are behind them. Contacts of
 -- persons without a usable CPR are left out. `perioder` lists the months.
-WITH rapporter AS (
-    SELECT person_id, kommunekode, rapportdato,
-           LEAD(rapportdato) OVER (PARTITION BY person_id ORDER BY rapportdato, kommunekode) AS naeste
-    FROM kommune_borger
-    WHERE person_id IS NOT NULL
-),
-bopael AS (
-    SELECT p.periode, r.person_id, r.kommunekode
-    FROM rapporter r
-    JOIN perioder p ON r.rapportdato <= p.periode_slut
-     AND (r.naeste IS NULL OR r.naeste > p.periode_slut)
+WITH bopael AS (
+    SELECT p.periode, b.person_id, b.kommunekode
+    FROM person_bopael b
+    JOIN perioder p ON b.gyldig_fra <= p.periode_slut
+     AND (b.gyldig_til IS NULL OR b.gyldig_til >= p.periode_slut)
 )
 SELECT p.periode AS maaned, COALESCE(g.regionskode, 'ukendt') AS regionskode, k.speciale,
        COUNT(*) AS kontakter,

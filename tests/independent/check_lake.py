@@ -162,13 +162,15 @@ def input_cprs(input_dir):
         try:
             rows = csv.reader(io.StringIO(text), delimiter=";")
             header = [h.strip().strip('"').lower() for h in next(rows, [])]
-            if "cpr" not in header:
+            # The person's number, and a second one (the register's new number, nyt_cpr).
+            cols = [i for i, h in enumerate(header) if h == "cpr" or h.endswith("_cpr")]
+            if not cols:
                 kinds["skipped (no cpr column)"] += 1
                 continue
-            col = header.index("cpr")
             for row in rows:
-                if len(row) > col:
-                    add(row[col])
+                for col in cols:
+                    if len(row) > col:
+                        add(row[col])
             kinds["csv"] += 1
         except csv.Error:
             kinds["csv partly unparsable"] += 1

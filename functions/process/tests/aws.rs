@@ -1087,6 +1087,9 @@ async fn a_burst_of_deliveries_is_taken_whole() {
     );
     assert!(!states.contains_key(&DeliveryState::Failed), "{states:?}");
     for (table, rows) in &expected_rows {
+        if *rows == 0 {
+            continue; // header-only deliveries make no table
+        }
         let b = naerdata::catalog::query(&p, &format!("SELECT count(*) AS n FROM {table}"))
             .await
             .unwrap();

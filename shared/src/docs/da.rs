@@ -120,7 +120,14 @@ impl Words for Da {
                      - **LPR** (`lpr`: {lpr}), leveres af Sundhedsdatastyrelsen selv til samkøring: \
                      hospitalskontakter og deres diagnoser, opbygget som LPR3-forskningstabellerne \
                      `kontakter` og `diagnoser`, med CPR-nummeret i stedet for forskningspseudonymet. \
-                     Kontrakterne afgrænser ikke udtrækket yderligere.\n\n\
+                     Kontrakterne afgrænser ikke udtrækket yderligere.\n\
+                     - **CPR** (`cpr`: {cpr}), leveres af Sundhedsdatastyrelsen fra CPR-registret: \
+                     et fuldt udtræk den første i hver måned med én række pr. bopælsperiode i en \
+                     kommune (fødselsdato, køn, ind- og udvandring, død) og én række pr. \
+                     personnummerskift (gammelt nummer i `cpr`, nyt i `nyt_cpr`). Det er \
+                     befolkningen bag nævnerne, og skiftene holder én person til én person, også \
+                     når andre leverandører endnu indberetter det gamle nummer. Begge numre \
+                     pseudonymiseres ved modtagelsen.\n\n\
                      Send ikke mere, end kontrakten beder om. Navne, adresser, telefonnumre, \
                      e-mailadresser og fritekst har ingen kolonne. En kolonne, som kontrakten ikke \
                      kender, gemmes ikke i datasøen, men filen opbevares, som den er leveret, i \
@@ -129,6 +136,7 @@ impl Words for Da {
                     sl = delivered(registry, "speciallaege"),
                     kl = delivered(registry, "kommune"),
                     lpr = delivered(registry, "lpr"),
+                    cpr = delivered(registry, "cpr"),
                 );
             }
             Section::Versions => {

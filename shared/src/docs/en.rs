@@ -118,7 +118,14 @@ impl Words for En {
                      - **LPR** (`lpr`: {lpr}), delivered by the Danish Health Data Authority itself \
                      for linkage: hospital contacts and their diagnoses, laid out as the LPR3 research \
                      tables `kontakter` and `diagnoser`, with the CPR number in place of the research \
-                     pseudonym. The contracts do not narrow the extract further.\n\n\
+                     pseudonym. The contracts do not narrow the extract further.\n\
+                     - **CPR** (`cpr`: {cpr}), delivered by the Danish Health Data Authority from the \
+                     CPR register: a full extract on the first of each month with one row per period \
+                     of residence in a municipality (birth date, sex, immigration and emigration, \
+                     death) and one row per change of CPR number (old number in `cpr`, new in \
+                     `nyt_cpr`). It is the population behind the denominators, and the changes keep \
+                     one person one person while other suppliers still report the old number. Both \
+                     numbers are pseudonymised on arrival.\n\n\
                      Send no more than the contract asks for. Names, addresses, phone numbers, e-mail \
                      addresses and free text have no column; a column the contract does not know is \
                      not stored in the lake, but the file as delivered is kept in the landing zone for \
@@ -127,6 +134,7 @@ impl Words for En {
                     sl = delivered(registry, "speciallaege"),
                     kl = delivered(registry, "kommune"),
                     lpr = delivered(registry, "lpr"),
+                    cpr = delivered(registry, "cpr"),
                 );
             }
             Section::Versions => {

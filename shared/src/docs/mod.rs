@@ -312,7 +312,13 @@ fn dataset(s: &mut String, c: &Contract, w: &dyn Words) {
         );
     }
     if let Some(i) = c.cpr_field {
-        table_row(s, w, Label::CprColumn, &w.cpr_column(&c.fields[i].name));
+        // Inside the backticks the formatter adds: `cpr`, `nyt_cpr`.
+        let names: Vec<&str> = [Some(i), c.cpr_link_field]
+            .into_iter()
+            .flatten()
+            .map(|i| c.fields[i].name.as_str())
+            .collect();
+        table_row(s, w, Label::CprColumn, &w.cpr_column(&names.join("`, `")));
     }
     if let Some(r) = &c.reception {
         table_row(s, w, Label::Expected, &w.expected(r));

@@ -18,6 +18,12 @@ use rand_chacha::ChaCha8Rng;
 
 pub mod careless;
 pub mod gateway;
+pub mod register;
+
+fn write_text_file(path: &Path, text: &str) -> std::io::Result<()> {
+    std::fs::create_dir_all(path.parent().expect("a parent"))?;
+    std::fs::write(path, text)
+}
 
 /// The Sentinel (practising specialists) writes windows-1252, as the contracts say.
 fn windows_1252(dataset: &str) -> bool {
@@ -84,6 +90,17 @@ pub struct Person {
     pub clinic: usize,
     /// Chronic areas (index into AREAS).
     pub areas: Vec<usize>,
+    /// The number the person had before being given a new one (see [`register`]);
+    /// GP systems still report it.
+    pub former_cpr: Option<String>,
+}
+
+impl Person {
+    /// The number a GP system has on file: the old one after a change, as happens
+    /// until the practice updates its records.
+    pub fn gp_cpr(&self) -> &str {
+        self.former_cpr.as_deref().unwrap_or(&self.cpr)
+    }
 }
 
 /// (sygdomsomraade, ICPC-2, ICD-10 SKS code for the hospital side)
@@ -204,6 +221,7 @@ pub fn population(rng: &mut ChaCha8Rng, n: usize) -> Vec<Person> {
             kommune,
             clinic,
             areas,
+            former_cpr: None,
         });
     }
     out
@@ -345,7 +363,10 @@ pub struct Generated {
 /// Writes every dataset's deliveries for `days` days. Returns the files written.
 pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let people = population(&mut rng, opts.persons);
+    let mut people = population(&mut rng, opts.persons);
+    // The register draws from a stream of its own, so the other sources' rows stay
+    // what they were for a seed.
+    let register = register::Register::new(&mut people, opts);
     let chronic: Vec<usize> = (0..people.len())
         .filter(|&i| !people[i].areas.is_empty())
         .collect();
@@ -403,7 +424,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 diagnosis_registered.push((pi, a, rid.clone(), since));
                 t.rows.push(vec![
                     rid,
-                    p.cpr.clone(),
+                    p.gp_cpr().to_string(),
                     ydernummer(p.clinic),
                     AREAS[a].1.into(),
                     since.to_string(),
@@ -423,7 +444,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 let corrected = (since + Duration::days(rng.random_range(0..30))).min(day);
                 t.rows.push(vec![
                     rid,
-                    p.cpr.clone(),
+                    p.gp_cpr().to_string(),
                     ydernummer(p.clinic),
                     AREAS[a].1.into(),
                     corrected.to_string(),
@@ -478,7 +499,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 let when = day - Duration::days(rng.random_range(0..2));
                 k.rows.push(vec![
                     id("APK"),
-                    p.cpr.clone(),
+                    p.gp_cpr().to_string(),
                     ydernummer(p.clinic),
                     when.to_string(),
                     pick_weighted(&mut rng, GP_SERVICES).into(),
@@ -488,7 +509,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                     let v: f64 = 40.0 + rng.random_range(0.0..40.0);
                     l.rows.push(vec![
                         id("APL"),
-                        p.cpr.clone(),
+                        p.gp_cpr().to_string(),
                         ydernummer(p.clinic),
                         when.to_string(),
                         "NPU27300".into(),
@@ -501,7 +522,7 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                     let v: f64 = rng.random_range(100.0..5000.0);
                     l.rows.push(vec![
                         id("APL"),
-                        p.cpr.clone(),
+                        p.gp_cpr().to_string(),
                         ydernummer(p.clinic),
                         when.to_string(),
                         "NPU21531".into(),
@@ -727,6 +748,20 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
             path: file("lpr", "diagnose"),
         });
 
+        // cpr.befolkning and cpr.personnummerskift: the register's monthly extract.
+        if register::Register::extract_due(day, d) {
+            for (dataset, rows) in register.extract(&people, day) {
+                let (source, name) = dataset.split_once('.').expect("source.dataset");
+                let path = file(source, name);
+                write_text_file(&path, &rows)?;
+                out.push(Generated {
+                    dataset: dataset.into(),
+                    rows: rows.lines().count().saturating_sub(1) as u64,
+                    path,
+                });
+            }
+        }
+
         // kommune.gateway: the day's delivery reports.
         let bundles = gw.day(day, &people, kommuner, &discharges);
         let path = opts
@@ -820,7 +855,11 @@ mod tests {
         ob.out = b.path().to_path_buf();
         let ga = generate(&oa).unwrap();
         let gb = generate(&ob).unwrap();
-        assert_eq!(ga.len(), 16, "8 datasets x 2 days");
+        assert_eq!(
+            ga.len(),
+            18,
+            "8 datasets x 2 days, the register's extract once"
+        );
         for (x, y) in ga.iter().zip(&gb) {
             assert_eq!(
                 std::fs::read(&x.path).unwrap(),

@@ -101,10 +101,15 @@ pub const PERSON_ATTRIBUTES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The pseudonym of a contract's `cprLink` field (e.g. a person's new CPR number),
+/// made with the same key as `person_id`, so the two join.
+pub const LINKED_PERSON_COLUMN: &str = "linked_person_id";
+
 /// Columns of the lake that no research extract carries, whatever a contract or spec
-/// says: the person key and the lineage that leads back to deliveries and to it.
+/// says: the person keys and the lineage that leads back to deliveries and to them.
 pub const NEVER_EXTRACTED: &[&str] = &[
     "person_id",
+    LINKED_PERSON_COLUMN,
     "person_key_version",
     "record_key",
     "record_version",
@@ -120,9 +125,16 @@ pub fn schema(contract: &Contract) -> SchemaRef {
         .fields
         .iter()
         .enumerate()
-        .filter(|(i, _)| Some(*i) != contract.cpr_field)
+        .filter(|(i, _)| !contract.is_cpr_column(*i))
         .map(|(_, f)| ArrowField::new(&f.name, arrow_type(f.field_type), !f.required))
         .collect();
+    if let Some(i) = contract.cpr_link_field {
+        fields.push(ArrowField::new(
+            LINKED_PERSON_COLUMN,
+            DataType::Utf8,
+            !contract.fields[i].required,
+        ));
+    }
     if contract.cpr_field.is_some() {
         fields.extend([
             ArrowField::new("person_id", DataType::Utf8, true),
@@ -190,6 +202,15 @@ pub fn presentation_prefix(kind: &str, name: &str) -> String {
     crate::layout::presentation_prefix(kind, name)
 }
 
+/// The staged column of a pseudonym column: its raw tag.
+fn staged_tag(column: &str) -> &'static str {
+    if column == LINKED_PERSON_COLUMN {
+        "linked_person_tag"
+    } else {
+        "person_tag"
+    }
+}
+
 /// What is staged per row: the lake schema without the columns that are constant
 /// for a delivery (added when the Parquet is written), without `record_key` when it
 /// is a single field (the same array is reused), and with the pseudonym as its raw
@@ -205,9 +226,9 @@ fn stage_schema(contract: &Contract) -> SchemaRef {
             _ => true,
         })
         .map(|f| {
-            if f.name() == "person_id" {
+            if f.name() == "person_id" || f.name() == LINKED_PERSON_COLUMN {
                 Arc::new(ArrowField::new(
-                    "person_tag",
+                    staged_tag(f.name()),
                     DataType::FixedSizeBinary(32),
                     true,
                 ))
@@ -473,10 +494,14 @@ impl<'c> PartitionedWriter<'c> {
         let c = self.contract;
         let mut col = 0;
         for (i, value) in v.values.iter().enumerate() {
-            if Some(i) == c.cpr_field {
+            if c.is_cpr_column(i) {
                 continue;
             }
             p.cols[col].value(*value, v.text(i));
+            col += 1;
+        }
+        if c.cpr_link_field.is_some() {
+            p.cols[col].tag(v.linked.tag());
             col += 1;
         }
         if c.cpr_field.is_some() {
@@ -591,9 +616,9 @@ impl PartitionedWriter<'_> {
             .iter()
             .map(|f| -> ArrayRef {
                 match f.name().as_str() {
-                    "person_id" => hex_column(
+                    name @ ("person_id" | LINKED_PERSON_COLUMN) => hex_column(
                         staged
-                            .column_by_name("person_tag")
+                            .column_by_name(staged_tag(name))
                             .and_then(|a| a.as_any().downcast_ref::<FixedSizeBinaryArray>())
                             .expect("staged tag column"),
                     ),

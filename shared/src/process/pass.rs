@@ -337,6 +337,8 @@ fn run_bundles(
                             row: &p.row,
                             values: &p.values,
                             person: p.person,
+                            // FHIR tables carry one CPR, the Patient's.
+                            linked: crate::validate::Person::missing(),
                             event_date: p.event_date,
                             record_version: p.record_version,
                         })?;

@@ -1,0 +1,34 @@
+-- mart: befolkning
+-- title: Befolkningen efter kommune og alder (nævneren)
+-- caveat: From the population register (cpr.befolkning): persons resident in the municipality at the month's end, alive and not emigrated. Persons known only from municipal care reports are not counted.
+-- caveat: Age is the age reached in the month's year (from the birth year).
+-- period: maaned month stock
+-- rows: kommunekode
+-- cols: aldersgruppe
+-- counts: indbyggere
+-- At each month's end: the residents of each municipality by age group, the population
+-- denominator of the other marts' municipality rows (same municipality and month). A
+-- stock: each month is checked against the others before it is published.
+WITH beboere AS (
+    SELECT p.periode, b.person_id, b.kommunekode,
+           EXTRACT(YEAR FROM p.periode_slut) - d.birth_year AS alder
+    FROM person_bopael b
+    JOIN perioder p ON b.gyldig_fra <= p.periode_slut
+     AND (b.gyldig_til IS NULL OR b.gyldig_til >= p.periode_slut)
+    JOIN dim_person d ON d.person_id = b.person_id
+    WHERE b.kilde = 'cpr'
+      AND (d.doedsdato IS NULL OR d.doedsdato > p.periode_slut)
+      AND (d.udvandret_dato IS NULL OR d.udvandret_dato > p.periode_slut)
+)
+SELECT periode AS maaned, kommunekode,
+       CASE WHEN alder < 18 THEN '0-17'
+            WHEN alder < 65 THEN '18-64'
+            WHEN alder < 80 THEN '65-79'
+            ELSE '80+' END AS aldersgruppe,
+       COUNT(DISTINCT person_id) AS indbyggere
+FROM beboere
+GROUP BY periode, kommunekode,
+         CASE WHEN alder < 18 THEN '0-17'
+              WHEN alder < 65 THEN '18-64'
+              WHEN alder < 80 THEN '65-79'
+              ELSE '80+' END
