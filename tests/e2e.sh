@@ -42,6 +42,11 @@ publish_day=$(grep -o 'marts as of [0-9-]*' "$work/home-demo.log" | head -n 1 | 
 mkdir -p target
 "$py" "$(dirname "$0")/independent/check_page.py" "$work/home/lake/reports/operator/index.html" \
   target/operator-page.png --expect-units
+# København's own page, likewise: its deliveries and indicators, nothing of another
+# municipality (not even Frederiksberg, 147, in the same health cluster).
+"$py" "$(dirname "$0")/independent/check_page.py" "$work/home/lake/kommuner/101/index.html" \
+  target/kommune-page.png --kommune --kommune-name "København" \
+  --other-name "(147)" --other-name Aarhus --other-name Ballerup
 # The demo loads a register of its GP clinics with one that never delivers (ydernummer
 # 010296 for 1,500 persons): the page lists it as missing.
 grep -q '<td>almenpraksis.diagnose</td><td>010296</td>' "$work/home/lake/reports/operator/index.html" ||

@@ -129,9 +129,14 @@ enum Command {
         /// The day to report on (default: today).
         #[arg(long)]
         as_of: Option<chrono::NaiveDate>,
-        /// Also copy the page here.
+        /// Also copy the page here (with `--kommune`, that municipality's page).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Print (and with `--out` copy) this municipality's own page (its code, e.g.
+        /// 101). Every municipality's page is written either way, under
+        /// `reports/kommuner/<code>/`.
+        #[arg(long)]
+        kommune: Option<String>,
     },
     /// The ledger: deliveries by state, the latest per dataset, and what is missing.
     Status {
@@ -466,15 +471,41 @@ async fn report(
     p: &Platform,
     as_of: chrono::NaiveDate,
     out: Option<&std::path::Path>,
+    kommune: Option<&str>,
 ) -> Result<String> {
-    let (_, html) =
+    let (m, html) =
         naerdata::monitor::run_and_page(p, as_of, naerdata::report::Mode::Local, &[]).await?;
     naerdata::catalog::write_duckdb_catalog(p).await?;
+    // Every municipality's own page, from what is published now.
+    let reference = naerdata::reference::store::current(p.stores.lake.as_ref()).await?;
+    let codes: Vec<String> = naerdata::reference::kommuner()
+        .iter()
+        .map(|k| k.code.clone())
+        .collect();
+    if let Some(k) = kommune
+        && !codes.iter().any(|c| c == k)
+    {
+        anyhow::bail!("--kommune {k}: no such municipality code in reference/kommuner.csv");
+    }
+    naerdata::municipal::write_pages(p, &m, &reference, &codes).await?;
+    let (key, html) = match kommune {
+        Some(k) => {
+            let key = naerdata::layout::kommune_page_key(k);
+            let body = p
+                .stores
+                .lake
+                .get(&key)
+                .await?
+                .context("the page just written")?;
+            (key, String::from_utf8_lossy(&body).into_owned())
+        }
+        None => (naerdata::report::PAGE_KEY.to_string(), html),
+    };
     if let Some(path) = out {
         std::fs::write(path, &html).with_context(|| format!("writing {}", path.display()))?;
         return Ok(path.display().to_string());
     }
-    Ok(p.stores.lake.locate(naerdata::report::PAGE_KEY))
+    Ok(p.stores.lake.locate(&key))
 }
 
 fn main() -> ExitCode {
@@ -575,8 +606,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             summary::print_demo(&p, &cli.home, &results, &published).await?;
             // The morning after the last delivery day.
             let as_of = last_day + chrono::Duration::days(1);
-            let page = report(&p, as_of, None).await?;
+            let page = report(&p, as_of, None, None).await?;
             println!("\noperator page (reception, quality, declarations as of {as_of}): {page}");
+            println!(
+                "each municipality's own page (deliveries; indicators beside its cluster and the country): {}",
+                p.stores
+                    .lake
+                    .locate(&naerdata::layout::kommune_page_key("101"))
+            );
         }
         Command::Generate {
             out,
@@ -695,10 +732,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let m = naerdata::monitor::observe(&p, chrono::Utc::now().date_naive()).await?;
             summary::print_reception(&m);
         }
-        Command::Report { as_of, out } => {
+        Command::Report {
+            as_of,
+            out,
+            kommune,
+        } => {
             let p = local()?;
             let as_of = as_of.unwrap_or_else(|| chrono::Utc::now().date_naive());
-            let page = report(&p, as_of, out.as_deref()).await?;
+            let page = report(&p, as_of, out.as_deref(), kommune.as_deref()).await?;
             println!("{page}");
         }
         Command::Replay { delivery_id } => {

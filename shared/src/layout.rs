@@ -244,6 +244,21 @@ pub fn reference_version_key(kind: &str, version: &str) -> String {
 pub const REPORTS_PREFIX: &str = "reports/";
 /// The operator page the monitor publishes.
 pub const OPERATOR_PAGE_KEY: &str = "reports/operator/index.html";
+/// What each municipality may read, one prefix per municipality (`municipal`): its
+/// page and its indicators table. Its analysts' role reads only its own
+/// (`kommuner/${aws:PrincipalTag/kommunekode}/`).
+pub const KOMMUNER_PREFIX: &str = "kommuner/";
+pub fn kommune_prefix(kommunekode: &str) -> String {
+    format!("{KOMMUNER_PREFIX}{kommunekode}/")
+}
+/// The municipality's own page.
+pub fn kommune_page_key(kommunekode: &str) -> String {
+    format!("{}index.html", kommune_prefix(kommunekode))
+}
+/// The municipality's indicators beside its cluster, region and country, long format.
+pub fn kommune_table_key(kommunekode: &str) -> String {
+    format!("{}indikatorer.parquet", kommune_prefix(kommunekode))
+}
 /// The DuckDB catalog (local).
 pub const CATALOG_KEY: &str = "catalog.sql";
 pub const KEYS_PREFIX: &str = "_keys/";
@@ -285,6 +300,7 @@ pub const LAKE_IAM_PREFIXES: &[&str] = &[
     EXTRACTS_PREFIX,
     PROJECTS_PREFIX,
     REPORTS_PREFIX,
+    KOMMUNER_PREFIX,
     REFERENCE_PREFIX,
     KEYS_PREFIX,
 ];
@@ -435,6 +451,8 @@ mod tests {
         assert!(declaration_key(day(2026, 1, 1)).starts_with(DECLARATION_PREFIX));
         assert!(PUBLICATION_KEY.starts_with(PRESENTATION_PREFIX));
         assert!(OPERATOR_PAGE_KEY.starts_with(REPORTS_PREFIX));
+        assert!(kommune_page_key("101").starts_with(&kommune_prefix("101")));
+        assert!(kommune_table_key("101").starts_with(KOMMUNER_PREFIX));
         assert!(LAKE_KEY_RECORD.starts_with(KEYS_PREFIX));
         for (i, a) in LAKE_IAM_PREFIXES.iter().enumerate() {
             for b in &LAKE_IAM_PREFIXES[i + 1..] {

@@ -29,6 +29,8 @@ pub mod maintain;
 pub mod metrics;
 pub mod migrate;
 pub mod monitor;
+#[cfg(feature = "analytics")]
+pub mod municipal;
 pub mod platform;
 pub mod ports;
 pub mod precheck;

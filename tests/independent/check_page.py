@@ -18,7 +18,13 @@ means to write. This script opens the written page in headless Chromium (Debian'
      #declaration-table are there, and the declaration has at least one data row;
   6. a full-page screenshot can be taken: a PNG of more than a few KB is written.
 
+With --kommune the page is a municipality's own page instead: it loads without a
+console error, has the sections leveringer and indikatorer, one laid-out square per
+day in #dage, at least one indicator table (table.mart) with rows, and it names its
+municipality and no other (--kommune-name NAME, --other-name NAME...).
+
 Usage: check_page.py PAGE.html SCREENSHOT.png [--expect-units] [--timeout SECONDS]
+       check_page.py PAGE.html SCREENSHOT.png --kommune --kommune-name NAME [--other-name N]...
 Chromium is looked up as `chromium` or `chromium-browser` on PATH ($CHROMIUM overrides).
 Exit status 0 when every check passes, 1 when a check fails, 2 when the browser
 cannot be started or driven (missing binary, timeout).
@@ -300,7 +306,45 @@ def png_size(data):
     return None
 
 
-def render(page, shot, timeout):
+KOMMUNE_FACTS_JS = r"""(() => {
+  const q = s => Array.from(document.querySelectorAll(s));
+  const box = e => { if (!e) return null; const r = e.getBoundingClientRect();
+                     return {width: r.width, height: r.height}; };
+  const days = q('#dage span.day');
+  const marts = q('table.mart');
+  return {
+    sections: {leveringer: !!document.getElementById('leveringer'),
+               indikatorer: !!document.getElementById('indikatorer')},
+    days: days.length, dayBox: box(days[0]),
+    marts: marts.length,
+    martRows: marts.reduce((n, t) => n + t.querySelectorAll('tr').length - 1, 0),
+    text: document.body.innerText,
+  };
+})()"""
+
+
+def check_kommune(facts, errors, png, name, others):
+    fails = [f"console error: {e}" for e in errors]
+    for s, present in facts["sections"].items():
+        if not present:
+            fails.append(f"section #{s} missing")
+    if facts["days"] < 1:
+        fails.append("#dage has no day")
+    elif not facts["dayBox"] or facts["dayBox"]["width"] <= 0:
+        fails.append(f"the days are not laid out ({facts['dayBox']})")
+    if facts["marts"] < 1 or facts["martRows"] < 1:
+        fails.append(f"{facts['marts']} indicator tables with {facts['martRows']} rows")
+    if name not in facts["text"]:
+        fails.append(f"the page does not name {name}")
+    for o in others:
+        if o in facts["text"]:
+            fails.append(f"the page shows {o}, another municipality")
+    if not png.startswith(PNG_SIGNATURE) or len(png) <= MIN_PNG_BYTES:
+        fails.append(f"the screenshot is not a PNG of more than {MIN_PNG_BYTES} bytes")
+    return fails
+
+
+def render(page, shot, timeout, facts_js=None):
     """Loads the page in Chromium; returns (DOM facts, console errors, PNG bytes)."""
     exe = find_chromium()
     tmp = tempfile.mkdtemp(prefix="check_page-")
@@ -341,7 +385,8 @@ def render(page, shot, timeout):
             time.sleep(0.1)
         cdp.drain(0.5)
 
-        result = cdp.send("Runtime.evaluate", {"expression": DOM_FACTS_JS, "returnByValue": True},
+        result = cdp.send("Runtime.evaluate", {"expression": facts_js or DOM_FACTS_JS,
+                                               "returnByValue": True},
                           session=session)
         if "exceptionDetails" in result:
             raise BrowserError(f"DOM probe failed: {result['exceptionDetails']}")
@@ -460,11 +505,31 @@ def main():
                     help=f"require #heatmap-units with at least {MIN_UNIT_CELLS} cells")
     ap.add_argument("--timeout", type=float, default=60.0,
                     help="seconds allowed for each wait on the browser (default 60)")
+    ap.add_argument("--kommune", action="store_true",
+                    help="the page is a municipality's own page")
+    ap.add_argument("--kommune-name", help="the municipality the page must name")
+    ap.add_argument("--other-name", action="append", default=[],
+                    help="a municipality the page must not show (repeatable)")
     args = ap.parse_args()
     if not args.page.is_file():
         print(f"check_page: FAIL: {args.page} is not a file", file=sys.stderr)
         return 1
     started = time.monotonic()
+    if args.kommune:
+        try:
+            facts, errors, png = render(args.page, args.screenshot, args.timeout, KOMMUNE_FACTS_JS)
+        except BrowserError as e:
+            print(f"check_page: ERROR: {e}", file=sys.stderr)
+            return 2
+        print(f"check_page: {args.page}: {facts['days']} days, {facts['marts']} indicator tables "
+              f"with {facts['martRows']} rows, {facts['browser']}")
+        fails = check_kommune(facts, errors, png, args.kommune_name or "", args.other_name)
+        for f in fails:
+            print(f"check_page: FAIL: {f}", file=sys.stderr)
+        if fails:
+            return 1
+        print(f"check_page: OK, screenshot in {args.screenshot}")
+        return 0
     try:
         facts, errors, png = render(args.page, args.screenshot, args.timeout)
     except BrowserError as e:

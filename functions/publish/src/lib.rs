@@ -197,6 +197,23 @@ impl Publisher {
             .value("Duration", started.elapsed().as_secs_f64(), Unit::Seconds);
         metrics.emit();
         let published = result?;
+        // Each municipality's own page, from what was just published and the reception
+        // calendar as of the same day.
+        let p = &self.platform;
+        let seen = naerdata::monitor::observe(p, day).await?;
+        let reference = naerdata::reference::store::current(p.stores.lake.as_ref())
+            .await
+            .map_err(|e| naerdata::StepError::Internal(format!("reference data: {e}")))?;
+        let codes: Vec<String> = naerdata::reference::kommuner()
+            .iter()
+            .map(|k| k.code.clone())
+            .collect();
+        let pages = naerdata::municipal::write_pages(p, &seen, &reference, &codes).await?;
+        tracing::info!(
+            reference_date = %day,
+            pages = pages.len(),
+            "municipality pages written"
+        );
         tracing::info!(
             reference_date = %day,
             tables = published.tables.len(),

@@ -141,6 +141,37 @@ async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_give
         answer["marts"].as_array().unwrap().len(),
         naerdata::publish::MARTS.len()
     );
+    // Every municipality's own page and indicators table, under its own prefix and
+    // nothing else there.
+    let lake_keys = stack.keys(&stack.resources.lake_bucket).await;
+    for k in naerdata::reference::kommuner() {
+        let mine: Vec<&String> = lake_keys
+            .iter()
+            .filter(|key| key.starts_with(&naerdata::layout::kommune_prefix(&k.code)))
+            .collect();
+        assert_eq!(
+            mine,
+            vec![
+                &naerdata::layout::kommune_page_key(&k.code),
+                &naerdata::layout::kommune_table_key(&k.code)
+            ],
+            "{}",
+            k.code
+        );
+    }
+    let indicators = batches(
+        &stack
+            .get(
+                &stack.resources.lake_bucket,
+                &naerdata::layout::kommune_table_key("101"),
+            )
+            .await,
+    );
+    assert!(indicators.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+    assert_eq!(
+        indicators[0].schema(),
+        naerdata::municipal::indicators_schema()
+    );
 
     // The same lake, copied to a local platform and published there: the same tables
     // with the same row counts, and the same marts cell for cell.
