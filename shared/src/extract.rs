@@ -46,7 +46,7 @@ use crate::lake;
 use crate::platform::{Platform, StepError};
 use crate::ports::KeyProvider;
 use crate::pseudonym::{Key, Pseudonymiser};
-use crate::publish::{PublishError, current_sql};
+use crate::publish::PublishError;
 use crate::validate::days_since_epoch;
 
 /// An approved project: which tables, which columns.
@@ -629,6 +629,10 @@ pub async fn extract_as_of(
     {
         return Err(bad(format!("{} has no data", t.contract.table())));
     }
+    // A person given a new CPR number is one person here too, as in the marts: the
+    // changes as of the same lake versions.
+    let with_data: Vec<String> = versions.keys().cloned().collect();
+    crate::publish::register_person_changes(&ctx, &p.contracts, &with_data).await?;
     let lake_versions = plans
         .iter()
         .map(|t| {
@@ -657,7 +661,10 @@ pub async fn extract_as_of(
             .chain(cols.iter().copied())
             .collect::<Vec<_>>()
             .join(", ");
-        let sql = format!("SELECT {list} FROM ({}) AS current_rows", current_sql(c));
+        let sql = format!(
+            "SELECT {list} FROM ({}) AS current_rows",
+            crate::publish::current_linked_sql(c)
+        );
         let batches = ctx.sql(&sql).await?.collect().await?;
         let batch = release(c, &t.columns, &batches, &pseudonymiser)?;
         let mut columns = Vec::with_capacity(t.columns.len());

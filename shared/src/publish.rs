@@ -825,17 +825,45 @@ async fn materialise(
     Ok(rows)
 }
 
-/// The current CPR changes: (person_id, linked_person_id, the change's event date).
+/// Registers [`PERSON_SKIFT`] in `ctx` — each old pseudonym with the person's newest
+/// — from the current rows of every dataset with a `cprLink` whose curated table
+/// `ctx` has (`with_data`), and returns it. Publish and research extracts both use
+/// it, so a person given a new number is one person in marts and extracts alike.
+pub(crate) async fn register_person_changes(
+    ctx: &SessionContext,
+    contracts: &Registry,
+    with_data: &[String],
+) -> Result<RecordBatch, PublishError> {
+    let mut changes = Vec::new();
+    for c in contracts
+        .iter()
+        .filter(|c| c.cpr_link_field.is_some() && with_data.contains(&c.table()))
+    {
+        changes.extend(read_changes(ctx, c).await?);
+    }
+    let skift = person_changes(&changes);
+    ctx.register_table(
+        PERSON_SKIFT,
+        Arc::new(MemTable::try_new(
+            skift.schema(),
+            vec![vec![skift.clone()]],
+        )?),
+    )?;
+    Ok(skift)
+}
+
+/// The current CPR changes of `c`: (person_id, linked_person_id, the change's event
+/// date).
 async fn read_changes(
     ctx: &SessionContext,
-    table: &str,
     c: &Contract,
 ) -> Result<Vec<(String, String, i32)>, PublishError> {
     let day = &c.fields[c.event_date].name;
     let sql = format!(
-        "SELECT person_id, {linked}, {day} FROM {table} \
+        "SELECT person_id, {linked}, {day} FROM ({current}) AS changes \
          WHERE person_id IS NOT NULL AND {linked} IS NOT NULL",
-        linked = lake::LINKED_PERSON_COLUMN
+        linked = lake::LINKED_PERSON_COLUMN,
+        current = current_sql(c),
     );
     let mut out = Vec::new();
     for b in ctx.sql(&sql).await?.collect().await? {
@@ -904,14 +932,16 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     out.tables
         .push(("dim_geografi".into(), geo.num_rows() as u64));
 
-    // Current tables; an empty table stands in for a dataset with no data yet, so the
-    // marts always run. The CPR changes come first: every other table shows each
-    // person under their newest number.
+    // The CPR changes first: every current table shows each person under their
+    // newest number.
     let with_data: Vec<String> = lake_versions.keys().cloned().collect();
-    let mut contracts: Vec<&Contract> = p.contracts.iter().collect();
-    contracts.sort_by_key(|c| c.cpr_link_field.is_none());
-    let mut changes: Vec<(String, String, i32)> = Vec::new();
-    for c in contracts {
+    let skift = register_person_changes(&ctx, &p.contracts, &with_data).await?;
+    put_batch(p, &presentation_key("dim", PERSON_SKIFT), &skift).await?;
+    out.tables
+        .push((PERSON_SKIFT.into(), skift.num_rows() as u64));
+    // Current tables; an empty table stands in for a dataset with no data yet, so the
+    // marts always run.
+    for c in p.contracts.iter() {
         let name = format!("{}_current", c.table());
         if with_data.contains(&c.table()) {
             let rows = materialise(
@@ -924,28 +954,12 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
             )
             .await?;
             out.tables.push((name.clone(), rows));
-            if c.cpr_link_field.is_some() {
-                changes.extend(read_changes(&ctx, &name, c).await?);
-            }
         } else {
             let schema = lake::schema(c);
             ctx.register_table(
                 name.as_str(),
                 Arc::new(MemTable::try_new(schema, vec![vec![]])?),
             )?;
-        }
-        if c.cpr_link_field.is_some() {
-            let skift = person_changes(&changes);
-            ctx.register_table(
-                PERSON_SKIFT,
-                Arc::new(MemTable::try_new(
-                    skift.schema(),
-                    vec![vec![skift.clone()]],
-                )?),
-            )?;
-            put_batch(p, &presentation_key("dim", PERSON_SKIFT), &skift).await?;
-            out.tables
-                .push((PERSON_SKIFT.into(), skift.num_rows() as u64));
         }
     }
     if !with_data.contains(&"kommune_borger".to_string()) {

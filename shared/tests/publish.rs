@@ -918,4 +918,43 @@ async fn one_person_across_a_cpr_change_with_residence_from_the_register() {
         vec!["147".to_string()],
         "only A is a resident then"
     );
+
+    // A research extract sees one person too: the GP's row (old number) and the
+    // hospital's (new number) carry the same project pseudonym.
+    use naerdata::extract::{self, ProjectSpec};
+    let spec = ProjectSpec::from_yaml(
+        "project: P-SKIFT\ndatasets:\n  - dataset: almenpraksis.kontakt\n    columns: [kontaktdato]\n  \
+         - dataset: lpr.kontakt\n    columns: [dato_start]\n",
+    )
+    .unwrap();
+    let keys = naerdata::local::KeyFile::new(extract::project_key_path(
+        &dir.path().join("keys"),
+        "P-SKIFT",
+    ));
+    extract::extract(&p, &spec, &keys).await.unwrap();
+    let project_ids = |table: &str| -> Vec<String> {
+        let path = p
+            .stores
+            .lake
+            .locate(&format!("extracts/P-SKIFT/{table}.parquet"));
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+            std::fs::File::open(path).unwrap(),
+        )
+        .unwrap()
+        .build()
+        .unwrap();
+        let mut ids = Vec::new();
+        for b in reader {
+            let b = b.unwrap();
+            let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+            ids.extend((0..a.len()).map(|i| a.value(i).to_string()));
+        }
+        ids
+    };
+    let (gp, lpr) = (
+        project_ids("almenpraksis_kontakt"),
+        project_ids("lpr_kontakt"),
+    );
+    assert_eq!(gp.len(), 1);
+    assert_eq!(gp, lpr, "one project pseudonym across the change of number");
 }
