@@ -24,6 +24,7 @@ use crate::publication::{self, Release};
 use crate::publish::{self, MartSpec, TOTAL};
 use crate::quality::reception::{ReceptionRow, ReceptionStatus};
 use crate::reference::{Kommune, ReferenceSet};
+use crate::report::{colour, esc};
 
 /// One measure of one column of a mart, for the municipality, its cluster and the
 /// country. `None`: suppressed (or, for the cluster, not derivable from what is
@@ -361,13 +362,6 @@ pub fn build<'a>(
     Ok(page)
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn number(v: Option<f64>, rate: bool) -> String {
     match v {
         None => "<span class=\"sup\">–</span>".into(),
@@ -382,17 +376,6 @@ table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}\
 th,td{border:1px solid #ddd;padding:.2rem .5rem;text-align:left}th{background:#f4f4f4}\
 td.n{text-align:right}.sup{color:#888}.caveat{color:#555;font-size:.85rem}\
 .day{display:inline-block;width:.8rem;height:.8rem;margin:1px}";
-
-fn colour(r: &ReceptionRow) -> &'static str {
-    match (r.status, r.past_deadline, r.volume_anomaly) {
-        (ReceptionStatus::OnTime, _, true) => "#a6bddb",
-        (ReceptionStatus::OnTime, _, false) => "#1a9850",
-        (ReceptionStatus::Late, _, _) => "#fdae61",
-        (ReceptionStatus::Missing, true, _) => "#a50026",
-        (ReceptionStatus::Missing, false, _) => "#f46d43",
-        (ReceptionStatus::Pending, _, _) => "#e0e0e0",
-    }
-}
 
 /// The page: Danish, as its readers are municipal staff.
 pub fn render(page: &Page, generated_at: DateTime<Utc>) -> String {

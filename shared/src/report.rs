@@ -25,7 +25,8 @@ pub enum Mode {
     Aws,
 }
 
-fn esc(s: &str) -> String {
+/// Escapes text for HTML (shared with the municipality pages).
+pub(crate) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -40,7 +41,8 @@ fn esc(s: &str) -> String {
     out
 }
 
-fn colour(r: &ReceptionRow) -> &'static str {
+/// A reception cell's colour (the legend's), on the operator and municipality pages.
+pub(crate) fn colour(r: &ReceptionRow) -> &'static str {
     match (r.status, r.past_deadline, r.volume_anomaly) {
         (ReceptionStatus::OnTime, _, true) => "#a6bddb",
         (ReceptionStatus::OnTime, _, false) => "#1a9850",

@@ -236,22 +236,9 @@ impl<'c> Validator<'c> {
         }
         for (i, f) in c.fields.iter().enumerate() {
             let raw = trim(row.get(i).unwrap_or(""));
-            if Some(i) == c.cpr_field {
-                // The CPR is handled below and never echoed.
-                if raw.is_empty() && f.required {
-                    problems.push(problem(
-                        row.line,
-                        f,
-                        "required",
-                        Severity::Error,
-                        "a CPR number is required but the field is empty".into(),
-                    ));
-                    rejected = true;
-                }
-                continue;
-            }
-            if Some(i) == c.cpr_link_field {
-                // Checked below, once the row is known to be kept; never echoed.
+            if c.is_cpr_column(i) {
+                // The CPR (and a linked one) is read below, once the row is known to
+                // be kept, and never echoed.
                 if raw.is_empty() && f.required {
                     problems.push(problem(
                         row.line,
