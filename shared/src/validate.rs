@@ -92,6 +92,20 @@ impl Person {
         }
     }
 
+    /// A usable number and what derives from it (birth, sex, age at the event).
+    fn of(cpr: &cpr::Cpr, event_date: NaiveDate) -> Self {
+        Person {
+            class: cpr.class,
+            normalised: *cpr.normalised(),
+            tag: None,
+            birth_year: Some(cpr.birth_date.year()),
+            birth_month: Some(cpr.birth_date.month() as i32),
+            birth: Some(cpr.birth_date),
+            sex: Some(cpr.sex.code()),
+            age_at_event: Some(cpr.age_on(event_date)),
+        }
+    }
+
     /// The pseudonym's HMAC tag (person_id is its hex): set once the row sink has
     /// pseudonymised a person's row, `None` for rows without a usable CPR.
     pub fn tag(&self) -> Option<&[u8; 32]> {
@@ -365,16 +379,7 @@ fn classify(
                     "the CPR number does not satisfy modulus 11; accepted (such numbers are issued since 2007), please check it".into(),
                 ));
             }
-            Person {
-                class: cpr.class,
-                normalised: *cpr.normalised(),
-                tag: None,
-                birth_year: Some(cpr.birth_date.year()),
-                birth_month: Some(cpr.birth_date.month() as i32),
-                birth: Some(cpr.birth_date),
-                sex: Some(cpr.sex.code()),
-                age_at_event: Some(cpr.age_on(event_date)),
-            }
+            Person::of(&cpr, event_date)
         }
         Err(class) => {
             let why = match class {
@@ -406,16 +411,7 @@ fn link(row: &Row, f: &Field, i: usize, event_date: NaiveDate) -> Result<Person,
         return Ok(Person::unusable(CprClass::Missing));
     }
     match cpr::parse(raw) {
-        Ok(cpr) => Ok(Person {
-            class: cpr.class,
-            normalised: *cpr.normalised(),
-            tag: None,
-            birth_year: Some(cpr.birth_date.year()),
-            birth_month: Some(cpr.birth_date.month() as i32),
-            birth: Some(cpr.birth_date),
-            sex: Some(cpr.sex.code()),
-            age_at_event: Some(cpr.age_on(event_date)),
-        }),
+        Ok(cpr) => Ok(Person::of(&cpr, event_date)),
         Err(class) => Err(problem(
             row.line,
             f,
