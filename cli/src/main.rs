@@ -79,6 +79,10 @@ enum Command {
         /// Also write careless variants of some deliveries (see `demo --careless`).
         #[arg(long)]
         careless: bool,
+        /// Plant no effects (by default completed §140 courses lower acute admissions by
+        /// 30 % and home care doubles 30-day readmissions; see `generate::Effects`).
+        #[arg(long)]
+        no_effects: bool,
     },
     /// Ingest files (or directories of files) as deliveries.
     Ingest {
@@ -623,6 +627,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             defects,
             start,
             careless,
+            no_effects,
         } => {
             let mut files = generate::generate(&GenerateOptions {
                 out: out.clone(),
@@ -631,6 +636,12 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 days,
                 defects,
                 start,
+                effects: if no_effects {
+                    generate::Effects::NONE
+                } else {
+                    generate::Effects::PLANTED
+                },
+                kommuner: None,
             })?;
             if careless {
                 files.extend(generate::careless::careless(&files)?);

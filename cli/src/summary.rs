@@ -78,8 +78,19 @@ pub async fn print_demo(
                     && !["disclosure_rule_set", "revision", "publiceret"].contains(&n.as_str())
             })
             .collect();
-        let shown = rehab.project(&keep)?;
+        // Rows whose number of courses is published (the country, and the municipalities
+        // large enough): the rest are all blank.
+        let shown = match rehab.column_by_name("forloeb_afsluttet") {
+            Some(base) => {
+                let published = arrow::compute::is_not_null(base)?;
+                arrow::compute::filter_record_batch(rehab, &published)?
+            }
+            None => rehab.clone(),
+        };
+        let hidden = rehab.num_rows() - shown.num_rows();
+        let shown = shown.project(&keep)?;
         println!("{}", arrow::util::pretty::pretty_format_batches(&[shown])?);
+        println!("({hidden} municipality rows with too few courses to publish are left out)");
         println!("rule set: {}", naerdata::disclosure::RULE_SET);
     }
     Ok(())

@@ -17,7 +17,7 @@ use std::fmt::Write;
 use bytes::Bytes;
 use chrono::{DateTime, NaiveDate, Utc};
 
-use crate::disclosure::{self, Cell};
+use crate::disclosure::Cell;
 use crate::monitor::Monitored;
 use crate::platform::{Platform, StepError};
 use crate::publication::{self, Release};
@@ -34,6 +34,8 @@ pub struct Figure {
     pub col: Option<String>,
     pub measure: String,
     pub rate: bool,
+    /// A rate's scale: 1 for a share (shown as a percentage), 100 per 100 courses.
+    pub per: u32,
     pub own: Option<f64>,
     pub cluster: Option<f64>,
     pub region: Option<f64>,
@@ -150,6 +152,7 @@ pub fn view(
                 col: col.clone(),
                 measure: name.clone(),
                 rate: false,
+                per: 1,
                 own: own.map_or(Some(0.0), |r| r.counts[m].map(|v| v as f64)),
                 cluster: in_cluster[m].map(|v| v as f64),
                 region: in_region[m].map(|v| v as f64),
@@ -157,23 +160,24 @@ pub fn view(
             });
         }
         // A group's rate follows the rate rules on its sums, as a published rate does.
-        let group_rate = |sums: &[Option<u64>], num: &str, den: &str| {
+        let group_rate = |sums: &[Option<u64>], k: usize| {
             let as_cell = |v: Option<u64>| v.map_or(Cell::Suppressed, Cell::Value);
-            let (n, d) = (as_cell(sums[idx(num)]), as_cell(sums[idx(den)]));
-            if spec.nested_in(num, den) {
-                disclosure::share(n, d)
-            } else {
-                disclosure::rate(n, d)
-            }
+            let r = &spec.rates[k];
+            spec.rate(
+                k,
+                as_cell(sums[idx(&r.numerator)]),
+                as_cell(sums[idx(&r.denominator)]),
+            )
         };
-        for (i, (rate, num, den)) in spec.rates.iter().enumerate() {
+        for (i, rate) in spec.rates.iter().enumerate() {
             figures.push(Figure {
                 col: col.clone(),
-                measure: rate.clone(),
+                measure: rate.name.clone(),
                 rate: true,
+                per: rate.per,
                 own: own.and_then(|r| r.rates[i]),
-                cluster: group_rate(&in_cluster, num, den),
-                region: group_rate(&in_region, num, den),
+                cluster: group_rate(&in_cluster, i),
+                region: group_rate(&in_region, i),
                 country: country.and_then(|r| r.rates[i]),
             });
         }
@@ -362,10 +366,11 @@ pub fn build<'a>(
     Ok(page)
 }
 
-fn number(v: Option<f64>, rate: bool) -> String {
+fn number(v: Option<f64>, rate: bool, per: u32) -> String {
     match v {
         None => "<span class=\"sup\">–</span>".into(),
-        Some(v) if rate => format!("{:.1} %", v * 100.0),
+        Some(v) if rate && per == 1 => format!("{:.1} %", v * 100.0),
+        Some(v) if rate => format!("{v:.1} pr. {per}"),
         Some(v) => format!("{v:.0}"),
     }
 }
@@ -484,10 +489,10 @@ pub fn render(page: &Page, generated_at: DateTime<Utc>) -> String {
                  <td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
                 esc(f.col.as_deref().unwrap_or("")),
                 esc(&f.measure),
-                number(f.own, f.rate),
-                number(f.cluster, f.rate),
-                number(f.region, f.rate),
-                number(f.country, f.rate),
+                number(f.own, f.rate, f.per),
+                number(f.cluster, f.rate, f.per),
+                number(f.region, f.rate, f.per),
+                number(f.country, f.rate, f.per),
             );
         }
         o.push_str("</table>");

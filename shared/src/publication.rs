@@ -430,15 +430,15 @@ pub fn protect_period(
             let rates = spec
                 .rates
                 .iter()
-                .map(|(_, a, b)| {
+                .enumerate()
+                .map(|(k, r)| {
                     let pos = |n: &str| spec.counts.iter().position(|c| c == n).expect("checked");
                     let c = |v: Option<i64>| v.map_or(Cell::Suppressed, |v| Cell::Value(v as u64));
-                    let (x, y) = (c(counts[pos(a)]), c(counts[pos(b)]));
-                    if spec.nested_in(a, b) {
-                        disclosure::share(x, y)
-                    } else {
-                        disclosure::rate(x, y)
-                    }
+                    spec.rate(
+                        k,
+                        c(counts[pos(&r.numerator)]),
+                        c(counts[pos(&r.denominator)]),
+                    )
                 })
                 .collect();
             out.push(LongRow {
@@ -567,7 +567,7 @@ pub fn register_schema(spec: &MartSpec) -> SchemaRef {
     fields.extend(
         spec.rates
             .iter()
-            .map(|(r, _, _)| Field::new(r, DataType::Float64, true)),
+            .map(|r| Field::new(&r.name, DataType::Float64, true)),
     );
     fields.push(Field::new(REVISION, DataType::Int32, false));
     fields.push(Field::new(PUBLISHED, DataType::Date32, false));
@@ -647,10 +647,10 @@ pub fn read_register(spec: &MartSpec, batches: &[RecordBatch]) -> Result<Vec<Rel
         let rates: Vec<&Float64Array> = spec
             .rates
             .iter()
-            .map(|(r, _, _)| {
-                b.column_by_name(r)
+            .map(|r| {
+                b.column_by_name(&r.name)
                     .and_then(|a| a.as_any().downcast_ref::<Float64Array>())
-                    .ok_or(format!("{r} is not double"))
+                    .ok_or(format!("{} is not double", r.name))
             })
             .collect::<Result<_, _>>()?;
         let revision = b

@@ -53,6 +53,10 @@ pub const MARTS: &[(&str, &str)] = &[
         "speciallaege_aktivitet",
         include_str!("../../sql/marts/speciallaege_aktivitet.sql"),
     ),
+    (
+        "hjemmepleje_genindlaeggelser",
+        include_str!("../../sql/marts/hjemmepleje_genindlaeggelser.sql"),
+    ),
 ];
 
 /// The label of margin rows and columns.
@@ -76,8 +80,7 @@ pub struct MartSpec {
     /// `None`: one column (the table is the rows and their total).
     pub cols: Option<String>,
     pub counts: Vec<String>,
-    /// (name, numerator, denominator)
-    pub rates: Vec<(String, String, String)>,
+    pub rates: Vec<Rate>,
     /// (count, column) from `-- persons: count = column`: the count is of events
     /// (contacts, courses) and the column holds the distinct persons behind each cell.
     pub persons: Vec<(String, String)>,
@@ -85,6 +88,18 @@ pub struct MartSpec {
     /// the base last.
     pub nested: Vec<Vec<String>>,
     pub sql: String,
+}
+
+/// A rate of two counts (`-- rates: name = [per *] numerator / denominator`): a share
+/// when the numerator is nested in the denominator (courses with a contact, of all
+/// courses), else a rate of events (contacts per course); `per` scales it (per 100
+/// courses, per 1,000 recipients).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rate {
+    pub name: String,
+    pub numerator: String,
+    pub denominator: String,
+    pub per: u32,
 }
 
 /// The measures of a mart protected together ([`disclosure::Family`]), as indices
@@ -178,9 +193,24 @@ impl MartSpec {
                     spec.nested.push(chain);
                 }
                 "rates" => {
-                    let (rate, expr) = pair(v, '=')?;
-                    let (a, b) = pair(&expr, '/')?;
-                    spec.rates.push((rate, a, b));
+                    let (name, expr) = pair(v, '=')?;
+                    let (per, expr) =
+                        match expr.split_once('*') {
+                            Some((n, rest)) => (
+                                n.trim().parse::<u32>().ok().filter(|n| *n > 0).ok_or(bad(
+                                    format!("rate {name}: {n:?} is not a positive number"),
+                                ))?,
+                                rest.trim().to_string(),
+                            ),
+                            None => (1, expr),
+                        };
+                    let (numerator, denominator) = pair(&expr, '/')?;
+                    spec.rates.push(Rate {
+                        name,
+                        numerator,
+                        denominator,
+                        per,
+                    });
                 }
                 _ => {}
             }
@@ -191,9 +221,12 @@ impl MartSpec {
             ));
         }
         let count = |c: &str| spec.counts.iter().any(|x| x == c);
-        for (r, a, b) in &spec.rates {
-            if !count(a) || !count(b) {
-                return Err(bad(format!("rate {r} uses a column that is not a count")));
+        for r in &spec.rates {
+            if !count(&r.numerator) || !count(&r.denominator) {
+                return Err(bad(format!(
+                    "rate {} uses a column that is not a count",
+                    r.name
+                )));
             }
         }
         for chain in &spec.nested {
@@ -301,6 +334,24 @@ impl MartSpec {
             let pb = ch.iter().position(|c| c == b);
             matches!((pa, pb), (Some(x), Some(y)) if x < y)
         })
+    }
+
+    /// Rate `k` of its protected cells, by the rate rules: a share when its numerator
+    /// is nested in its denominator ([`disclosure::share`]), else [`disclosure::rate`];
+    /// times its `per`.
+    pub fn rate(
+        &self,
+        k: usize,
+        numerator: disclosure::Cell,
+        denominator: disclosure::Cell,
+    ) -> Option<f64> {
+        let r = &self.rates[k];
+        let value = if self.nested_in(&r.numerator, &r.denominator) {
+            disclosure::share(numerator, denominator)
+        } else {
+            disclosure::rate(numerator, denominator)
+        };
+        value.map(|v| v * f64::from(r.per))
     }
 
     /// The column holding the persons behind count `m`, if it counts events.
@@ -1244,24 +1295,39 @@ mod tests {
     #[test]
     fn every_mart_declares_its_shape() {
         let m = marts();
-        assert_eq!(m.len(), 5);
+        assert_eq!(m.len(), 6);
         let rehab = m.iter().find(|m| m.name == "rehab_effekt").unwrap();
         assert_eq!(rehab.rows, "kommunekode");
         assert_eq!(rehab.cols, None);
-        assert_eq!(rehab.counts.len(), 7);
-        assert_eq!(rehab.rates.len(), 6);
-        assert_eq!(rehab.caveats.len(), 2);
+        assert_eq!(rehab.counts.len(), 9);
+        assert_eq!(rehab.rates.len(), 8);
+        assert_eq!(rehab.rates[7].per, 100);
+        assert_eq!(rehab.rates[0].per, 1);
+        assert_eq!(rehab.caveats.len(), 3);
         assert_eq!(rehab.period.column, "kvartal");
         assert_eq!(rehab.period.granularity, Granularity::Quarter);
         assert_eq!(rehab.follow_up_days, 90);
         assert_eq!(
             rehab.families(),
-            vec![FamilyPlan {
-                base: 0,
-                // After 30 < 90 days (hospital, GP), then before (hospital, GP).
-                chains: vec![vec![2, 3], vec![5, 6], vec![1], vec![4]],
-                persons: None
-            }]
+            vec![
+                FamilyPlan {
+                    base: 0,
+                    // After 30 < 90 days (hospital, GP), then before (hospital, GP).
+                    chains: vec![vec![2, 3], vec![5, 6], vec![1], vec![4]],
+                    persons: None
+                },
+                // Acute contacts as events: each a family of its own.
+                FamilyPlan {
+                    base: 7,
+                    chains: vec![],
+                    persons: None
+                },
+                FamilyPlan {
+                    base: 8,
+                    chains: vec![],
+                    persons: None
+                }
+            ]
         );
         assert!(rehab.nested_in("akut_hospital_30d", "forloeb_afsluttet"));
         assert!(rehab.nested_in("akut_hospital_30d", "akut_hospital_90d"));

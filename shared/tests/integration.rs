@@ -10,5 +10,6 @@ mod delta;
 mod extract;
 mod layout;
 mod pipeline;
+mod planted;
 mod publish;
 mod reference;

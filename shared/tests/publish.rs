@@ -92,8 +92,14 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
         (15, "2026-10-20", "ATA1"),
         // Before the courses began on 1 September: person 8 within the 90 days,
         // person 13 before them.
-        (8, "2026-08-15", "ATA1"),
+        (8, "2026-07-15", "ATA1"),
         (13, "2026-05-01", "ATA1"),
+        // Person 9's course follows an acute admission on 20 August (it ended within
+        // 30 days of the course): that admission is not a "before" contact, and the
+        // before-window is the 90 days before it, which holds 25 May and 1 June.
+        (9, "2026-08-20", "ATA1"),
+        (9, "2026-05-25", "ATA1"),
+        (9, "2026-06-01", "ATA1"),
     ]
     .into_iter()
     .enumerate()
@@ -232,7 +238,10 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
         ("101", "almen_praksis_30d", 6),
         ("101", "akut_hospital_foer_90d", 0),
         ("101", "almen_praksis_foer_90d", 3),
-        ("147", "akut_hospital_foer_90d", 1),
+        ("147", "akut_hospital_foer_90d", 2),
+        ("147", "akutte_kontakter_foer_90d", 3),
+        ("101", "akutte_kontakter_90d", 6),
+        ("101", "akutte_kontakter_foer_90d", 0),
         ("147", "almen_praksis_foer_90d", 0),
         ("151", "akut_hospital_foer_90d", 0),
     ] {

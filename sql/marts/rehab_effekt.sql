@@ -1,11 +1,12 @@
 -- mart: rehab_effekt
 -- title: Genoptræning efter §140: afsluttede forløb og efterfølgende kontakter
--- caveat: Before = 90 days before the course began, after = 30/90 days after it ended, for the same persons: no comparison group or age/sex standardisation yet.
+-- caveat: Before = the 90 days before the hospital admission the course follows (the latest contact that ended in the 30 days before the course began; the 90 days before the course when there is none), after = the 30/90 days after the course ended, for the same persons. Not yet age/sex standardised and without a comparison group: a change may also be regression to the mean.
+-- caveat: In the first 90 days of the lake's history the before-window is cut short by the start of the data, so early quarters understate the before-rates.
 -- caveat: GP contacts are reported for chronic patients only.
 -- period: kvartal quarter
 -- follow_up: 90 days
 -- rows: kommunekode
--- counts: forloeb_afsluttet, akut_hospital_foer_90d, akut_hospital_30d, akut_hospital_90d, almen_praksis_foer_90d, almen_praksis_30d, almen_praksis_90d
+-- counts: forloeb_afsluttet, akut_hospital_foer_90d, akut_hospital_30d, akut_hospital_90d, almen_praksis_foer_90d, almen_praksis_30d, almen_praksis_90d, akutte_kontakter_foer_90d, akutte_kontakter_90d
 -- persons: forloeb_afsluttet = forloeb_personer
 -- persons: akut_hospital_foer_90d = akut_hospital_foer_90d_personer
 -- persons: almen_praksis_foer_90d = almen_praksis_foer_90d_personer
@@ -13,6 +14,8 @@
 -- persons: akut_hospital_90d = akut_hospital_90d_personer
 -- persons: almen_praksis_30d = almen_praksis_30d_personer
 -- persons: almen_praksis_90d = almen_praksis_90d_personer
+-- persons: akutte_kontakter_foer_90d = akut_hospital_foer_90d_personer
+-- persons: akutte_kontakter_90d = akut_hospital_90d_personer
 -- nested: akut_hospital_30d < akut_hospital_90d < forloeb_afsluttet
 -- nested: almen_praksis_30d < almen_praksis_90d < forloeb_afsluttet
 -- nested: akut_hospital_foer_90d < forloeb_afsluttet
@@ -23,15 +26,21 @@
 -- rates: andel_almen_praksis_foer_90d = almen_praksis_foer_90d / forloeb_afsluttet
 -- rates: andel_almen_praksis_30d = almen_praksis_30d / forloeb_afsluttet
 -- rates: andel_almen_praksis_90d = almen_praksis_90d / forloeb_afsluttet
+-- rates: akutte_kontakter_foer_90d_pr_100 = 100 * akutte_kontakter_foer_90d / forloeb_afsluttet
+-- rates: akutte_kontakter_90d_pr_100 = 100 * akutte_kontakter_90d / forloeb_afsluttet
 -- §140 rehabilitation courses (pathways) that ended in the quarter, per municipality, and
 -- how many of them were followed by an acute hospital contact (LPR, ATA1) or a GP contact
 -- within 30 and 90 days after the course ended — beside how many had one in the 90 days
--- before it began (the same persons' baseline: a before/after comparison). Only courses
--- whose 90 days of follow-up lie before the reference date count: a quarter is computed
--- only once it is closed (its end + 90 days + the reception deadline). Courses are events: each count comes with the distinct persons
--- behind it (the *_personer columns, used for disclosure control, not published). A
--- quarter closes once 90 days after it have been delivered too. Portable SQL (DataFusion,
--- Athena); `perioder` (periode, periode_start, periode_slut) lists the quarters to compute.
+-- before the admission the course follows (the same persons' baseline). The before-window
+-- ends at that admission so the admission itself, which every course follows, does not
+-- count as a "before" contact: with a constant risk, before and after are equal in
+-- expectation. The acute contacts are also counted as events, per 100 courses (a person
+-- may have several). Only courses whose 90 days of follow-up lie before the reference
+-- date count: a quarter is computed only once it is closed (its end + 90 days + the
+-- reception deadline). Courses are events: each count comes with the distinct persons
+-- behind it (the *_personer columns, used for disclosure control, not published).
+-- Portable SQL (DataFusion, Athena); `perioder` (periode, periode_start, periode_slut)
+-- lists the quarters to compute.
 WITH forloeb AS (
     SELECT DISTINCT p.periode, i.person_id, i.kommunekode,
            i.startdato, i.slutdato
@@ -40,23 +49,35 @@ WITH forloeb AS (
     WHERE i.lovgrundlag = '§140' AND i.type = 'pathway' AND i.status = 'completed'
       AND i.slutdato IS NOT NULL AND i.person_id IS NOT NULL
 ),
-hospital AS (
+indeks AS (
+    -- The admission the course follows: the latest contact that ended in the 30 days
+    -- before the course began. The before-window ends where it began.
     SELECT f.person_id, f.startdato, f.slutdato,
-           MAX(CASE WHEN l.dato_start >= f.startdato - INTERVAL '90' DAY AND l.dato_start < f.startdato THEN 1 ELSE 0 END) AS f90,
-           MAX(CASE WHEN l.dato_start > f.slutdato AND l.dato_start <= f.slutdato + INTERVAL '30' DAY THEN 1 ELSE 0 END) AS d30,
-           MAX(CASE WHEN l.dato_start > f.slutdato AND l.dato_start <= f.slutdato + INTERVAL '90' DAY THEN 1 ELSE 0 END) AS d90
+           COALESCE(MAX(l.dato_start), f.startdato) AS foer_slut
     FROM forloeb f
-    LEFT JOIN lpr_kontakt_current l ON l.person_id = f.person_id AND l.prioritet = 'ATA1'
+    LEFT JOIN lpr_kontakt_current l ON l.person_id = f.person_id
+     AND l.dato_slut <= f.startdato AND l.dato_slut >= f.startdato - INTERVAL '30' DAY
     GROUP BY f.person_id, f.startdato, f.slutdato
 ),
+hospital AS (
+    SELECT x.person_id, x.startdato, x.slutdato,
+           MAX(CASE WHEN l.dato_start >= x.foer_slut - INTERVAL '90' DAY AND l.dato_start < x.foer_slut THEN 1 ELSE 0 END) AS f90,
+           MAX(CASE WHEN l.dato_start > x.slutdato AND l.dato_start <= x.slutdato + INTERVAL '30' DAY THEN 1 ELSE 0 END) AS d30,
+           MAX(CASE WHEN l.dato_start > x.slutdato AND l.dato_start <= x.slutdato + INTERVAL '90' DAY THEN 1 ELSE 0 END) AS d90,
+           SUM(CASE WHEN l.dato_start >= x.foer_slut - INTERVAL '90' DAY AND l.dato_start < x.foer_slut THEN 1 ELSE 0 END) AS n_f90,
+           SUM(CASE WHEN l.dato_start > x.slutdato AND l.dato_start <= x.slutdato + INTERVAL '90' DAY THEN 1 ELSE 0 END) AS n_d90
+    FROM indeks x
+    LEFT JOIN lpr_kontakt_current l ON l.person_id = x.person_id AND l.prioritet = 'ATA1'
+    GROUP BY x.person_id, x.startdato, x.slutdato
+),
 praksis AS (
-    SELECT f.person_id, f.startdato, f.slutdato,
-           MAX(CASE WHEN k.kontaktdato >= f.startdato - INTERVAL '90' DAY AND k.kontaktdato < f.startdato THEN 1 ELSE 0 END) AS f90,
-           MAX(CASE WHEN k.kontaktdato > f.slutdato AND k.kontaktdato <= f.slutdato + INTERVAL '30' DAY THEN 1 ELSE 0 END) AS d30,
-           MAX(CASE WHEN k.kontaktdato > f.slutdato AND k.kontaktdato <= f.slutdato + INTERVAL '90' DAY THEN 1 ELSE 0 END) AS d90
-    FROM forloeb f
-    LEFT JOIN almenpraksis_kontakt_current k ON k.person_id = f.person_id
-    GROUP BY f.person_id, f.startdato, f.slutdato
+    SELECT x.person_id, x.startdato, x.slutdato,
+           MAX(CASE WHEN k.kontaktdato >= x.foer_slut - INTERVAL '90' DAY AND k.kontaktdato < x.foer_slut THEN 1 ELSE 0 END) AS f90,
+           MAX(CASE WHEN k.kontaktdato > x.slutdato AND k.kontaktdato <= x.slutdato + INTERVAL '30' DAY THEN 1 ELSE 0 END) AS d30,
+           MAX(CASE WHEN k.kontaktdato > x.slutdato AND k.kontaktdato <= x.slutdato + INTERVAL '90' DAY THEN 1 ELSE 0 END) AS d90
+    FROM indeks x
+    LEFT JOIN almenpraksis_kontakt_current k ON k.person_id = x.person_id
+    GROUP BY x.person_id, x.startdato, x.slutdato
 )
 SELECT f.periode AS kvartal, f.kommunekode,
        COUNT(*) AS forloeb_afsluttet,
@@ -72,7 +93,9 @@ SELECT f.periode AS kvartal, f.kommunekode,
        SUM(g.d30) AS almen_praksis_30d,
        COUNT(DISTINCT CASE WHEN g.d30 = 1 THEN f.person_id END) AS almen_praksis_30d_personer,
        SUM(g.d90) AS almen_praksis_90d,
-       COUNT(DISTINCT CASE WHEN g.d90 = 1 THEN f.person_id END) AS almen_praksis_90d_personer
+       COUNT(DISTINCT CASE WHEN g.d90 = 1 THEN f.person_id END) AS almen_praksis_90d_personer,
+       SUM(h.n_f90) AS akutte_kontakter_foer_90d,
+       SUM(h.n_d90) AS akutte_kontakter_90d
 FROM forloeb f
 JOIN hospital h ON h.person_id = f.person_id AND h.startdato = f.startdato AND h.slutdato = f.slutdato
 JOIN praksis g ON g.person_id = f.person_id AND g.startdato = f.startdato AND g.slutdato = f.slutdato

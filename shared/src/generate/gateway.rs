@@ -102,6 +102,23 @@ struct Citizen {
     plans: Vec<Sent>,
     conditions: Vec<Sent>,
     pathway: Option<Sent>,
+    /// Whether `pathway` is §140 rehabilitation.
+    pathway_140: bool,
+    /// The day the latest §140 course was completed.
+    completed_140: Option<NaiveDate>,
+    /// Care (§83 home care or §138 nursing) started: once per citizen.
+    cared: bool,
+    home_care: Option<HomeCare>,
+}
+
+/// A citizen's home-care (§83) plan, as the lake will end up seeing it.
+struct HomeCare {
+    plan_id: String,
+    start: NaiveDate,
+    end: Option<NaiveDate>,
+    /// Decided when the plan starts: it will be registered in error rather than
+    /// ended, so the lake never counts it (and neither do the planted effects).
+    doomed: bool,
 }
 
 /// Day-by-day state of the gateway for one population.
@@ -112,7 +129,12 @@ pub struct Gateway {
     cat119: Vec<String>,
     cat140: Vec<String>,
     defects: f64,
+    /// Each home-care plan's fate, from a stream of its own.
+    fate: ChaCha8Rng,
 }
+
+/// The share of plans registered in error rather than ended.
+const DOOMED: f64 = 1.0 / 3.0;
 
 impl Gateway {
     pub fn new(seed: u64, defects: f64) -> Self {
@@ -123,7 +145,21 @@ impl Gateway {
             cat119: catalogue("§119"),
             cat140: catalogue("§140"),
             defects,
+            fate: rand::SeedableRng::seed_from_u64(seed ^ 0x0046_4154_4500),
         }
+    }
+
+    /// Whether the person had home care (§83) on `day`, as the lake will show it.
+    pub fn home_care_on(&self, person: usize, day: NaiveDate) -> bool {
+        self.citizens
+            .get(&person)
+            .and_then(|c| c.home_care.as_ref())
+            .is_some_and(|h| !h.doomed && h.start <= day && h.end.is_none_or(|e| e >= day))
+    }
+
+    /// The day the person's latest §140 course was completed.
+    pub fn completed_140(&self, person: usize) -> Option<NaiveDate> {
+        self.citizens.get(&person).and_then(|c| c.completed_140)
     }
 
     fn meta(&self, day: NaiveDate, hour: u32) -> Value {
@@ -146,8 +182,10 @@ impl Gateway {
             let age = 2026 - chrono::Datelike::year(&p.birth);
             let mut resources: Vec<Value> = Vec::new();
             let known = self.citizens.contains_key(&pi);
-            // New care: mostly the elderly; a few each day.
-            let starts_care = !known && age >= 65 && self.rng.random_bool(0.03);
+            let cared = self.citizens.get(&pi).is_some_and(|c| c.cared);
+            // New care: the elderly, a few each day, whatever courses they have had (so
+            // who gets care does not depend on their health).
+            let starts_care = !cared && age >= 65 && self.rng.random_bool(0.01);
             let starts_119 = !known && !p.areas.is_empty() && self.rng.random_bool(0.005);
             let discharge = discharges.iter().find(|(i, _, _)| *i == pi);
             let starts_140 = discharge.is_some() && self.rng.random_bool(0.5);
@@ -216,6 +254,7 @@ impl Gateway {
 
     fn start_care(&mut self, c: &mut Citizen, day: NaiveDate, hour: u32, out: &mut Vec<Value>) {
         let meta = self.meta(day, hour);
+        c.cared = true;
         let home = self.rng.random_bool(0.6);
         let (cond_code, plan_code) = if home {
             (
@@ -263,6 +302,14 @@ impl Gateway {
         c.conditions.push(Sent {
             resource: condition.clone(),
         });
+        if home {
+            c.home_care = Some(HomeCare {
+                plan_id: plan["id"].as_str().unwrap_or_default().to_string(),
+                start: day,
+                end: None,
+                doomed: self.fate.random_bool(DOOMED),
+            });
+        }
         c.plans.push(Sent {
             resource: plan.clone(),
         });
@@ -325,6 +372,7 @@ impl Gateway {
         c.pathway = Some(Sent {
             resource: pathway.clone(),
         });
+        c.pathway_140 = rehab;
         c.plans.push(Sent {
             resource: plan.clone(),
         });
@@ -347,7 +395,28 @@ impl Gateway {
                 return;
             }
             let code = r["activity"][0]["detail"]["code"].clone();
-            match self.rng.random_range(0..10) {
+            let home = c
+                .home_care
+                .as_mut()
+                .filter(|h| r["id"].as_str() == Some(h.plan_id.as_str()));
+            let action = match (
+                home.as_ref().map(|h| h.doomed),
+                self.rng.random_range(0..10),
+            ) {
+                // A home-care plan's fate was decided when it started.
+                (Some(true), 7 | 8) => 9,
+                (Some(false), 9) => 0,
+                // Home care is long-term: most of its follow-ups are visits, and a plan
+                // ends after about a year.
+                (Some(false), 7 | 8) if !self.fate.random_bool(0.1) => 0,
+                (_, a) => a,
+            };
+            if let Some(h) = home
+                && matches!(action, 7 | 8)
+            {
+                h.end = Some(day);
+            }
+            match action {
                 // A visit delivering the intervention.
                 0..=3 => out.push(json!({
                     "resourceType": "Procedure", "id": uuid(&mut self.rng), "meta": meta,
@@ -378,6 +447,9 @@ impl Gateway {
                     out.push(ended);
                     c.plans.remove(0);
                     if let Some(pw) = c.pathway.take() {
+                        if c.pathway_140 {
+                            c.completed_140 = Some(day);
+                        }
                         let mut done = pw.resource.clone();
                         done["meta"] = meta.clone();
                         done["status"] = json!("completed");

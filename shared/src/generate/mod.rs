@@ -6,7 +6,7 @@
 //! `DIR/<source>/<dataset>/<yyyy-mm-dd>/<source>-<dataset>-<yyyy-mm-dd>.csv`.
 //! Everything is deterministic per seed.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -62,6 +62,38 @@ pub struct GenerateOptions {
     pub defects: f64,
     /// The first delivery day.
     pub start: NaiveDate,
+    /// Effects planted in the data, which the marts should find.
+    pub effects: Effects,
+    /// Settle the population in the first this many municipalities only (default: all
+    /// 98): a small population spread over all of them makes every municipality's
+    /// cells small, and a test of published numbers needs some that are not.
+    pub kommuner: Option<usize>,
+}
+
+/// Known effects planted in the generated data, so a test can check that the marts
+/// recover them (and show nothing when none is planted). Apart from these, a person's
+/// risk of a hospital contact is constant over time and does not depend on municipal
+/// care, so before equals after, and recipients equal non-recipients, in expectation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Effects {
+    /// A completed §140 rehabilitation course lowers the person's rate of acute
+    /// admissions in the 90 days after it by this fraction (0.3: 30 % fewer).
+    pub rehab_acute_reduction: f64,
+    /// After an acute discharge, a home-care (§83) recipient's rate of acute admissions
+    /// in the next 30 days is this multiple of what it would be without home care.
+    pub home_care_readmission_ratio: f64,
+}
+
+impl Effects {
+    pub const NONE: Effects = Effects {
+        rehab_acute_reduction: 0.0,
+        home_care_readmission_ratio: 1.0,
+    };
+    /// What the demo and `naerdata generate` plant.
+    pub const PLANTED: Effects = Effects {
+        rehab_acute_reduction: 0.3,
+        home_care_readmission_ratio: 2.0,
+    };
 }
 
 impl GenerateOptions {
@@ -73,9 +105,14 @@ impl GenerateOptions {
             days: 7,
             defects: 0.01,
             start: NaiveDate::from_ymd_opt(2026, 10, 1).expect("a date"),
+            effects: Effects::PLANTED,
+            kommuner: None,
         }
     }
 }
+
+/// The share of hospital contacts that are acute (ATA1).
+const ACUTE_SHARE: f64 = 0.45;
 
 /// Never more defective rows per file than this share, so a generated delivery is
 /// accepted with warnings rather than rejected (the default threshold is 5 %).
@@ -180,7 +217,12 @@ pub fn synthetic_cpr(rng: &mut ChaCha8Rng, birth: NaiveDate, female: bool) -> St
 }
 
 pub fn population(rng: &mut ChaCha8Rng, n: usize) -> Vec<Person> {
-    let kommuner = kommuner().len();
+    population_in(rng, n, kommuner().len())
+}
+
+/// A population of `n` living in the first `kommuner` municipalities.
+pub fn population_in(rng: &mut ChaCha8Rng, n: usize, kommuner: usize) -> Vec<Person> {
+    let kommuner = kommuner.clamp(1, self::kommuner().len());
     let clinics = clinic_count(n);
     let mut seen = HashSet::with_capacity(n);
     let mut out = Vec::with_capacity(n);
@@ -363,7 +405,11 @@ pub struct Generated {
 /// Writes every dataset's deliveries for `days` days. Returns the files written.
 pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let mut people = population(&mut rng, opts.persons);
+    let mut people = population_in(
+        &mut rng,
+        opts.persons,
+        opts.kommuner.unwrap_or(kommuner().len()),
+    );
     // The register draws from a stream of its own, so the other sources' rows stay
     // what they were for a seed.
     let register = register::Register::new(&mut people, opts);
@@ -381,6 +427,10 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
     let mut lpr_contact = 100_000_000u64;
     let kommuner = kommuner();
     let mut gw = gateway::Gateway::new(opts.seed, opts.defects);
+    // The planted effects draw from a stream of their own.
+    let mut fx = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x0EFF_EC75);
+    // Each person's latest acute discharge (for the planted readmissions).
+    let mut acute_discharged: HashMap<usize, NaiveDate> = HashMap::new();
 
     for d in 0..opts.days {
         let day = opts.start + Duration::days(d as i64);
@@ -662,77 +712,96 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
         );
         for (pi, p) in people.iter().enumerate() {
             let chance = if p.areas.is_empty() { 0.002 } else { 0.008 };
-            if !rng.random_bool(chance) {
-                continue;
-            }
-            lpr_contact += 1;
-            let acute = rng.random_bool(0.45);
-            let main = if !p.areas.is_empty() && rng.random_bool(0.6) {
-                AREAS[*p.areas.choose(&mut rng).expect("areas")].2
-            } else {
-                ACUTE_DIAGNOSES.choose(&mut rng).expect("codes")
-            };
-            let start = day - Duration::days(rng.random_range(0..3));
-            let end = start + Duration::days(rng.random_range(0..8));
-            let end = if end > day {
-                String::new()
-            } else {
-                discharges.push((pi, end, main.to_string()));
-                end.to_string()
-            };
-            let key = lpr_contact.to_string();
-            lk.rows.push(vec![
-                key.clone(),
-                (lpr_contact + 100_000_000).to_string(),
-                p.cpr.clone(),
-                hospital_sor(p.kommune % 20),
-                start.to_string(),
-                format!(
-                    "{:02}:{:02}",
-                    rng.random_range(0..24),
-                    rng.random_range(0..60)
-                ),
-                end.clone(),
-                if end.is_empty() {
+            let base = rng.random_bool(chance);
+            // Planted: a home-care recipient's extra acute admissions in the 30 days after
+            // an acute discharge, (ratio - 1) times the person's own rate of them.
+            let ratio = opts.effects.home_care_readmission_ratio;
+            let readmit = ratio > 1.0
+                && acute_discharged.get(&pi).is_some_and(|e| {
+                    day > *e && day <= *e + Duration::days(30) && gw.home_care_on(pi, *e)
+                })
+                && fx.random_bool((chance * ACUTE_SHARE * (ratio - 1.0)).min(1.0));
+            for extra in [false, true] {
+                if !(if extra { readmit } else { base }) {
+                    continue;
+                }
+                let r = if extra { &mut fx } else { &mut rng };
+                let acute = extra || r.random_bool(ACUTE_SHARE);
+                let main = if !p.areas.is_empty() && r.random_bool(0.6) {
+                    AREAS[*p.areas.choose(r).expect("areas")].2
+                } else {
+                    ACUTE_DIAGNOSES.choose(r).expect("codes")
+                };
+                let start = day - Duration::days(if extra { 0 } else { r.random_range(0..3) });
+                let end = start + Duration::days(r.random_range(0..8));
+                let mut clock =
+                    || format!("{:02}:{:02}", r.random_range(0..24), r.random_range(0..60));
+                let (start_time, end_time) = (clock(), clock());
+                let specialty = *HOSPITAL_SPECIALTIES.choose(r).expect("specialties");
+                let (secondary, disproved) = (r.random_bool(0.4), r.random_bool(0.05));
+                // Planted: fewer acute admissions in the 90 days after a completed §140 course.
+                let reduction = opts.effects.rehab_acute_reduction;
+                if acute
+                    && reduction > 0.0
+                    && gw
+                        .completed_140(pi)
+                        .is_some_and(|c| start > c && start <= c + Duration::days(90))
+                    && fx.random_bool(reduction.min(1.0))
+                {
+                    continue;
+                }
+                lpr_contact += 1;
+                let end = if end > day {
                     String::new()
                 } else {
-                    format!(
-                        "{:02}:{:02}",
-                        rng.random_range(0..24),
-                        rng.random_range(0..60)
-                    )
-                },
-                main.into(),
-                "ALCA00".into(),
-                if acute { "ATA1" } else { "ATA3" }.into(),
-                (*HOSPITAL_SPECIALTIES.choose(&mut rng).expect("specialties")).into(),
-            ]);
-            ld.rows.push(vec![
-                key.clone(),
-                main.into(),
-                "A".into(),
-                "false".into(),
-                p.cpr.clone(),
-                start.to_string(),
-            ]);
-            if rng.random_bool(0.4) {
-                let b = ACUTE_DIAGNOSES
-                    .iter()
-                    .find(|c| **c != main)
-                    .expect("another code");
-                ld.rows.push(vec![
-                    key,
-                    (*b).into(),
-                    "B".into(),
-                    if rng.random_bool(0.05) {
-                        "true"
-                    } else {
-                        "false"
+                    discharges.push((pi, end, main.to_string()));
+                    if acute {
+                        let last = acute_discharged.entry(pi).or_insert(end);
+                        *last = (*last).max(end);
                     }
-                    .into(),
+                    end.to_string()
+                };
+                let key = lpr_contact.to_string();
+                lk.rows.push(vec![
+                    key.clone(),
+                    (lpr_contact + 100_000_000).to_string(),
+                    p.cpr.clone(),
+                    hospital_sor(p.kommune % 20),
+                    start.to_string(),
+                    start_time,
+                    end.clone(),
+                    if end.is_empty() {
+                        String::new()
+                    } else {
+                        end_time
+                    },
+                    main.into(),
+                    "ALCA00".into(),
+                    if acute { "ATA1" } else { "ATA3" }.into(),
+                    specialty.into(),
+                ]);
+                ld.rows.push(vec![
+                    key.clone(),
+                    main.into(),
+                    "A".into(),
+                    "false".into(),
                     p.cpr.clone(),
                     start.to_string(),
                 ]);
+                if secondary {
+                    let b = ACUTE_DIAGNOSES
+                        .iter()
+                        .find(|c| **c != main)
+                        .expect("another code");
+                    ld.rows.push(vec![
+                        key,
+                        (*b).into(),
+                        "B".into(),
+                        if disproved { "true" } else { "false" }.into(),
+                        p.cpr.clone(),
+                        start.to_string(),
+                    ]);
+                }
             }
         }
         lk.apply_defects(&mut rng, opts.defects);

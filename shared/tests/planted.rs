@@ -1,0 +1,356 @@
+//! Planted effects: the generator plants known effects (a completed §140 course lowers
+//! acute admissions in the 90 days after it by 30 %; home-care recipients are readmitted
+//! within 30 days of an acute discharge at twice the rate of others), and the marts must
+//! recover them — on their raw aggregates and on the published, disclosure-controlled
+//! national rows — while a population generated without them shows none. The
+//! tolerance comes from the counts themselves: three standard errors of the log of a
+//! ratio of two Poisson counts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use arrow::array::{Array, Int64Array, StringArray};
+use arrow::record_batch::RecordBatch;
+use bytes::Bytes;
+use chrono::NaiveDate;
+use naerdata::Platform;
+use naerdata::contract::Registry;
+use naerdata::generate::{self, Effects, GenerateOptions, Generated};
+use naerdata::ports::FixedClock;
+use naerdata::process;
+use naerdata::publication::{Granularity, Period};
+use naerdata::publish::{TOTAL, unprotected_cells};
+use naerdata::receive::{self, Received};
+
+const PERSONS: usize = 40_000;
+const SEED: u64 = 7;
+
+fn start() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2025, 8, 1).unwrap()
+}
+
+/// 14 months of deliveries, to 30 September 2026.
+fn days() -> u32 {
+    (NaiveDate::from_ymd_opt(2026, 9, 30).unwrap() - start()).num_days() as u32 + 1
+}
+
+fn reference_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 12, 31).unwrap()
+}
+
+/// Quarters whose before-windows (90 days before the admission a course follows) and
+/// 90 days of follow-up lie inside the generated days.
+fn rehab_quarters() -> Vec<Period> {
+    ["2026-01-15", "2026-04-15"]
+        .iter()
+        .map(|d| Granularity::Quarter.period_of(d.parse().unwrap()))
+        .collect()
+}
+
+/// Quarters with home care under way and 30 days of follow-up inside the generated
+/// days.
+fn care_quarters() -> Vec<Period> {
+    ["2025-11-15", "2026-01-15", "2026-04-15"]
+        .iter()
+        .map(|d| Granularity::Quarter.period_of(d.parse().unwrap()))
+        .collect()
+}
+
+async fn deliver(p: &Platform, key: &str, body: Vec<u8>) {
+    p.stores.landing.put(key, Bytes::from(body)).await.unwrap();
+    let Received::ToProcess(id) = receive::receive(p, key, None).await.unwrap() else {
+        panic!("{key} was not new")
+    };
+    process::process(p, &id).await.unwrap();
+}
+
+fn day_of(g: &Generated) -> String {
+    g.path
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|d| d.to_str())
+        .unwrap()
+        .to_string()
+}
+
+/// A generated population delivered and published. The hospital contacts come as one
+/// delivery, the KL Gateway reports as one per month and the register as its last full
+/// extract: a year of daily deliveries would take minutes to receive one by one, and
+/// the marts read only the current tables.
+async fn world(dir: &std::path::Path, effects: Effects) -> Platform {
+    let mut opts = GenerateOptions::new(dir.join("generated"));
+    opts.persons = PERSONS;
+    opts.seed = SEED;
+    opts.days = days();
+    opts.start = start();
+    opts.defects = 0.0;
+    opts.effects = effects;
+    // Two municipalities of 20,000: cells large enough for the national rows of
+    // home-care readmissions to be published (spread over 98, every cell is small and
+    // secondary suppression takes the margins too, as it must).
+    opts.kommuner = Some(2);
+    let files = generate::generate(&opts).unwrap();
+    let mut p = Platform::local(&dir.join("home"), Registry::builtin()).unwrap();
+    p.clock = Arc::new(FixedClock("2026-12-31T12:00:00Z".parse().unwrap()));
+
+    let of = |dataset: &'static str| files.iter().filter(move |g| g.dataset == dataset);
+    let mut lpr = Vec::new();
+    for (i, g) in of("lpr.kontakt").enumerate() {
+        let text = std::fs::read_to_string(&g.path).unwrap();
+        let skip = if i == 0 {
+            0
+        } else {
+            text.find('\n').unwrap() + 1
+        };
+        lpr.extend_from_slice(&text.as_bytes()[skip..]);
+    }
+    deliver(&p, "lpr/kontakt/2026-09-30/lpr.csv", lpr).await;
+    let mut months: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
+    for g in of("kommune.gateway") {
+        let day = day_of(g);
+        let month = months.entry(day[..7].to_string()).or_default();
+        month.0 = day;
+        month.1.extend(std::fs::read(&g.path).unwrap());
+    }
+    for (month, (last, body)) in months {
+        deliver(
+            &p,
+            &format!("kommune/gateway/{last}/gw-{month}.ndjson"),
+            body,
+        )
+        .await;
+    }
+    for dataset in ["cpr.befolkning", "cpr.personnummerskift"] {
+        let g = of(dataset).next_back().unwrap();
+        let key = format!(
+            "{}/{}/{}.csv",
+            dataset.replace('.', "/"),
+            day_of(g),
+            dataset
+        );
+        deliver(&p, &key, std::fs::read(&g.path).unwrap()).await;
+    }
+    naerdata::publish::publish(&p, reference_date())
+        .await
+        .unwrap();
+    p
+}
+
+/// Sums of named count columns over a batch's rows that pass `keep`.
+fn sums(b: &RecordBatch, keep: &dyn Fn(usize) -> bool, columns: &[&str]) -> Vec<f64> {
+    columns
+        .iter()
+        .map(|c| {
+            let a = b
+                .column_by_name(c)
+                .unwrap_or_else(|| panic!("no column {c}"));
+            let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Int64).unwrap();
+            let a = a.as_any().downcast_ref::<Int64Array>().unwrap();
+            (0..a.len())
+                .filter(|&i| keep(i) && a.is_valid(i))
+                .map(|i| a.value(i) as f64)
+                .sum()
+        })
+        .collect()
+}
+
+fn text<'a>(b: &'a RecordBatch, c: &str) -> &'a StringArray {
+    b.column_by_name(c)
+        .and_then(|a| a.as_any().downcast_ref::<StringArray>())
+        .unwrap_or_else(|| panic!("{c} is not text"))
+}
+
+/// A ratio of two rates, `(a / na) / (b / nb)`, with the standard error of its log
+/// (the counts taken as Poisson; the denominators as fixed).
+#[derive(Debug, Clone, Copy)]
+struct Ratio {
+    value: f64,
+    log_se: f64,
+}
+
+impl Ratio {
+    fn of(a: f64, na: f64, b: f64, nb: f64) -> Ratio {
+        assert!(
+            a >= 30.0 && b >= 30.0,
+            "too few events to tell: {a} and {b}"
+        );
+        Ratio {
+            value: (a / na) / (b / nb),
+            log_se: (1.0 / a + 1.0 / b).sqrt(),
+        }
+    }
+
+    /// Whether `expected` lies within three standard errors.
+    fn recovers(self, expected: f64) -> bool {
+        (self.value.ln() - expected.ln()).abs() <= 3.0 * self.log_se
+    }
+}
+
+/// Acute contacts in the 90 days after a course against the 90 days before the
+/// admission it followed, from rows of `rehab_effekt`.
+fn rehab_ratio(b: &RecordBatch, keep: &dyn Fn(usize) -> bool) -> Ratio {
+    let s = sums(
+        b,
+        keep,
+        &["akutte_kontakter_90d", "akutte_kontakter_foer_90d"],
+    );
+    Ratio::of(s[0], 1.0, s[1], 1.0)
+}
+
+/// 30-day readmissions per discharge of home-care recipients against others, from rows
+/// of `hjemmepleje_genindlaeggelser`.
+fn care_ratio(b: &RecordBatch, keep: &dyn Fn(usize) -> bool) -> Ratio {
+    let gruppe = text(b, "gruppe");
+    let group =
+        |g: &'static str| move |i: usize| keep(i) && gruppe.is_valid(i) && gruppe.value(i) == g;
+    let cols = ["genindlaeggelser_30d", "udskrivninger"];
+    let home = sums(b, &group("hjemmepleje"), &cols);
+    let other = sums(b, &group("ingen hjemmepleje"), &cols);
+    Ratio::of(home[0], home[1], other[0], other[1])
+}
+
+/// The published table of a mart, every row.
+async fn published(p: &Platform, mart: &str) -> RecordBatch {
+    let body = p
+        .stores
+        .lake
+        .get(&naerdata::publish::presentation_key("marts", mart))
+        .await
+        .unwrap()
+        .unwrap();
+    let batches: Vec<RecordBatch> =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+    arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
+}
+
+/// The published national rows of the given periods, where every count the ratio needs
+/// is published (suppressed cells are left out, as a reader must).
+fn national(b: &RecordBatch, period: &str, periods: &[Period], needed: &[&str]) -> Vec<bool> {
+    let labels: Vec<&str> = periods.iter().map(|p| p.label.as_str()).collect();
+    let (rows, when) = (text(b, "kommunekode"), text(b, period));
+    (0..b.num_rows())
+        .map(|i| {
+            rows.value(i) == TOTAL
+                && labels.contains(&when.value(i))
+                && needed
+                    .iter()
+                    .all(|c| b.column_by_name(c).unwrap().is_valid(i))
+        })
+        .collect()
+}
+
+struct Found {
+    rehab_raw: Ratio,
+    rehab_published: Ratio,
+    care_raw: Ratio,
+    care_published: Ratio,
+}
+
+async fn found(p: &Platform) -> Found {
+    let raw = unprotected_cells(p, "rehab_effekt", &rehab_quarters())
+        .await
+        .unwrap();
+    let rehab_raw = rehab_ratio(&raw, &|_| true);
+    let table = published(p, "rehab_effekt").await;
+    let keep = national(
+        &table,
+        "kvartal",
+        &rehab_quarters(),
+        &["akutte_kontakter_90d", "akutte_kontakter_foer_90d"],
+    );
+    let rehab_published = rehab_ratio(&table, &|i| keep[i]);
+
+    let raw = unprotected_cells(p, "hjemmepleje_genindlaeggelser", &care_quarters())
+        .await
+        .unwrap();
+    let care_raw = care_ratio(&raw, &|_| true);
+    let table = published(p, "hjemmepleje_genindlaeggelser").await;
+    let keep = national(
+        &table,
+        "kvartal",
+        &care_quarters(),
+        &["genindlaeggelser_30d", "udskrivninger"],
+    );
+    // A quarter counts only when both groups' cells are published.
+    let (quarters, gruppe) = (text(&table, "kvartal"), text(&table, "gruppe"));
+    let both: Vec<bool> = (0..table.num_rows())
+        .map(|i| {
+            keep[i]
+                && (0..table.num_rows())
+                    .filter(|&j| {
+                        keep[j]
+                            && quarters.value(j) == quarters.value(i)
+                            && gruppe.value(j) != TOTAL
+                    })
+                    .count()
+                    == 2
+        })
+        .collect();
+    let care_published = care_ratio(&table, &|i| both[i]);
+    Found {
+        rehab_raw,
+        rehab_published,
+        care_raw,
+        care_published,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_marts_recover_planted_effects_and_find_none_where_none_was_planted() {
+    let planted = Effects::PLANTED;
+    let rehab = 1.0 - planted.rehab_acute_reduction;
+    let care = planted.home_care_readmission_ratio;
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = world(&dir.path().join("planted"), planted).await;
+    let with = found(&p).await;
+    drop(p);
+    let p = world(&dir.path().join("none"), Effects::NONE).await;
+    let without = found(&p).await;
+    eprintln!(
+        "planted: rehab after/before raw {:?}, published {:?}; home care raw {:?}, published {:?}",
+        with.rehab_raw, with.rehab_published, with.care_raw, with.care_published
+    );
+    eprintln!(
+        "none: rehab after/before raw {:?}, published {:?}; home care raw {:?}, published {:?}",
+        without.rehab_raw, without.rehab_published, without.care_raw, without.care_published
+    );
+
+    // Recovered where planted, on the raw cells and on what a reader sees.
+    for (what, r) in [("raw", with.rehab_raw), ("published", with.rehab_published)] {
+        assert!(r.recovers(rehab), "rehab {what}: {r:?}, planted {rehab}");
+    }
+    for (what, r) in [("raw", with.care_raw), ("published", with.care_published)] {
+        assert!(r.recovers(care), "home care {what}: {r:?}, planted {care}");
+    }
+    // Nothing where nothing was planted...
+    for (what, r) in [
+        ("rehab raw", without.rehab_raw),
+        ("rehab published", without.rehab_published),
+        ("home care raw", without.care_raw),
+        ("home care published", without.care_published),
+    ] {
+        assert!(
+            r.recovers(1.0),
+            "{what} shows an effect none was planted: {r:?}"
+        );
+    }
+    // ...so the checks above fail when the effect is removed from the generator: the
+    // population without it does not "recover" the planted effect.
+    assert!(!without.rehab_raw.recovers(rehab));
+    assert!(!without.rehab_published.recovers(rehab));
+    assert!(!without.care_raw.recovers(care));
+    assert!(!without.care_published.recovers(care));
+}
+
+#[test]
+fn a_ratio_recovers_what_lies_within_three_standard_errors() {
+    let r = Ratio::of(70.0, 1.0, 100.0, 1.0);
+    assert!(r.recovers(0.7));
+    assert!(!r.recovers(2.0));
+}

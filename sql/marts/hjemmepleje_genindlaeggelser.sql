@@ -1,0 +1,120 @@
+-- mart: hjemmepleje_genindlaeggelser
+-- title: Hjemmepleje og hospital: akutte indlæggelser og genindlæggelser inden 30 dage, borgere på 65 år og derover
+-- caveat: Citizens aged 65 and over, resident in the municipality (population register, else municipal reports), compared within that age band only: not yet age/sex standardised, and home-care recipients are older and sicker than the comparison group.
+-- caveat: Home care = a §83 intervention planned in the municipality's KL Gateway reports and active on the day (the admission, the discharge, the quarter's end); a municipality that reports late makes its recipients look like non-recipients.
+-- caveat: Admissions and discharges are acute LPR contacts (ATA1); a readmission is an acute contact beginning 1-30 days after an acute discharge, counted against the discharge.
+-- period: kvartal quarter
+-- follow_up: 30 days
+-- rows: kommunekode
+-- cols: gruppe
+-- counts: borgere, akutte_indlaeggelser, udskrivninger, genindlagt_30d, genindlaeggelser_30d
+-- persons: akutte_indlaeggelser = indlagte_personer
+-- persons: udskrivninger = udskrevne_personer
+-- persons: genindlagt_30d = genindlagte_personer
+-- persons: genindlaeggelser_30d = genindlagte_personer
+-- nested: genindlagt_30d < udskrivninger
+-- rates: akutte_indlaeggelser_pr_1000 = 1000 * akutte_indlaeggelser / borgere
+-- rates: genindlaeggelser_30d_pr_1000 = 1000 * genindlaeggelser_30d / borgere
+-- rates: andel_genindlagt_30d = genindlagt_30d / udskrivninger
+-- rates: genindlaeggelser_30d_pr_100_udskrivninger = 100 * genindlaeggelser_30d / udskrivninger
+-- The seed's second question: how often are home-care recipients admitted acutely, and
+-- readmitted within 30 days of a discharge, beside citizens of the same age band without
+-- home care? Per municipality of residence and quarter (months are too small for most
+-- municipalities' readmissions), for citizens aged 65 and over:
+--   borgere: residents at the quarter's end, by whether home care was active then
+--     (the denominator of the per-1,000 rates: admissions per quarter);
+--   akutte_indlaeggelser: acute admissions beginning in the quarter, by home care on the
+--     admission day;
+--   udskrivninger: acute discharges in the quarter, by home care on the discharge day;
+--   genindlagt_30d: of them, those followed by an acute admission within 30 days;
+--   genindlaeggelser_30d: the acute admissions within 30 days after them (events).
+-- A quarter closes once the 30 days after it are delivered. Admissions and discharges are
+-- events, each with the distinct persons behind it (the *_personer columns, for disclosure
+-- control, not published). Portable SQL (DataFusion, Athena); `perioder` lists the quarters.
+WITH hjemmepleje AS (
+    SELECT DISTINCT person_id, startdato, slutdato
+    FROM kommune_indsats_current
+    WHERE lovgrundlag = '§83' AND type = 'planned' AND person_id IS NOT NULL
+),
+bopael AS (
+    SELECT b.person_id, b.kommunekode, b.gyldig_fra, b.gyldig_til, d.birth_year
+    FROM person_bopael b
+    JOIN dim_person d ON d.person_id = b.person_id
+),
+beboere AS (
+    SELECT p.periode, b.person_id, b.kommunekode,
+           MAX(CASE WHEN h.person_id IS NOT NULL THEN 1 ELSE 0 END) AS pleje
+    FROM bopael b
+    JOIN perioder p ON b.gyldig_fra <= p.periode_slut
+     AND (b.gyldig_til IS NULL OR b.gyldig_til >= p.periode_slut)
+     AND EXTRACT(YEAR FROM p.periode_slut) - b.birth_year >= 65
+    LEFT JOIN hjemmepleje h ON h.person_id = b.person_id
+     AND h.startdato <= p.periode_slut AND (h.slutdato IS NULL OR h.slutdato >= p.periode_slut)
+    GROUP BY p.periode, b.person_id, b.kommunekode
+),
+akut AS (
+    SELECT DISTINCT person_id, dw_ek_kontakt, dato_start, dato_slut
+    FROM lpr_kontakt_current
+    WHERE prioritet = 'ATA1' AND person_id IS NOT NULL
+),
+indlaeggelser AS (
+    -- Acute admissions of residents aged 65+, placed where the person lived that day.
+    SELECT p.periode, a.person_id, a.dw_ek_kontakt, b.kommunekode,
+           MAX(CASE WHEN h.person_id IS NOT NULL THEN 1 ELSE 0 END) AS pleje
+    FROM akut a
+    JOIN perioder p ON a.dato_start BETWEEN p.periode_start AND p.periode_slut
+    JOIN bopael b ON b.person_id = a.person_id AND b.gyldig_fra <= a.dato_start
+     AND (b.gyldig_til IS NULL OR b.gyldig_til >= a.dato_start)
+     AND EXTRACT(YEAR FROM a.dato_start) - b.birth_year >= 65
+    LEFT JOIN hjemmepleje h ON h.person_id = a.person_id
+     AND h.startdato <= a.dato_start AND (h.slutdato IS NULL OR h.slutdato >= a.dato_start)
+    GROUP BY p.periode, a.person_id, a.dw_ek_kontakt, b.kommunekode
+),
+udskrivninger AS (
+    SELECT p.periode, a.person_id, a.dw_ek_kontakt, a.dato_slut, b.kommunekode,
+           MAX(CASE WHEN h.person_id IS NOT NULL THEN 1 ELSE 0 END) AS pleje
+    FROM akut a
+    JOIN perioder p ON a.dato_slut BETWEEN p.periode_start AND p.periode_slut
+    JOIN bopael b ON b.person_id = a.person_id AND b.gyldig_fra <= a.dato_slut
+     AND (b.gyldig_til IS NULL OR b.gyldig_til >= a.dato_slut)
+     AND EXTRACT(YEAR FROM a.dato_slut) - b.birth_year >= 65
+    LEFT JOIN hjemmepleje h ON h.person_id = a.person_id
+     AND h.startdato <= a.dato_slut AND (h.slutdato IS NULL OR h.slutdato >= a.dato_slut)
+    GROUP BY p.periode, a.person_id, a.dw_ek_kontakt, a.dato_slut, b.kommunekode
+),
+genindlaeggelser AS (
+    SELECT u.periode, u.dw_ek_kontakt, COUNT(a.dw_ek_kontakt) AS n
+    FROM udskrivninger u
+    LEFT JOIN akut a ON a.person_id = u.person_id AND a.dw_ek_kontakt <> u.dw_ek_kontakt
+     AND a.dato_start > u.dato_slut AND a.dato_start <= u.dato_slut + INTERVAL '30' DAY
+    GROUP BY u.periode, u.dw_ek_kontakt
+),
+celler AS (
+    SELECT periode, kommunekode, pleje,
+           1 AS borger, person_id AS borger_id,
+           0 AS indlagt, CAST(NULL AS VARCHAR) AS indlagt_id,
+           0 AS udskrevet, CAST(NULL AS VARCHAR) AS udskrevet_id,
+           0 AS genindlagt, 0 AS genindlaeggelser, CAST(NULL AS VARCHAR) AS genindlagt_id
+    FROM beboere
+    UNION ALL
+    SELECT periode, kommunekode, pleje, 0, NULL, 1, person_id, 0, NULL, 0, 0, NULL
+    FROM indlaeggelser
+    UNION ALL
+    SELECT u.periode, u.kommunekode, u.pleje, 0, NULL, 0, NULL, 1, u.person_id,
+           CASE WHEN g.n > 0 THEN 1 ELSE 0 END, g.n,
+           CASE WHEN g.n > 0 THEN u.person_id END
+    FROM udskrivninger u
+    JOIN genindlaeggelser g ON g.periode = u.periode AND g.dw_ek_kontakt = u.dw_ek_kontakt
+)
+SELECT periode AS kvartal, kommunekode,
+       CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END AS gruppe,
+       SUM(borger) AS borgere,
+       SUM(indlagt) AS akutte_indlaeggelser,
+       COUNT(DISTINCT indlagt_id) AS indlagte_personer,
+       SUM(udskrevet) AS udskrivninger,
+       COUNT(DISTINCT udskrevet_id) AS udskrevne_personer,
+       SUM(genindlagt) AS genindlagt_30d,
+       SUM(genindlaeggelser) AS genindlaeggelser_30d,
+       COUNT(DISTINCT genindlagt_id) AS genindlagte_personer
+FROM celler
+GROUP BY periode, kommunekode, CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END
