@@ -181,6 +181,28 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
             ));
         }
     }
+    // The marts: every publication side by side, `publication` from the folder name.
+    // Take the newest (`WHERE publication = (SELECT max(publication) FROM ...)`) or any
+    // earlier one.
+    for spec in crate::publish::marts() {
+        let prefix = layout::presentation_prefix("marts", &spec.name);
+        let published = p.stores.lake.list(&prefix).await?;
+        if published
+            .iter()
+            .any(|o| layout::mart_publication_of(&spec.name, &o.key).is_some())
+        {
+            let glob = format!(
+                "{prefix}{}=*/{}",
+                layout::PUBLICATION_PARTITION,
+                layout::PRESENTATION_FILE
+            );
+            sql.push_str(&format!(
+                "\n-- presentation (marts): every publication\nCREATE OR REPLACE VIEW {} AS\n  SELECT * FROM read_parquet({}, hive_partitioning = true, union_by_name = true);\n",
+                spec.name,
+                sql_string(&p.stores.lake.locate(&glob))
+            ));
+        }
+    }
     // Quality metrics: a Delta table like the curated ones.
     if let Some(t) = delta::open(p.stores.lake.as_ref(), layout::METRICS_PREFIX, None).await? {
         let files = delta::active_files(&t)?;

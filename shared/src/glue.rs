@@ -8,9 +8,10 @@
 //! contract), for people browsing the catalog. The monitor's quality tables use
 //! partition projection on their folders.
 //!
-//! The presentation zone's tables (current tables, dimensions, marts) are unpartitioned
-//! and declared from [`crate::lake::PresentationTable`]s, which the publish step
-//! derives from the SQL it runs (`publish::presentation_tables`).
+//! The presentation zone's current tables and dimensions are unpartitioned; a mart is
+//! partitioned by `publication` (projected), one folder per publication. They are
+//! declared from [`crate::lake::PresentationTable`]s, which the publish step derives
+//! from the SQL it runs (`publish::presentation_tables`).
 
 use serde_json::{Value, json};
 
@@ -158,15 +159,33 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
     if let Some(id) = &t.contract {
         parameters["contract"] = json!(id);
     }
-    parquet_table(
-        json!({
-            "Name": t.name,
-            "Description": comment(&t.description),
-            "Parameters": parameters,
-        }),
-        &t.prefix(),
-        columns,
-    )
+    let mut input = json!({
+        "Name": t.name,
+        "Description": comment(&t.description),
+        "Parameters": parameters,
+    });
+    if t.kind == "marts" {
+        // Every publication is a partition, projected from its folder name: a new one
+        // is readable as soon as it is written, with no catalog write, and the earlier
+        // ones stay. The newest: WHERE publication = (SELECT max(publication) ...).
+        let key = layout::PUBLICATION_PARTITION;
+        input["PartitionKeys"] = json!([{
+            "Name": key,
+            "Type": "string",
+            "Comment": "The publication (its reference date, YYYY-MM-DD): each is the whole table as published that day.",
+        }]);
+        let p = &mut input["Parameters"];
+        p["projection.enabled"] = json!("true");
+        p[format!("projection.{key}.type")] = json!("date");
+        p[format!("projection.{key}.format")] = json!("yyyy-MM-dd");
+        p[format!("projection.{key}.range")] = json!("2026-01-01,NOW");
+        p[format!("projection.{key}.interval")] = json!("1");
+        p[format!("projection.{key}.interval.unit")] = json!("DAYS");
+        p["storage.location.template"] = json!({
+            "Fn::Sub": format!("s3://${{LakeBucket}}/{}{key}=${{!{key}}}/", t.prefix())
+        });
+    }
+    parquet_table(input, &t.prefix(), columns)
 }
 
 /// The quality tables: `quality_metrics` (a Delta table, one commit per delivery),

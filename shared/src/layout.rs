@@ -196,6 +196,30 @@ pub fn presentation_table_of(key: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// The partition column of a mart's publications (a date, `YYYY-MM-DD`).
+pub const PUBLICATION_PARTITION: &str = "publication";
+
+/// A mart's publication as of `day`:
+/// `presentation/marts/<mart>/publication=<day>/data.parquet`. Each publication is the
+/// whole table as published that day (every period and revision so far), kept beside
+/// the earlier ones, never in their place.
+pub fn mart_publication_key(mart: &str, day: NaiveDate) -> String {
+    format!(
+        "{}{PUBLICATION_PARTITION}={day}/{PRESENTATION_FILE}",
+        presentation_prefix("marts", mart)
+    )
+}
+
+/// The day of a mart publication's key (see [`mart_publication_key`]).
+pub fn mart_publication_of(mart: &str, key: &str) -> Option<NaiveDate> {
+    key.strip_prefix(&presentation_prefix("marts", mart))?
+        .strip_prefix(PUBLICATION_PARTITION)?
+        .strip_prefix('=')?
+        .strip_suffix(&format!("/{PRESENTATION_FILE}"))?
+        .parse()
+        .ok()
+}
+
 /// The disclosure report beside a mart's register.
 pub fn mart_disclosure_key(mart: &str) -> String {
     format!("{}_disclosure.json", presentation_prefix("marts", mart))
@@ -403,6 +427,25 @@ mod tests {
         assert_eq!(
             mart_disclosure_key("m"),
             "presentation/marts/m/_disclosure.json"
+        );
+        assert_eq!(
+            mart_publication_key("m", day(2027, 4, 15)),
+            "presentation/marts/m/publication=2027-04-15/data.parquet"
+        );
+        assert_eq!(
+            mart_publication_of("m", &mart_publication_key("m", day(2027, 4, 15))),
+            Some(day(2027, 4, 15))
+        );
+        assert_eq!(
+            mart_publication_of("m", "presentation/marts/m/data.parquet"),
+            None
+        );
+        assert_eq!(
+            mart_publication_of(
+                "m",
+                "presentation/marts/mm/publication=2027-04-15/data.parquet"
+            ),
+            None
         );
         assert_eq!(
             mart_superseded_key("m", day(2026, 4, 1)),

@@ -197,17 +197,10 @@ pub fn view(
 pub async fn published_marts(p: &Platform) -> Result<Vec<(MartSpec, Vec<Release>)>, StepError> {
     let mut out = Vec::new();
     for spec in publish::marts() {
-        let key = publish::presentation_key("marts", &spec.name);
-        let Some(body) = p.stores.lake.get(&key).await? else {
+        let Some((key, batches)) = publish::latest_publication(p, &spec.name, None).await? else {
             continue;
         };
         let bad = |e: String| StepError::Internal(format!("reading {key}: {e}"));
-        let batches: Vec<arrow::record_batch::RecordBatch> =
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
-                .and_then(|b| b.build())
-                .map_err(|e| bad(e.to_string()))?
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad(e.to_string()))?;
         let register = publication::read_register(&spec, &batches).map_err(bad)?;
         out.push((spec, register));
     }

@@ -24,11 +24,11 @@
 //!   [`REVISABLE_DAYS`] after they close; after that they are final, and carried as
 //!   they are.
 //!
-//! The register of everything published is the mart's table itself
-//! (`presentation/marts/<name>/data.parquet`): every period and revision with its
-//! publication date. The next publication reads it back to know what is frozen. A
-//! later partitioning by publication (`publication=YYYY-MM-DD/`) can split it by
-//! `publiceret` as it is.
+//! The register of everything published is the mart's newest publication
+//! (`presentation/marts/<name>/publication=YYYY-MM-DD/data.parquet`): every period and
+//! revision with the day it was published, and the publication's `reference_date`. The
+//! next publication reads it back to know what is frozen, and writes a folder of its
+//! own beside it: earlier publications stay as they were.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -53,6 +53,11 @@ pub const REVISABLE_DAYS: i64 = 365;
 pub const REVISION: &str = "revision";
 /// The column with the day a row was published.
 pub const PUBLISHED: &str = "publiceret";
+/// The column with the reference date of the publication a table is: the day its
+/// numbers are as of (frozen rows keep the numbers of the day in `publiceret`). The
+/// same date as the `publication` partition the file lies in, so a file read on its
+/// own still says what it is.
+pub const REFERENCE_DATE: &str = "reference_date";
 /// The column with the disclosure rule set a row was protected under.
 pub const RULE_SET_COLUMN: &str = "disclosure_rule_set";
 
@@ -572,10 +577,16 @@ pub fn register_schema(spec: &MartSpec) -> SchemaRef {
     fields.push(Field::new(REVISION, DataType::Int32, false));
     fields.push(Field::new(PUBLISHED, DataType::Date32, false));
     fields.push(Field::new(RULE_SET_COLUMN, DataType::Utf8, false));
+    fields.push(Field::new(REFERENCE_DATE, DataType::Date32, false));
     Arc::new(Schema::new(fields))
 }
 
-pub fn register_batch(spec: &MartSpec, register: &[Release]) -> RecordBatch {
+/// The register as the publication of `reference_date`.
+pub fn register_batch(
+    spec: &MartSpec,
+    register: &[Release],
+    reference_date: NaiveDate,
+) -> RecordBatch {
     let rows = || {
         register
             .iter()
@@ -612,6 +623,12 @@ pub fn register_batch(spec: &MartSpec, register: &[Release]) -> RecordBatch {
             .collect::<Vec<_>>(),
     )));
     arrays.push(strings(&|r, _| r.rule_set.clone()));
+    arrays.push(Arc::new(Date32Array::from(vec![
+        days_since_epoch(
+            reference_date
+        );
+        rows().count()
+    ])));
     RecordBatch::try_new(register_schema(spec), arrays).expect("the register's schema")
 }
 
@@ -621,8 +638,21 @@ pub fn read_register(spec: &MartSpec, batches: &[RecordBatch]) -> Result<Vec<Rel
     let want = register_schema(spec);
     let mut by_key: BTreeMap<(String, i32), Release> = BTreeMap::new();
     for b in batches {
-        let names: Vec<&String> = b.schema_ref().fields().iter().map(|f| f.name()).collect();
-        let wanted: Vec<&String> = want.fields().iter().map(|f| f.name()).collect();
+        // The reference date is the publication's, not the register's (and tables
+        // published before it existed lack it).
+        let names: Vec<&String> = b
+            .schema_ref()
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .filter(|n| *n != REFERENCE_DATE)
+            .collect();
+        let wanted: Vec<&String> = want
+            .fields()
+            .iter()
+            .map(|f| f.name())
+            .filter(|n| *n != REFERENCE_DATE)
+            .collect();
         if names != wanted {
             return Err(format!("published columns {names:?}, declared {wanted:?}"));
         }
@@ -809,7 +839,7 @@ mod tests {
         assert_eq!(shown(revision, "101"), (None, None));
         assert_eq!(shown(revision, TOTAL).0, None);
         // The register reads back as written.
-        let batch = register_batch(&spec, &register);
+        let batch = register_batch(&spec, &register, day(2026, 12, 16));
         assert_eq!(read_register(&spec, &[batch]).unwrap(), register);
         // The same day again: nothing new.
         let before = register.clone();

@@ -1152,33 +1152,27 @@ async fn publish_mart(
     let raw = publication::raw_by_period(spec, &batches).map_err(err)?;
     let queried = started.elapsed().as_secs_f64();
 
-    let key = presentation_key("marts", &spec.name);
-    let mut register = match p.stores.lake.get(&key).await.map_err(StepError::from)? {
+    // The register: the newest publication up to this day (a re-run of the same day
+    // starts from that day's, which it replaces: nothing new unless the data changed).
+    let earlier = latest_publication(p, &spec.name, Some(day))
+        .await?
+        .map(|(key, batches)| (key, publication::read_register(spec, &batches)));
+    let mut register = match earlier {
         None => Vec::new(),
-        Some(bytes) => {
-            let batches: Vec<RecordBatch> =
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
-                    .and_then(|b| b.build())
-                    .map_err(|e| err(format!("reading {key}: {e}")))?
-                    .collect::<Result<_, _>>()?;
-            match publication::read_register(spec, &batches) {
-                Ok(r) => r,
-                Err(why) => {
-                    // The mart changed shape: its earlier table is kept aside, and a
-                    // new series starts.
-                    let aside = crate::layout::mart_superseded_key(&spec.name, day);
-                    tracing::warn!(mart = %spec.name, %why, %aside, "starting a new published series");
-                    let old = p.stores.lake.get(&key).await.map_err(StepError::from)?;
-                    if let Some(old) = old {
-                        p.stores
-                            .lake
-                            .put(&aside, old)
-                            .await
-                            .map_err(StepError::from)?;
-                    }
-                    Vec::new()
-                }
+        Some((_, Ok(register))) => register,
+        Some((old, Err(why))) => {
+            // The mart changed shape: its earlier table is kept aside, and a new
+            // series starts.
+            let aside = crate::layout::mart_superseded_key(&spec.name, day);
+            tracing::warn!(mart = %spec.name, %why, %aside, "starting a new published series");
+            if let Some(body) = p.stores.lake.get(&old).await.map_err(StepError::from)? {
+                p.stores
+                    .lake
+                    .put(&aside, body)
+                    .await
+                    .map_err(StepError::from)?;
             }
+            Vec::new()
         }
     };
     let started = std::time::Instant::now();
@@ -1191,7 +1185,8 @@ async fn publish_mart(
         protect_seconds = started.elapsed().as_secs_f64(),
         "mart computed"
     );
-    let batch = publication::register_batch(spec, &register);
+    let batch = publication::register_batch(spec, &register, day);
+    let key = crate::layout::mart_publication_key(&spec.name, day);
     put_batch(p, &key, &batch).await?;
     let mut seen: Vec<&str> = register.iter().map(|r| r.period.as_str()).collect();
     seen.dedup();
@@ -1213,6 +1208,38 @@ async fn publish_mart(
         .await
         .map_err(StepError::from)?;
     Ok((batch, report))
+}
+
+/// A mart's newest publication up to `up_to` (any when `None`): its key and its rows
+/// (every period and revision published by then). A mart published before the
+/// publication partitions has its one table (`data.parquet`) instead.
+pub async fn latest_publication(
+    p: &Platform,
+    mart: &str,
+    up_to: Option<NaiveDate>,
+) -> Result<Option<(String, Vec<RecordBatch>)>, StepError> {
+    let newest = p
+        .stores
+        .lake
+        .list(&crate::layout::presentation_prefix("marts", mart))
+        .await?
+        .into_iter()
+        .filter_map(|o| crate::layout::mart_publication_of(mart, &o.key).map(|d| (d, o.key)))
+        .filter(|(d, _)| up_to.is_none_or(|u| *d <= u))
+        .max();
+    let key = match newest {
+        Some((_, key)) => key,
+        None => presentation_key("marts", mart),
+    };
+    let Some(body) = p.stores.lake.get(&key).await? else {
+        return Ok(None);
+    };
+    let batches = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+        .and_then(|b| b.build())
+        .map_err(|e| StepError::Internal(format!("reading {key}: {e}")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| StepError::Internal(format!("reading {key}: {e}")))?;
+    Ok(Some((key, batches)))
 }
 
 pub(crate) async fn put_batches(

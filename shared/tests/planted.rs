@@ -209,22 +209,16 @@ fn care_ratio(b: &RecordBatch, keep: &dyn Fn(usize) -> bool) -> Ratio {
     Ratio::of(home[0], home[1], other[0], other[1])
 }
 
-/// The published table of a mart, every row.
+/// The newest publication of a mart, every row.
 async fn published(p: &Platform, mart: &str) -> RecordBatch {
-    let body = p
-        .stores
-        .lake
-        .get(&naerdata::publish::presentation_key("marts", mart))
+    let (key, batches) = naerdata::publish::latest_publication(p, mart, None)
         .await
         .unwrap()
         .unwrap();
-    let batches: Vec<RecordBatch> =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+    assert_eq!(
+        key,
+        naerdata::layout::mart_publication_key(mart, reference_date())
+    );
     arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 

@@ -423,10 +423,15 @@ async fn the_catalog_declares_what_publish_writes() {
             .iter()
             .find(|t| &t.name == name)
             .unwrap_or_else(|| panic!("{name} is written but not declared"));
-        let path = dir
-            .path()
-            .join("lake")
-            .join(naerdata::publish::presentation_key(t.kind, &t.name));
+        let key = if t.kind == "marts" {
+            naerdata::layout::mart_publication_key(
+                &t.name,
+                NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            )
+        } else {
+            naerdata::publish::presentation_key(t.kind, &t.name)
+        };
+        let path = dir.path().join("lake").join(key);
         let file = std::fs::File::open(&path).unwrap();
         let schema = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
             .unwrap()

@@ -480,6 +480,9 @@ def check_duckdb(home, tables, metrics, receipts, report):
     # Views over the presentation zone (current tables, dimensions, marts) are
     # checked separately: they are derived, not delivered.
     presentation = {p.parent.name for p in (home / "lake" / "presentation").glob("*/*/data.parquet")}
+    # A mart is one folder per publication (publication=YYYY-MM-DD/data.parquet).
+    presentation |= {p.parent.parent.name
+                     for p in (home / "lake" / "presentation").glob("marts/*/publication=*/data.parquet")}
     check_presentation(con, [v for v in all_views if v in presentation], lake, report)
     check_complements(con, [v for v in all_views if v in presentation], report)
     quality = [v for v in all_views if v.startswith("quality_")]
@@ -601,9 +604,17 @@ def check_presentation(con, views, lake, report):
                 # Every row says when it was published and which revision it is; a
                 # period's revisions are numbered 0, 1, ... and each is published on one
                 # day, later revisions later.
-                for need in ("revision", "publiceret"):
+                for need in ("revision", "publiceret", "reference_date", "publication"):
                     if need not in cols:
                         problems.append(f"no column {need}")
+                # A publication's file says which it is: its reference date is the
+                # partition's, and nothing in it was published after that day.
+                if "reference_date" in cols and "publication" in cols:
+                    odd = con.execute(f'''SELECT count(*) FROM "{v}"
+                        WHERE CAST(reference_date AS DATE) <> CAST(publication AS DATE)
+                           OR publiceret > reference_date''').fetchone()[0]
+                    if odd:
+                        problems.append(f"{odd} row(s) whose reference date is not their publication's")
                 if "revision" in cols and "publiceret" in cols:
                     period = cols[0]
                     odd = con.execute(f"""

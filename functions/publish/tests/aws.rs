@@ -199,7 +199,7 @@ async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_give
         "closed periods are published"
     );
     for (mart, batch) in &expected.batches {
-        let key = naerdata::publish::presentation_key("marts", mart);
+        let key = naerdata::layout::mart_publication_key(mart, day);
         let published = batches(&stack.get(&lake, &key).await);
         let published = arrow::compute::concat_batches(&batch.schema(), &published).unwrap();
         assert_eq!(&published, batch, "{mart}");
@@ -220,7 +220,11 @@ async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_give
     );
     assert!(report["input_cprs"].as_u64().unwrap() > 100);
     for t in &declared {
-        let key = naerdata::publish::presentation_key(t.kind, &t.name);
+        let key = if t.kind == "marts" {
+            naerdata::layout::mart_publication_key(&t.name, day)
+        } else {
+            naerdata::publish::presentation_key(t.kind, &t.name)
+        };
         if !tables.contains_key(&t.name) && t.kind != "marts" {
             continue; // a dataset the generator does not deliver
         }
