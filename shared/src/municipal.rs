@@ -554,6 +554,14 @@ mod tests {
     }
 
     #[test]
+    fn counts_shares_and_rates_per_100_read_as_what_they_are() {
+        assert_eq!(number(Some(12.0), false, 1), "12");
+        assert_eq!(number(Some(0.125), true, 1), "12.5 %");
+        assert_eq!(number(Some(24.64), true, 100), "24.6 pr. 100");
+        assert!(number(None, true, 100).contains("sup"));
+    }
+
+    #[test]
     fn a_page_holds_nothing_of_another_municipality() {
         // 101 (København) and 751 (Aarhus) in different clusters; Aarhus's numbers are
         // distinctive, so any trace of them on København's page would show.

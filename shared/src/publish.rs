@@ -1420,6 +1420,18 @@ mod tests {
             MartSpec::parse("x", "-- period: maaned week\n-- rows: r\n-- counts: a\n").is_err()
         );
         assert!(ok("-- follow_up: ninety\n").is_err());
+        // Rates: a share of a nested count, a rate of events, either with a factor.
+        let spec =
+            ok("-- nested: a < b\n-- rates: s = a / b\n-- rates: r = 100 * c / b\n").unwrap();
+        assert_eq!(spec.rates[1].per, 100);
+        let cell = disclosure::Cell::Value;
+        assert_eq!(spec.rate(0, cell(10), cell(40)), Some(0.25));
+        assert_eq!(spec.rate(1, cell(60), cell(40)), Some(150.0));
+        assert_eq!(spec.rate(1, cell(3), cell(40)), None, "a numerator under 5");
+        assert_eq!(spec.rate(0, cell(38), cell(40)), None, "a complement of 2");
+        assert!(ok("-- rates: r = 0 * a / b\n").is_err());
+        assert!(ok("-- rates: r = many * a / b\n").is_err());
+        assert!(ok("-- rates: r = 100 * a / d\n").is_err());
     }
 
     #[test]

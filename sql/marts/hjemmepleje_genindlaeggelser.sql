@@ -57,30 +57,33 @@ akut AS (
     FROM lpr_kontakt_current
     WHERE prioritet = 'ATA1' AND person_id IS NOT NULL
 ),
-indlaeggelser AS (
-    -- Acute admissions of residents aged 65+, placed where the person lived that day.
-    SELECT p.periode, a.person_id, a.dw_ek_kontakt, b.kommunekode,
+haendelser AS (
+    -- Each acute contact's admission day and, once discharged, its discharge day.
+    SELECT person_id, dw_ek_kontakt, 'indlagt' AS haendelse, dato_start AS dag FROM akut
+    UNION ALL
+    SELECT person_id, dw_ek_kontakt, 'udskrevet', dato_slut FROM akut WHERE dato_slut IS NOT NULL
+),
+paa_dagen AS (
+    -- Each event of a resident aged 65+, placed where the person lived that day, and
+    -- whether home care was active that day.
+    SELECT p.periode, e.haendelse, e.person_id, e.dw_ek_kontakt, e.dag, b.kommunekode,
            MAX(CASE WHEN h.person_id IS NOT NULL THEN 1 ELSE 0 END) AS pleje
-    FROM akut a
-    JOIN perioder p ON a.dato_start BETWEEN p.periode_start AND p.periode_slut
-    JOIN bopael b ON b.person_id = a.person_id AND b.gyldig_fra <= a.dato_start
-     AND (b.gyldig_til IS NULL OR b.gyldig_til >= a.dato_start)
-     AND EXTRACT(YEAR FROM a.dato_start) - b.birth_year >= 65
-    LEFT JOIN hjemmepleje h ON h.person_id = a.person_id
-     AND h.startdato <= a.dato_start AND (h.slutdato IS NULL OR h.slutdato >= a.dato_start)
-    GROUP BY p.periode, a.person_id, a.dw_ek_kontakt, b.kommunekode
+    FROM haendelser e
+    JOIN perioder p ON e.dag BETWEEN p.periode_start AND p.periode_slut
+    JOIN bopael b ON b.person_id = e.person_id AND b.gyldig_fra <= e.dag
+     AND (b.gyldig_til IS NULL OR b.gyldig_til >= e.dag)
+     AND EXTRACT(YEAR FROM e.dag) - b.birth_year >= 65
+    LEFT JOIN hjemmepleje h ON h.person_id = e.person_id
+     AND h.startdato <= e.dag AND (h.slutdato IS NULL OR h.slutdato >= e.dag)
+    GROUP BY p.periode, e.haendelse, e.person_id, e.dw_ek_kontakt, e.dag, b.kommunekode
+),
+indlaeggelser AS (
+    SELECT periode, person_id, dw_ek_kontakt, kommunekode, pleje
+    FROM paa_dagen WHERE haendelse = 'indlagt'
 ),
 udskrivninger AS (
-    SELECT p.periode, a.person_id, a.dw_ek_kontakt, a.dato_slut, b.kommunekode,
-           MAX(CASE WHEN h.person_id IS NOT NULL THEN 1 ELSE 0 END) AS pleje
-    FROM akut a
-    JOIN perioder p ON a.dato_slut BETWEEN p.periode_start AND p.periode_slut
-    JOIN bopael b ON b.person_id = a.person_id AND b.gyldig_fra <= a.dato_slut
-     AND (b.gyldig_til IS NULL OR b.gyldig_til >= a.dato_slut)
-     AND EXTRACT(YEAR FROM a.dato_slut) - b.birth_year >= 65
-    LEFT JOIN hjemmepleje h ON h.person_id = a.person_id
-     AND h.startdato <= a.dato_slut AND (h.slutdato IS NULL OR h.slutdato >= a.dato_slut)
-    GROUP BY p.periode, a.person_id, a.dw_ek_kontakt, a.dato_slut, b.kommunekode
+    SELECT periode, person_id, dw_ek_kontakt, dag AS dato_slut, kommunekode, pleje
+    FROM paa_dagen WHERE haendelse = 'udskrevet'
 ),
 genindlaeggelser AS (
     SELECT u.periode, u.dw_ek_kontakt, COUNT(a.dw_ek_kontakt) AS n
