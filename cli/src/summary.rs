@@ -90,7 +90,15 @@ pub async fn print_demo(
         let hidden = rehab.num_rows() - shown.num_rows();
         let shown = shown.project(&keep)?;
         println!("{}", arrow::util::pretty::pretty_format_batches(&[shown])?);
-        println!("({hidden} municipality rows with too few courses to publish are left out)");
+        println!("({hidden} rows with too few courses to publish are left out)");
+        if let Some(spec) = naerdata::publish::marts()
+            .into_iter()
+            .find(|m| m.name == "rehab_effekt")
+        {
+            for caveat in &spec.caveats {
+                println!("note: {caveat}");
+            }
+        }
         println!("rule set: {}", naerdata::disclosure::RULE_SET);
     }
     Ok(())
