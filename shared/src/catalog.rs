@@ -173,7 +173,8 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
         ));
     }
     // The presentation zone: current tables, dimensions and marts, once published.
-    for obj in p.stores.lake.list(layout::PRESENTATION_PREFIX).await? {
+    let presentation = p.stores.lake.list(layout::PRESENTATION_PREFIX).await?;
+    for obj in &presentation {
         if let Some((kind, name)) = layout::presentation_table_of(&obj.key) {
             sql.push_str(&format!(
                 "\n-- presentation ({kind})\nCREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({});\n",
@@ -186,8 +187,7 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
     // earlier one.
     for spec in crate::publish::marts() {
         let prefix = layout::presentation_prefix("marts", &spec.name);
-        let published = p.stores.lake.list(&prefix).await?;
-        if published
+        if presentation
             .iter()
             .any(|o| layout::mart_publication_of(&spec.name, &o.key).is_some())
         {

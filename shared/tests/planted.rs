@@ -245,31 +245,39 @@ struct Found {
     care_published: Ratio,
 }
 
+/// A mart's raw cells for `periods`, its newest publication, and which of the
+/// publication's rows are national rows of those periods with `needed` published.
+async fn raw_and_published(
+    p: &Platform,
+    mart: &str,
+    periods: &[Period],
+    needed: &[&str],
+) -> (RecordBatch, RecordBatch, Vec<bool>) {
+    let raw = unprotected_cells(p, mart, periods).await.unwrap();
+    let table = published(p, mart).await;
+    let keep = national(&table, "kvartal", periods, needed);
+    (raw, table, keep)
+}
+
 async fn found(p: &Platform) -> Found {
-    let raw = unprotected_cells(p, "rehab_effekt", &rehab_quarters())
-        .await
-        .unwrap();
-    let rehab_raw = rehab_ratio(&raw, &|_| true);
-    let table = published(p, "rehab_effekt").await;
-    let keep = national(
-        &table,
-        "kvartal",
+    let (raw, table, keep) = raw_and_published(
+        p,
+        "rehab_effekt",
         &rehab_quarters(),
         &["akutte_kontakter_90d", "akutte_kontakter_foer_90d"],
-    );
+    )
+    .await;
+    let rehab_raw = rehab_ratio(&raw, &|_| true);
     let rehab_published = rehab_ratio(&table, &|i| keep[i]);
 
-    let raw = unprotected_cells(p, "hjemmepleje_genindlaeggelser", &care_quarters())
-        .await
-        .unwrap();
-    let care_raw = care_ratio(&raw, &|_| true);
-    let table = published(p, "hjemmepleje_genindlaeggelser").await;
-    let keep = national(
-        &table,
-        "kvartal",
+    let (raw, table, keep) = raw_and_published(
+        p,
+        "hjemmepleje_genindlaeggelser",
         &care_quarters(),
         &["genindlaeggelser_30d", "udskrivninger"],
-    );
+    )
+    .await;
+    let care_raw = care_ratio(&raw, &|_| true);
     // A quarter counts only when both groups' cells are published.
     let (quarters, gruppe) = (text(&table, "kvartal"), text(&table, "gruppe"));
     let both: Vec<bool> = (0..table.num_rows())

@@ -306,18 +306,8 @@ async fn two_projects_extracts_share_no_pseudonym_and_hold_no_person_id() {
         .unwrap()
     };
     let read_ids = |project: &str| -> Vec<String> {
-        let path = p
-            .stores
-            .lake
-            .locate(&format!("extracts/{project}/almenpraksis_kontakt.parquet"));
-        let file = std::fs::File::open(path).unwrap();
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-            .unwrap()
-            .build()
-            .unwrap();
         let mut ids = Vec::new();
-        for b in reader {
-            let b = b.unwrap();
+        for b in extract_batches(&p, project, "almenpraksis_kontakt") {
             let names: Vec<String> = b
                 .schema()
                 .fields()
@@ -715,6 +705,26 @@ async fn dim_geografi_carries_the_clusters_and_the_regions_merger() {
     }
 }
 
+/// A research extract's table, as the project receives it.
+fn extract_batches(
+    p: &Platform,
+    project: &str,
+    table: &str,
+) -> Vec<arrow::record_batch::RecordBatch> {
+    let path = p.stores.lake.locate(&format!(
+        "{}{table}.parquet",
+        naerdata::layout::extract_prefix(project)
+    ));
+    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        std::fs::File::open(path).unwrap(),
+    )
+    .unwrap()
+    .build()
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
 /// A presentation table, all of it, as text cells keyed by column name.
 async fn presentation_rows(
     p: &Platform,
@@ -947,19 +957,8 @@ async fn one_person_across_a_cpr_change_with_residence_from_the_register() {
     ));
     extract::extract(&p, &spec, &keys).await.unwrap();
     let project_ids = |table: &str| -> Vec<String> {
-        let path = p
-            .stores
-            .lake
-            .locate(&format!("extracts/P-SKIFT/{table}.parquet"));
-        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-            std::fs::File::open(path).unwrap(),
-        )
-        .unwrap()
-        .build()
-        .unwrap();
         let mut ids = Vec::new();
-        for b in reader {
-            let b = b.unwrap();
+        for b in extract_batches(&p, "P-SKIFT", table) {
             let a = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
             ids.extend((0..a.len()).map(|i| a.value(i).to_string()));
         }
