@@ -316,6 +316,9 @@ impl CodeList {
 pub struct Field {
     pub name: String,
     pub description: String,
+    /// The description in Danish (customProperty `descriptionDa`): the catalogs and
+    /// the data dictionary give both.
+    pub description_da: String,
     pub field_type: FieldType,
     pub required: bool,
     pub pattern: Option<Pattern>,
@@ -565,6 +568,11 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         fields.push(Field {
             name: p.name.clone(),
             description: p.description.clone().unwrap_or_default().trim().to_string(),
+            description_da: custom(&p.custom_properties, "descriptionDa")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
             field_type,
             required: p.required,
             pattern,
@@ -1095,6 +1103,21 @@ customProperties:
             assert!(c.cpr_field.is_some(), "{} has no CPR field", c.id);
             assert!(!c.purpose.is_empty(), "{} has no purpose", c.id);
         }
+    }
+
+    #[test]
+    fn every_builtin_field_is_described_in_english_and_danish() {
+        let r = Registry::builtin();
+        let missing: Vec<String> = r
+            .iter()
+            .flat_map(|c| {
+                c.fields
+                    .iter()
+                    .filter(|f| f.description.is_empty() || f.description_da.is_empty())
+                    .map(move |f| format!("{}.{}", c.id, f.name))
+            })
+            .collect();
+        assert!(missing.is_empty(), "without both descriptions: {missing:?}");
     }
 
     #[test]

@@ -596,4 +596,12 @@ impl Words for Da {
     fn yes_no(&self, yes: bool) -> &'static str {
         if yes { "ja" } else { "nej" }
     }
+
+    fn description<'f>(&self, f: &'f crate::contract::Field) -> &'f str {
+        if f.description_da.is_empty() {
+            &f.description
+        } else {
+            &f.description_da
+        }
+    }
 }

@@ -577,4 +577,8 @@ impl Words for En {
     fn yes_no(&self, yes: bool) -> &'static str {
         if yes { "yes" } else { "no" }
     }
+
+    fn description<'f>(&self, f: &'f crate::contract::Field) -> &'f str {
+        &f.description
+    }
 }

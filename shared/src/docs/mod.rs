@@ -166,6 +166,8 @@ trait Words {
     fn extracts(&self, columns: &str) -> String;
     fn rule(&self, rule: Rule<'_>) -> String;
     fn yes_no(&self, yes: bool) -> &'static str;
+    /// A field's description in this language (English where no other is given).
+    fn description<'f>(&self, f: &'f crate::contract::Field) -> &'f str;
 }
 
 /// The reporting guide in `lang`: the sections, then one table per dataset.
@@ -409,7 +411,7 @@ fn dataset(s: &mut String, c: &Contract, w: &dyn Words) {
                 .first()
                 .map(|e| format!("`{e}`"))
                 .unwrap_or_default(),
-            f.description.replace('\n', " ")
+            w.description(f).replace('\n', " ")
         );
     }
 }
