@@ -421,6 +421,12 @@ enum InfraCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// The data dictionary: every presentation table and column in Danish and English
+    /// (docs/presentation-columns.md; the same texts as the Glue and DuckDB comments).
+    Dictionary {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The generated regions of the SAM template (supplier parameters and roles,
     /// bucket policies, silence alarms), rewritten in place from `layout`.
     Template {
@@ -828,6 +834,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             write_or_print(
                 out,
                 &naerdata::glue::catalog_template(&contracts, &presentation),
+            )?;
+        }
+        Command::Infra {
+            what: InfraCommand::Dictionary { out },
+        } => {
+            let presentation = naerdata::publish::presentation_tables(&contracts).await?;
+            write_or_print(
+                out,
+                &naerdata::glossary::dictionary(&presentation, &contracts),
             )?;
         }
         Command::Infra {

@@ -181,6 +181,25 @@ fn the_committed_reporting_guides_are_current() {
 }
 
 #[test]
+fn the_committed_data_dictionary_is_current() {
+    let out = Command::new(env!("CARGO_BIN_EXE_naerdata"))
+        .args(["infra", "dictionary"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/presentation-columns.md"
+    ))
+    .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout) == committed,
+        "docs/presentation-columns.md is stale: run \
+         `naerdata infra dictionary --out docs/presentation-columns.md`"
+    );
+}
+
+#[test]
 fn the_committed_glue_catalog_is_current() {
     let out = Command::new(env!("CARGO_BIN_EXE_naerdata"))
         .args(["infra", "catalog"])

@@ -20,6 +20,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::DeltaTable;
 
 use crate::contract::Contract;
+use crate::glossary;
 use crate::lake::delta::{self, DeltaError};
 use crate::layout;
 use crate::platform::{Platform, StepError};
@@ -147,6 +148,22 @@ fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
 }
 
+/// `COMMENT ON` statements for a view and its columns: DuckDB shows them in
+/// `duckdb_views()` and `duckdb_columns()`.
+fn comments(view: &str, table: &glossary::Text, columns: &[(String, glossary::Text)]) -> String {
+    let mut out = format!(
+        "COMMENT ON VIEW {view} IS {};\n",
+        sql_string(&table.comment())
+    );
+    for (c, text) in columns {
+        out.push_str(&format!(
+            "COMMENT ON COLUMN {view}.{c} IS {};\n",
+            sql_string(&text.comment())
+        ));
+    }
+    out
+}
+
 /// A DuckDB list literal of files.
 fn file_list(files: &[String]) -> String {
     let items: Vec<String> = files.iter().map(|f| sql_string(f)).collect();
@@ -171,7 +188,32 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
             c.table(),
             file_list(&delta::active_files(&t.table)?)
         ));
+        // The table only: a column the contract added since the table's files were
+        // written is not in the view, and a comment on it would fail the script.
+        let table = glossary::Text {
+            da: c.title.clone(),
+            en: c.table_description.clone(),
+        };
+        sql.push_str(&comments(&c.table(), &table, &[]));
     }
+    // What every presentation table and column means (the same texts as Glue's).
+    let described = crate::publish::presentation_tables(&p.contracts)
+        .await
+        .map_err(|e| StepError::Internal(format!("describing the presentation tables: {e}")))?;
+    let describe = |kind: &str, name: &str| -> String {
+        let Some(t) = described.iter().find(|t| t.kind == kind && t.name == name) else {
+            return String::new();
+        };
+        let mut names: Vec<String> = t.schema.fields().iter().map(|f| f.name().clone()).collect();
+        if kind == "marts" {
+            names.push(layout::PUBLICATION_PARTITION.into());
+        }
+        let columns: Vec<(String, glossary::Text)> = names
+            .into_iter()
+            .filter_map(|n| glossary::column(t, &n, &p.contracts).map(|d| (n, d)))
+            .collect();
+        comments(name, &glossary::table(t, &p.contracts), &columns)
+    };
     // The presentation zone: current tables, dimensions and marts, once published.
     let presentation = p.stores.lake.list(layout::PRESENTATION_PREFIX).await?;
     for obj in &presentation {
@@ -180,6 +222,7 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
                 "\n-- presentation ({kind})\nCREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet({});\n",
                 sql_string(&p.stores.lake.locate(&obj.key))
             ));
+            sql.push_str(&describe(kind, name));
         }
     }
     // The marts: every publication side by side, `publication` from the folder name.
@@ -201,6 +244,7 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
                 spec.name,
                 sql_string(&p.stores.lake.locate(&glob))
             ));
+            sql.push_str(&describe("marts", &spec.name));
         }
     }
     // Quality metrics: a Delta table like the curated ones.

@@ -16,6 +16,7 @@
 use serde_json::{Value, json};
 
 use crate::contract::{Contract, Registry};
+use crate::glossary;
 use crate::lake::{self, PresentationTable};
 use crate::layout;
 
@@ -34,10 +35,20 @@ pub fn logical_id(table: &str) -> String {
     out
 }
 
-fn comment(text: &str) -> String {
-    // Glue column comments are at most 255 characters.
+/// A table's description: Glue takes at most 2,048 characters.
+fn table_description(text: &str) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    flat.chars().take(255).collect()
+    flat.chars().take(2048).collect()
+}
+
+fn comment(text: &str) -> String {
+    // Glue column comments are at most 255 characters; a longer one is cut with an
+    // ellipsis (docs/presentation-columns.md has it whole).
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if flat.chars().count() <= 255 {
+        return flat;
+    }
+    flat.chars().take(254).chain(['…']).collect()
 }
 
 /// An external Parquet table under `prefix` in the lake bucket: the parts every Glue
@@ -99,17 +110,22 @@ fn partition_columns() -> impl Iterator<Item = Value> {
 /// The `AWS::Glue::Table` resource of one contract's lake table.
 pub fn table_resource(c: &Contract) -> Value {
     let table = c.table();
-    let described: std::collections::HashMap<&str, &str> = c
-        .fields
-        .iter()
-        .map(|f| (f.name.as_str(), f.description.as_str()))
-        .collect();
+    // Danish, then English, as the presentation tables' comments.
     let columns: Vec<Value> = lake::catalog_columns(c)
         .into_iter()
         .map(|(name, ty)| {
             let mut col = json!({"Name": name, "Type": ty});
-            if let Some(d) = described.get(name.as_str()).filter(|d| !d.is_empty()) {
-                col["Comment"] = json!(comment(d));
+            let text = c
+                .fields
+                .iter()
+                .find(|f| f.name == name)
+                .map(|f| glossary::Text {
+                    da: f.description_da.clone(),
+                    en: f.description.clone(),
+                })
+                .or_else(|| glossary::derived(&name));
+            if let Some(d) = text.filter(|d| !d.en.is_empty()) {
+                col["Comment"] = json!(comment(&d.comment()));
             }
             col
         })
@@ -129,27 +145,17 @@ pub fn table_resource(c: &Contract) -> Value {
     )
 }
 
-/// The `AWS::Glue::Table` of one presentation table: one Parquet object in its folder.
+/// The `AWS::Glue::Table` of one presentation table: one Parquet object in its folder,
+/// its description and every column's in Danish and English ([`glossary`]).
 pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Value {
-    let described: std::collections::HashMap<&str, &str> = t
-        .contract
-        .as_deref()
-        .and_then(|id| registry.get(id))
-        .map(|c| {
-            c.fields
-                .iter()
-                .map(|f| (f.name.as_str(), f.description.as_str()))
-                .collect()
-        })
-        .unwrap_or_default();
     let columns: Vec<Value> = t
         .schema
         .fields()
         .iter()
         .map(|f| {
             let mut col = json!({"Name": f.name(), "Type": lake::sql_type(f.data_type())});
-            if let Some(d) = described.get(f.name().as_str()).filter(|d| !d.is_empty()) {
-                col["Comment"] = json!(comment(d));
+            if let Some(d) = glossary::column(t, f.name(), registry) {
+                col["Comment"] = json!(comment(&d.comment()));
             }
             col
         })
@@ -161,7 +167,7 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
     }
     let mut input = json!({
         "Name": t.name,
-        "Description": comment(&t.description),
+        "Description": table_description(&glossary::table(t, registry).comment()),
         "Parameters": parameters,
     });
     if t.kind == "marts" {
@@ -172,7 +178,11 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
         input["PartitionKeys"] = json!([{
             "Name": key,
             "Type": "string",
-            "Comment": "The publication (its reference date, YYYY-MM-DD): each is the whole table as published that day.",
+            "Comment": glossary::mart_column(
+                &crate::publish::marts().into_iter().find(|m| m.name == t.name).expect("a mart"),
+                key,
+            )
+            .map(|d| comment(&d.comment())),
         }]);
         let p = &mut input["Parameters"];
         p["projection.enabled"] = json!("true");

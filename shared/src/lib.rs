@@ -19,6 +19,9 @@ pub mod extract;
 pub mod faults;
 pub mod fhir;
 pub mod generate;
+#[cfg(feature = "analytics")]
+pub mod glossary;
+#[cfg(feature = "analytics")]
 pub mod glue;
 pub mod lake;
 pub mod layout;
@@ -53,6 +56,8 @@ pub mod retract;
 pub mod rotate;
 pub mod sink;
 pub mod stack;
+#[cfg(feature = "analytics")]
+pub mod standardisation;
 pub mod validate;
 
 pub use platform::{Platform, StepError};

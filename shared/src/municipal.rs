@@ -181,6 +181,21 @@ pub fn view(
                 country: country.and_then(|r| r.rates[i]),
             });
         }
+        // Standardised rates need the strata, which are not published: no sum of
+        // the members' cells gives the cluster's.
+        let n = spec.rates.len();
+        for (i, name) in spec.rate_columns().iter().enumerate().skip(n) {
+            figures.push(Figure {
+                col: col.clone(),
+                measure: name.clone(),
+                rate: true,
+                per: spec.rates[i - n].per,
+                own: own.and_then(|r| r.rates[i]),
+                cluster: None,
+                region: None,
+                country: country.and_then(|r| r.rates[i]),
+            });
+        }
     }
     Some(MartView {
         mart: spec.name.clone(),

@@ -44,6 +44,7 @@ use crate::contract::Registry;
 use crate::disclosure::{self, Cell, Entry, Family, Measure, SdcError};
 use crate::publish::{FamilyPlan, MartSpec, TOTAL};
 use crate::quality::reception;
+use crate::standardisation;
 use crate::validate::days_since_epoch;
 
 /// How long after it closes a period is recomputed and may be revised.
@@ -214,6 +215,8 @@ pub struct RawCell {
     pub row: String,
     /// Empty for marts of one column.
     pub col: String,
+    /// The stratum (`-- strata:` values joined by `|`); empty for marts without.
+    pub stratum: String,
     pub counts: Vec<u64>,
     pub persons: Vec<Option<u64>>,
 }
@@ -276,6 +279,11 @@ pub fn raw_by_period(
         let period = col(&spec.period.column)?;
         let rows = col(&spec.rows)?;
         let cols = spec.cols.as_deref().map(col).transpose()?;
+        let strata: Vec<ArrayRef> = spec
+            .strata
+            .iter()
+            .map(|n| col(n))
+            .collect::<Result<_, _>>()?;
         let counts: Vec<ArrayRef> = spec
             .counts
             .iter()
@@ -294,6 +302,11 @@ pub fn raw_by_period(
                 .push(RawCell {
                     row: text_value(&rows, i),
                     col: c,
+                    stratum: strata
+                        .iter()
+                        .map(|a| text_value(a, i))
+                        .collect::<Vec<_>>()
+                        .join("|"),
                     counts: counts.iter().map(|a| count_value(a, i)).collect(),
                     persons: persons
                         .iter()
@@ -409,6 +422,8 @@ pub fn protect_period(
         .collect();
 
     let value = |c: Cell| c.value().map(|v| v as i64);
+    let standard =
+        (!spec.strata.is_empty()).then(|| standardisation::Standard::of(spec, &raw.cells));
     let mut out = Vec::new();
     let one_col = spec.cols.is_none();
     for i in 0..=rows.len() {
@@ -432,7 +447,7 @@ pub fn protect_period(
                     value(c)
                 })
                 .collect();
-            let rates = spec
+            let mut rates: Vec<Option<f64>> = spec
                 .rates
                 .iter()
                 .enumerate()
@@ -446,6 +461,21 @@ pub fn protect_period(
                     )
                 })
                 .collect();
+            if let Some(standard) = &standard {
+                // The entry's cells: its row (or every row) and column (or every column).
+                let row = rows.get(i);
+                let col = j.and_then(|j| cols.get(j));
+                let strata = standardisation::strata_of(
+                    spec,
+                    raw.cells.iter().filter(|c| {
+                        row.is_none_or(|r| c.row == *r) && col.is_none_or(|k| c.col == *k)
+                    }),
+                );
+                let standardised: Vec<Option<f64>> = (0..spec.rates.len())
+                    .map(|k| standard.rate(spec, k, rates[k], &strata))
+                    .collect();
+                rates.extend(standardised);
+            }
             out.push(LongRow {
                 row: rows.get(i).cloned().unwrap_or_else(|| TOTAL.into()),
                 col: j.map(|j| cols.get(j).cloned().unwrap_or_else(|| TOTAL.into())),
@@ -570,9 +600,9 @@ pub fn register_schema(spec: &MartSpec) -> SchemaRef {
             .map(|c| Field::new(c, DataType::Int64, true)),
     );
     fields.extend(
-        spec.rates
+        spec.rate_columns()
             .iter()
-            .map(|r| Field::new(&r.name, DataType::Float64, true)),
+            .map(|r| Field::new(r, DataType::Float64, true)),
     );
     fields.push(Field::new(REVISION, DataType::Int32, false));
     fields.push(Field::new(PUBLISHED, DataType::Date32, false));
@@ -609,7 +639,7 @@ pub fn register_batch(
             rows().map(|(_, x)| x.counts[m]).collect::<Vec<_>>(),
         )));
     }
-    for k in 0..spec.rates.len() {
+    for k in 0..spec.rate_columns().len() {
         arrays.push(Arc::new(Float64Array::from(
             rows().map(|(_, x)| x.rates[k]).collect::<Vec<_>>(),
         )));
@@ -675,12 +705,12 @@ pub fn read_register(spec: &MartSpec, batches: &[RecordBatch]) -> Result<Vec<Rel
             })
             .collect::<Result<_, _>>()?;
         let rates: Vec<&Float64Array> = spec
-            .rates
+            .rate_columns()
             .iter()
             .map(|r| {
-                b.column_by_name(&r.name)
+                b.column_by_name(r)
                     .and_then(|a| a.as_any().downcast_ref::<Float64Array>())
-                    .ok_or(format!("{} is not double", r.name))
+                    .ok_or(format!("{r} is not double"))
             })
             .collect::<Result<_, _>>()?;
         let revision = b
@@ -743,6 +773,7 @@ mod tests {
                 .map(|&(k, n, m)| RawCell {
                     row: k.into(),
                     col: String::new(),
+                    stratum: String::new(),
                     counts: vec![n, m],
                     persons: vec![None, None],
                 })

@@ -87,6 +87,15 @@ pub struct MartSpec {
     /// From `-- nested: a < b < base`: counts nested in each other, innermost first,
     /// the base last.
     pub nested: Vec<Vec<String>>,
+    /// Columns of the query that split each cell into strata (`-- strata: aldersgruppe,
+    /// koen`): every rate gets a directly standardised twin ([`standardisation`]).
+    pub strata: Vec<String>,
+    /// The column value whose population is the standard (`-- standard: gruppe =
+    /// hjemmepleje`); `None`: every column's.
+    pub standard: Option<(String, String)>,
+    /// (column, Danish, English) from `-- describe: column = dansk | english`: the
+    /// mart's labels and counts, for the catalogs ([`crate::glossary`]).
+    pub descriptions: Vec<(String, String, String)>,
     pub sql: String,
 }
 
@@ -131,6 +140,9 @@ impl MartSpec {
             rates: Vec::new(),
             persons: Vec::new(),
             nested: Vec::new(),
+            strata: Vec::new(),
+            standard: None,
+            descriptions: Vec::new(),
             sql: sql.to_string(),
         };
         let bad = |m: String| format!("sql/marts/{name}.sql: {m}");
@@ -185,6 +197,13 @@ impl MartSpec {
                         .ok_or(bad(format!("follow_up {v:?} is not: N days")))?;
                 }
                 "persons" => spec.persons.push(pair(v, '=')?),
+                "strata" => spec.strata = v.split(',').map(|s| s.trim().to_string()).collect(),
+                "standard" => spec.standard = Some(pair(v, '=')?),
+                "describe" => {
+                    let (column, text) = pair(v, '=')?;
+                    let (da, en) = pair(&text, '|')?;
+                    spec.descriptions.push((column, da, en));
+                }
                 "nested" => {
                     let chain: Vec<String> = v.split('<').map(|s| s.trim().to_string()).collect();
                     if chain.len() < 2 {
@@ -221,6 +240,13 @@ impl MartSpec {
             ));
         }
         let count = |c: &str| spec.counts.iter().any(|x| x == c);
+        if let Some((column, _)) = &spec.standard
+            && (spec.strata.is_empty() || spec.cols.as_ref() != Some(column))
+        {
+            return Err(bad(format!(
+                "standard: {column} must be the -- cols: column of a mart with -- strata:"
+            )));
+        }
         for r in &spec.rates {
             if !count(&r.numerator) || !count(&r.denominator) {
                 return Err(bad(format!(
@@ -352,6 +378,19 @@ impl MartSpec {
             disclosure::rate(numerator, denominator)
         };
         value.map(|v| v * f64::from(r.per))
+    }
+
+    /// The published rate columns: each rate, then each one's standardised twin when
+    /// the mart has strata.
+    pub fn rate_columns(&self) -> Vec<String> {
+        let names = self.rates.iter().map(|r| r.name.clone());
+        if self.strata.is_empty() {
+            return names.collect();
+        }
+        names
+            .clone()
+            .chain(names.map(|n| format!("{n}{}", crate::standardisation::SUFFIX)))
+            .collect()
     }
 
     /// The column holding the persons behind count `m`, if it counts events.
@@ -790,6 +829,7 @@ pub async fn presentation_tables(
         let needed = [&spec.period.column, &spec.rows]
             .into_iter()
             .chain(&spec.cols)
+            .chain(&spec.strata)
             .chain(&spec.counts)
             .chain(spec.persons.iter().map(|(_, c)| c));
         for c in needed {
@@ -1330,7 +1370,12 @@ mod tests {
         assert_eq!(rehab.rates.len(), 8);
         assert_eq!(rehab.rates[7].per, 100);
         assert_eq!(rehab.rates[0].per, 1);
-        assert_eq!(rehab.caveats.len(), 3);
+        assert_eq!(rehab.caveats.len(), 4);
+        assert_eq!(rehab.strata, ["aldersgruppe", "koen"]);
+        assert_eq!(rehab.standard, None);
+        assert_eq!(rehab.rate_columns().len(), 16);
+        assert_eq!(rehab.rate_columns()[8], "andel_akut_hospital_foer_90d_std");
+        assert_eq!(rehab.descriptions.len(), rehab.counts.len());
         assert_eq!(rehab.period.column, "kvartal");
         assert_eq!(rehab.period.granularity, Granularity::Quarter);
         assert_eq!(rehab.follow_up_days, 90);

@@ -238,6 +238,34 @@ fn national(b: &RecordBatch, period: &str, periods: &[Period], needed: &[&str]) 
         .collect()
 }
 
+/// On the national rows kept, each standardised rate against its crude rate where both
+/// are published (the country is its own standard, so they must agree): how many were
+/// compared.
+fn standard_is_the_country(b: &RecordBatch, keep: &dyn Fn(usize) -> bool, rates: &[&str]) -> usize {
+    let mut compared = 0;
+    for rate in rates {
+        let f = |c: &str| {
+            b.column_by_name(c)
+                .unwrap_or_else(|| panic!("no column {c}"))
+                .as_any()
+                .downcast_ref::<arrow::array::Float64Array>()
+                .unwrap()
+                .clone()
+        };
+        let (crude, std) = (f(rate), f(&format!("{rate}_std")));
+        for i in (0..b.num_rows()).filter(|&i| keep(i) && crude.is_valid(i) && std.is_valid(i)) {
+            assert!(
+                (crude.value(i) - std.value(i)).abs() < 1e-9 * crude.value(i).abs().max(1.0),
+                "{rate}: crude {} but standardised {} in the country's own row",
+                crude.value(i),
+                std.value(i)
+            );
+            compared += 1;
+        }
+    }
+    compared
+}
+
 struct Found {
     rehab_raw: Ratio,
     rehab_published: Ratio,
@@ -269,6 +297,11 @@ async fn found(p: &Platform) -> Found {
     .await;
     let rehab_raw = rehab_ratio(&raw, &|_| true);
     let rehab_published = rehab_ratio(&table, &|i| keep[i]);
+    // Standardised to the country's courses: the country's row is its crude rate.
+    assert!(
+        standard_is_the_country(&table, &|i| keep[i], &["akutte_kontakter_90d_pr_100"]) > 0,
+        "no standardised rehabilitation rate published in the country's rows"
+    );
 
     let (raw, table, keep) = raw_and_published(
         p,
@@ -294,6 +327,19 @@ async fn found(p: &Platform) -> Found {
         })
         .collect();
     let care_published = care_ratio(&table, &|i| both[i]);
+    // Standardised to the country's home-care recipients: their row is its crude rate.
+    let recipients = |i: usize| keep[i] && gruppe.value(i) == "hjemmepleje";
+    assert!(
+        standard_is_the_country(
+            &table,
+            &recipients,
+            &[
+                "akutte_indlaeggelser_pr_1000",
+                "genindlaeggelser_30d_pr_100_udskrivninger"
+            ]
+        ) > 0,
+        "no standardised home-care rate published in the recipients' national rows"
+    );
     Found {
         rehab_raw,
         rehab_published,

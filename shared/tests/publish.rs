@@ -219,18 +219,18 @@ async fn rehab_effect_mart_matches_hand_computed_numbers() {
         .unwrap();
     let raw_kommune = raw.column_by_name("kommunekode").unwrap();
     let raw_kommune = raw_kommune.as_any().downcast_ref::<StringArray>().unwrap();
+    // A municipality's cell comes in one row per age/sex stratum: summed.
     let cell = |k: &str, name: &str| -> i64 {
-        let i = (0..raw.num_rows())
-            .find(|&i| raw_kommune.value(i) == k)
-            .unwrap_or_else(|| panic!("no row for {k}"));
         let a = raw.column_by_name(name).unwrap();
-        arrow::compute::cast(a, &arrow::datatypes::DataType::Int64)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<Int64Array>()
-            .unwrap()
-            .value(i)
+        let a = arrow::compute::cast(a, &arrow::datatypes::DataType::Int64).unwrap();
+        let a = a.as_any().downcast_ref::<Int64Array>().unwrap();
+        let rows: Vec<usize> = (0..raw.num_rows())
+            .filter(|&i| raw_kommune.value(i) == k)
+            .collect();
+        assert!(!rows.is_empty(), "no row for {k}");
+        rows.iter().map(|&i| a.value(i)).sum()
     };
+    assert!(raw.column_by_name("aldersgruppe").is_some() && raw.column_by_name("koen").is_some());
     for (k, name, expected) in [
         ("101", "forloeb_afsluttet", 7),
         ("101", "akut_hospital_30d", 5),

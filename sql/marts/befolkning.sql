@@ -6,6 +6,8 @@
 -- rows: kommunekode
 -- cols: aldersgruppe
 -- counts: indbyggere
+-- describe: aldersgruppe = Aldersgruppe (alder nået i månedens år); 'I alt' = alle aldre | Age group (age reached in the month's year); 'I alt' = all ages
+-- describe: indbyggere = Borgere med bopæl i kommunen ved månedens udgang (befolkningsregistret) | Residents of the municipality at the month's end (population register)
 -- At each month's end: the residents of each municipality by age group, the population
 -- denominator of the other marts' municipality rows (same municipality and month). A
 -- stock: each month is checked against the others before it is published.

@@ -7,6 +7,10 @@
 -- counts: patienter_med_kommunal_pleje, med_hospitalskontakt
 -- nested: med_hospitalskontakt < patienter_med_kommunal_pleje
 -- rates: andel_med_hospitalskontakt = med_hospitalskontakt / patienter_med_kommunal_pleje
+-- describe: ydernummer = Lægepraksis (ydernummer); 'I alt' = alle praksis | GP clinic (provider number); 'I alt' = all clinics
+-- describe: kommunekode = Borgerens bopælskommune; 'I alt' = alle kommuner | The citizen's municipality of residence; 'I alt' = all municipalities
+-- describe: patienter_med_kommunal_pleje = Praksissens patienter (seneste 12 måneder) med kommunal pleje i måneden | The clinic's patients (last 12 months) with municipal care in the month
+-- describe: med_hospitalskontakt = Heraf med en hospitalskontakt i måneden | Of them, with a hospital contact in the month
 -- Per GP clinic and municipality, for the 12 months up to each month's end: the clinic's
 -- patients (a contact in those months) who received municipal care in them, and how many of
 -- them had a hospital contact in the same months. A stock (overlapping windows): each month

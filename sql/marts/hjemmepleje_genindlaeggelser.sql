@@ -1,12 +1,14 @@
 -- mart: hjemmepleje_genindlaeggelser
 -- title: Hjemmepleje og hospital: akutte indlæggelser og genindlæggelser inden 30 dage, borgere på 65 år og derover
--- caveat: Citizens aged 65 and over, resident in the municipality (population register, else municipal reports), compared within that age band only: not yet age/sex standardised, and home-care recipients are older and sicker than the comparison group.
+-- caveat: Citizens aged 65 and over, resident in the municipality (population register, else municipal reports). Home-care recipients are older than the comparison group: compare the *_std rates, directly standardised by age group (65-74, 75-84, 85+, age reached in the quarter's year) and sex to the country's home-care recipients (the quarter's residents for the per-1,000 rates, its discharges for the readmissions). They are withheld where a stratum is too small to be shown on its own. Recipients are also sicker in ways age and sex do not capture.
 -- caveat: Home care = a §83 intervention planned in the municipality's KL Gateway reports and active on the day (the admission, the discharge, the quarter's end); a municipality that reports late makes its recipients look like non-recipients.
 -- caveat: Admissions and discharges are acute LPR contacts (ATA1); a readmission is an acute contact beginning 1-30 days after an acute discharge, counted against the discharge.
 -- period: kvartal quarter
 -- follow_up: 30 days
 -- rows: kommunekode
 -- cols: gruppe
+-- strata: aldersgruppe, koen
+-- standard: gruppe = hjemmepleje
 -- counts: borgere, akutte_indlaeggelser, udskrivninger, genindlagt_30d, genindlaeggelser_30d
 -- persons: akutte_indlaeggelser = indlagte_personer
 -- persons: udskrivninger = udskrevne_personer
@@ -17,6 +19,12 @@
 -- rates: genindlaeggelser_30d_pr_1000 = 1000 * genindlaeggelser_30d / borgere
 -- rates: andel_genindlagt_30d = genindlagt_30d / udskrivninger
 -- rates: genindlaeggelser_30d_pr_100_udskrivninger = 100 * genindlaeggelser_30d / udskrivninger
+-- describe: gruppe = Med eller uden hjemmepleje (§83); 'I alt' = begge | With or without home care (§83); 'I alt' = both
+-- describe: borgere = Borgere på 65+ med bopæl i kommunen ved kvartalets udgang | Residents aged 65+ at the quarter's end
+-- describe: akutte_indlaeggelser = Akutte indlæggelser (LPR, ATA1), der begyndte i kvartalet | Acute admissions (LPR, ATA1) beginning in the quarter
+-- describe: udskrivninger = Udskrivninger fra akutte indlæggelser i kvartalet | Discharges from acute admissions in the quarter
+-- describe: genindlagt_30d = Udskrivninger fulgt af en akut indlæggelse inden 30 dage | Discharges followed by an acute admission within 30 days
+-- describe: genindlaeggelser_30d = Akutte indlæggelser 1-30 dage efter en udskrivning (hændelser) | Acute admissions 1-30 days after a discharge (events)
 -- The seed's second question: how often are home-care recipients admitted acutely, and
 -- readmitted within 30 days of a discharge, beside citizens of the same age band without
 -- home care? Per municipality of residence and quarter (months are too small for most
@@ -37,12 +45,16 @@ WITH hjemmepleje AS (
     WHERE lovgrundlag = '§83' AND type = 'planned' AND person_id IS NOT NULL
 ),
 bopael AS (
-    SELECT b.person_id, b.kommunekode, b.gyldig_fra, b.gyldig_til, d.birth_year
+    SELECT b.person_id, b.kommunekode, b.gyldig_fra, b.gyldig_til, d.birth_year,
+           COALESCE(d.sex, 'ukendt') AS koen
     FROM person_bopael b
     JOIN dim_person d ON d.person_id = b.person_id
 ),
 beboere AS (
-    SELECT p.periode, b.person_id, b.kommunekode,
+    SELECT p.periode, b.person_id, b.kommunekode, b.koen,
+           CASE WHEN EXTRACT(YEAR FROM p.periode_slut) - b.birth_year < 75 THEN '65-74'
+                WHEN EXTRACT(YEAR FROM p.periode_slut) - b.birth_year < 85 THEN '75-84'
+                ELSE '85+' END AS aldersgruppe,
            MAX(CASE WHEN h.person_id IS NOT NULL THEN 1 ELSE 0 END) AS pleje
     FROM bopael b
     JOIN perioder p ON b.gyldig_fra <= p.periode_slut
@@ -50,7 +62,7 @@ beboere AS (
      AND EXTRACT(YEAR FROM p.periode_slut) - b.birth_year >= 65
     LEFT JOIN hjemmepleje h ON h.person_id = b.person_id
      AND h.startdato <= p.periode_slut AND (h.slutdato IS NULL OR h.slutdato >= p.periode_slut)
-    GROUP BY p.periode, b.person_id, b.kommunekode
+    GROUP BY p.periode, p.periode_slut, b.person_id, b.kommunekode, b.koen, b.birth_year
 ),
 akut AS (
     SELECT DISTINCT person_id, dw_ek_kontakt, dato_start, dato_slut
@@ -66,7 +78,10 @@ haendelser AS (
 paa_dagen AS (
     -- Each event of a resident aged 65+, placed where the person lived that day, and
     -- whether home care was active that day.
-    SELECT p.periode, e.haendelse, e.person_id, e.dw_ek_kontakt, e.dag, b.kommunekode,
+    SELECT p.periode, e.haendelse, e.person_id, e.dw_ek_kontakt, e.dag, b.kommunekode, b.koen,
+           CASE WHEN EXTRACT(YEAR FROM p.periode_slut) - b.birth_year < 75 THEN '65-74'
+                WHEN EXTRACT(YEAR FROM p.periode_slut) - b.birth_year < 85 THEN '75-84'
+                ELSE '85+' END AS aldersgruppe,
            MAX(CASE WHEN h.person_id IS NOT NULL THEN 1 ELSE 0 END) AS pleje
     FROM haendelser e
     JOIN perioder p ON e.dag BETWEEN p.periode_start AND p.periode_slut
@@ -75,14 +90,16 @@ paa_dagen AS (
      AND EXTRACT(YEAR FROM e.dag) - b.birth_year >= 65
     LEFT JOIN hjemmepleje h ON h.person_id = e.person_id
      AND h.startdato <= e.dag AND (h.slutdato IS NULL OR h.slutdato >= e.dag)
-    GROUP BY p.periode, e.haendelse, e.person_id, e.dw_ek_kontakt, e.dag, b.kommunekode
+    GROUP BY p.periode, p.periode_slut, e.haendelse, e.person_id, e.dw_ek_kontakt, e.dag,
+             b.kommunekode, b.koen, b.birth_year
 ),
 indlaeggelser AS (
-    SELECT periode, person_id, dw_ek_kontakt, kommunekode, pleje
+    SELECT periode, person_id, dw_ek_kontakt, kommunekode, aldersgruppe, koen, pleje
     FROM paa_dagen WHERE haendelse = 'indlagt'
 ),
 udskrivninger AS (
-    SELECT periode, person_id, dw_ek_kontakt, dag AS dato_slut, kommunekode, pleje
+    SELECT periode, person_id, dw_ek_kontakt, dag AS dato_slut, kommunekode, aldersgruppe, koen,
+           pleje
     FROM paa_dagen WHERE haendelse = 'udskrevet'
 ),
 genindlaeggelser AS (
@@ -93,23 +110,24 @@ genindlaeggelser AS (
     GROUP BY u.periode, u.dw_ek_kontakt
 ),
 celler AS (
-    SELECT periode, kommunekode, pleje,
+    SELECT periode, kommunekode, aldersgruppe, koen, pleje,
            1 AS borger, person_id AS borger_id,
            0 AS indlagt, CAST(NULL AS VARCHAR) AS indlagt_id,
            0 AS udskrevet, CAST(NULL AS VARCHAR) AS udskrevet_id,
            0 AS genindlagt, 0 AS genindlaeggelser, CAST(NULL AS VARCHAR) AS genindlagt_id
     FROM beboere
     UNION ALL
-    SELECT periode, kommunekode, pleje, 0, NULL, 1, person_id, 0, NULL, 0, 0, NULL
+    SELECT periode, kommunekode, aldersgruppe, koen, pleje, 0, NULL, 1, person_id, 0, NULL, 0, 0,
+           NULL
     FROM indlaeggelser
     UNION ALL
-    SELECT u.periode, u.kommunekode, u.pleje, 0, NULL, 0, NULL, 1, u.person_id,
+    SELECT u.periode, u.kommunekode, u.aldersgruppe, u.koen, u.pleje, 0, NULL, 0, NULL, 1, u.person_id,
            CASE WHEN g.n > 0 THEN 1 ELSE 0 END, g.n,
            CASE WHEN g.n > 0 THEN u.person_id END
     FROM udskrivninger u
     JOIN genindlaeggelser g ON g.periode = u.periode AND g.dw_ek_kontakt = u.dw_ek_kontakt
 )
-SELECT periode AS kvartal, kommunekode,
+SELECT periode AS kvartal, kommunekode, aldersgruppe, koen,
        CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END AS gruppe,
        SUM(borger) AS borgere,
        SUM(indlagt) AS akutte_indlaeggelser,
@@ -120,4 +138,4 @@ SELECT periode AS kvartal, kommunekode,
        SUM(genindlaeggelser) AS genindlaeggelser_30d,
        COUNT(DISTINCT genindlagt_id) AS genindlagte_personer
 FROM celler
-GROUP BY periode, kommunekode, CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END
+GROUP BY periode, kommunekode, aldersgruppe, koen, CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END

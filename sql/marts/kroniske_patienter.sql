@@ -10,6 +10,10 @@
 -- nested: med_sygepleje < borgere
 -- rates: andel_med_hjemmepleje = med_hjemmepleje / borgere
 -- rates: andel_med_sygepleje = med_sygepleje / borgere
+-- describe: sygdomsomraade = Kronisk sygdomsområde fra almen praksis; 'I alt' = alle områder | Chronic disease area from general practice; 'I alt' = all areas
+-- describe: borgere = Borgere med diagnose i området ved månedens udgang | Citizens with a diagnosis in the area at the month's end
+-- describe: med_hjemmepleje = Heraf med hjemmepleje (§83) i måneden | Of them, with home care (§83) in the month
+-- describe: med_sygepleje = Heraf med sygepleje (§138) i måneden | Of them, with nursing (§138) in the month
 -- At each month's end: citizens with each of the GP disease areas (diagnosed by then), per
 -- municipality of residence then (`person_bopael`: the register, else municipal reports), and how
 -- many of them had home care (§83) or nursing (§138) during the month. A citizen counts once

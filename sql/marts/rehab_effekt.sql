@@ -1,11 +1,13 @@
 -- mart: rehab_effekt
 -- title: Genoptræning efter §140: afsluttede forløb og efterfølgende kontakter
--- caveat: Before = the 90 days before the hospital admission the course follows (the latest contact that ended in the 30 days before the course began; the 90 days before the course when there is none), after = the 30/90 days after the course ended, for the same persons. Not yet age/sex standardised and without a comparison group: a change may also be regression to the mean.
+-- caveat: Before = the 90 days before the hospital admission the course follows (the latest contact that ended in the 30 days before the course began; the 90 days before the course when there is none), after = the 30/90 days after the course ended, for the same persons. There is no comparison group: a change may also be regression to the mean.
+-- caveat: The *_std rates are directly standardised by age group (0-64, 65-79, 80+, age reached in the quarter's year) and sex to the country's courses in the quarter, so municipalities can be compared; they are withheld where a stratum is too small to be shown on its own, and equal the crude rate in the country's row.
 -- caveat: In the first 90 days of the lake's history the before-window is cut short by the start of the data, so early quarters understate the before-rates.
 -- caveat: GP contacts are reported for chronic patients only.
 -- period: kvartal quarter
 -- follow_up: 90 days
 -- rows: kommunekode
+-- strata: aldersgruppe, koen
 -- counts: forloeb_afsluttet, akut_hospital_foer_90d, akut_hospital_30d, akut_hospital_90d, almen_praksis_foer_90d, almen_praksis_30d, almen_praksis_90d, akutte_kontakter_foer_90d, akutte_kontakter_90d
 -- persons: forloeb_afsluttet = forloeb_personer
 -- persons: akut_hospital_foer_90d = akut_hospital_foer_90d_personer
@@ -28,6 +30,15 @@
 -- rates: andel_almen_praksis_90d = almen_praksis_90d / forloeb_afsluttet
 -- rates: akutte_kontakter_foer_90d_pr_100 = 100 * akutte_kontakter_foer_90d / forloeb_afsluttet
 -- rates: akutte_kontakter_90d_pr_100 = 100 * akutte_kontakter_90d / forloeb_afsluttet
+-- describe: forloeb_afsluttet = Afsluttede genoptræningsforløb (§140) i kvartalet | Completed rehabilitation courses (§140) in the quarter
+-- describe: akut_hospital_foer_90d = Forløb med en akut hospitalskontakt de 90 dage før indlæggelsen | Courses with an acute hospital contact in the 90 days before the admission
+-- describe: akut_hospital_30d = Forløb med en akut hospitalskontakt inden 30 dage efter | Courses followed by an acute hospital contact within 30 days
+-- describe: akut_hospital_90d = Forløb med en akut hospitalskontakt inden 90 dage efter | Courses followed by an acute hospital contact within 90 days
+-- describe: almen_praksis_foer_90d = Forløb med en kontakt i almen praksis de 90 dage før (kun kroniske patienter) | Courses with a GP contact in the 90 days before (chronic patients only)
+-- describe: almen_praksis_30d = Forløb med en kontakt i almen praksis inden 30 dage efter (kun kroniske patienter) | Courses followed by a GP contact within 30 days (chronic patients only)
+-- describe: almen_praksis_90d = Forløb med en kontakt i almen praksis inden 90 dage efter (kun kroniske patienter) | Courses followed by a GP contact within 90 days (chronic patients only)
+-- describe: akutte_kontakter_foer_90d = Akutte hospitalskontakter de 90 dage før indlæggelsen (hændelser) | Acute hospital contacts in the 90 days before the admission (events)
+-- describe: akutte_kontakter_90d = Akutte hospitalskontakter inden 90 dage efter forløbet (hændelser) | Acute hospital contacts within 90 days after the course (events)
 -- §140 rehabilitation courses (pathways) that ended in the quarter, per municipality, and
 -- how many of them were followed by an acute hospital contact (LPR, ATA1) or a GP contact
 -- within 30 and 90 days after the course ended — beside how many had one in the 90 days
@@ -42,10 +53,17 @@
 -- Portable SQL (DataFusion, Athena); `perioder` (periode, periode_start, periode_slut)
 -- lists the quarters to compute.
 WITH forloeb AS (
+    -- Age from the birth year at the quarter, so a person is in one stratum per quarter.
     SELECT DISTINCT p.periode, i.person_id, i.kommunekode,
-           i.startdato, i.slutdato
+           i.startdato, i.slutdato,
+           CASE WHEN d.birth_year IS NULL THEN 'ukendt'
+                WHEN EXTRACT(YEAR FROM p.periode_start) - d.birth_year < 65 THEN '0-64'
+                WHEN EXTRACT(YEAR FROM p.periode_start) - d.birth_year < 80 THEN '65-79'
+                ELSE '80+' END AS aldersgruppe,
+           COALESCE(d.sex, 'ukendt') AS koen
     FROM kommune_indsats_current i
     JOIN perioder p ON i.slutdato BETWEEN p.periode_start AND p.periode_slut
+    LEFT JOIN dim_person d ON d.person_id = i.person_id
     WHERE i.lovgrundlag = '§140' AND i.type = 'pathway' AND i.status = 'completed'
       AND i.slutdato IS NOT NULL AND i.person_id IS NOT NULL
 ),
@@ -79,7 +97,7 @@ praksis AS (
     LEFT JOIN almenpraksis_kontakt_current k ON k.person_id = x.person_id
     GROUP BY x.person_id, x.startdato, x.slutdato
 )
-SELECT f.periode AS kvartal, f.kommunekode,
+SELECT f.periode AS kvartal, f.kommunekode, f.aldersgruppe, f.koen,
        COUNT(*) AS forloeb_afsluttet,
        COUNT(DISTINCT f.person_id) AS forloeb_personer,
        SUM(h.f90) AS akut_hospital_foer_90d,
@@ -99,4 +117,4 @@ SELECT f.periode AS kvartal, f.kommunekode,
 FROM forloeb f
 JOIN hospital h ON h.person_id = f.person_id AND h.startdato = f.startdato AND h.slutdato = f.slutdato
 JOIN praksis g ON g.person_id = f.person_id AND g.startdato = f.startdato AND g.slutdato = f.slutdato
-GROUP BY f.periode, f.kommunekode
+GROUP BY f.periode, f.kommunekode, f.aldersgruppe, f.koen

@@ -5,6 +5,10 @@
 -- cols: speciale
 -- counts: kontakter, patienter
 -- persons: kontakter = patienter
+-- describe: regionskode = Regionen, klinikken ligger i; 'I alt' = hele landet | The clinic's region; 'I alt' = the whole country
+-- describe: speciale = Speciale; 'I alt' = alle specialer | Specialty; 'I alt' = all specialties
+-- describe: kontakter = Kontakter hos praktiserende speciallæger i måneden | Contacts with practising specialists in the month
+-- describe: patienter = Forskellige patienter bag kontakterne | Distinct patients behind the contacts
 -- Contacts with practising specialists in the month and the distinct patients behind them,
 -- per region of the patient's residence at the month's end (`person_bopael`) and specialty. Contacts are
 -- events: they are published only where at least 5 patients are behind them. Contacts of

@@ -577,12 +577,32 @@ def check_quality(con, views, metrics, receipts, report):
 
 def check_presentation(con, views, lake, report):
     """Current tables hold one row per record key and no more rows than the curated
-    table; marts never publish a count of 1-4 persons."""
+    table; marts never publish a count of 1-4 persons, nor a standardised rate without
+    its crude rate; every column is described in Danish and English."""
     for v in views:
         problems = []
         try:
             cols = [row[0] for row in con.execute(f'DESCRIBE "{v}"').fetchall()]
             n = con.execute(f'SELECT count(*) FROM "{v}"').fetchone()[0]
+            # Every column says what it is, in Danish and English ("dansk / english").
+            described = dict(con.execute(
+                "SELECT column_name, comment FROM duckdb_columns() WHERE table_name = ?",
+                [v]).fetchall())
+            bare = [c for c in cols if " / " not in (described.get(c) or "")]
+            if bare:
+                problems.append(f"column(s) without a Danish / English comment: {bare}")
+            view_comment = con.execute(
+                "SELECT comment FROM duckdb_views() WHERE view_name = ?", [v]).fetchone()
+            if not view_comment or " / " not in (view_comment[0] or ""):
+                problems.append("no Danish / English comment on the view")
+            # A standardised rate is published only where its crude rate is.
+            for c in cols:
+                if c.endswith("_std") and c[: -len("_std")] in cols:
+                    odd = con.execute(
+                        f'SELECT count(*) FROM "{v}" WHERE "{c}" IS NOT NULL '
+                        f'AND "{c[: -len("_std")]}" IS NULL').fetchone()[0]
+                    if odd:
+                        problems.append(f"{odd} row(s) with {c} but no crude rate")
             if v.endswith("_current"):
                 base = v[: -len("_current")]
                 keys = con.execute(f'SELECT count(DISTINCT record_key) FROM "{v}"').fetchone()[0]
