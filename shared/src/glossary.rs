@@ -289,7 +289,14 @@ pub fn table(t: &PresentationTable, contracts: &Registry) -> Text {
         "marts" => crate::publish::marts()
             .into_iter()
             .find(|m| m.name == t.name)
-            .map(|m| format!("{}. Nøgletal pr. periode; NULL = undertrykt.", m.title))
+            .map(|m| {
+                format!(
+                    "{}. Nøgletal pr. periode ({}); offentliggjorte perioder fastfryses, rettelser                      er daterede revisioner. NULL = undertrykt; marginaler: '{TOTAL}'. {}",
+                    m.title,
+                    m.period.column,
+                    m.caveats_da.join(" ")
+                )
+            })
             .unwrap_or_default(),
         _ => DIMENSION_TABLES
             .iter()

@@ -200,7 +200,8 @@ pub fn view(
     Some(MartView {
         mart: spec.name.clone(),
         title: spec.title.clone(),
-        caveats: spec.caveats.clone(),
+        // The page is in Danish.
+        caveats: spec.caveats_da.clone(),
         period: release.period.clone(),
         revision: release.revision,
         figures,

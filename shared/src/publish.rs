@@ -70,6 +70,9 @@ pub struct MartSpec {
     /// What a reader must know (`-- caveat: ...`, one per line): shown with the
     /// table's description in the catalogs.
     pub caveats: Vec<String>,
+    /// The caveats in Danish (`-- forbehold: ...`, each after its `-- caveat:`), for
+    /// the municipalities' pages and the Danish descriptions.
+    pub caveats_da: Vec<String>,
     /// The period column and its length (`-- period: maaned month [stock]`): every
     /// period is a table of its own, published once closed.
     pub period: PeriodSpec,
@@ -128,6 +131,7 @@ impl MartSpec {
             name: name.to_string(),
             title: String::new(),
             caveats: Vec::new(),
+            caveats_da: Vec::new(),
             period: PeriodSpec {
                 column: String::new(),
                 granularity: Granularity::Month,
@@ -161,6 +165,7 @@ impl MartSpec {
                 "mart" if v != name => return Err(bad(format!("declares mart {v}"))),
                 "title" => spec.title = v.to_string(),
                 "caveat" => spec.caveats.push(v.to_string()),
+                "forbehold" => spec.caveats_da.push(v.to_string()),
                 "rows" => spec.rows = v.to_string(),
                 "cols" => spec.cols = Some(v.to_string()),
                 "counts" => spec.counts = v.split(',').map(|s| s.trim().to_string()).collect(),
@@ -238,6 +243,13 @@ impl MartSpec {
             return Err(bad(
                 "needs -- period:, -- rows: and -- counts: headers".into()
             ));
+        }
+        if spec.caveats_da.len() != spec.caveats.len() {
+            return Err(bad(format!(
+                "{} caveat(s) but {} forbehold: each caveat needs its Danish text",
+                spec.caveats.len(),
+                spec.caveats_da.len()
+            )));
         }
         let count = |c: &str| spec.counts.iter().any(|x| x == c);
         if let Some((column, _)) = &spec.standard

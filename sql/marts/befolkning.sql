@@ -1,7 +1,9 @@
 -- mart: befolkning
 -- title: Befolkningen efter kommune og alder (nævneren)
 -- caveat: From the population register (cpr.befolkning): persons resident in the municipality at the month's end, alive and not emigrated. Persons known only from municipal care reports are not counted.
+-- forbehold: Fra befolkningsregistret (cpr.befolkning): personer med bopæl i kommunen ved månedens udgang, i live og ikke udvandret. Personer, der kun kendes fra kommunernes plejeindberetninger, tælles ikke med.
 -- caveat: Age is the age reached in the month's year (from the birth year).
+-- forbehold: Alderen er den alder, personen når i månedens år (ud fra fødselsåret).
 -- period: maaned month stock
 -- rows: kommunekode
 -- cols: aldersgruppe

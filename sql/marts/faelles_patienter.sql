@@ -1,6 +1,7 @@
 -- mart: faelles_patienter
 -- title: Fælles patienter: almen praksis og kommune (dialogværktøj)
 -- caveat: GP contacts are reported for chronic patients only (the five disease areas): a clinic's patients here are its chronic patients.
+-- forbehold: Kontakter i almen praksis indberettes kun for kroniske patienter (de fem sygdomsområder): en praksis' patienter her er dens kroniske patienter.
 -- period: maaned month stock
 -- rows: ydernummer
 -- cols: kommunekode

@@ -1,8 +1,11 @@
 -- mart: hjemmepleje_genindlaeggelser
 -- title: Hjemmepleje og hospital: akutte indlæggelser og genindlæggelser inden 30 dage, borgere på 65 år og derover
 -- caveat: Citizens aged 65 and over, resident in the municipality (population register, else municipal reports). Home-care recipients are older than the comparison group: compare the *_std rates, directly standardised by age group (65-74, 75-84, 85+, age reached in the quarter's year) and sex to the country's home-care recipients (the quarter's residents for the per-1,000 rates, its discharges for the readmissions). They are withheld where a stratum is too small to be shown on its own. Recipients are also sicker in ways age and sex do not capture.
+-- forbehold: Borgere på 65 år og derover med bopæl i kommunen (befolkningsregistret, ellers kommunens indberetninger). Borgere med hjemmepleje er ældre end sammenligningsgruppen: sammenlign *_std-raterne, der er direkte standardiseret for aldersgruppe (65-74, 75-84, 85+, alder nået i kvartalets år) og køn til landets borgere med hjemmepleje (kvartalets borgere for raterne pr. 1.000, dets udskrivninger for genindlæggelserne). De undertrykkes, hvor et stratum er for lille til at blive vist alene. Borgere med hjemmepleje er også syge på måder, alder og køn ikke fanger.
 -- caveat: Home care = a §83 intervention planned in the municipality's KL Gateway reports and active on the day (the admission, the discharge, the quarter's end); a municipality that reports late makes its recipients look like non-recipients.
+-- forbehold: Hjemmepleje = en §83-indsats, der er planlagt i kommunens indberetninger via KL Gateway og aktiv på dagen (indlæggelsen, udskrivningen, kvartalets sidste dag); en kommune, der indberetter sent, får sine borgere med hjemmepleje til at ligne borgere uden.
 -- caveat: Admissions and discharges are acute LPR contacts (ATA1); a readmission is an acute contact beginning 1-30 days after an acute discharge, counted against the discharge.
+-- forbehold: Indlæggelser og udskrivninger er akutte LPR-kontakter (ATA1); en genindlæggelse er en akut kontakt, der begynder 1-30 dage efter en akut udskrivning, og tælles ved udskrivningen.
 -- period: kvartal quarter
 -- follow_up: 30 days
 -- rows: kommunekode

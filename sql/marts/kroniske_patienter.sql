@@ -1,7 +1,9 @@
 -- mart: kroniske_patienter
 -- title: Borgere med kronisk sygdom i almen praksis og kommunal pleje
 -- caveat: Residence comes from the population register (cpr.befolkning); only persons absent from it are placed by the latest municipal care report. The denominator of a prevalence is the befolkning mart (same municipality and month).
+-- forbehold: Bopælen kommer fra befolkningsregistret (cpr.befolkning); kun personer, der ikke er i det, placeres efter kommunens seneste plejeindberetning. Nævneren for en forekomst er befolkning-tabellen (samme kommune og måned).
 -- caveat: Diagnoses are those GPs report for the five chronic disease areas.
+-- forbehold: Diagnoserne er dem, praktiserende læger indberetter for de fem kroniske sygdomsområder.
 -- period: maaned month stock
 -- rows: kommunekode
 -- cols: sygdomsomraade

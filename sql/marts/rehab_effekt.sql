@@ -1,9 +1,13 @@
 -- mart: rehab_effekt
 -- title: Genoptræning efter §140: afsluttede forløb og efterfølgende kontakter
 -- caveat: Before = the 90 days before the hospital admission the course follows (the latest contact that ended in the 30 days before the course began; the 90 days before the course when there is none), after = the 30/90 days after the course ended, for the same persons. There is no comparison group: a change may also be regression to the mean.
+-- forbehold: Før = de 90 dage før den hospitalsindlæggelse, forløbet følger efter (den seneste kontakt, der sluttede i de 30 dage før forløbet begyndte; de 90 dage før forløbet, hvis der ingen er), efter = de 30/90 dage efter forløbets afslutning, for de samme personer. Der er ingen sammenligningsgruppe: et fald kan også være regression mod middelværdien.
 -- caveat: The *_std rates are directly standardised by age group (0-64, 65-79, 80+, age reached in the quarter's year) and sex to the country's courses in the quarter, so municipalities can be compared; they are withheld where a stratum is too small to be shown on its own, and equal the crude rate in the country's row.
+-- forbehold: *_std-raterne er direkte standardiseret for aldersgruppe (0-64, 65-79, 80+, alder nået i kvartalets år) og køn til landets forløb i kvartalet, så kommuner kan sammenlignes; de undertrykkes, hvor et stratum er for lille til at blive vist alene, og er lig den rå rate i landets række.
 -- caveat: In the first 90 days of the lake's history the before-window is cut short by the start of the data, so early quarters understate the before-rates.
+-- forbehold: I søens første 90 dage afkortes før-vinduet af datas start, så tidlige kvartaler undervurderer før-raterne.
 -- caveat: GP contacts are reported for chronic patients only.
+-- forbehold: Kontakter i almen praksis indberettes kun for kroniske patienter.
 -- period: kvartal quarter
 -- follow_up: 90 days
 -- rows: kommunekode
