@@ -91,10 +91,7 @@ pub async fn print_demo(
         let shown = shown.project(&keep)?;
         println!("{}", arrow::util::pretty::pretty_format_batches(&[shown])?);
         println!("({hidden} rows with too few courses to publish are left out)");
-        if let Some(spec) = naerdata::publish::marts()
-            .into_iter()
-            .find(|m| m.name == "rehab_effekt")
-        {
+        if let Some(spec) = naerdata::publish::mart("rehab_effekt") {
             for caveat in &spec.caveats {
                 println!("note: {caveat}");
             }

@@ -196,10 +196,16 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
         };
         sql.push_str(&comments(&c.table(), &table, &[]));
     }
-    // What every presentation table and column means (the same texts as Glue's).
-    let described = crate::publish::presentation_tables(&p.contracts)
-        .await
-        .map_err(|e| StepError::Internal(format!("describing the presentation tables: {e}")))?;
+    // What every presentation table and column means (the same texts as Glue's): the
+    // publish SQL planned over empty tables, so only once something is published.
+    let presentation = p.stores.lake.list(layout::PRESENTATION_PREFIX).await?;
+    let described = if presentation.is_empty() {
+        Vec::new()
+    } else {
+        crate::publish::presentation_tables(&p.contracts)
+            .await
+            .map_err(|e| StepError::Internal(format!("describing the presentation tables: {e}")))?
+    };
     let describe = |kind: &str, name: &str| -> String {
         let Some(t) = described.iter().find(|t| t.kind == kind && t.name == name) else {
             return String::new();
@@ -215,7 +221,6 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
         comments(name, &glossary::table(t, &p.contracts), &columns)
     };
     // The presentation zone: current tables, dimensions and marts, once published.
-    let presentation = p.stores.lake.list(layout::PRESENTATION_PREFIX).await?;
     for obj in &presentation {
         if let Some((kind, name)) = layout::presentation_table_of(&obj.key) {
             sql.push_str(&format!(

@@ -286,12 +286,11 @@ pub fn table(t: &PresentationTable, contracts: &Registry) -> Text {
             .and_then(|id| contracts.get(id))
             .map(|c| format!("{}: hver posts gældende version", c.title))
             .unwrap_or_default(),
-        "marts" => crate::publish::marts()
-            .into_iter()
-            .find(|m| m.name == t.name)
+        "marts" => crate::publish::mart(&t.name)
             .map(|m| {
                 format!(
-                    "{}. Nøgletal pr. periode ({}); offentliggjorte perioder fastfryses, rettelser                      er daterede revisioner. NULL = undertrykt; marginaler: '{TOTAL}'. {}",
+                    "{}. Nøgletal pr. periode ({}); offentliggjorte perioder fastfryses, rettelser \
+                     er daterede revisioner. NULL = undertrykt; marginaler: '{TOTAL}'. {}",
                     m.title,
                     m.period.column,
                     m.caveats_da.join(" ")
@@ -335,20 +334,11 @@ const DIMENSION_TABLES: &[(&str, &str)] = &[
 /// The description of column `column` of table `t`, `None` when nothing describes it.
 pub fn column(t: &PresentationTable, column: &str, contracts: &Registry) -> Option<Text> {
     match t.kind {
-        "current" => {
-            let contract = t.contract.as_deref().and_then(|id| contracts.get(id))?;
-            if let Some(f) = contract.fields.iter().find(|f| f.name == column) {
-                return Some(Text::new(&f.description_da, &f.description))
-                    .filter(|t| !t.da.is_empty() && !t.en.is_empty());
-            }
-            derived(column)
-        }
-        "marts" => {
-            let spec = crate::publish::marts()
-                .into_iter()
-                .find(|m| m.name == t.name)?;
-            mart_column(&spec, column)
-        }
+        "current" => contract_column(
+            t.contract.as_deref().and_then(|id| contracts.get(id))?,
+            column,
+        ),
+        "marts" => mart_column(crate::publish::mart(&t.name)?, column),
         _ => DIMENSIONS
             .iter()
             .find(|(table, c, _, _)| *table == t.name && *c == column)
@@ -361,8 +351,18 @@ pub fn column(t: &PresentationTable, column: &str, contracts: &Registry) -> Opti
     }
 }
 
+/// A column of a dataset's rows: its contract field's descriptions (`None` unless both
+/// are given), else a person or lineage column's.
+pub fn contract_column(c: &crate::contract::Contract, column: &str) -> Option<Text> {
+    match c.fields.iter().find(|f| f.name == column) {
+        Some(f) => Some(Text::new(&f.description_da, &f.description))
+            .filter(|t| !t.da.is_empty() && !t.en.is_empty()),
+        None => derived(column),
+    }
+}
+
 /// A person or lineage column's description ([`DERIVED`]).
-pub fn derived(column: &str) -> Option<Text> {
+fn derived(column: &str) -> Option<Text> {
     DERIVED
         .iter()
         .find(|(c, _, _)| *c == column)

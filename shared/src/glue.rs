@@ -35,20 +35,24 @@ pub fn logical_id(table: &str) -> String {
     out
 }
 
-/// A table's description: Glue takes at most 2,048 characters.
-fn table_description(text: &str) -> String {
+/// `text` on one line, cut with an ellipsis at `limit` characters
+/// (docs/presentation-columns.md has every description whole).
+fn clip(text: &str, limit: usize) -> String {
     let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    flat.chars().take(2048).collect()
-}
-
-fn comment(text: &str) -> String {
-    // Glue column comments are at most 255 characters; a longer one is cut with an
-    // ellipsis (docs/presentation-columns.md has it whole).
-    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if flat.chars().count() <= 255 {
+    if flat.chars().count() <= limit {
         return flat;
     }
-    flat.chars().take(254).chain(['…']).collect()
+    flat.chars().take(limit - 1).chain(['…']).collect()
+}
+
+/// A table's description: Glue takes at most 2,048 characters.
+fn table_description(text: &str) -> String {
+    clip(text, 2048)
+}
+
+/// A column's comment: Glue takes at most 255 characters.
+fn comment(text: &str) -> String {
+    clip(text, glossary::COMMENT_LIMIT)
 }
 
 /// An external Parquet table under `prefix` in the lake bucket: the parts every Glue
@@ -115,16 +119,7 @@ pub fn table_resource(c: &Contract) -> Value {
         .into_iter()
         .map(|(name, ty)| {
             let mut col = json!({"Name": name, "Type": ty});
-            let text = c
-                .fields
-                .iter()
-                .find(|f| f.name == name)
-                .map(|f| glossary::Text {
-                    da: f.description_da.clone(),
-                    en: f.description.clone(),
-                })
-                .or_else(|| glossary::derived(&name));
-            if let Some(d) = text.filter(|d| !d.en.is_empty()) {
+            if let Some(d) = glossary::contract_column(c, &name) {
                 col["Comment"] = json!(comment(&d.comment()));
             }
             col
@@ -178,11 +173,9 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
         input["PartitionKeys"] = json!([{
             "Name": key,
             "Type": "string",
-            "Comment": glossary::mart_column(
-                &crate::publish::marts().into_iter().find(|m| m.name == t.name).expect("a mart"),
-                key,
-            )
-            .map(|d| comment(&d.comment())),
+            "Comment": crate::publish::mart(&t.name)
+                .and_then(|m| glossary::mart_column(m, key))
+                .map(|d| comment(&d.comment())),
         }]);
         let p = &mut input["Parameters"];
         p["projection.enabled"] = json!("true");

@@ -414,11 +414,21 @@ impl MartSpec {
     }
 }
 
-pub fn marts() -> Vec<MartSpec> {
+/// The built-in marts, parsed once.
+static PARSED: std::sync::LazyLock<Vec<MartSpec>> = std::sync::LazyLock::new(|| {
     MARTS
         .iter()
         .map(|(n, s)| MartSpec::parse(n, s).unwrap_or_else(|e| panic!("built-in mart: {e}")))
         .collect()
+});
+
+pub fn marts() -> Vec<MartSpec> {
+    PARSED.clone()
+}
+
+/// The built-in mart called `name`.
+pub fn mart(name: &str) -> Option<&'static MartSpec> {
+    PARSED.iter().find(|m| m.name == name)
 }
 
 /// What one mart published.
@@ -1116,9 +1126,8 @@ pub async fn unprotected_cells(
     mart: &str,
     periods: &[publication::Period],
 ) -> Result<RecordBatch, PublishError> {
-    let spec = marts()
-        .into_iter()
-        .find(|m| m.name == mart)
+    let spec = self::mart(mart)
+        .cloned()
         .ok_or_else(|| PublishError::Mart {
             mart: mart.to_string(),
             message: "no such mart".into(),
