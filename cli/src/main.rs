@@ -1020,7 +1020,7 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
     use naerdata::ports::Queue;
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;
-    let p = aws::platform(&clients, &resources, Registry::builtin());
+    let p = aws::platform(&clients, &resources, Registry::builtin())?;
     match command {
         Command::Status { recent } => summary::print_status(&p, recent).await?,
         Command::Privacy {

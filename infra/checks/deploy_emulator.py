@@ -148,13 +148,16 @@ def main():
             SecretId=name, SecretString=json.dumps({"version": 1, "key_hex": pysecrets.token_hex(32)}))
         out["LakeKeySecret"] = name
 
-    # Buckets: versioned, KMS with the key of their kind of data, private.
+    # Buckets: versioned (the lake not), KMS with the key of their kind of data, private.
     kms_of = {"LandingBucket": "LandingKey", "ReceiptsBucket": "LandingKey", "QuarantineBucket": "LandingKey",
               "LakeBucket": "DataKey", "TrailBucket": "DataKey"}
     for key in ["LandingBucket", "LakeBucket", "ReceiptsBucket", "QuarantineBucket", "TrailBucket"]:
         b = out[key]
         v = c["s3"].get_bucket_versioning(Bucket=b).get("Status")
-        if v is None:
+        if key == "LakeBucket":
+            # History is the Delta log; a purge must leave no noncurrent copy.
+            checks.expect(v is None, f"{key} {b} keeps no versions ({v})")
+        elif v is None:
             checks.gap(f"{key} versioning")
         else:
             checks.expect(v == "Enabled", f"{key} {b} versioned ({v})")

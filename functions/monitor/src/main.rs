@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;
-    let platform = aws::platform(&clients, &resources, Registry::builtin());
+    let platform = aws::platform(&clients, &resources, Registry::builtin())?;
     let mut dlqs = Vec::new();
     for (name, url) in [
         ("receive", &resources.receive_dlq_url),

@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;
-    let platform = aws::platform(&clients, &resources, Registry::builtin());
+    let platform = aws::platform(&clients, &resources, Registry::builtin())?;
     // The key is read once, here, and checked against the fingerprint recorded in the
     // lake bucket: a wrong or regenerated key stops the function before any delivery.
     platform.keys.lake_key().await?;

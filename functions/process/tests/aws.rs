@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
 use naerdata::Platform;
-use naerdata::aws::{self, DynamoLedger, Multipart, S3Store, SqsQueue};
+use naerdata::aws::{self, DynamoLedger, LakeStore, Multipart, S3Store, SqsQueue};
 use naerdata::ledger::{Delivery, DeliveryState};
 use naerdata::ports::{FixedClock, ObjectStore, StoreError};
 
@@ -89,31 +89,57 @@ async fn the_dynamodb_ledger_behaves_like_a_ledger() {
     naerdata::ledger::conformance::check(&l).await;
 }
 
+/// In the versioned landing bucket, so the purge's delete of every version is tried
+/// where there are versions to delete.
 #[tokio::test]
 async fn the_s3_store_behaves_like_an_object_store() {
     let moto = Moto::start();
     let stack = provision(&moto, "t").await;
     let store = S3Store::new(
         stack.clients.s3.clone(),
-        &stack.resources.lake_bucket,
+        &stack.resources.landing_bucket,
         Some(support::KMS_KEY.into()),
     );
     naerdata::ports::conformance::check(&store).await;
+    let versions = stack
+        .clients
+        .s3
+        .list_object_versions()
+        .bucket(&stack.resources.landing_bucket)
+        .prefix("c/a/one.txt")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        versions.versions().is_empty() && versions.delete_markers().is_empty(),
+        "a purge leaves no version of the object: {versions:?}"
+    );
+}
+
+/// The lake through `object_store`'s client, as the platform builds it.
+fn lake_store(stack: &Stack, bucket: &str) -> LakeStore {
+    LakeStore::new(
+        aws::engine::bucket_store(&stack.clients.sdk, bucket, Some(support::KMS_KEY)).unwrap(),
+        bucket,
+    )
 }
 
 #[tokio::test]
-async fn the_s3_store_streams_encrypts_and_uploads_large_files_in_parts() {
+async fn the_lake_store_behaves_like_an_object_store() {
     let moto = Moto::start();
     let stack = provision(&moto, "t").await;
-    let store = S3Store::new(
-        stack.clients.s3.clone(),
-        &stack.resources.lake_bucket,
-        Some(support::KMS_KEY.into()),
-    )
-    .with_multipart(Multipart {
-        threshold: 5 << 20,
-        part_size: 5 << 20,
-    });
+    let store = lake_store(&stack, &stack.resources.lake_bucket);
+    naerdata::ports::conformance::check(&store).await;
+    assert!(
+        store.engine_store().is_some(),
+        "Delta commits and SQL go through the same client"
+    );
+}
+
+/// Writes a 12 MiB file (5 MiB parts) and a small object through `store` into
+/// `bucket`, and checks them through the SDK: three parts, SSE-KMS with the test key,
+/// and the streamed read equal to the file.
+async fn uploads_in_parts_encrypted(stack: &Stack, store: &dyn ObjectStore, bucket: &str) {
     let dir = tempfile::tempdir().unwrap();
     let big: Vec<u8> = (0..12 * 1024 * 1024 + 7)
         .map(|i| (i * 31 % 251) as u8)
@@ -122,31 +148,23 @@ async fn the_s3_store_streams_encrypts_and_uploads_large_files_in_parts() {
     std::fs::write(&path, &big).unwrap();
     store.put_file("a/big.bin", &path).await.unwrap();
     store.put("a/small.json", "{}".into()).await.unwrap();
-
-    let head = stack
-        .clients
-        .s3
-        .head_object()
-        .bucket(&stack.resources.lake_bucket)
-        .key("a/big.bin")
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        head.e_tag().unwrap().ends_with("-3\""),
-        "three parts: {:?}",
-        head.e_tag()
-    );
-    for key in ["a/big.bin", "a/small.json"] {
+    for (key, parts) in [("a/big.bin", Some("-3\"")), ("a/small.json", None)] {
         let h = stack
             .clients
             .s3
             .head_object()
-            .bucket(&stack.resources.lake_bucket)
+            .bucket(bucket)
             .key(key)
             .send()
             .await
             .unwrap();
+        if let Some(parts) = parts {
+            assert!(
+                h.e_tag().unwrap().ends_with(parts),
+                "three parts: {:?}",
+                h.e_tag()
+            );
+        }
         assert_eq!(
             h.server_side_encryption(),
             Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
@@ -157,22 +175,109 @@ async fn the_s3_store_streams_encrypts_and_uploads_large_files_in_parts() {
             "{key}"
         );
     }
-
-    let bytes = tokio::task::spawn_blocking({
-        let reader = store.open("a/big.bin").await.unwrap();
-        move || {
-            let mut out = Vec::new();
-            let mut reader = reader;
-            std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
-            out
-        }
+    let reader = store.open("a/big.bin").await.unwrap();
+    let bytes = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        let mut reader = reader;
+        std::io::Read::read_to_end(&mut reader, &mut out).unwrap();
+        out
     })
     .await
     .unwrap();
     assert!(bytes == big, "the streamed object equals the uploaded file");
-
     let meta = store.head("a/big.bin").await.unwrap().unwrap();
     assert_eq!(meta.size, big.len() as u64);
+}
+
+const PARTS_OF_5_MIB: Multipart = Multipart {
+    threshold: 5 << 20,
+    part_size: 5 << 20,
+};
+
+#[tokio::test]
+async fn the_lake_store_encrypts_and_uploads_large_files_in_parts() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "t").await;
+    let lake = &stack.resources.lake_bucket;
+    let store = lake_store(&stack, lake).with_multipart(PARTS_OF_5_MIB);
+    uploads_in_parts_encrypted(&stack, &store, lake).await;
+    // Keys reach S3 unchanged (other tools see the same names); what object_store
+    // cannot name is refused by key, not renamed.
+    let odd = "a/odd%20name b+c=æ.json";
+    store.put(odd, "{}".into()).await.unwrap();
+    stack
+        .clients
+        .s3
+        .head_object()
+        .bucket(&stack.resources.lake_bucket)
+        .key(odd)
+        .send()
+        .await
+        .expect("the same key through the SDK");
+    assert_eq!(store.list("a/odd").await.unwrap()[0].key, odd);
+    let e = store.put("a/../up.json", "x".into()).await.unwrap_err();
+    assert!(e.to_string().contains("a/../up.json"), "{e}");
+}
+
+/// A lake bucket that keeps versions (versioning turned on by hand, or a stack from
+/// before it was turned off) would keep purged rows in noncurrent versions, which the
+/// lake's client cannot list: the purge refuses and says what to do.
+#[tokio::test]
+async fn a_purge_refuses_a_lake_bucket_that_keeps_versions() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "t").await;
+    let versioned = lake_store(&stack, &stack.resources.landing_bucket);
+    versioned
+        .put("curated/t/part-1.parquet", "rows".into())
+        .await
+        .unwrap();
+    let e = versioned
+        .delete_all_versions("curated/t/part-1.parquet")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("kept S3 versions") && e.contains("README: Purge"),
+        "{e}"
+    );
+    assert!(
+        versioned
+            .get("curated/t/part-1.parquet")
+            .await
+            .unwrap()
+            .is_some(),
+        "nothing is deleted halfway"
+    );
+    // In the lake bucket (no versions) the same purge deletes the object for good.
+    let lake = lake_store(&stack, &stack.resources.lake_bucket);
+    lake.put("curated/t/part-1.parquet", "rows".into())
+        .await
+        .unwrap();
+    lake.delete_all_versions("curated/t/part-1.parquet")
+        .await
+        .unwrap();
+    let versions = stack
+        .clients
+        .s3
+        .list_object_versions()
+        .bucket(&stack.resources.lake_bucket)
+        .send()
+        .await
+        .unwrap();
+    assert!(versions.versions().is_empty(), "{versions:?}");
+}
+
+#[tokio::test]
+async fn the_s3_store_streams_encrypts_and_uploads_large_files_in_parts() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "t").await;
+    let store = S3Store::new(
+        stack.clients.s3.clone(),
+        &stack.resources.receipts_bucket,
+        Some(support::KMS_KEY.into()),
+    )
+    .with_multipart(PARTS_OF_5_MIB);
+    uploads_in_parts_encrypted(&stack, &store, &stack.resources.receipts_bucket).await;
     assert!(store.head("a/none").await.unwrap().is_none());
     assert!(matches!(
         store.open("a/none").await.err().unwrap(),
@@ -197,7 +302,7 @@ async fn the_s3_store_streams_encrypts_and_uploads_large_files_in_parts() {
     assert_eq!(store.list("a/").await.unwrap().len(), 1);
     assert_eq!(
         store.locate("x/y"),
-        format!("s3://{}/x/y", stack.resources.lake_bucket)
+        format!("s3://{}/x/y", stack.resources.receipts_bucket)
     );
 
     // A step reads the version it was told about, even after the key was overwritten.

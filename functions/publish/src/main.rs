@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     let started = std::time::Instant::now();
     let clients = Clients::from_env().await;
     let resources = Resources::from_env()?;
-    let platform = aws::platform(&clients, &resources, Registry::builtin());
+    let platform = aws::platform(&clients, &resources, Registry::builtin())?;
     let publisher = Publisher::aws(&clients, &resources, platform)?;
     tracing::info!(
         init_ms = started.elapsed().as_millis() as u64,

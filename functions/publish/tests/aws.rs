@@ -23,7 +23,8 @@ use serde_json::{Value, json};
 const DAYS: u32 = 3;
 
 fn platform(stack: &Stack) -> Platform {
-    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin());
+    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin())
+        .expect("the platform on the emulator");
     p.clock = Arc::new(FixedClock(
         chrono::DateTime::parse_from_rfc3339("2026-10-04T08:00:00Z")
             .unwrap()
@@ -476,4 +477,83 @@ async fn extracts_from_the_queue_get_a_key_per_project_and_never_the_lake_key() 
     let again = pump_extracts(&stack, &publisher).await;
     assert_eq!((again.messages, again.failed), (1, 0));
     assert_eq!(pseudonyms("P-A").await, a);
+}
+
+/// Every Parquet file in the lake bucket that holds `value` in `column`.
+async fn files_holding(p: &Platform, column: &str, value: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for obj in p.stores.lake.list("curated/").await.unwrap() {
+        if !obj.key.ends_with(".parquet") {
+            continue;
+        }
+        let body = p.stores.lake.get(&obj.key).await.unwrap().unwrap();
+        let held = batches(&body).iter().any(|b| {
+            b.column_by_name(column).is_some()
+                && strings(std::slice::from_ref(b), column).contains(value)
+        });
+        if held {
+            out.push(obj.key);
+        }
+    }
+    out
+}
+
+/// A person purged in AWS: the rows leave every table, and no object in the lake
+/// bucket holds them afterwards — not a file in the tables' history (compaction
+/// leaves the originals there) and not a noncurrent S3 version (the lake keeps none).
+#[tokio::test]
+async fn a_purge_leaves_no_copy_of_the_person_in_the_lake_bucket() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "purge").await;
+    let _input = ingest(&stack, 120).await;
+    let p = platform(&stack);
+    publisher(&stack)
+        .handle(json!({ "maintain": { "retention_days": 7 } }))
+        .await
+        .unwrap();
+    let rows = naerdata::catalog::query(
+        &p,
+        "SELECT person_id FROM almenpraksis_diagnose GROUP BY person_id ORDER BY count(*) DESC LIMIT 1",
+    )
+    .await
+    .unwrap();
+    let person = arrow::util::display::array_value_to_string(rows[0].column(0), 0).unwrap();
+    assert!(!files_holding(&p, "person_id", &person).await.is_empty());
+
+    let record = naerdata::maintain::purge(
+        &p,
+        &naerdata::maintain::PurgeTarget::Person(person.clone()),
+        "court order",
+    )
+    .await
+    .unwrap();
+    assert!(!record.tables.is_empty(), "{record:?}");
+    assert_eq!(
+        files_holding(&p, "person_id", &person).await,
+        Vec::<String>::new()
+    );
+    let left = naerdata::catalog::query(
+        &p,
+        &format!("SELECT count(*) AS n FROM almenpraksis_diagnose WHERE person_id = '{person}'"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(strings(&left, "n"), BTreeSet::from(["0".to_string()]));
+    let versions = stack
+        .clients
+        .s3
+        .list_object_versions()
+        .bucket(&stack.resources.lake_bucket)
+        .prefix("curated/")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        versions.delete_markers().is_empty()
+            && versions
+                .versions()
+                .iter()
+                .all(|v| v.is_latest() == Some(true)),
+        "no noncurrent version is left behind"
+    );
 }

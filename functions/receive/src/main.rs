@@ -18,7 +18,7 @@ async fn main() -> Result<(), Error> {
         "NAERDATA_PROCESS_QUEUE_URL",
     )?;
     let receiver = Receiver {
-        platform: aws::platform(&clients, &resources, Registry::builtin()),
+        platform: aws::platform(&clients, &resources, Registry::builtin())?,
         process_queue: std::sync::Arc::new(process_queue),
         landing_bucket: resources.landing_bucket.clone(),
     };

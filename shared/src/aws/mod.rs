@@ -22,6 +22,7 @@
 
 pub mod batch;
 pub mod engine;
+pub mod lake;
 pub mod ledger;
 pub mod queue;
 pub mod s3;
@@ -37,6 +38,7 @@ use crate::custody::{CheckedKey, NoLakeKey};
 use crate::platform::Platform;
 use crate::ports::{KeyProvider, Stores, SystemClock};
 
+pub use lake::LakeStore;
 pub use ledger::DynamoLedger;
 pub use queue::{ProcessMessage, SqsQueue};
 pub use s3::{Multipart, S3Store};
@@ -175,8 +177,14 @@ impl Resources {
     }
 }
 
-/// The platform on AWS.
-pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platform {
+/// The platform on AWS. The lake bucket is reached only through `object_store` (the
+/// client delta-rs and DataFusion use); the raw-data buckets through the SDK, which
+/// reads the exact S3 version a notification named.
+pub fn platform(
+    clients: &Clients,
+    r: &Resources,
+    contracts: Registry,
+) -> Result<Platform, ConfigError> {
     let bucket = |name: &str, kms: &Option<String>| {
         S3Store::new(clients.s3.clone(), name, kms.clone()).with_multipart(r.multipart)
     };
@@ -185,16 +193,11 @@ pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platfo
         .landing_kms_key_id
         .clone()
         .or_else(|| r.kms_key_id.clone());
-    let lake = bucket(&r.lake_bucket, &r.kms_key_id);
-    let lake = match engine::bucket_store(&clients.sdk, &r.lake_bucket, r.kms_key_id.as_deref()) {
-        Ok(engine) => lake.with_engine_store(engine),
-        // Only Delta commits and SQL need it; those steps then name the bucket they
-        // cannot reach.
-        Err(e) => {
-            tracing::error!(error = %e, "no Delta/SQL access to the lake bucket");
-            lake
-        }
-    };
+    let lake = LakeStore::new(
+        engine::bucket_store(&clients.sdk, &r.lake_bucket, r.kms_key_id.as_deref())?,
+        &r.lake_bucket,
+    )
+    .with_multipart(r.multipart);
     let lake: Arc<dyn crate::ports::ObjectStore> = Arc::new(lake);
     // Only the process function is given the secret; the key it reads is checked
     // against the fingerprint recorded in the lake bucket before it is used.
@@ -207,7 +210,7 @@ pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platfo
             "this function (NAERDATA_KEY_SECRET_ID is not set)",
         )),
     };
-    Platform {
+    Ok(Platform {
         stores: Stores {
             landing: Arc::new(bucket(&r.landing_bucket, &raw_kms)),
             lake,
@@ -219,7 +222,7 @@ pub fn platform(clients: &Clients, r: &Resources, contracts: Registry) -> Platfo
         clock: Arc::new(SystemClock),
         contracts: Arc::new(contracts),
         spool_root: r.spool.clone(),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,7 @@
-//! S3 as an [`ObjectStore`]: streaming reads, multipart writes for large files, and
-//! SSE-KMS on every write (the bucket policy refuses unencrypted puts).
+//! S3 through the AWS SDK as an [`ObjectStore`], for the raw-data buckets (landing,
+//! receipts, quarantine): reads of an exact S3 version (the one a notification named),
+//! server-side copies, purges of every version, streaming reads, multipart writes for
+//! large files, and SSE-KMS on every write. The lake is [`super::LakeStore`].
 
 use std::io::Read;
 use std::path::Path;
@@ -43,8 +45,6 @@ pub struct S3Store {
     /// the template), which is how the emulator runs.
     kms_key: Option<String>,
     multipart: Multipart,
-    /// The bucket for DataFusion (publish and extracts read the lake through it).
-    engine: Option<std::sync::Arc<dyn object_store::ObjectStore>>,
 }
 
 fn err<E, R>(op: &'static str, key: &str, e: SdkError<E, R>) -> StoreError
@@ -62,16 +62,7 @@ impl S3Store {
             bucket: bucket.into(),
             kms_key,
             multipart: Multipart::default(),
-            engine: None,
         }
-    }
-
-    pub fn with_engine_store(
-        mut self,
-        store: std::sync::Arc<dyn object_store::ObjectStore>,
-    ) -> Self {
-        self.engine = Some(store);
-        self
     }
 
     pub fn with_multipart(mut self, m: Multipart) -> Self {
@@ -416,10 +407,6 @@ impl ObjectStore for S3Store {
 
     fn locate(&self, key: &str) -> String {
         format!("s3://{}/{key}", self.bucket)
-    }
-
-    fn engine_store(&self) -> Option<std::sync::Arc<dyn object_store::ObjectStore>> {
-        self.engine.clone()
     }
 }
 

@@ -632,7 +632,8 @@ pub fn diagnoses(first_id: usize, rows: usize, months: u32) -> String {
 /// The platform on the emulator, with a fixed clock so two runs write identical
 /// objects (the lake rows carry the time of receipt).
 pub fn platform(stack: &Stack) -> Platform {
-    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin());
+    let mut p = aws::platform(&stack.clients, &stack.resources, Registry::builtin())
+        .expect("the platform on the emulator");
     p.clock = Arc::new(FixedClock(
         // After every generated delivery day (a day is no later than tomorrow).
         chrono::DateTime::parse_from_rfc3339("2026-12-01T08:00:00Z")
