@@ -20,6 +20,10 @@ cp "$work/demo.out" "$work/home/demo.out"
   cat "$work/home/privacy-scan.out"; exit 1; }
 tail -n 1 "$work/home/privacy-scan.out"
 "$py" "$(dirname "$0")/independent/check_lake.py" --home "$work/home" --input "$work/home-input"
+# One SQL for two engines: every statement publish runs transpiles to Trino (Athena)
+# with sqlglot, and every mart gives DataFusion's cells on DuckDB too.
+"$bin" --home "$work/home" infra sql --out "$work/sql"
+"$py" "$(dirname "$0")/independent/check_sql.py" "$work/sql"
 # Maintenance compacts the Delta tables; a retraction takes one accepted delivery back
 # out (its receipt says why). The independent reader then finds every table equal to
 # the receipts again, reading through the Delta log with deltalake and polars.

@@ -427,6 +427,14 @@ enum InfraCommand {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Every statement publish runs, and after a publication the tables the marts
+    /// read and each mart's cells as DataFusion computes them (before disclosure
+    /// control: for operators), for checking the SQL on another engine
+    /// (tests/independent/check_sql.py: sqlglot to Trino, DuckDB).
+    Sql {
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// The generated regions of the SAM template (supplier parameters and roles,
     /// bucket policies, silence alarms), rewritten in place from `layout`.
     Template {
@@ -844,6 +852,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 out,
                 &naerdata::glossary::dictionary(&presentation, &contracts),
             )?;
+        }
+        Command::Infra {
+            what: InfraCommand::Sql { out },
+        } => {
+            let p = local()?;
+            let m = naerdata::portable::write(&p, &out).await?;
+            println!(
+                "{} statements, {} marts' cells{} -> {}",
+                m.statements.len(),
+                m.marts.len(),
+                m.reference_date
+                    .as_deref()
+                    .map(|d| format!(" as of {d}"))
+                    .unwrap_or_default(),
+                out.join("manifest.json").display()
+            );
         }
         Command::Infra {
             what: InfraCommand::Template { file, check },

@@ -35,6 +35,8 @@ pub mod monitor;
 #[cfg(feature = "analytics")]
 pub mod municipal;
 pub mod platform;
+#[cfg(feature = "analytics")]
+pub mod portable;
 pub mod ports;
 pub mod precheck;
 pub mod privacy;

@@ -615,7 +615,7 @@ LEFT JOIN dim_geografi g ON g.kommunekode = b.kommunekode
 
 /// Residence over time: the register's periods; for persons not in the register,
 /// one period per municipal report, until the next report (the fallback).
-const PERSON_BOPAEL: &str = "
+pub(crate) const PERSON_BOPAEL: &str = "
 WITH register AS (
     SELECT person_id, kommunekode, bopael_fra AS gyldig_fra, bopael_til AS gyldig_til
     FROM cpr_befolkning_current WHERE person_id IS NOT NULL
@@ -641,7 +641,7 @@ SELECT person_id, kommunekode, rapportdato AS gyldig_fra,
 FROM uden_register";
 
 /// The person dimension over every current table that carries persons.
-fn dim_person_sql(contracts: &Registry) -> String {
+pub(crate) fn dim_person_sql(contracts: &Registry) -> String {
     let sources: Vec<String> = contracts
         .iter()
         .filter(|c| c.cpr_field.is_some() && c.source != "cpr")
@@ -1117,6 +1117,26 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     Ok(out)
 }
 
+/// The reference date of the newest publication, or `None` before the first.
+pub async fn published_reference_date(p: &Platform) -> Result<Option<NaiveDate>, PublishError> {
+    let Some(record) = p
+        .stores
+        .lake
+        .get(PUBLICATION_KEY)
+        .await
+        .map_err(StepError::from)?
+    else {
+        return Ok(None);
+    };
+    let record: serde_json::Value = serde_json::from_slice(&record)
+        .map_err(|e| StepError::Internal(format!("{PUBLICATION_KEY}: {e}")))?;
+    record["reference_date"]
+        .as_str()
+        .and_then(|d| d.parse().ok())
+        .map(Some)
+        .ok_or_else(|| StepError::Internal(format!("{PUBLICATION_KEY}: no reference_date")).into())
+}
+
 /// A mart's cells for `periods` *before* disclosure control, computed with the mart's
 /// SQL over the tables the newest publication wrote (current tables, dimensions) and
 /// its reference date. For checking a mart's arithmetic and the effects planted in
@@ -1132,22 +1152,12 @@ pub async fn unprotected_cells(
             mart: mart.to_string(),
             message: "no such mart".into(),
         })?;
-    let record = p
-        .stores
-        .lake
-        .get(PUBLICATION_KEY)
-        .await
-        .map_err(StepError::from)?
+    let reference_date = published_reference_date(p)
+        .await?
         .ok_or_else(|| PublishError::Mart {
             mart: mart.to_string(),
             message: "nothing has been published yet".into(),
         })?;
-    let record: serde_json::Value = serde_json::from_slice(&record)
-        .map_err(|e| StepError::Internal(format!("{PUBLICATION_KEY}: {e}")))?;
-    let reference_date: NaiveDate = record["reference_date"]
-        .as_str()
-        .and_then(|d| d.parse().ok())
-        .ok_or_else(|| StepError::Internal(format!("{PUBLICATION_KEY}: no reference_date")))?;
     let (ctx, _) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
     register_params(&ctx, reference_date)?;
     for t in presentation_tables(&p.contracts).await? {
