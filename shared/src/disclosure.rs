@@ -107,6 +107,15 @@
 //!    timing (`publication.rs`): a period is published only once closed, then frozen, and
 //!    a correction comes out as a dated revision checked against every earlier one.
 //!
+//! 9. **Groups of rows** ([`protect_tree`]): municipalities in health clusters in
+//!    regions, each group published as a row of its own. A group's row is the sum of
+//!    its members', so a member's suppressed cell could be recovered as the group's
+//!    minus the others'. Each group's table (its members, its own row as the margin)
+//!    is protected like one table, top-down as HiTaS does: the country's table of
+//!    regions, then each region's, then each cluster's; what a level suppresses in a
+//!    group's row is suppressed in that group's margin below, and a margin entry a
+//!    table below must hide is made primary above and everything is done again.
+//!
 //! # Attacks the tests make
 //!
 //! Differencing within a line, the linear (rank) attack and the integer attack on one
@@ -114,8 +123,9 @@
 //! cells or through the margins), 0/100 % shares on small bases, an event count of 40
 //! from 2 persons, the integer attack over every measure, complement and difference of
 //! nested counts (a search for another consistent table), and the difference between
-//! two publications of changed data. Each is shown to find the leak in what the rules
-//! before it published.
+//! two publications of changed data; on groups of rows, the linear attack over every
+//! level's equations at once (a cluster minus its other members). Each is shown to
+//! find the leak in what the rules before it published.
 //!
 //! # Assumptions and limits
 //!
@@ -143,7 +153,7 @@ use std::fmt;
 use serde::{Serialize, Serializer};
 
 /// Name and version of the rules applied here; recorded with every publication.
-pub const RULE_SET: &str = "naerdata-sdc-2: primary 1-4 suppressed (cells and margins; events \
+pub const RULE_SET: &str = "naerdata-sdc-3: primary 1-4 suppressed (cells and margins; events \
      by the distinct persons behind them; margins of overlapping cells by their largest cell), \
      zeros kept in bases; nested counts protected with their base: no complement or difference \
      of nested counts of 1-4, no 0 % or 100 % share on a base below 20 persons, a nested count \
@@ -151,7 +161,10 @@ pub const RULE_SET: &str = "naerdata-sdc-2: primary 1-4 suppressed (cells and ma
      until no suppressed value, complement or difference is determined by the published \
      totals, nesting, non-negativity and suppressed bases >= 1; tables sharing row totals \
      protected jointly; rates suppressed when numerator or denominator < 5; no difference of \
-     1-4 persons from an earlier publication of the same period or stock";
+     1-4 persons from an earlier publication of the same period or stock; groups of rows \
+     (health clusters, regions) published beside their members, each group's table \
+     protected top-down with the group's row as its margin, a suppression needed below \
+     made primary above";
 
 /// The smallest person count that may be published (other than 0).
 pub const MIN_CELL: u64 = 5;
@@ -555,6 +568,15 @@ pub struct Family {
 /// Protects a [`Family`]; returns the base, then each chain's measures (innermost
 /// first), then the persons measure if published. See the module's rules 5-8.
 pub fn protect_family(f: &Family) -> Result<Vec<Protected>, SdcError> {
+    protect_family_forced(f, &[])
+}
+
+/// [`protect_family`] with entries that must be suppressed, per output: the margins a
+/// table shares with the level above it ([`protect_tree`]), suppressed there.
+fn protect_family_forced(
+    f: &Family,
+    forced: &[std::collections::HashSet<Entry>],
+) -> Result<Vec<Protected>, SdcError> {
     let (nrows, ncols) = (f.rows.len(), f.cols.len());
     let shape_ok = |m: &[Vec<u64>]| m.len() == nrows && m.iter().all(|r| r.len() == ncols);
     let measures: Vec<&Measure> = std::iter::once(&f.base)
@@ -738,6 +760,18 @@ pub fn protect_family(f: &Family) -> Result<Vec<Protected>, SdcError> {
         }
     }
 
+    // Entries suppressed at the level above are primary here: a chain's in its
+    // chain's pattern, the base's in the base's (and so in every chain's).
+    for (o, keys) in forced.iter().enumerate() {
+        for (e, _) in entries.iter().enumerate().filter(|(_, k)| keys.contains(k)) {
+            if o == 0 {
+                primary_b[e] = true;
+            } else if let Some(c) = chains.iter().position(|c| c.outputs.contains(&o)) {
+                primary_s[c][e] = true;
+            }
+        }
+    }
+
     // The base's pattern: classic rule, then every suppressed entry on a cycle that
     // moves the base with one layer of every chain following (rule 5).
     let init_b = (0..n)
@@ -834,6 +868,258 @@ pub fn protect_family(f: &Family) -> Result<Vec<Protected>, SdcError> {
         }
     }
     Ok(out)
+}
+
+/// Rows nested in groups (municipalities in health clusters in regions), every group
+/// published beside its members: a group's row is the sum of its members' rows, and
+/// the country's is the table's margin.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tree {
+    /// The groups: label and the group it is in (`None`: directly in the country).
+    /// Labels are unique among groups and rows.
+    pub groups: Vec<(String, Option<usize>)>,
+    /// For each row of the family, the group it is in (`None`: in the country).
+    pub row_group: Vec<Option<usize>>,
+}
+
+/// A family protected with its groups: per output, each row's and group's entries
+/// (cells, then its total), and the country's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeProtected {
+    /// Per output (as [`protect_family`]): rows, then groups, then the country.
+    pub entries: Vec<Vec<(Vec<Cell>, Cell)>>,
+    pub primary: usize,
+    pub secondary: usize,
+    /// How often a table below made an entry above primary (and all was redone).
+    pub carried_up: usize,
+}
+
+/// Rule 9, **groups of rows** (HiTaS, as in τ-ARGUS): a municipality's cell is its
+/// cluster's cell minus the cluster's other members, so each group's table (its
+/// members as rows, the group's own row as the margin) is protected like one table,
+/// top-down: the country's table of regions first, then each region's table of
+/// clusters, then each cluster's of municipalities. What is suppressed in a group's
+/// row at the level above is suppressed in its table's margin (and protected there);
+/// when a table must suppress a margin entry the level above published, that entry
+/// is made primary above and everything is protected again, until nothing changes.
+/// Each table then has the guarantees of rules 1-8 with its margins; reasoning that
+/// chains several levels' equations is not proven safe (the tests' linear attack
+/// over the whole tree finds nothing).
+pub fn protect_tree(f: &Family, tree: &Tree) -> Result<TreeProtected, SdcError> {
+    let (nrows, ncols, ngroups) = (f.rows.len(), f.cols.len(), tree.groups.len());
+    if tree.row_group.len() != nrows
+        || tree
+            .row_group
+            .iter()
+            .chain(tree.groups.iter().map(|(_, g)| g))
+            .any(|g| g.is_some_and(|g| g >= ngroups))
+    {
+        return Err(SdcError::Family("the tree does not fit the rows".into()));
+    }
+    // Nodes: rows, groups, the country. Each node's children, in order.
+    let root = nrows + ngroups;
+    let parent = |node: usize| -> usize {
+        let g = if node < nrows {
+            tree.row_group[node]
+        } else {
+            tree.groups[node - nrows].1
+        };
+        g.map_or(root, |g| nrows + g)
+    };
+    let label = |node: usize| -> String {
+        if node < nrows {
+            f.rows[node].clone()
+        } else if node < root {
+            tree.groups[node - nrows].0.clone()
+        } else {
+            String::new()
+        }
+    };
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); root + 1];
+    for node in 0..root {
+        children[parent(node)].push(node);
+    }
+    // A group inside itself would never be reached from the country.
+    let mut order = vec![root];
+    let mut i = 0;
+    while i < order.len() {
+        order.extend(children[order[i]].iter().copied().filter(|&c| c >= nrows));
+        i += 1;
+    }
+    if order.len() != ngroups + 1 {
+        return Err(SdcError::Family("the groups form a cycle".into()));
+    }
+    let mut labels: Vec<String> = (0..root).map(label).collect();
+    labels.sort();
+    if labels.windows(2).any(|w| w[0] == w[1]) {
+        return Err(SdcError::Family("a label names two rows or groups".into()));
+    }
+    // Each node's sums of its rows' cells, per measure.
+    let measures: Vec<&Measure> = std::iter::once(&f.base)
+        .chain(f.chains.iter().flatten())
+        .collect();
+    let mut leaves: Vec<Vec<usize>> = vec![Vec::new(); root + 1];
+    for r in 0..nrows {
+        let mut node = r;
+        loop {
+            leaves[node].push(r);
+            if node == root {
+                break;
+            }
+            node = parent(node);
+        }
+    }
+    let sum = |grid: &[Vec<u64>], node: usize| -> Vec<u64> {
+        (0..ncols)
+            .map(|j| leaves[node].iter().map(|&r| grid[r][j]).sum())
+            .collect()
+    };
+    let sub_measure = |m: &Measure, rows: &[usize]| Measure {
+        counts: rows.iter().map(|&n| sum(&m.counts, n)).collect(),
+        persons: m
+            .persons
+            .as_ref()
+            .map(|p| rows.iter().map(|&n| sum(p, n)).collect()),
+    };
+    let sub_family = |node: usize| -> Family {
+        let rows = &children[node];
+        let mut it = measures.iter().map(|m| sub_measure(m, rows));
+        let base = it.next().expect("the base");
+        Family {
+            rows: rows.iter().map(|&c| label(c)).collect(),
+            cols: f.cols.clone(),
+            base,
+            chains: f
+                .chains
+                .iter()
+                .map(|ch| ch.iter().map(|_| it.next().expect("a level")).collect())
+                .collect(),
+            persons_published: f.persons_published,
+            overlapping: f.overlapping,
+            // An earlier release names a group's row by its label; in the group's own
+            // table that row is the margin.
+            earlier: f
+                .earlier
+                .iter()
+                .map(|release| {
+                    release
+                        .iter()
+                        .map(|shown| {
+                            let mut out = HashMap::new();
+                            for (k, v) in shown {
+                                let own = |r: &str| node != root && r == label(node);
+                                let key = match k {
+                                    Entry::Cell(r, c) if own(r) => Entry::ColTotal(c.clone()),
+                                    Entry::RowTotal(r) if own(r) => Entry::Grand,
+                                    Entry::ColTotal(_) | Entry::Grand if node != root => {
+                                        continue;
+                                    }
+                                    other => other.clone(),
+                                };
+                                out.insert(key, *v);
+                            }
+                            out
+                        })
+                        .collect()
+                })
+                .collect(),
+        }
+    };
+    let outputs = measures.len() + usize::from(f.persons_published);
+    let position = |node: usize| {
+        children[parent(node)]
+            .iter()
+            .position(|&c| c == node)
+            .expect("a child of its parent")
+    };
+    // Entries made primary in a group's table because a table below needed them.
+    let mut forced: Vec<Vec<std::collections::HashSet<Entry>>> =
+        vec![vec![Default::default(); outputs]; root + 1];
+    let mut carried_up = 0;
+    let results = loop {
+        let mut results: HashMap<usize, Vec<Protected>> = HashMap::new();
+        let mut again = false;
+        for &node in &order {
+            let mut keys = forced[node].clone();
+            if node != root {
+                // The group's row as the level above published it: its margin here.
+                let above = &results[&parent(node)];
+                let i = position(node);
+                for (o, p) in above.iter().enumerate() {
+                    for (j, c) in f.cols.iter().enumerate() {
+                        if p.cells[i][j].is_suppressed() {
+                            keys[o].insert(Entry::ColTotal(c.clone()));
+                        }
+                    }
+                    if p.row_totals[i].is_suppressed() {
+                        keys[o].insert(Entry::Grand);
+                    }
+                }
+            }
+            let out = protect_family_forced(&sub_family(node), &keys)?;
+            if node != root {
+                let up = parent(node);
+                let i = position(node);
+                let own = label(node);
+                for (o, p) in out.iter().enumerate() {
+                    let above = &results[&up][o];
+                    for (j, c) in f.cols.iter().enumerate() {
+                        if p.col_totals[j].is_suppressed() && !above.cells[i][j].is_suppressed() {
+                            again |= forced[up][o].insert(Entry::Cell(own.clone(), c.clone()));
+                        }
+                    }
+                    if p.grand_total.is_suppressed() && !above.row_totals[i].is_suppressed() {
+                        again |= forced[up][o].insert(Entry::RowTotal(own.clone()));
+                    }
+                }
+                if again {
+                    break;
+                }
+            }
+            results.insert(node, out);
+        }
+        if !again {
+            break results;
+        }
+        carried_up += 1;
+    };
+    let mut entries: Vec<Vec<(Vec<Cell>, Cell)>> = vec![Vec::new(); outputs];
+    for node in 0..=root {
+        for (o, out) in entries.iter_mut().enumerate() {
+            out.push(if node == root {
+                let p = &results[&root][o];
+                (p.col_totals.clone(), p.grand_total)
+            } else {
+                let p = &results[&parent(node)][o];
+                let i = position(node);
+                (p.cells[i].clone(), p.row_totals[i])
+            });
+        }
+    }
+    // Each hidden entry once, where it is a row of its table.
+    let hidden = entries
+        .iter()
+        .flatten()
+        .map(|(cells, total)| {
+            cells
+                .iter()
+                .chain([total])
+                .filter(|c| c.is_suppressed())
+                .count()
+        })
+        .sum::<usize>();
+    let primary = results
+        .values()
+        .flatten()
+        .map(|p| p.primary)
+        .sum::<usize>()
+        .min(hidden);
+    Ok(TreeProtected {
+        entries,
+        primary,
+        secondary: hidden - primary,
+        carried_up,
+    })
 }
 
 /// A cycle found: its cost in persons and the complements on it.
@@ -3434,5 +3720,224 @@ mod tests {
             ..Family::default()
         };
         assert!(matches!(protect_family(&f), Err(SdcError::Family(_))));
+    }
+
+    // -- Groups of rows (rule 9) -----------------------------------------------
+
+    /// Rows r0.. in groups: `row_group[r]` and each group's parent; one measure.
+    fn grouped(
+        counts: &[&[u64]],
+        row_group: &[Option<usize>],
+        groups: &[Option<usize>],
+    ) -> (Family, Tree) {
+        let f = Family {
+            rows: labels("m", counts.len()),
+            cols: labels("c", counts[0].len()),
+            base: Measure::persons(counts.iter().map(|r| r.to_vec()).collect()),
+            overlapping: true,
+            ..Family::default()
+        };
+        let tree = Tree {
+            groups: groups
+                .iter()
+                .enumerate()
+                .map(|(g, p)| (format!("g{g}"), *p))
+                .collect(),
+            row_group: row_group.to_vec(),
+        };
+        (f, tree)
+    }
+
+    /// Everything published, as an attacker sees it: every node's cells and total
+    /// (rows, groups, the country), its row line, and for every group (and the
+    /// country) each column and the totals as the sum of its members'.
+    fn tree_view(f: &Family, tree: &Tree, out: &TreeProtected) -> View {
+        let (nrows, ncols) = (f.rows.len(), f.cols.len());
+        let root = nrows + tree.groups.len();
+        let parent = |node: usize| {
+            let g = if node < nrows {
+                tree.row_group[node]
+            } else {
+                tree.groups[node - nrows].1
+            };
+            g.map_or(root, |g| nrows + g)
+        };
+        let mut leaf_of: Vec<Vec<usize>> = vec![Vec::new(); root + 1];
+        for r in 0..nrows {
+            let mut n = r;
+            loop {
+                leaf_of[n].push(r);
+                if n == root {
+                    break;
+                }
+                n = parent(n);
+            }
+        }
+        let at = |node: usize, j: usize| node * (ncols + 1) + j; // j == ncols: the total
+        let mut truth = Vec::new();
+        let mut known = Vec::new();
+        for (leaves, (cells, total)) in leaf_of.iter().zip(&out.entries[0]) {
+            for (j, c) in cells.iter().chain([total]).enumerate() {
+                let v: u64 = leaves
+                    .iter()
+                    .map(|&r| {
+                        if j < ncols {
+                            f.base.counts[r][j]
+                        } else {
+                            f.base.counts[r].iter().sum()
+                        }
+                    })
+                    .sum();
+                truth.push(v);
+                known.push(c.value());
+            }
+        }
+        let mut lines = Vec::new();
+        for node in 0..=root {
+            lines.push(((0..ncols).map(|j| at(node, j)).collect(), at(node, ncols)));
+        }
+        for group in nrows..=root {
+            let members: Vec<usize> = (0..root).filter(|&n| parent(n) == group).collect();
+            for j in 0..=ncols {
+                lines.push((members.iter().map(|&m| at(m, j)).collect(), at(group, j)));
+            }
+        }
+        View {
+            truth,
+            known,
+            lines,
+            conflicts: Vec::new(),
+        }
+    }
+
+    fn assert_tree_safe(f: &Family, tree: &Tree, out: &TreeProtected) {
+        let v = tree_view(f, tree, out);
+        for (e, k) in v.known.iter().enumerate() {
+            if let Some(k) = k {
+                assert_eq!(*k, v.truth[e], "published as it is");
+                assert!(*k == 0 || *k >= MIN_CELL, "no 1-4 published: entry {e}");
+            } else {
+                assert!(
+                    v.truth[e] > 0 || e % (f.cols.len() + 1) == f.cols.len(),
+                    "zeros stay"
+                );
+            }
+        }
+        assert_eq!(differencing(&v), Vec::<usize>::new(), "differencing");
+        assert_eq!(
+            linear(&v),
+            Vec::<usize>::new(),
+            "linear attack over every level"
+        );
+    }
+
+    /// Municipality m0 (2 persons) is in cluster g0 with m1. Protected as one table
+    /// of municipalities, its complements may lie in another cluster, and the cluster
+    /// row published beside it gives it away as g0 - m1; protected by group, not.
+    #[test]
+    fn a_cluster_row_cannot_be_used_to_recover_a_member() {
+        let (f, tree) = grouped(
+            &[&[2, 40], &[30, 50], &[20, 60], &[25, 45]],
+            &[Some(0), Some(0), Some(1), Some(1)],
+            &[None, None],
+        );
+        // Separately: the municipalities' table, and the clusters published whole.
+        let alone = protect_family(&f).unwrap();
+        let mut naive = TreeProtected {
+            entries: vec![Vec::new()],
+            primary: 0,
+            secondary: 0,
+            carried_up: 0,
+        };
+        for i in 0..4 {
+            naive.entries[0].push((alone[0].cells[i].clone(), alone[0].row_totals[i]));
+        }
+        for g in [[0, 1], [2, 3]] {
+            let col = |j: usize| Cell::Value(g.iter().map(|&r| f.base.counts[r][j]).sum());
+            let total = g
+                .iter()
+                .map(|&r| f.base.counts[r].iter().sum::<u64>())
+                .sum();
+            naive.entries[0].push((vec![col(0), col(1)], Cell::Value(total)));
+        }
+        naive.entries[0].push((alone[0].col_totals.clone(), alone[0].grand_total));
+        let v = tree_view(&f, &tree, &naive);
+        assert!(
+            !linear(&v).is_empty(),
+            "the attack finds the member in its cluster"
+        );
+
+        let out = protect_tree(&f, &tree).unwrap();
+        assert!(out.entries[0][0].0[0].is_suppressed());
+        assert_tree_safe(&f, &tree, &out);
+        // Cluster g1 has nothing small: its members and its row stay published.
+        assert!(out.entries[0][2].0.iter().all(|c| !c.is_suppressed()));
+        assert!(out.entries[0][5].0.iter().all(|c| !c.is_suppressed()));
+    }
+
+    /// A cluster's cell hidden in its region's table is hidden as the margin of the
+    /// cluster's own table, and protected there with its members.
+    #[test]
+    fn a_group_hidden_above_is_protected_below() {
+        let (f, tree) = grouped(
+            &[&[3, 0], &[0, 0], &[40, 50], &[30, 60], &[45, 20]],
+            &[Some(0), Some(0), Some(1), Some(1), Some(2)],
+            &[Some(3), Some(3), Some(3), None],
+        );
+        let out = protect_tree(&f, &tree).unwrap();
+        // g0's only non-zero is m0's 3: its cluster cell is 3 too, suppressed above.
+        assert!(out.entries[0][5].0[0].is_suppressed());
+        assert_tree_safe(&f, &tree, &out);
+    }
+
+    #[test]
+    fn random_trees_leak_nothing() {
+        let mut rng = Rng(0x7ee5_0001);
+        let mut carried = 0;
+        for _ in 0..60 {
+            let regions = 1 + rng.below(3) as usize;
+            let mut groups: Vec<Option<usize>> = vec![None; regions];
+            let clusters = regions + rng.below(4) as usize;
+            for k in 0..clusters {
+                groups.push(Some(k % regions));
+            }
+            let nrows = clusters + 2 + rng.below(8) as usize;
+            let ncols = 1 + rng.below(4) as usize;
+            let style = rng.below(4);
+            let counts: Vec<Vec<u64>> = (0..nrows)
+                .map(|_| (0..ncols).map(|_| draw(&mut rng, style)).collect())
+                .collect();
+            // Every cluster has a member; the rest land anywhere, some in no group.
+            let row_group: Vec<Option<usize>> = (0..nrows)
+                .map(|r| {
+                    if r < clusters {
+                        Some(regions + r)
+                    } else if rng.below(8) == 0 {
+                        None
+                    } else {
+                        Some(regions + rng.below(clusters as u64) as usize)
+                    }
+                })
+                .collect();
+            let refs: Vec<&[u64]> = counts.iter().map(|r| r.as_slice()).collect();
+            let (f, tree) = grouped(&refs, &row_group, &groups);
+            let out = protect_tree(&f, &tree).unwrap();
+            assert_tree_safe(&f, &tree, &out);
+            carried += out.carried_up;
+        }
+        assert!(
+            carried > 0,
+            "the trees make tables below send suppressions up"
+        );
+    }
+
+    #[test]
+    fn trees_that_do_not_fit_are_refused() {
+        let (f, mut tree) = grouped(&[&[5], &[6]], &[Some(0), Some(0)], &[None]);
+        tree.groups[0].1 = Some(0);
+        assert!(matches!(protect_tree(&f, &tree), Err(SdcError::Family(_))));
+        let (f, mut tree) = grouped(&[&[5], &[6]], &[Some(0), Some(0)], &[None]);
+        tree.groups[0].0 = "m1".into();
+        assert!(matches!(protect_tree(&f, &tree), Err(SdcError::Family(_))));
     }
 }

@@ -272,8 +272,13 @@ const MART_LABELS: &[(&str, &str, &str)] = &[
     ("kvartal", "Kvartalet (ÅÅÅÅ-Qn)", "The quarter (YYYY-Qn)"),
     (
         "kommunekode",
-        "Kommunekode; 'I alt' = hele landet",
-        "Municipality code; 'I alt' = the whole country",
+        "Kommunekode; klyngens navn eller regionskoden (se niveau); 'I alt' = hele landet",
+        "Municipality code; the cluster's name or the region code (see niveau); 'I alt' = the country",
+    ),
+    (
+        crate::publication::LEVEL,
+        "Niveau: kommune, klynge (sundhedsklynge), region eller land; beskyttet sammen med sine kommuner",
+        "Level: kommune, klynge (health cluster), region or land (country); protected with its members",
     ),
 ];
 

@@ -108,6 +108,7 @@ pub fn view(
     code: &str,
     cluster: &[String],
     region: &[String],
+    groups: (Option<&str>, &str),
 ) -> Option<MartView> {
     if spec.rows != "kommunekode" {
         return None;
@@ -147,6 +148,18 @@ pub fn view(
                 .collect()
         };
         let (in_cluster, in_region) = (sums(cluster), sums(region));
+        // A mart with groups publishes the cluster's and region's rows itself,
+        // protected with their members: those are shown, standardised rates too.
+        let group_row = |level: &str, label: Option<&str>| {
+            release.rows.iter().find(|r| {
+                r.level.as_deref() == Some(level) && Some(r.row.as_str()) == label && r.col == *col
+            })
+        };
+        let rolled = !spec.rollup.is_empty();
+        let (cluster_row, region_row) = (
+            group_row("klynge", groups.0),
+            group_row("region", Some(groups.1)),
+        );
         for (m, name) in spec.counts.iter().enumerate() {
             figures.push(Figure {
                 col: col.clone(),
@@ -154,8 +167,16 @@ pub fn view(
                 rate: false,
                 per: 1,
                 own: own.map_or(Some(0.0), |r| r.counts[m].map(|v| v as f64)),
-                cluster: in_cluster[m].map(|v| v as f64),
-                region: in_region[m].map(|v| v as f64),
+                cluster: if rolled {
+                    cluster_row.and_then(|r| r.counts[m].map(|v| v as f64))
+                } else {
+                    in_cluster[m].map(|v| v as f64)
+                },
+                region: if rolled {
+                    region_row.and_then(|r| r.counts[m].map(|v| v as f64))
+                } else {
+                    in_region[m].map(|v| v as f64)
+                },
                 country: country.and_then(|r| r.counts[m].map(|v| v as f64)),
             });
         }
@@ -176,13 +197,21 @@ pub fn view(
                 rate: true,
                 per: rate.per,
                 own: own.and_then(|r| r.rates[i]),
-                cluster: group_rate(&in_cluster, i),
-                region: group_rate(&in_region, i),
+                cluster: if rolled {
+                    cluster_row.and_then(|r| r.rates[i])
+                } else {
+                    group_rate(&in_cluster, i)
+                },
+                region: if rolled {
+                    region_row.and_then(|r| r.rates[i])
+                } else {
+                    group_rate(&in_region, i)
+                },
                 country: country.and_then(|r| r.rates[i]),
             });
         }
         // Standardised rates need the strata, which are not published: no sum of
-        // the members' cells gives the cluster's.
+        // the members' cells gives the cluster's, only a mart with groups has them.
         let n = spec.rates.len();
         for (i, name) in spec.rate_columns().iter().enumerate().skip(n) {
             figures.push(Figure {
@@ -191,8 +220,8 @@ pub fn view(
                 rate: true,
                 per: spec.rates[i - n].per,
                 own: own.and_then(|r| r.rates[i]),
-                cluster: None,
-                region: None,
+                cluster: cluster_row.and_then(|r| r.rates[i]),
+                region: region_row.and_then(|r| r.rates[i]),
                 country: country.and_then(|r| r.rates[i]),
             });
         }
@@ -356,6 +385,19 @@ pub fn build<'a>(
                 && !c.hospital.is_empty()
         })
         .map(|c| c.hospital.clone());
+    let views = marts
+        .iter()
+        .filter_map(|(spec, register)| {
+            view(
+                spec,
+                register,
+                code,
+                &members,
+                &region,
+                (cluster.as_deref(), region_code),
+            )
+        })
+        .collect();
     let page = Page {
         kommune: k,
         as_of: m.as_of,
@@ -367,10 +409,7 @@ pub fn build<'a>(
             .iter()
             .filter(|r| r.unit.as_deref() == Some(code) && r.source == "kommune")
             .collect(),
-        marts: marts
-            .iter()
-            .filter_map(|(spec, register)| view(spec, register, code, &members, &region))
-            .collect(),
+        marts: views,
     };
     Ok(page)
 }
@@ -533,6 +572,7 @@ mod tests {
     fn row(k: &str, a: Option<i64>, b: Option<i64>) -> LongRow {
         LongRow {
             row: k.into(),
+            level: None,
             col: None,
             counts: vec![a, b],
             rates: vec![None],
@@ -641,6 +681,7 @@ mod tests {
             "101",
             &["101".into(), "147".into(), "153".into()],
             &[],
+            (None, ""),
         )
         .unwrap();
         assert_eq!(
@@ -655,13 +696,21 @@ mod tests {
         assert_eq!(f("andel").cluster, Some(12.0 / 50.0));
         // With 151, whose a is suppressed, the cluster's a is not derivable: not shown,
         // and neither is its share.
-        let v = view(&s, &reg, "101", &["101".into(), "151".into()], &[]).unwrap();
+        let v = view(
+            &s,
+            &reg,
+            "101",
+            &["101".into(), "151".into()],
+            &[],
+            (None, ""),
+        )
+        .unwrap();
         let f = |m: &str| v.figures.iter().find(|f| f.measure == m).unwrap().clone();
         assert_eq!(f("a").cluster, None);
         assert_eq!(f("b").cluster, Some(32.0));
         assert_eq!(f("andel").cluster, None);
         // A municipality without a row has zeros, as the published table says.
-        let v = view(&s, &reg, "153", &["153".into()], &[]).unwrap();
+        let v = view(&s, &reg, "153", &["153".into()], &[], (None, "")).unwrap();
         assert_eq!(v.figures[0].own, Some(0.0));
     }
 }

@@ -47,6 +47,23 @@ use crate::quality::reception;
 use crate::standardisation;
 use crate::validate::days_since_epoch;
 
+/// The column that says which level a row of a mart with groups is
+/// (`-- rollup:`): [`LEVEL_ROW`], a group's column name as in [`level_name`], or
+/// [`LEVEL_TOTAL`].
+pub const LEVEL: &str = "niveau";
+/// The level of a mart's own rows (municipalities).
+pub const LEVEL_ROW: &str = "kommune";
+/// The level of the margin row (the country).
+pub const LEVEL_TOTAL: &str = "land";
+
+/// The level a `-- rollup:` column's groups are published as.
+pub fn level_name(column: &str) -> String {
+    match column {
+        "regionskode" => "region".into(),
+        other => other.into(),
+    }
+}
+
 /// How long after it closes a period is recomputed and may be revised.
 pub const REVISABLE_DAYS: i64 = 365;
 
@@ -217,6 +234,9 @@ pub struct RawCell {
     pub col: String,
     /// The stratum (`-- strata:` values joined by `|`); empty for marts without.
     pub stratum: String,
+    /// The groups the row is in (`-- rollup:` values, innermost first; `None`: in
+    /// no group at that level).
+    pub groups: Vec<Option<String>>,
     pub counts: Vec<u64>,
     pub persons: Vec<Option<u64>>,
 }
@@ -231,6 +251,9 @@ pub struct RawPeriod {
 #[derive(Debug, Clone, PartialEq)]
 pub struct LongRow {
     pub row: String,
+    /// The row's level in a mart with groups (`-- rollup:`): a municipality, a group,
+    /// or the country; `None` in marts without.
+    pub level: Option<String>,
     /// `None` for marts of one column.
     pub col: Option<String>,
     pub counts: Vec<Option<i64>>,
@@ -284,6 +307,11 @@ pub fn raw_by_period(
             .iter()
             .map(|n| col(n))
             .collect::<Result<_, _>>()?;
+        let groups: Vec<ArrayRef> = spec
+            .rollup
+            .iter()
+            .map(|n| col(n))
+            .collect::<Result<_, _>>()?;
         let counts: Vec<ArrayRef> = spec
             .counts
             .iter()
@@ -307,6 +335,10 @@ pub fn raw_by_period(
                         .map(|a| text_value(a, i))
                         .collect::<Vec<_>>()
                         .join("|"),
+                    groups: groups
+                        .iter()
+                        .map(|a| (!a.is_null(i)).then(|| text_value(a, i)))
+                        .collect(),
                     counts: counts.iter().map(|a| count_value(a, i)).collect(),
                     persons: persons
                         .iter()
@@ -346,10 +378,54 @@ fn shown(r: &Release, m: usize) -> std::collections::HashMap<Entry, u64> {
     out
 }
 
+/// The groups of a period's rows (`-- rollup:`): the tree the disclosure engine
+/// protects, each group's level, and each node's rows.
+struct Groups {
+    tree: disclosure::Tree,
+    levels: Vec<String>,
+}
+
+fn groups_of(spec: &MartSpec, raw: &RawPeriod, rows: &[String]) -> Groups {
+    // Each row's chain of groups, innermost first, as its first cell names it.
+    let mut chain: BTreeMap<&str, &[Option<String>]> = BTreeMap::new();
+    for c in &raw.cells {
+        chain.entry(c.row.as_str()).or_insert(&c.groups);
+    }
+    let mut index: BTreeMap<(usize, String), usize> = BTreeMap::new();
+    let mut groups: Vec<(String, Option<usize>)> = Vec::new();
+    let mut levels = Vec::new();
+    // Groups outermost first, so a group's parent exists before it; the first row
+    // naming a group decides which group it is in.
+    let mut node = |level: usize, label: &str, parent: Option<usize>| -> usize {
+        *index.entry((level, label.to_string())).or_insert_with(|| {
+            groups.push((label.to_string(), parent));
+            levels.push(level_name(&spec.rollup[level]));
+            groups.len() - 1
+        })
+    };
+    let row_group = rows
+        .iter()
+        .map(|r| {
+            let mut parent = None;
+            for level in (0..spec.rollup.len()).rev() {
+                if let Some(Some(label)) = chain.get(r.as_str()).and_then(|c| c.get(level)) {
+                    parent = Some(node(level, label, parent));
+                }
+            }
+            parent
+        })
+        .collect();
+    Groups {
+        tree: disclosure::Tree { groups, row_group },
+        levels,
+    }
+}
+
 /// Disclosure control for one period: each family of counts protected together,
 /// against the earlier releases given; the long rows, margins included, with rates
-/// from protected counts. Returns the rows and the primary and secondary
-/// suppressions.
+/// from protected counts. A mart with groups (`-- rollup:`) has rows for each group
+/// too, between its own rows and the country's, protected with their members.
+/// Returns the rows and the primary and secondary suppressions.
 pub fn protect_period(
     spec: &MartSpec,
     raw: &RawPeriod,
@@ -364,6 +440,7 @@ pub fn protect_period(
     if spec.cols.is_none() {
         cols = vec![String::new()];
     }
+    let grouped = (!spec.rollup.is_empty()).then(|| groups_of(spec, raw, &rows));
     let grid = |f: &dyn Fn(&RawCell) -> u64| {
         let mut g = vec![vec![0u64; cols.len()]; rows.len()];
         for c in &raw.cells {
@@ -379,7 +456,9 @@ pub fn protect_period(
             .persons_of(&spec.counts[m])
             .map(|_| grid(&|c| c.persons[m].unwrap_or(0).min(c.counts[m]))),
     };
-    let mut protected: Vec<Option<disclosure::Protected>> = vec![None; spec.counts.len()];
+    // Per count, per node (the rows, the groups, the country): its cells and total.
+    type Entries = Vec<(Vec<Cell>, Cell)>;
+    let mut protected: Vec<Option<Entries>> = vec![None; spec.counts.len()];
     let (mut primary, mut secondary) = (0, 0);
     for plan in spec.families() {
         let FamilyPlan {
@@ -410,23 +489,87 @@ pub fn protect_period(
                 .map(|r| order.iter().map(|&m| shown(r, m)).collect())
                 .collect(),
         };
-        for (m, p) in order.iter().zip(disclosure::protect_family(&f)?) {
-            primary += p.primary;
-            secondary += p.secondary;
+        let outputs: Vec<Entries> = match &grouped {
+            Some(g) => {
+                let t = disclosure::protect_tree(&f, &g.tree)?;
+                primary += t.primary;
+                secondary += t.secondary;
+                t.entries
+            }
+            None => disclosure::protect_family(&f)?
+                .into_iter()
+                .map(|p| {
+                    primary += p.primary;
+                    secondary += p.secondary;
+                    let mut nodes: Entries = p
+                        .cells
+                        .iter()
+                        .cloned()
+                        .zip(p.row_totals.iter().copied())
+                        .collect();
+                    nodes.push((p.col_totals.clone(), p.grand_total));
+                    nodes
+                })
+                .collect(),
+        };
+        for (m, p) in order.iter().zip(outputs) {
             protected[*m] = Some(p);
         }
     }
-    let protected: Vec<disclosure::Protected> = protected
+    let protected: Vec<Entries> = protected
         .into_iter()
         .map(|p| p.expect("every count in a family"))
         .collect();
+
+    // The nodes in publication order: rows, groups (innermost level first), country;
+    // each with its label, level and the rows it sums.
+    let ngroups = grouped.as_ref().map_or(0, |g| g.tree.groups.len());
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); rows.len() + ngroups + 1];
+    for r in 0..rows.len() {
+        members[r].push(r);
+        members[rows.len() + ngroups].push(r);
+        if let Some(g) = &grouped {
+            let mut at = g.tree.row_group[r];
+            while let Some(k) = at {
+                members[rows.len() + k].push(r);
+                at = g.tree.groups[k].1;
+            }
+        }
+    }
+    let mut nodes: Vec<(usize, String, Option<String>)> = (0..rows.len())
+        .map(|r| {
+            (
+                r,
+                rows[r].clone(),
+                grouped.as_ref().map(|_| LEVEL_ROW.into()),
+            )
+        })
+        .collect();
+    if let Some(g) = &grouped {
+        let mut by_level: Vec<usize> = (0..ngroups).collect();
+        let depth = |l: &str| spec.rollup.iter().position(|c| level_name(c) == l);
+        by_level.sort_by_key(|&k| (depth(&g.levels[k]), g.tree.groups[k].0.clone()));
+        nodes.extend(by_level.into_iter().map(|k| {
+            (
+                rows.len() + k,
+                g.tree.groups[k].0.clone(),
+                Some(g.levels[k].clone()),
+            )
+        }));
+    }
+    nodes.push((
+        rows.len() + ngroups,
+        TOTAL.into(),
+        grouped.as_ref().map(|_| LEVEL_TOTAL.into()),
+    ));
 
     let value = |c: Cell| c.value().map(|v| v as i64);
     let standard =
         (!spec.strata.is_empty()).then(|| standardisation::Standard::of(spec, &raw.cells));
     let mut out = Vec::new();
     let one_col = spec.cols.is_none();
-    for i in 0..=rows.len() {
+    let root = rows.len() + ngroups;
+    for (node, label, level) in nodes {
         let js: Vec<Option<usize>> = if one_col {
             vec![None]
         } else {
@@ -436,15 +579,14 @@ pub fn protect_period(
             let counts: Vec<Option<i64>> = protected
                 .iter()
                 .map(|p| {
-                    let c = match (i < rows.len(), j) {
-                        (true, None) => p.cells[i][0],
-                        (false, None) => p.grand_total,
-                        (true, Some(j)) if j < cols.len() => p.cells[i][j],
-                        (true, Some(_)) => p.row_totals[i],
-                        (false, Some(j)) if j < cols.len() => p.col_totals[j],
-                        (false, Some(_)) => p.grand_total,
-                    };
-                    value(c)
+                    let (cells, total) = &p[node];
+                    value(match j {
+                        // One column: a row is its cell, the country its grand total.
+                        None if node == root => *total,
+                        None => cells[0],
+                        Some(j) if j < cols.len() => cells[j],
+                        Some(_) => *total,
+                    })
                 })
                 .collect();
             let mut rates: Vec<Option<f64>> = spec
@@ -462,13 +604,15 @@ pub fn protect_period(
                 })
                 .collect();
             if let Some(standard) = &standard {
-                // The entry's cells: its row (or every row) and column (or every column).
-                let row = rows.get(i);
+                // The entry's cells: its rows and its column (or every column).
+                let in_node = &members[node];
                 let col = j.and_then(|j| cols.get(j));
                 let strata = standardisation::strata_of(
                     spec,
                     raw.cells.iter().filter(|c| {
-                        row.is_none_or(|r| c.row == *r) && col.is_none_or(|k| c.col == *k)
+                        rows.binary_search(&c.row)
+                            .is_ok_and(|i| in_node.contains(&i))
+                            && col.is_none_or(|k| c.col == *k)
                     }),
                 );
                 let standardised: Vec<Option<f64>> = (0..spec.rates.len())
@@ -477,7 +621,8 @@ pub fn protect_period(
                 rates.extend(standardised);
             }
             out.push(LongRow {
-                row: rows.get(i).cloned().unwrap_or_else(|| TOTAL.into()),
+                row: label.clone(),
+                level: level.clone(),
                 col: j.map(|j| cols.get(j).cloned().unwrap_or_else(|| TOTAL.into())),
                 counts,
                 rates,
@@ -589,6 +734,9 @@ pub fn register_schema(spec: &MartSpec) -> SchemaRef {
         Field::new(&spec.period.column, DataType::Utf8, false),
         Field::new(&spec.rows, DataType::Utf8, false),
     ];
+    if !spec.rollup.is_empty() {
+        fields.push(Field::new(LEVEL, DataType::Utf8, false));
+    }
     if let Some(c) = &spec.cols {
         fields.push(Field::new(c, DataType::Utf8, false));
     }
@@ -631,6 +779,9 @@ pub fn register_batch(
         strings(&|r, _| r.period.clone()),
         strings(&|_, x| x.row.clone()),
     ];
+    if !spec.rollup.is_empty() {
+        arrays.push(strings(&|_, x| x.level.clone().unwrap_or_default()));
+    }
     if spec.cols.is_some() {
         arrays.push(strings(&|_, x| x.col.clone().unwrap_or_default()));
     }
@@ -693,6 +844,7 @@ pub fn read_register(spec: &MartSpec, batches: &[RecordBatch]) -> Result<Vec<Rel
         };
         let period = s(&spec.period.column)?;
         let row = s(&spec.rows)?;
+        let level = (!spec.rollup.is_empty()).then(|| s(LEVEL)).transpose()?;
         let col = spec.cols.as_deref().map(s).transpose()?;
         let rule = s(RULE_SET_COLUMN)?;
         let counts: Vec<&Int64Array> = spec
@@ -737,6 +889,7 @@ pub fn read_register(spec: &MartSpec, batches: &[RecordBatch]) -> Result<Vec<Rel
             let opt_f = |a: &Float64Array| (!a.is_null(i)).then(|| a.value(i));
             r.rows.push(LongRow {
                 row: row.value(i).to_string(),
+                level: level.map(|l| l.value(i).to_string()),
                 col: col.map(|c| c.value(i).to_string()),
                 counts: counts.iter().map(|a| opt_i(a)).collect(),
                 rates: rates.iter().map(|a| opt_f(a)).collect(),
@@ -774,6 +927,7 @@ mod tests {
                     row: k.into(),
                     col: String::new(),
                     stratum: String::new(),
+                    groups: Vec::new(),
                     counts: vec![n, m],
                     persons: vec![None, None],
                 })

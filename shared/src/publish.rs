@@ -93,6 +93,11 @@ pub struct MartSpec {
     /// Columns of the query that split each cell into strata (`-- strata: aldersgruppe,
     /// koen`): every rate gets a directly standardised twin ([`standardisation`]).
     pub strata: Vec<String>,
+    /// Columns of the query naming the groups each row is in, innermost first
+    /// (`-- rollup: klynge, regionskode`: a municipality's health cluster and region
+    /// in the period): every group gets rows of its own, protected with its members
+    /// ([`disclosure::protect_tree`]); NULL: in no group at that level.
+    pub rollup: Vec<String>,
     /// The column value whose population is the standard (`-- standard: gruppe =
     /// hjemmepleje`); `None`: every column's.
     pub standard: Option<(String, String)>,
@@ -145,6 +150,7 @@ impl MartSpec {
             persons: Vec::new(),
             nested: Vec::new(),
             strata: Vec::new(),
+            rollup: Vec::new(),
             standard: None,
             descriptions: Vec::new(),
             sql: sql.to_string(),
@@ -203,6 +209,7 @@ impl MartSpec {
                 }
                 "persons" => spec.persons.push(pair(v, '=')?),
                 "strata" => spec.strata = v.split(',').map(|s| s.trim().to_string()).collect(),
+                "rollup" => spec.rollup = v.split(',').map(|s| s.trim().to_string()).collect(),
                 "standard" => spec.standard = Some(pair(v, '=')?),
                 "describe" => {
                     let (column, text) = pair(v, '=')?;
@@ -852,6 +859,7 @@ pub async fn presentation_tables(
             .into_iter()
             .chain(&spec.cols)
             .chain(&spec.strata)
+            .chain(&spec.rollup)
             .chain(&spec.counts)
             .chain(spec.persons.iter().map(|(_, c)| c));
         for c in needed {

@@ -200,6 +200,7 @@ mod tests {
             row: row.into(),
             col: col.into(),
             stratum: stratum.into(),
+            groups: Vec::new(),
             counts: vec![n, m],
             persons: vec![None, None],
         }
@@ -275,6 +276,7 @@ mod tests {
             row: row.into(),
             col: String::new(),
             stratum: "alle".into(),
+            groups: Vec::new(),
             counts: vec![n, k],
             persons: vec![Some(np), Some(kp)],
         };

@@ -2,7 +2,8 @@
 //! acute admissions in the 90 days after it by 30 %; home-care recipients are readmitted
 //! within 30 days of an acute discharge at twice the rate of others), and the marts must
 //! recover them — on their raw aggregates and on the published, disclosure-controlled
-//! national rows — while a population generated without them shows none. The
+//! national and health-cluster rows — while a population generated without them shows
+//! none. The
 //! tolerance comes from the counts themselves: three standard errors of the log of a
 //! ratio of two Poisson counts.
 
@@ -222,14 +223,21 @@ async fn published(p: &Platform, mart: &str) -> RecordBatch {
     arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap()
 }
 
-/// The published national rows of the given periods, where every count the ratio needs
-/// is published (suppressed cells are left out, as a reader must).
-fn national(b: &RecordBatch, period: &str, periods: &[Period], needed: &[&str]) -> Vec<bool> {
+/// The published rows of `level` (`land`: the country; `klynge`: the health clusters)
+/// of the given periods, where every count the ratio needs is published (suppressed
+/// cells are left out, as a reader must).
+fn at_level(
+    b: &RecordBatch,
+    level: &str,
+    period: &str,
+    periods: &[Period],
+    needed: &[&str],
+) -> Vec<bool> {
     let labels: Vec<&str> = periods.iter().map(|p| p.label.as_str()).collect();
-    let (rows, when) = (text(b, "kommunekode"), text(b, period));
+    let (levels, when) = (text(b, naerdata::publication::LEVEL), text(b, period));
     (0..b.num_rows())
         .map(|i| {
-            rows.value(i) == TOTAL
+            levels.value(i) == level
                 && labels.contains(&when.value(i))
                 && needed
                     .iter()
@@ -266,67 +274,74 @@ fn standard_is_the_country(b: &RecordBatch, keep: &dyn Fn(usize) -> bool, rates:
     compared
 }
 
+/// What the marts show of the two effects, on the raw cells and on the published rows
+/// of the country and of the health clusters (summed over the clusters).
 struct Found {
     rehab_raw: Ratio,
     rehab_published: Ratio,
+    rehab_clusters: Ratio,
     care_raw: Ratio,
     care_published: Ratio,
-}
-
-/// A mart's raw cells for `periods`, its newest publication, and which of the
-/// publication's rows are national rows of those periods with `needed` published.
-async fn raw_and_published(
-    p: &Platform,
-    mart: &str,
-    periods: &[Period],
-    needed: &[&str],
-) -> (RecordBatch, RecordBatch, Vec<bool>) {
-    let raw = unprotected_cells(p, mart, periods).await.unwrap();
-    let table = published(p, mart).await;
-    let keep = national(&table, "kvartal", periods, needed);
-    (raw, table, keep)
+    care_clusters: Ratio,
 }
 
 async fn found(p: &Platform) -> Found {
-    let (raw, table, keep) = raw_and_published(
-        p,
-        "rehab_effekt",
-        &rehab_quarters(),
-        &["akutte_kontakter_90d", "akutte_kontakter_foer_90d"],
-    )
-    .await;
+    let rehab_needed = ["akutte_kontakter_90d", "akutte_kontakter_foer_90d"];
+    let raw = unprotected_cells(p, "rehab_effekt", &rehab_quarters())
+        .await
+        .unwrap();
+    let table = published(p, "rehab_effekt").await;
     let rehab_raw = rehab_ratio(&raw, &|_| true);
+    let keep = at_level(&table, "land", "kvartal", &rehab_quarters(), &rehab_needed);
     let rehab_published = rehab_ratio(&table, &|i| keep[i]);
     // Standardised to the country's courses: the country's row is its crude rate.
     assert!(
         standard_is_the_country(&table, &|i| keep[i], &["akutte_kontakter_90d_pr_100"]) > 0,
         "no standardised rehabilitation rate published in the country's rows"
     );
+    let clusters = at_level(
+        &table,
+        "klynge",
+        "kvartal",
+        &rehab_quarters(),
+        &rehab_needed,
+    );
+    let rehab_clusters = rehab_ratio(&table, &|i| clusters[i]);
 
-    let (raw, table, keep) = raw_and_published(
-        p,
-        "hjemmepleje_genindlaeggelser",
-        &care_quarters(),
-        &["genindlaeggelser_30d", "udskrivninger"],
-    )
-    .await;
+    let care_needed = ["genindlaeggelser_30d", "udskrivninger"];
+    let raw = unprotected_cells(p, "hjemmepleje_genindlaeggelser", &care_quarters())
+        .await
+        .unwrap();
+    let table = published(p, "hjemmepleje_genindlaeggelser").await;
     let care_raw = care_ratio(&raw, &|_| true);
-    // A quarter counts only when both groups' cells are published.
-    let (quarters, gruppe) = (text(&table, "kvartal"), text(&table, "gruppe"));
-    let both: Vec<bool> = (0..table.num_rows())
-        .map(|i| {
-            keep[i]
-                && (0..table.num_rows())
-                    .filter(|&j| {
-                        keep[j]
-                            && quarters.value(j) == quarters.value(i)
-                            && gruppe.value(j) != TOTAL
-                    })
-                    .count()
-                    == 2
-        })
-        .collect();
-    let care_published = care_ratio(&table, &|i| both[i]);
+    // A row's quarter counts only when both groups' cells are published in that row.
+    let (quarters, gruppe, rows) = (
+        text(&table, "kvartal"),
+        text(&table, "gruppe"),
+        text(&table, "kommunekode"),
+    );
+    let both = |keep: &[bool]| -> Vec<bool> {
+        (0..table.num_rows())
+            .map(|i| {
+                keep[i]
+                    && (0..table.num_rows())
+                        .filter(|&j| {
+                            keep[j]
+                                && quarters.value(j) == quarters.value(i)
+                                && rows.value(j) == rows.value(i)
+                                && gruppe.value(j) != TOTAL
+                        })
+                        .count()
+                        == 2
+            })
+            .collect()
+    };
+    let keep = at_level(&table, "land", "kvartal", &care_quarters(), &care_needed);
+    let in_country = both(&keep);
+    let care_published = care_ratio(&table, &|i| in_country[i]);
+    let clusters = at_level(&table, "klynge", "kvartal", &care_quarters(), &care_needed);
+    let in_clusters = both(&clusters);
+    let care_clusters = care_ratio(&table, &|i| in_clusters[i]);
     // Standardised to the country's home-care recipients: their row is its crude rate.
     let recipients = |i: usize| keep[i] && gruppe.value(i) == "hjemmepleje";
     assert!(
@@ -343,8 +358,10 @@ async fn found(p: &Platform) -> Found {
     Found {
         rehab_raw,
         rehab_published,
+        rehab_clusters,
         care_raw,
         care_published,
+        care_clusters,
     }
 }
 
@@ -360,40 +377,55 @@ async fn the_marts_recover_planted_effects_and_find_none_where_none_was_planted(
     drop(p);
     let p = world(&dir.path().join("none"), Effects::NONE).await;
     let without = found(&p).await;
-    eprintln!(
-        "planted: rehab after/before raw {:?}, published {:?}; home care raw {:?}, published {:?}",
-        with.rehab_raw, with.rehab_published, with.care_raw, with.care_published
-    );
-    eprintln!(
-        "none: rehab after/before raw {:?}, published {:?}; home care raw {:?}, published {:?}",
-        without.rehab_raw, without.rehab_published, without.care_raw, without.care_published
-    );
-
-    // Recovered where planted, on the raw cells and on what a reader sees.
-    for (what, r) in [("raw", with.rehab_raw), ("published", with.rehab_published)] {
-        assert!(r.recovers(rehab), "rehab {what}: {r:?}, planted {rehab}");
-    }
-    for (what, r) in [("raw", with.care_raw), ("published", with.care_published)] {
-        assert!(r.recovers(care), "home care {what}: {r:?}, planted {care}");
-    }
-    // Nothing where nothing was planted...
-    for (what, r) in [
-        ("rehab raw", without.rehab_raw),
-        ("rehab published", without.rehab_published),
-        ("home care raw", without.care_raw),
-        ("home care published", without.care_published),
-    ] {
-        assert!(
-            r.recovers(1.0),
-            "{what} shows an effect none was planted: {r:?}"
+    for (name, f) in [("planted", &with), ("none", &without)] {
+        eprintln!(
+            "{name}: rehab after/before raw {:?}, country {:?}, clusters {:?}; home care raw {:?}, \
+             country {:?}, clusters {:?}",
+            f.rehab_raw,
+            f.rehab_published,
+            f.rehab_clusters,
+            f.care_raw,
+            f.care_published,
+            f.care_clusters
         );
     }
-    // ...so the checks above fail when the effect is removed from the generator: the
-    // population without it does not "recover" the planted effect.
-    assert!(!without.rehab_raw.recovers(rehab));
-    assert!(!without.rehab_published.recovers(rehab));
-    assert!(!without.care_raw.recovers(care));
-    assert!(!without.care_published.recovers(care));
+    let rehab_views = |f: &Found| {
+        [
+            ("raw", f.rehab_raw),
+            ("country", f.rehab_published),
+            ("clusters", f.rehab_clusters),
+        ]
+    };
+    let care_views = |f: &Found| {
+        [
+            ("raw", f.care_raw),
+            ("country", f.care_published),
+            ("clusters", f.care_clusters),
+        ]
+    };
+    // Recovered where planted, on the raw cells and on what a reader sees.
+    for (what, r) in rehab_views(&with) {
+        assert!(r.recovers(rehab), "rehab {what}: {r:?}, planted {rehab}");
+    }
+    for (what, r) in care_views(&with) {
+        assert!(r.recovers(care), "home care {what}: {r:?}, planted {care}");
+    }
+    // Nothing where nothing was planted, so the checks above fail when the effect is
+    // removed from the generator: the population without it does not "recover" it.
+    for (what, r) in rehab_views(&without) {
+        assert!(
+            r.recovers(1.0),
+            "rehab {what} shows an effect none was planted: {r:?}"
+        );
+        assert!(!r.recovers(rehab), "rehab {what}: {r:?}");
+    }
+    for (what, r) in care_views(&without) {
+        assert!(
+            r.recovers(1.0),
+            "home care {what} shows an effect none was planted: {r:?}"
+        );
+        assert!(!r.recovers(care), "home care {what}: {r:?}");
+    }
 }
 
 #[test]

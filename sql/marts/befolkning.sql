@@ -6,6 +6,7 @@
 -- forbehold: Alderen er den alder, personen når i månedens år (ud fra fødselsåret).
 -- period: maaned month stock
 -- rows: kommunekode
+-- rollup: klynge, regionskode
 -- cols: aldersgruppe
 -- counts: indbyggere
 -- describe: aldersgruppe = Aldersgruppe (alder nået i månedens år); 'I alt' = alle aldre | Age group (age reached in the month's year); 'I alt' = all ages
@@ -23,16 +24,25 @@ WITH beboere AS (
     WHERE b.kilde = 'cpr'
       AND (d.doedsdato IS NULL OR d.doedsdato > p.periode_slut)
       AND (d.udvandret_dato IS NULL OR d.udvandret_dato > p.periode_slut)
+),
+tal AS (
+    SELECT periode AS maaned, kommunekode,
+           CASE WHEN alder < 18 THEN '0-17'
+                WHEN alder < 65 THEN '18-64'
+                WHEN alder < 80 THEN '65-79'
+                ELSE '80+' END AS aldersgruppe,
+           COUNT(DISTINCT person_id) AS indbyggere
+    FROM beboere
+    GROUP BY periode, kommunekode,
+             CASE WHEN alder < 18 THEN '0-17'
+                  WHEN alder < 65 THEN '18-64'
+                  WHEN alder < 80 THEN '65-79'
+                  ELSE '80+' END
 )
-SELECT periode AS maaned, kommunekode,
-       CASE WHEN alder < 18 THEN '0-17'
-            WHEN alder < 65 THEN '18-64'
-            WHEN alder < 80 THEN '65-79'
-            ELSE '80+' END AS aldersgruppe,
-       COUNT(DISTINCT person_id) AS indbyggere
-FROM beboere
-GROUP BY periode, kommunekode,
-         CASE WHEN alder < 18 THEN '0-17'
-              WHEN alder < 65 THEN '18-64'
-              WHEN alder < 80 THEN '65-79'
-              ELSE '80+' END
+-- Each municipality's health cluster and region in the period (at its last day): the
+-- groups the table is also published for, protected with their members.
+SELECT t.*, g.klynge, g.regionskode
+FROM tal t
+JOIN perioder p ON p.periode = t.maaned
+LEFT JOIN dim_geografi g ON g.kommunekode = t.kommunekode
+ AND p.periode_slut BETWEEN g.gyldig_fra AND g.gyldig_til

@@ -9,6 +9,7 @@
 -- period: kvartal quarter
 -- follow_up: 30 days
 -- rows: kommunekode
+-- rollup: klynge, regionskode
 -- cols: gruppe
 -- strata: aldersgruppe, koen
 -- standard: gruppe = hjemmepleje
@@ -129,16 +130,25 @@ celler AS (
            CASE WHEN g.n > 0 THEN u.person_id END
     FROM udskrivninger u
     JOIN genindlaeggelser g ON g.periode = u.periode AND g.dw_ek_kontakt = u.dw_ek_kontakt
+),
+tal AS (
+    SELECT periode AS kvartal, kommunekode, aldersgruppe, koen,
+           CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END AS gruppe,
+           SUM(borger) AS borgere,
+           SUM(indlagt) AS akutte_indlaeggelser,
+           COUNT(DISTINCT indlagt_id) AS indlagte_personer,
+           SUM(udskrevet) AS udskrivninger,
+           COUNT(DISTINCT udskrevet_id) AS udskrevne_personer,
+           SUM(genindlagt) AS genindlagt_30d,
+           SUM(genindlaeggelser) AS genindlaeggelser_30d,
+           COUNT(DISTINCT genindlagt_id) AS genindlagte_personer
+    FROM celler
+    GROUP BY periode, kommunekode, aldersgruppe, koen, CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END
 )
-SELECT periode AS kvartal, kommunekode, aldersgruppe, koen,
-       CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END AS gruppe,
-       SUM(borger) AS borgere,
-       SUM(indlagt) AS akutte_indlaeggelser,
-       COUNT(DISTINCT indlagt_id) AS indlagte_personer,
-       SUM(udskrevet) AS udskrivninger,
-       COUNT(DISTINCT udskrevet_id) AS udskrevne_personer,
-       SUM(genindlagt) AS genindlagt_30d,
-       SUM(genindlaeggelser) AS genindlaeggelser_30d,
-       COUNT(DISTINCT genindlagt_id) AS genindlagte_personer
-FROM celler
-GROUP BY periode, kommunekode, aldersgruppe, koen, CASE WHEN pleje = 1 THEN 'hjemmepleje' ELSE 'ingen hjemmepleje' END
+-- Each municipality's health cluster and region in the period (at its last day): the
+-- groups the table is also published for, protected with their members.
+SELECT t.*, g.klynge, g.regionskode
+FROM tal t
+JOIN perioder p ON p.periode = t.kvartal
+LEFT JOIN dim_geografi g ON g.kommunekode = t.kommunekode
+ AND p.periode_slut BETWEEN g.gyldig_fra AND g.gyldig_til

@@ -6,6 +6,7 @@
 -- forbehold: Diagnoserne er dem, praktiserende læger indberetter for de fem kroniske sygdomsområder.
 -- period: maaned month stock
 -- rows: kommunekode
+-- rollup: klynge, regionskode
 -- cols: sygdomsomraade
 -- counts: borgere, med_hjemmepleje, med_sygepleje
 -- nested: med_hjemmepleje < borgere
@@ -45,11 +46,20 @@ pleje AS (
               ELSE i.startdato END >= p.periode_start
     WHERE i.type IN ('planned', 'completed') AND i.person_id IS NOT NULL
     GROUP BY p.periode, i.person_id
+),
+tal AS (
+    SELECT s.periode AS maaned, s.kommunekode, s.sygdomsomraade,
+           COUNT(*) AS borgere,
+           SUM(COALESCE(pl.hjemmepleje, 0)) AS med_hjemmepleje,
+           SUM(COALESCE(pl.sygepleje, 0)) AS med_sygepleje
+    FROM syge s
+    LEFT JOIN pleje pl ON pl.person_id = s.person_id AND pl.periode = s.periode
+    GROUP BY s.periode, s.kommunekode, s.sygdomsomraade
 )
-SELECT s.periode AS maaned, s.kommunekode, s.sygdomsomraade,
-       COUNT(*) AS borgere,
-       SUM(COALESCE(pl.hjemmepleje, 0)) AS med_hjemmepleje,
-       SUM(COALESCE(pl.sygepleje, 0)) AS med_sygepleje
-FROM syge s
-LEFT JOIN pleje pl ON pl.person_id = s.person_id AND pl.periode = s.periode
-GROUP BY s.periode, s.kommunekode, s.sygdomsomraade
+-- Each municipality's health cluster and region in the period (at its last day): the
+-- groups the table is also published for, protected with their members.
+SELECT t.*, g.klynge, g.regionskode
+FROM tal t
+JOIN perioder p ON p.periode = t.maaned
+LEFT JOIN dim_geografi g ON g.kommunekode = t.kommunekode
+ AND p.periode_slut BETWEEN g.gyldig_fra AND g.gyldig_til

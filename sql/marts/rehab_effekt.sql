@@ -11,6 +11,7 @@
 -- period: kvartal quarter
 -- follow_up: 90 days
 -- rows: kommunekode
+-- rollup: klynge, regionskode
 -- strata: aldersgruppe, koen
 -- counts: forloeb_afsluttet, akut_hospital_foer_90d, akut_hospital_30d, akut_hospital_90d, almen_praksis_foer_90d, almen_praksis_30d, almen_praksis_90d, akutte_kontakter_foer_90d, akutte_kontakter_90d
 -- persons: forloeb_afsluttet = forloeb_personer
@@ -100,25 +101,34 @@ praksis AS (
     FROM indeks x
     LEFT JOIN almenpraksis_kontakt_current k ON k.person_id = x.person_id
     GROUP BY x.person_id, x.startdato, x.slutdato
+),
+tal AS (
+    SELECT f.periode AS kvartal, f.kommunekode, f.aldersgruppe, f.koen,
+           COUNT(*) AS forloeb_afsluttet,
+           COUNT(DISTINCT f.person_id) AS forloeb_personer,
+           SUM(h.f90) AS akut_hospital_foer_90d,
+           COUNT(DISTINCT CASE WHEN h.f90 = 1 THEN f.person_id END) AS akut_hospital_foer_90d_personer,
+           SUM(h.d30) AS akut_hospital_30d,
+           COUNT(DISTINCT CASE WHEN h.d30 = 1 THEN f.person_id END) AS akut_hospital_30d_personer,
+           SUM(h.d90) AS akut_hospital_90d,
+           COUNT(DISTINCT CASE WHEN h.d90 = 1 THEN f.person_id END) AS akut_hospital_90d_personer,
+           SUM(g.f90) AS almen_praksis_foer_90d,
+           COUNT(DISTINCT CASE WHEN g.f90 = 1 THEN f.person_id END) AS almen_praksis_foer_90d_personer,
+           SUM(g.d30) AS almen_praksis_30d,
+           COUNT(DISTINCT CASE WHEN g.d30 = 1 THEN f.person_id END) AS almen_praksis_30d_personer,
+           SUM(g.d90) AS almen_praksis_90d,
+           COUNT(DISTINCT CASE WHEN g.d90 = 1 THEN f.person_id END) AS almen_praksis_90d_personer,
+           SUM(h.n_f90) AS akutte_kontakter_foer_90d,
+           SUM(h.n_d90) AS akutte_kontakter_90d
+    FROM forloeb f
+    JOIN hospital h ON h.person_id = f.person_id AND h.startdato = f.startdato AND h.slutdato = f.slutdato
+    JOIN praksis g ON g.person_id = f.person_id AND g.startdato = f.startdato AND g.slutdato = f.slutdato
+    GROUP BY f.periode, f.kommunekode, f.aldersgruppe, f.koen
 )
-SELECT f.periode AS kvartal, f.kommunekode, f.aldersgruppe, f.koen,
-       COUNT(*) AS forloeb_afsluttet,
-       COUNT(DISTINCT f.person_id) AS forloeb_personer,
-       SUM(h.f90) AS akut_hospital_foer_90d,
-       COUNT(DISTINCT CASE WHEN h.f90 = 1 THEN f.person_id END) AS akut_hospital_foer_90d_personer,
-       SUM(h.d30) AS akut_hospital_30d,
-       COUNT(DISTINCT CASE WHEN h.d30 = 1 THEN f.person_id END) AS akut_hospital_30d_personer,
-       SUM(h.d90) AS akut_hospital_90d,
-       COUNT(DISTINCT CASE WHEN h.d90 = 1 THEN f.person_id END) AS akut_hospital_90d_personer,
-       SUM(g.f90) AS almen_praksis_foer_90d,
-       COUNT(DISTINCT CASE WHEN g.f90 = 1 THEN f.person_id END) AS almen_praksis_foer_90d_personer,
-       SUM(g.d30) AS almen_praksis_30d,
-       COUNT(DISTINCT CASE WHEN g.d30 = 1 THEN f.person_id END) AS almen_praksis_30d_personer,
-       SUM(g.d90) AS almen_praksis_90d,
-       COUNT(DISTINCT CASE WHEN g.d90 = 1 THEN f.person_id END) AS almen_praksis_90d_personer,
-       SUM(h.n_f90) AS akutte_kontakter_foer_90d,
-       SUM(h.n_d90) AS akutte_kontakter_90d
-FROM forloeb f
-JOIN hospital h ON h.person_id = f.person_id AND h.startdato = f.startdato AND h.slutdato = f.slutdato
-JOIN praksis g ON g.person_id = f.person_id AND g.startdato = f.startdato AND g.slutdato = f.slutdato
-GROUP BY f.periode, f.kommunekode, f.aldersgruppe, f.koen
+-- Each municipality's health cluster and region in the period (at its last day): the
+-- groups the table is also published for, protected with their members.
+SELECT t.*, g.klynge, g.regionskode
+FROM tal t
+JOIN perioder p ON p.periode = t.kvartal
+LEFT JOIN dim_geografi g ON g.kommunekode = t.kommunekode
+ AND p.periode_slut BETWEEN g.gyldig_fra AND g.gyldig_til
