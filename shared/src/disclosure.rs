@@ -1061,15 +1061,26 @@ pub fn protect_tree(f: &Family, tree: &Tree) -> Result<TreeProtected, SdcError> 
                 let up = parent(node);
                 let i = position(node);
                 let own = label(node);
+                // An entry forced above is suppressed there; one that is not, though
+                // asked for, would be published above and hidden here: refuse.
+                let mut carry = |o: usize, e: Entry| -> Result<(), SdcError> {
+                    if !forced[up][o].insert(e.clone()) {
+                        return Err(SdcError::Family(format!(
+                            "{e:?} stays published above though its group must hide it"
+                        )));
+                    }
+                    again = true;
+                    Ok(())
+                };
                 for (o, p) in out.iter().enumerate() {
                     let above = &results[&up][o];
                     for (j, c) in f.cols.iter().enumerate() {
                         if p.col_totals[j].is_suppressed() && !above.cells[i][j].is_suppressed() {
-                            again |= forced[up][o].insert(Entry::Cell(own.clone(), c.clone()));
+                            carry(o, Entry::Cell(own.clone(), c.clone()))?;
                         }
                     }
                     if p.grand_total.is_suppressed() && !above.row_totals[i].is_suppressed() {
-                        again |= forced[up][o].insert(Entry::RowTotal(own.clone()));
+                        carry(o, Entry::RowTotal(own.clone()))?;
                     }
                 }
                 if again {

@@ -4,12 +4,12 @@
 //! cluster and the country. One static HTML file per municipality, like the operator
 //! page (`naerdata report --kommune 101`; `--kommune all` for every one).
 //!
-//! What it may show: the marts' published cells (already through disclosure control),
-//! sums of published cells, and reception counts. Never a row of another
-//! municipality: the cluster figure is the sum over the cluster's municipalities,
-//! given only where every member's cell is published (a municipality with no row in
-//! a mart counts 0, as the published table says), so it tells nothing the published
-//! table does not; its rates follow the rate rule on those sums.
+//! What it may show: the marts' published cells (already through disclosure control)
+//! and reception counts. Never a row of another municipality: the cluster and region
+//! figures are the mart's published rows for them (`niveau`), protected with their
+//! members. For a mart without groups they are sums over the members' published cells,
+//! given only where every member's cell is published (a municipality with no row in a
+//! mart counts 0, as the published table says), with the rate rule on those sums.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -92,6 +92,9 @@ pub fn cluster_of(
     (Some(own.klynge.clone()), members)
 }
 
+/// More columns than this (a mart per GP clinic) and a page shows only the margin.
+const MAX_PAGE_COLUMNS: usize = 13;
+
 /// The newest revision of the newest period of a published mart.
 fn newest(register: &[Release]) -> Option<&Release> {
     register
@@ -120,8 +123,12 @@ pub fn view(
             cols.push(r.col.clone());
         }
     }
-    // The margin last.
+    // The margin last. A mart with many columns (GP clinics) shows only its margin
+    // on the page: each clinic's cells are in the published table.
     cols.sort_by_key(|c| (c.as_deref() == Some(TOTAL), c.clone()));
+    if cols.len() > MAX_PAGE_COLUMNS {
+        cols.retain(|c| c.as_deref() == Some(TOTAL));
+    }
     let cell = |row: &str, col: &Option<String>| {
         release.rows.iter().find(|r| r.row == row && r.col == *col)
     };
@@ -514,7 +521,7 @@ pub fn render(page: &Page, generated_at: DateTime<Utc>) -> String {
     o.push_str(
         "<h2 id=\"indikatorer\">Indikatorer</h2><p class=\"caveat\">Seneste offentliggjorte \
          periode. – = diskretioneret (1-4 personer, eller afledt heraf). Klyngen og regionen \
-         er summer over deres kommuner og vises kun, hvor alle deres tal er offentliggjort.</p>",
+         er deres egne offentliggjorte rækker, diskretioneret sammen med deres kommuner.</p>",
     );
     for v in &page.marts {
         let _ = write!(
@@ -658,6 +665,50 @@ mod tests {
             assert!(!other.contains(trace), "{trace} on Aarhus's page");
         }
         assert!(page(&m, &reference, &marts, "999", at).is_err());
+    }
+
+    /// With groups the cluster and region are their published rows: shown even where
+    /// a member is suppressed (they were protected with it), hidden where they are.
+    #[test]
+    fn a_mart_with_groups_shows_its_published_cluster_and_region_rows() {
+        let mut s = spec();
+        s.rollup = vec!["klynge".into(), "regionskode".into()];
+        let at = |k: &str, level: &str, a: Option<i64>, b: Option<i64>| LongRow {
+            level: Some(level.into()),
+            ..row(k, a, b)
+        };
+        let reg = vec![release(
+            "2026-11",
+            0,
+            vec![
+                at("101", "kommune", Some(7), Some(20)),
+                at("147", "kommune", None, Some(30)),
+                at("Sundhedsklynge Byen", "klynge", Some(9), Some(50)),
+                at("1084", "region", None, Some(70)),
+                at(TOTAL, "land", Some(40), Some(90)),
+            ],
+        )];
+        let v = view(
+            &s,
+            &reg,
+            "101",
+            &[],
+            &[],
+            (Some("Sundhedsklynge Byen"), "1084"),
+        )
+        .unwrap();
+        let f = |m: &str| v.figures.iter().find(|f| f.measure == m).unwrap().clone();
+        assert_eq!(
+            f("a").cluster,
+            Some(9.0),
+            "147 is suppressed, the cluster is not"
+        );
+        assert_eq!(f("a").region, None);
+        assert_eq!(f("b").region, Some(70.0));
+        assert_eq!(f("a").country, Some(40.0));
+        // Another cluster's label finds nothing.
+        let v = view(&s, &reg, "101", &[], &[], (Some("Aarhusklyngen"), "1082")).unwrap();
+        assert_eq!(v.figures[0].cluster, None);
     }
 
     #[test]

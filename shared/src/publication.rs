@@ -1040,6 +1040,59 @@ mod tests {
         assert_eq!(register, before);
     }
 
+    /// A mart with groups: a row per cluster and region between the municipalities and
+    /// the country, each the sum of its members, a small member hidden with a partner
+    /// inside its own cluster so the cluster's row can be published.
+    #[test]
+    fn groups_get_rows_of_their_own_protected_with_their_members() {
+        let mut spec = spec("");
+        spec.rollup = vec!["klynge".into(), "regionskode".into()];
+        let mut data = raw(&[
+            ("101", 3, 0),
+            ("147", 40, 10),
+            ("751", 50, 20),
+            ("999", 30, 0),
+        ]);
+        for c in &mut data.cells {
+            c.groups = match c.row.as_str() {
+                "101" | "147" => vec![Some("Byen".into()), Some("1084".into())],
+                "751" => vec![Some("Aarhus".into()), Some("1082".into())],
+                _ => vec![None, None],
+            };
+        }
+        let (rows, _, _) = protect_period(&spec, &data, &[]).unwrap();
+        let shown: Vec<(&str, &str, Option<i64>)> = rows
+            .iter()
+            .map(|r| (r.row.as_str(), r.level.as_deref().unwrap(), r.counts[0]))
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                ("101", LEVEL_ROW, None),
+                ("147", LEVEL_ROW, None),
+                ("751", LEVEL_ROW, Some(50)),
+                ("999", LEVEL_ROW, Some(30)),
+                ("Aarhus", "klynge", Some(50)),
+                ("Byen", "klynge", Some(43)),
+                ("1082", "region", Some(50)),
+                ("1084", "region", Some(43)),
+                (TOTAL, LEVEL_TOTAL, Some(123)),
+            ]
+        );
+        // The register keeps the level.
+        let day = day(2027, 1, 1);
+        let release = Release {
+            period: "2026-10".into(),
+            revision: 0,
+            published: day,
+            rule_set: disclosure::RULE_SET.into(),
+            rows,
+        };
+        let batch = register_batch(&spec, std::slice::from_ref(&release), day);
+        assert_eq!(batch.schema().field(2).name(), LEVEL);
+        assert_eq!(read_register(&spec, &[batch]).unwrap(), [release]);
+    }
+
     #[test]
     fn periods_are_months_or_quarters() {
         let p = Granularity::Month.period_of(day(2026, 10, 5));
