@@ -9,8 +9,9 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 # --careless mixes in a careless supplier's deliveries (no header, swapped columns,
 # CPR numbers in ids, codes and file names, CSV and FHIR): rejected, never stored.
-# Logs at info level, so the scan below sees everything a Lambda would log.
-NAERDATA_LOG=info "$bin" --home "$work/home" --log-json demo --persons 1500 --days 5 --careless \
+# Logs at info level, so the scan below sees everything a Lambda would log. Each
+# supplier's first delivery carries 60 days of history (its initial load).
+NAERDATA_LOG=info "$bin" --home "$work/home" --log-json demo --persons 1500 --days 5 --history-days 60 --careless \
   2> "$work/home-demo.log" > "$work/demo.out"
 cp "$work/home-demo.log" "$work/home/demo.log"
 cp "$work/demo.out" "$work/home/demo.out"
@@ -31,7 +32,7 @@ tail -n 1 "$work/home/privacy-scan.out"
 retracted=$("$py" - "$work/home/ledger.sqlite" <<'PY'
 import sqlite3, sys
 print(sqlite3.connect(sys.argv[1]).execute(
-    "SELECT delivery_id FROM deliveries WHERE state = 'accepted' "
+    "SELECT delivery_id FROM deliveries WHERE state IN ('accepted', 'accepted_with_warnings') "
     "AND dataset = 'almenpraksis.diagnose' ORDER BY delivery_id LIMIT 1").fetchone()[0])
 PY
 )

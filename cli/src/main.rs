@@ -53,6 +53,11 @@ enum Command {
         persons: usize,
         #[arg(long, default_value_t = 28)]
         days: u32,
+        /// Days of history in each supplier's first delivery (its initial load): a year,
+        /// so the quarters before the first day are published with their 90 days of
+        /// follow-up and a full before-window.
+        #[arg(long, default_value_t = 365)]
+        history_days: u32,
         #[arg(long, default_value_t = 42)]
         seed: u64,
         /// Mix in deliveries from a careless supplier (no header, swapped columns, a
@@ -83,6 +88,9 @@ enum Command {
         /// 30 % and home care doubles 30-day readmissions; see `generate::Effects`).
         #[arg(long)]
         no_effects: bool,
+        /// Days of history before the first delivery day, sent in each first delivery.
+        #[arg(long, default_value_t = 0)]
+        history_days: u32,
     },
     /// Ingest files (or directories of files) as deliveries.
     Ingest {
@@ -553,6 +561,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Demo {
             persons,
             days,
+            history_days,
             seed,
             careless,
         } => {
@@ -564,8 +573,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             opts.persons = persons;
             opts.days = days;
             opts.seed = seed;
+            opts.history_days = history_days;
             eprintln!(
-                "generating {days} days of deliveries for {persons} synthetic persons in {}",
+                "generating {days} days of deliveries (the first with {history_days} days of \
+                 history) for {persons} synthetic persons in {}",
                 input.display()
             );
             let mut files = generate::generate(&opts)?;
@@ -621,7 +632,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             );
             let published = naerdata::publish::publish(&p, publish_day).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
-            summary::print_demo(&p, &cli.home, &results, &published).await?;
+            summary::print_demo(&p, &cli.home, &results, &published, last_day).await?;
             // The morning after the last delivery day.
             let as_of = last_day + chrono::Duration::days(1);
             let page = report(&p, as_of, None, None).await?;
@@ -642,6 +653,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             start,
             careless,
             no_effects,
+            history_days,
         } => {
             let mut files = generate::generate(&GenerateOptions {
                 out: out.clone(),
@@ -656,6 +668,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     generate::Effects::PLANTED
                 },
                 kommuner: None,
+                history_days,
             })?;
             if careless {
                 files.extend(generate::careless::careless(&files)?);

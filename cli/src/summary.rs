@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::Result;
+use arrow::array::AsArray;
 use naerdata::Platform;
 use naerdata::ledger::DeliveryState;
 
@@ -14,6 +15,7 @@ pub async fn print_demo(
     home: &Path,
     results: &[Ingested],
     published: &naerdata::publish::Published,
+    last_day: chrono::NaiveDate,
 ) -> Result<()> {
     #[derive(Default)]
     struct Row {
@@ -67,30 +69,57 @@ pub async fn print_demo(
     println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
     print_published(published);
     if let Some((_, rehab)) = published.batches.iter().find(|(n, _)| n == "rehab_effekt") {
+        // The quarters whose 90 days of follow-up lie within the delivered days: the
+        // publication is as of the day the last quarter closes, but the generated data
+        // stop before its follow-up does.
+        let follow_up = chrono::Duration::days(90);
+        let covered =
+            |label: &str| quarter_end(label).is_some_and(|end| end + follow_up <= last_day);
         println!(
-            "\nRehabilitation effect (§140 courses ended; acute hospital and GP contacts in the 90 days before and the 30/90 days after; blank = suppressed):"
+            "\nRehabilitation effect, the country and its regions (§140 courses ended in quarters \
+             whose 90 days of follow-up lie within the deliveries, up to {last_day}; acute hospital \
+             and GP contacts in the 90 days before the admission and the 30/90 days after the \
+             course; blank = suppressed):"
         );
-        // The counts; the rates and the rule set are in the published table.
-        let keep: Vec<usize> = (0..rehab.num_columns())
-            .filter(|&i| {
-                let n = rehab.schema().field(i).name().clone();
-                !n.starts_with("andel_")
-                    && !["disclosure_rule_set", "revision", "publiceret"].contains(&n.as_str())
-            })
-            .collect();
-        // Rows whose number of courses is published (the country, and the municipalities
-        // large enough): the rest are all blank.
-        let shown = match rehab.column_by_name("forloeb_afsluttet") {
-            Some(base) => {
-                let published = arrow::compute::is_not_null(base)?;
-                arrow::compute::filter_record_batch(rehab, &published)?
-            }
-            None => rehab.clone(),
+        let column = |n: &str| {
+            rehab
+                .column_by_name(n)
+                .and_then(|c| c.as_string_opt::<i32>())
         };
-        let hidden = rehab.num_rows() - shown.num_rows();
-        let shown = shown.project(&keep)?;
-        println!("{}", arrow::util::pretty::pretty_format_batches(&[shown])?);
-        println!("({hidden} rows with too few courses to publish are left out)");
+        let mut shown = arrow::array::BooleanBuilder::new();
+        if let (Some(q), Some(level)) = (column("kvartal"), column("niveau")) {
+            for i in 0..rehab.num_rows() {
+                shown.append_value(
+                    covered(q.value(i)) && ["land", "region"].contains(&level.value(i)),
+                );
+            }
+        }
+        let shown = arrow::compute::filter_record_batch(rehab, &shown.finish())?;
+        // The counts and the rates per 100 courses; the shares, the standardised rates
+        // and the rule set are in the published table.
+        let keep: Vec<usize> = [
+            "kvartal",
+            "kommunekode",
+            "forloeb_afsluttet",
+            "akut_hospital_foer_90d",
+            "akut_hospital_30d",
+            "akut_hospital_90d",
+            "almen_praksis_foer_90d",
+            "almen_praksis_90d",
+            "akutte_kontakter_foer_90d_pr_100",
+            "akutte_kontakter_90d_pr_100",
+        ]
+        .iter()
+        .filter_map(|n| shown.schema().index_of(n).ok())
+        .collect();
+        println!(
+            "{}",
+            arrow::util::pretty::pretty_format_batches(&[shown.project(&keep)?])?
+        );
+        println!(
+            "(clusters and municipalities are in the published table: `SELECT * FROM rehab_effekt`; \
+             later quarters are published too, their after-windows still open in the demo's data)"
+        );
         if let Some(spec) = naerdata::publish::mart("rehab_effekt") {
             for caveat in &spec.caveats {
                 println!("note: {caveat}");
@@ -233,4 +262,16 @@ pub fn print_reception(m: &naerdata::monitor::Monitored) {
             println!("  ... and {} more", missing.len() - 30);
         }
     }
+}
+
+/// The last day of quarter `label` ("2026-Q2").
+fn quarter_end(label: &str) -> Option<chrono::NaiveDate> {
+    let (year, q) = label.split_once("-Q")?;
+    let (year, q): (i32, u32) = (year.parse().ok()?, q.parse().ok()?);
+    let (y, m) = if q >= 4 {
+        (year + 1, 1)
+    } else {
+        (year, q * 3 + 1)
+    };
+    chrono::NaiveDate::from_ymd_opt(y, m, 1)?.pred_opt()
 }

@@ -68,6 +68,10 @@ pub struct GenerateOptions {
     /// 98): a small population spread over all of them makes every municipality's
     /// cells small, and a test of published numbers needs some that are not.
     pub kommuner: Option<usize>,
+    /// Days of history before `start` that every supplier sends in its first delivery
+    /// (the initial load a source makes when it joins), so quarters that ended before
+    /// the first delivery day can be published with their follow-up complete.
+    pub history_days: u32,
 }
 
 /// Known effects planted in the generated data, so a test can check that the marts
@@ -107,6 +111,28 @@ impl GenerateOptions {
             start: NaiveDate::from_ymd_opt(2026, 10, 1).expect("a date"),
             effects: Effects::PLANTED,
             kommuner: None,
+            history_days: 0,
+        }
+    }
+}
+
+/// What the history days produce, held back for the first delivery day.
+#[derive(Default)]
+struct Backlog {
+    rows: HashMap<&'static str, Vec<Vec<String>>>,
+    bundles: Vec<serde_json::Value>,
+}
+
+impl Backlog {
+    /// On a history day, takes the table's rows; on a delivery day, puts whatever was
+    /// held back before them (in the order the days came). Defects are drawn after,
+    /// over the whole delivery.
+    fn hold_or_give(&mut self, dataset: &'static str, t: &mut Table, history: bool) {
+        if history {
+            self.rows.entry(dataset).or_default().append(&mut t.rows);
+        } else if let Some(mut held) = self.rows.remove(dataset) {
+            held.append(&mut t.rows);
+            t.rows = held;
         }
     }
 }
@@ -432,8 +458,11 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
     // Each person's latest acute discharge (for the planted readmissions).
     let mut acute_discharged: HashMap<usize, NaiveDate> = HashMap::new();
 
-    for d in 0..opts.days {
-        let day = opts.start + Duration::days(d as i64);
+    let mut backlog = Backlog::default();
+    for d in -i64::from(opts.history_days)..i64::from(opts.days) {
+        let day = opts.start + Duration::days(d);
+        // A history day's rows go into the first delivery.
+        let history = d < 0;
         // LPR contacts that ended today: §140 rehabilitation may follow.
         let mut discharges: Vec<(usize, NaiveDate, String)> = Vec::new();
         let file = |source: &str, dataset: &str| {
@@ -464,7 +493,9 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
         );
         for &pi in &chronic {
             let p = &people[pi];
-            if !(pi as u32 + d).is_multiple_of(opts.days.max(1)) {
+            // Each chronic patient's diagnoses are registered once, spread over the
+            // delivery days.
+            if history || (pi as i64 + d).rem_euclid(i64::from(opts.days.max(1))) != 0 {
                 continue;
             }
             for &a in &p.areas {
@@ -503,12 +534,15 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 ]);
             }
         }
-        t.apply_defects(&mut rng, opts.defects);
-        out.push(Generated {
-            dataset: "almenpraksis.diagnose".into(),
-            rows: t.write(&file("almenpraksis", "diagnose"), false)?,
-            path: file("almenpraksis", "diagnose"),
-        });
+        backlog.hold_or_give("almenpraksis.diagnose", &mut t, history);
+        if !history {
+            t.apply_defects(&mut rng, opts.defects);
+            out.push(Generated {
+                dataset: "almenpraksis.diagnose".into(),
+                rows: t.write(&file("almenpraksis", "diagnose"), false)?,
+                path: file("almenpraksis", "diagnose"),
+            });
+        }
 
         // almenpraksis.kontakt and .laboratorie
         let mut k = Table::new(
@@ -583,18 +617,22 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 }
             }
         }
-        k.apply_defects(&mut rng, opts.defects);
-        l.apply_defects(&mut rng, opts.defects);
-        out.push(Generated {
-            dataset: "almenpraksis.kontakt".into(),
-            rows: k.write(&file("almenpraksis", "kontakt"), false)?,
-            path: file("almenpraksis", "kontakt"),
-        });
-        out.push(Generated {
-            dataset: "almenpraksis.laboratorie".into(),
-            rows: l.write(&file("almenpraksis", "laboratorie"), false)?,
-            path: file("almenpraksis", "laboratorie"),
-        });
+        backlog.hold_or_give("almenpraksis.kontakt", &mut k, history);
+        backlog.hold_or_give("almenpraksis.laboratorie", &mut l, history);
+        if !history {
+            k.apply_defects(&mut rng, opts.defects);
+            l.apply_defects(&mut rng, opts.defects);
+            out.push(Generated {
+                dataset: "almenpraksis.kontakt".into(),
+                rows: k.write(&file("almenpraksis", "kontakt"), false)?,
+                path: file("almenpraksis", "kontakt"),
+            });
+            out.push(Generated {
+                dataset: "almenpraksis.laboratorie".into(),
+                rows: l.write(&file("almenpraksis", "laboratorie"), false)?,
+                path: file("almenpraksis", "laboratorie"),
+            });
+        }
 
         // speciallaege.kontakt and .diagnose (windows-1252, as Sentinel exports)
         let mut sk = Table::new(
@@ -630,7 +668,8 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
             if !rng.random_bool(0.01) {
                 continue;
             }
-            let (spec, codes) = SPECIALTIES[(pi + d as usize) % SPECIALTIES.len()];
+            let (spec, codes) =
+                SPECIALTIES[(pi as i64 + d).rem_euclid(SPECIALTIES.len() as i64) as usize];
             let kid = id("SLK");
             let practice = specialist_ydernummer(pi % 40);
             sk.rows.push(vec![
@@ -662,18 +701,22 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 ]);
             }
         }
-        sk.apply_defects(&mut rng, opts.defects);
-        sd.apply_defects(&mut rng, opts.defects);
-        out.push(Generated {
-            dataset: "speciallaege.kontakt".into(),
-            rows: sk.write(&file("speciallaege", "kontakt"), true)?,
-            path: file("speciallaege", "kontakt"),
-        });
-        out.push(Generated {
-            dataset: "speciallaege.diagnose".into(),
-            rows: sd.write(&file("speciallaege", "diagnose"), true)?,
-            path: file("speciallaege", "diagnose"),
-        });
+        backlog.hold_or_give("speciallaege.kontakt", &mut sk, history);
+        backlog.hold_or_give("speciallaege.diagnose", &mut sd, history);
+        if !history {
+            sk.apply_defects(&mut rng, opts.defects);
+            sd.apply_defects(&mut rng, opts.defects);
+            out.push(Generated {
+                dataset: "speciallaege.kontakt".into(),
+                rows: sk.write(&file("speciallaege", "kontakt"), true)?,
+                path: file("speciallaege", "kontakt"),
+            });
+            out.push(Generated {
+                dataset: "speciallaege.diagnose".into(),
+                rows: sd.write(&file("speciallaege", "diagnose"), true)?,
+                path: file("speciallaege", "diagnose"),
+            });
+        }
 
         // lpr.kontakt and .diagnose; chronic patients are admitted more often.
         let mut lk = Table::new(
@@ -804,21 +847,26 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 }
             }
         }
-        lk.apply_defects(&mut rng, opts.defects);
-        ld.apply_defects(&mut rng, opts.defects);
-        out.push(Generated {
-            dataset: "lpr.kontakt".into(),
-            rows: lk.write(&file("lpr", "kontakt"), false)?,
-            path: file("lpr", "kontakt"),
-        });
-        out.push(Generated {
-            dataset: "lpr.diagnose".into(),
-            rows: ld.write(&file("lpr", "diagnose"), false)?,
-            path: file("lpr", "diagnose"),
-        });
+        backlog.hold_or_give("lpr.kontakt", &mut lk, history);
+        backlog.hold_or_give("lpr.diagnose", &mut ld, history);
+        if !history {
+            lk.apply_defects(&mut rng, opts.defects);
+            ld.apply_defects(&mut rng, opts.defects);
+            out.push(Generated {
+                dataset: "lpr.kontakt".into(),
+                rows: lk.write(&file("lpr", "kontakt"), false)?,
+                path: file("lpr", "kontakt"),
+            });
+            out.push(Generated {
+                dataset: "lpr.diagnose".into(),
+                rows: ld.write(&file("lpr", "diagnose"), false)?,
+                path: file("lpr", "diagnose"),
+            });
+        }
 
-        // cpr.befolkning and cpr.personnummerskift: the register's monthly extract.
-        if register::Register::extract_due(day, d) {
+        // cpr.befolkning and cpr.personnummerskift: the register's monthly extract (its
+        // first holds the residence history, so history days need none).
+        if !history && register::Register::extract_due(day, d as u32) {
             for (dataset, rows) in register.extract(&people, day) {
                 let (source, name) = dataset.split_once('.').expect("source.dataset");
                 let path = file(source, name);
@@ -832,7 +880,15 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
         }
 
         // kommune.gateway: the day's delivery reports.
-        let bundles = gw.day(day, &people, kommuner, &discharges);
+        let mut bundles = gw.day(day, &people, kommuner, &discharges);
+        if history {
+            backlog.bundles.append(&mut bundles);
+            continue;
+        }
+        if !backlog.bundles.is_empty() {
+            backlog.bundles.append(&mut bundles);
+            bundles = std::mem::take(&mut backlog.bundles);
+        }
         let path = opts
             .out
             .join("kommune/gateway")
@@ -935,5 +991,83 @@ mod tests {
                 std::fs::read(&y.path).unwrap()
             );
         }
+    }
+
+    /// The dates in column `col` of a generated CSV file.
+    fn dates(path: &Path, dataset: &str, col: &str) -> Vec<NaiveDate> {
+        let text = read_text(path, dataset).unwrap();
+        let mut lines = text.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(';').collect();
+        let i = header.iter().position(|h| *h == col).unwrap();
+        lines
+            .filter_map(|l| l.split(';').nth(i).and_then(|v| v.parse().ok()))
+            .collect()
+    }
+
+    #[test]
+    fn history_days_arrive_in_the_first_delivery_and_only_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = GenerateOptions::new(dir.path());
+        o.persons = 2_000;
+        o.days = 2;
+        o.history_days = 60;
+        let files = generate(&o).unwrap();
+        assert_eq!(
+            files.len(),
+            18,
+            "no extra files: the history is in the first"
+        );
+        let first = o.start - Duration::days(60);
+        for (dataset, col) in [
+            ("lpr.kontakt", "dato_start"),
+            ("almenpraksis.kontakt", "kontaktdato"),
+            ("speciallaege.kontakt", "kontaktdato"),
+        ] {
+            let of = |day: NaiveDate| {
+                let f = files
+                    .iter()
+                    .find(|f| {
+                        f.dataset == dataset && f.path.to_string_lossy().contains(&day.to_string())
+                    })
+                    .unwrap();
+                dates(&f.path, dataset, col)
+            };
+            let day0 = of(o.start);
+            let before = day0.iter().filter(|d| **d < o.start).count();
+            assert!(
+                before > day0.len() / 2,
+                "{dataset}: the first delivery carries the history ({before} of {})",
+                day0.len()
+            );
+            assert!(day0.iter().all(|d| *d >= first - Duration::days(3)));
+            let day1 = of(o.start + Duration::days(1));
+            assert!(
+                day1.iter().all(|d| *d >= o.start - Duration::days(3)),
+                "{dataset}: later deliveries hold only their own days"
+            );
+        }
+        // The municipalities' reports too: care that started in the history.
+        let gw = files
+            .iter()
+            .find(|f| f.dataset == "kommune.gateway")
+            .unwrap();
+        let text = std::fs::read_to_string(&gw.path).unwrap();
+        assert!(text.contains(&format!("\"{}", first + Duration::days(1))));
+
+        // Without history, the first delivery holds only its own days.
+        let plain = tempfile::tempdir().unwrap();
+        let mut p = o.clone();
+        p.out = plain.path().to_path_buf();
+        p.history_days = 0;
+        let without = generate(&p).unwrap();
+        let lpr = |fs: &[Generated]| {
+            let f = fs.iter().find(|f| f.dataset == "lpr.kontakt").unwrap();
+            dates(&f.path, "lpr.kontakt", "dato_start")
+        };
+        assert!(
+            lpr(&without)
+                .iter()
+                .all(|d| *d >= o.start - Duration::days(3))
+        );
     }
 }
