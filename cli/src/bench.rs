@@ -187,11 +187,21 @@ pub fn run_gateway(bundles: usize, dir: &Path, runs: usize) -> Result<()> {
 /// The stats line of `naerdata publish --stats`.
 pub fn print_publish_stats(p: &naerdata::publish::Published, seconds: f64) {
     let rows: u64 = p.tables.iter().map(|(_, n)| n).sum();
+    let marts: Vec<serde_json::Value> = p
+        .marts
+        .iter()
+        .map(|m| {
+            serde_json::json!({
+                "name": m.name, "query_seconds": m.query_seconds, "bytes_scanned": m.bytes_scanned,
+            })
+        })
+        .collect();
     println!(
-        "{{\"seconds\":{seconds:.3},\"tables\":{},\"marts\":{},\"rows\":{rows},\"peak_rss_mib\":{:.1}}}",
-        p.tables.len(),
-        p.marts.len(),
-        peak_rss_mib().unwrap_or(f64::NAN)
+        "{}",
+        serde_json::json!({
+            "seconds": seconds, "tables": p.tables.len(), "marts": p.marts.len(), "rows": rows,
+            "peak_rss_mib": peak_rss_mib(), "mart_queries": marts,
+        })
     );
 }
 
@@ -240,6 +250,8 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
     let mut secs = Vec::new();
     let mut peak: f64 = 0.0;
     let mut published_rows = 0;
+    // Per mart: the query's seconds in each run, and the bytes it scanned.
+    let mut queries: std::collections::BTreeMap<String, (Vec<f64>, u64)> = Default::default();
     for _ in 0..runs.max(1) {
         let out = Command::new(&exe)
             .arg("--home")
@@ -261,6 +273,13 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
         secs.push(stats["seconds"].as_f64().unwrap_or(f64::NAN));
         peak = peak.max(stats["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
         published_rows = stats["rows"].as_u64().unwrap_or(0);
+        for m in stats["mart_queries"].as_array().into_iter().flatten() {
+            let e = queries
+                .entry(m["name"].as_str().unwrap_or("?").to_string())
+                .or_default();
+            e.0.push(m["query_seconds"].as_f64().unwrap_or(f64::NAN));
+            e.1 = m["bytes_scanned"].as_u64().unwrap_or(0);
+        }
     }
     secs.sort_by(f64::total_cmp);
     println!(
@@ -279,6 +298,26 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
         secs[secs.len() / 2],
         secs[0],
         peak
+    );
+    println!("\neach mart's SQL (its cells, before disclosure control), median of the runs:");
+    println!(
+        "{:<30}  {:>10}  {:>14}  {:>19}",
+        "mart", "query s", "bytes scanned", "Athena USD/query"
+    );
+    let (mut all_bytes, mut all_usd) = (0u64, 0.0);
+    for (name, (mut s, bytes)) in queries {
+        s.sort_by(f64::total_cmp);
+        let usd = naerdata::cost::athena_usd(bytes);
+        all_bytes += bytes;
+        all_usd += usd;
+        println!(
+            "{name:<30}  {:>10.2}  {bytes:>14}  {usd:>19.6}",
+            s[s.len() / 2]
+        );
+    }
+    println!(
+        "{:<30}  {:>10}  {all_bytes:>14}  {all_usd:>19.6}",
+        "all marts", ""
     );
     Ok(())
 }

@@ -10,6 +10,7 @@ pub mod aws;
 #[cfg(feature = "analytics")]
 pub mod catalog;
 pub mod contract;
+pub mod cost;
 pub mod cpr;
 pub mod custody;
 pub mod disclosure;

@@ -452,6 +452,29 @@ pub struct MartReport {
     #[serde(flatten)]
     pub outcome: publication::Outcome,
     pub rule_set: &'static str,
+    /// Seconds the mart's SQL took (the cells, before disclosure control). Not written
+    /// with the report: it differs from run to run.
+    #[serde(skip)]
+    pub query_seconds: f64,
+    /// Bytes the mart's SQL read from Parquet (see [`bytes_scanned`]): what an engine
+    /// that bills by bytes scanned (Athena) would charge for, roughly.
+    #[serde(skip)]
+    pub bytes_scanned: u64,
+}
+
+/// The bytes a query's Parquet scans read, over its whole plan once it has run:
+/// DataFusion's `bytes_scanned` (the column chunks and page indexes read, not the
+/// footers) summed over every scan.
+pub fn bytes_scanned(plan: &dyn datafusion::physical_plan::ExecutionPlan) -> u64 {
+    let own = plan
+        .metrics()
+        .and_then(|m| m.sum_by_name("bytes_scanned"))
+        .map_or(0, |v| v.as_usize() as u64);
+    own + plan
+        .children()
+        .into_iter()
+        .map(|c| bytes_scanned(c.as_ref()))
+        .sum::<u64>()
 }
 
 #[derive(Debug, Default)]
@@ -1227,7 +1250,10 @@ async fn publish_mart(
         Arc::new(MemTable::try_new(table.schema(), vec![vec![table]])?),
     )?;
     let started = std::time::Instant::now();
-    let batches = ctx.sql(&spec.sql).await?.collect().await?;
+    // Run from a plan of our own, so its scans' metrics can be read afterwards.
+    let plan = ctx.sql(&spec.sql).await?.create_physical_plan().await?;
+    let batches = datafusion::physical_plan::collect(Arc::clone(&plan), ctx.task_ctx()).await?;
+    let scanned = bytes_scanned(plan.as_ref());
     let raw = publication::raw_by_period(spec, &batches).map_err(err)?;
     let queried = started.elapsed().as_secs_f64();
 
@@ -1261,6 +1287,7 @@ async fn publish_mart(
         mart = %spec.name,
         periods = periods.len(),
         query_seconds = queried,
+        bytes_scanned = scanned,
         protect_seconds = started.elapsed().as_secs_f64(),
         "mart computed"
     );
@@ -1276,6 +1303,8 @@ async fn publish_mart(
         periods: seen.len(),
         outcome,
         rule_set: disclosure::RULE_SET,
+        query_seconds: queried,
+        bytes_scanned: scanned,
     };
     let meta = serde_json::to_vec_pretty(&report).expect("serialisable");
     p.stores

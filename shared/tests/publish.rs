@@ -435,6 +435,25 @@ async fn the_catalog_declares_what_publish_writes() {
         };
         assert_eq!(columns(&schema), columns(&t.schema), "{name}");
     }
+    // Each mart's SQL read something, and no more than the tables it reads hold: the
+    // figure the cost estimate (README, *Costs*) builds on.
+    let table_bytes: u64 = declared
+        .iter()
+        .filter(|t| t.kind != "marts")
+        .filter_map(|t| {
+            let key = naerdata::publish::presentation_key(t.kind, &t.name);
+            std::fs::metadata(dir.path().join("lake").join(key)).ok()
+        })
+        .map(|m| m.len())
+        .sum();
+    for m in &published.marts {
+        assert!(
+            m.bytes_scanned > 0 && m.bytes_scanned <= table_bytes,
+            "{}: {} bytes scanned of {table_bytes}",
+            m.name,
+            m.bytes_scanned
+        );
+    }
     // Every declared table but the current tables of datasets the generator does not
     // deliver is written.
     for t in &declared {
