@@ -124,16 +124,42 @@ struct Backlog {
 }
 
 impl Backlog {
-    /// On a history day, takes the table's rows; on a delivery day, puts whatever was
-    /// held back before them (in the order the days came). Defects are drawn after,
-    /// over the whole delivery.
-    fn hold_or_give(&mut self, dataset: &'static str, t: &mut Table, history: bool) {
-        if history {
-            self.rows.entry(dataset).or_default().append(&mut t.rows);
-        } else if let Some(mut held) = self.rows.remove(dataset) {
-            held.append(&mut t.rows);
-            t.rows = held;
+    /// A day's tables of one source: on a history day their rows are held back; on a
+    /// delivery day each gets what was held before its own rows (in the order the days
+    /// came), then its defects, drawn over the whole delivery, and is written.
+    fn deliver(
+        &mut self,
+        history: bool,
+        tables: &mut [(&'static str, &mut Table)],
+        rng: &mut ChaCha8Rng,
+        defects: f64,
+        file: &dyn Fn(&str, &str) -> PathBuf,
+        out: &mut Vec<Generated>,
+    ) -> std::io::Result<()> {
+        for (dataset, t) in tables.iter_mut() {
+            if history {
+                self.rows.entry(*dataset).or_default().append(&mut t.rows);
+            } else if let Some(mut held) = self.rows.remove(*dataset) {
+                held.append(&mut t.rows);
+                t.rows = held;
+            }
         }
+        if history {
+            return Ok(());
+        }
+        for (_, t) in tables.iter_mut() {
+            t.apply_defects(rng, defects);
+        }
+        for (dataset, t) in tables.iter() {
+            let (source, name) = dataset.split_once('.').expect("source.dataset");
+            let path = file(source, name);
+            out.push(Generated {
+                dataset: dataset.to_string(),
+                rows: t.write(&path, windows_1252(dataset))?,
+                path,
+            });
+        }
+        Ok(())
     }
 }
 
@@ -534,15 +560,14 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 ]);
             }
         }
-        backlog.hold_or_give("almenpraksis.diagnose", &mut t, history);
-        if !history {
-            t.apply_defects(&mut rng, opts.defects);
-            out.push(Generated {
-                dataset: "almenpraksis.diagnose".into(),
-                rows: t.write(&file("almenpraksis", "diagnose"), false)?,
-                path: file("almenpraksis", "diagnose"),
-            });
-        }
+        backlog.deliver(
+            history,
+            &mut [("almenpraksis.diagnose", &mut t)],
+            &mut rng,
+            opts.defects,
+            &file,
+            &mut out,
+        )?;
 
         // almenpraksis.kontakt and .laboratorie
         let mut k = Table::new(
@@ -617,22 +642,17 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 }
             }
         }
-        backlog.hold_or_give("almenpraksis.kontakt", &mut k, history);
-        backlog.hold_or_give("almenpraksis.laboratorie", &mut l, history);
-        if !history {
-            k.apply_defects(&mut rng, opts.defects);
-            l.apply_defects(&mut rng, opts.defects);
-            out.push(Generated {
-                dataset: "almenpraksis.kontakt".into(),
-                rows: k.write(&file("almenpraksis", "kontakt"), false)?,
-                path: file("almenpraksis", "kontakt"),
-            });
-            out.push(Generated {
-                dataset: "almenpraksis.laboratorie".into(),
-                rows: l.write(&file("almenpraksis", "laboratorie"), false)?,
-                path: file("almenpraksis", "laboratorie"),
-            });
-        }
+        backlog.deliver(
+            history,
+            &mut [
+                ("almenpraksis.kontakt", &mut k),
+                ("almenpraksis.laboratorie", &mut l),
+            ],
+            &mut rng,
+            opts.defects,
+            &file,
+            &mut out,
+        )?;
 
         // speciallaege.kontakt and .diagnose (windows-1252, as Sentinel exports)
         let mut sk = Table::new(
@@ -701,22 +721,17 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 ]);
             }
         }
-        backlog.hold_or_give("speciallaege.kontakt", &mut sk, history);
-        backlog.hold_or_give("speciallaege.diagnose", &mut sd, history);
-        if !history {
-            sk.apply_defects(&mut rng, opts.defects);
-            sd.apply_defects(&mut rng, opts.defects);
-            out.push(Generated {
-                dataset: "speciallaege.kontakt".into(),
-                rows: sk.write(&file("speciallaege", "kontakt"), true)?,
-                path: file("speciallaege", "kontakt"),
-            });
-            out.push(Generated {
-                dataset: "speciallaege.diagnose".into(),
-                rows: sd.write(&file("speciallaege", "diagnose"), true)?,
-                path: file("speciallaege", "diagnose"),
-            });
-        }
+        backlog.deliver(
+            history,
+            &mut [
+                ("speciallaege.kontakt", &mut sk),
+                ("speciallaege.diagnose", &mut sd),
+            ],
+            &mut rng,
+            opts.defects,
+            &file,
+            &mut out,
+        )?;
 
         // lpr.kontakt and .diagnose; chronic patients are admitted more often.
         let mut lk = Table::new(
@@ -847,22 +862,14 @@ pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
                 }
             }
         }
-        backlog.hold_or_give("lpr.kontakt", &mut lk, history);
-        backlog.hold_or_give("lpr.diagnose", &mut ld, history);
-        if !history {
-            lk.apply_defects(&mut rng, opts.defects);
-            ld.apply_defects(&mut rng, opts.defects);
-            out.push(Generated {
-                dataset: "lpr.kontakt".into(),
-                rows: lk.write(&file("lpr", "kontakt"), false)?,
-                path: file("lpr", "kontakt"),
-            });
-            out.push(Generated {
-                dataset: "lpr.diagnose".into(),
-                rows: ld.write(&file("lpr", "diagnose"), false)?,
-                path: file("lpr", "diagnose"),
-            });
-        }
+        backlog.deliver(
+            history,
+            &mut [("lpr.kontakt", &mut lk), ("lpr.diagnose", &mut ld)],
+            &mut rng,
+            opts.defects,
+            &file,
+            &mut out,
+        )?;
 
         // cpr.befolkning and cpr.personnummerskift: the register's monthly extract (its
         // first holds the residence history, so history days need none).
