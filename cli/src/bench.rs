@@ -283,7 +283,7 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
     }
     secs.sort_by(f64::total_cmp);
     println!(
-        "\npublish (current tables, dimensions, 4 marts with disclosure control), {} runs:",
+        "\npublish (current tables, dimensions, every mart with disclosure control), {} runs:",
         secs.len()
     );
     println!(
