@@ -72,7 +72,9 @@ pub async fn print_demo(
         // The quarters whose 90 days of follow-up lie within the delivered days: the
         // publication is as of the day the last quarter closes, but the generated data
         // stop before its follow-up does.
-        let follow_up = chrono::Duration::days(90);
+        let follow_up = chrono::Duration::days(
+            naerdata::publish::mart("rehab_effekt").map_or(90, |m| i64::from(m.follow_up_days)),
+        );
         let covered =
             |label: &str| quarter_end(label).is_some_and(|end| end + follow_up <= last_day);
         println!(
