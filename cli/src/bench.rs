@@ -125,6 +125,7 @@ fn quality_overhead(file: &Path, rows: u64, dir: &Path, runs: usize) -> Result<(
                 spool: Some(spool.path()),
                 quality,
                 reference: naerdata::reference::ReferenceSet::builtin(),
+                threads: 1,
             },
         )?;
         let secs = started.elapsed().as_secs_f64();
@@ -452,6 +453,7 @@ pub fn run_hostile(case: &str) -> Result<()> {
             spool: Some(spool.path()),
             quality: true,
             reference: naerdata::reference::ReferenceSet::builtin(),
+            threads: naerdata::process::default_threads(),
         },
     )?;
     let why = match (&report.structural, report.problems.first()) {

@@ -102,6 +102,7 @@ pub fn check_file(
             spool: None,
             quality: true,
             reference: crate::reference::ReferenceSet::builtin(),
+            threads: process::default_threads(),
         },
     )?;
     let (outcome, reason) = report.outcome(contract);

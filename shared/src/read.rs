@@ -159,6 +159,7 @@ pub fn decode(
 }
 
 /// One record, its fields aligned to the contract's fields.
+#[derive(Clone)]
 pub struct Row {
     /// 1-based physical line in the (decompressed) file where the record starts.
     pub line: u64,

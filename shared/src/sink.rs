@@ -25,6 +25,8 @@ pub struct SinkOptions<'a> {
     pub spool: Option<&'a Path>,
     /// Gather the quality metrics (off only to measure what they cost).
     pub quality: bool,
+    /// Threads that may encode the table's Parquet files at the end.
+    pub threads: usize,
 }
 
 /// The sink of one table of one delivery.
@@ -55,6 +57,7 @@ impl<'c> TableSink<'c> {
                     o.received_at_micros,
                     o.pseudonymiser.key_version(),
                 )
+                .with_threads(o.threads)
             }),
             quality: o.quality.then(|| Collector::new(contract, o.delivery_date)),
             kept: 0,

@@ -398,6 +398,8 @@ pub struct PartitionedWriter<'c> {
     held_budget: usize,
     /// A multi-field record key is joined here (no allocation per row).
     record_key: String,
+    /// Threads that encode partitions at the end.
+    threads: usize,
 }
 
 impl<'c> PartitionedWriter<'c> {
@@ -461,6 +463,7 @@ impl<'c> PartitionedWriter<'c> {
             held: 0,
             held_budget: HELD_BUDGET,
             record_key: String::new(),
+            threads: 1,
         }
     }
 
@@ -547,60 +550,108 @@ impl<'c> PartitionedWriter<'c> {
         Ok(())
     }
 
+    /// Encodes the partitions on up to `threads` threads at [`PartitionedWriter::finish`]
+    /// (each partition's files are the same whichever thread writes them).
+    pub fn with_threads(mut self, threads: usize) -> Self {
+        self.threads = threads.max(1);
+        self
+    }
+
     /// Converts each partition's staged rows to Parquet; returns the files in key order.
+    /// Partitions are independent files, so they are encoded in parallel: the
+    /// threads take the next partition in turn until none is left.
     pub fn finish(mut self) -> Result<Vec<SpooledFile>, LakeError> {
+        let partitions: Vec<Partition> =
+            std::mem::take(&mut self.partitions).into_values().collect();
+        let threads = self.threads.min(partitions.len()).max(1);
+        let mut done = if threads == 1 {
+            let mut done = Vec::new();
+            for mut p in partitions {
+                done.extend(self.write_partition(&mut p)?);
+            }
+            done
+        } else {
+            let queue = std::sync::Mutex::new(partitions.into_iter());
+            let this = &self;
+            let results: Vec<Result<Vec<SpooledFile>, LakeError>> = std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads)
+                    .map(|_| {
+                        s.spawn(|| {
+                            let mut files = Vec::new();
+                            loop {
+                                let next = queue.lock().expect("the partition queue").next();
+                                let Some(mut p) = next else {
+                                    return Ok(files);
+                                };
+                                files.extend(this.write_partition(&mut p)?);
+                            }
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("a Parquet encoding thread panicked"))
+                    .collect()
+            });
+            let mut done = Vec::new();
+            for r in results {
+                done.extend(r?);
+            }
+            done
+        };
+        done.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(done)
+    }
+
+    /// One partition's staged rows (spilled, then held: row order is kept) as
+    /// Parquet files of at most [`FILE_ROWS`] rows.
+    fn write_partition(&self, p: &mut Partition) -> Result<Vec<SpooledFile>, LakeError> {
         let mut done = Vec::new();
-        let mut partitions = std::mem::take(&mut self.partitions);
-        for p in partitions.values_mut() {
-            hold(p, &self.stage_schema)?;
-            // Spilled batches first, then the held ones: row order is kept.
-            let spilled: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>> =
-                match p.stage.take() {
-                    Some(mut w) => {
-                        w.finish()?;
-                        drop(w);
-                        let f =
-                            File::open(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
-                        Box::new(StreamReader::try_new(
-                            BufReader::with_capacity(1 << 20, f),
-                            None,
-                        )?)
-                    }
-                    None => Box::new(std::iter::empty()),
-                };
-            let held = std::mem::take(&mut p.held).into_iter().map(Ok);
-            let mut file_no = 0;
-            let mut out: Option<(ArrowWriter<File>, String, PathBuf, u64)> = None;
-            for batch in spilled.chain(held) {
-                let batch = self.to_lake(&batch?)?;
-                if out.is_none() {
-                    let key = object_key(&self.table, p.year, p.month, &self.delivery_id, file_no);
-                    let path = spool_path(&self.dir, &key);
-                    let f = File::create(&path).map_err(|e| io_error(&path, e))?;
-                    let w = ArrowWriter::try_new(f, self.schema.clone(), Some(self.props.clone()))
-                        .map_err(|e| parquet_error(&path, e))?;
-                    out = Some((w, key, path, 0));
+        hold(p, &self.stage_schema)?;
+        let spilled: Box<dyn Iterator<Item = Result<RecordBatch, arrow::error::ArrowError>>> =
+            match p.stage.take() {
+                Some(mut w) => {
+                    w.finish()?;
+                    drop(w);
+                    let f = File::open(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+                    Box::new(StreamReader::try_new(
+                        BufReader::with_capacity(1 << 20, f),
+                        None,
+                    )?)
                 }
-                let (w, _, path, rows) = out.as_mut().expect("opened above");
-                w.write(&batch).map_err(|e| parquet_error(path, e))?;
-                *rows += batch.num_rows() as u64;
-                if *rows >= FILE_ROWS as u64 {
-                    done.push(close(
-                        out.take().expect("open"),
-                        &self.table,
-                        (p.year, p.month),
-                    )?);
-                    file_no += 1;
-                }
+                None => Box::new(std::iter::empty()),
+            };
+        let held = std::mem::take(&mut p.held).into_iter().map(Ok);
+        let mut file_no = 0;
+        let mut out: Option<(ArrowWriter<File>, String, PathBuf, u64)> = None;
+        for batch in spilled.chain(held) {
+            let batch = self.to_lake(&batch?)?;
+            if out.is_none() {
+                let key = object_key(&self.table, p.year, p.month, &self.delivery_id, file_no);
+                let path = spool_path(&self.dir, &key);
+                let f = File::create(&path).map_err(|e| io_error(&path, e))?;
+                let w = ArrowWriter::try_new(f, self.schema.clone(), Some(self.props.clone()))
+                    .map_err(|e| parquet_error(&path, e))?;
+                out = Some((w, key, path, 0));
             }
-            if let Some(o) = out {
-                done.push(close(o, &self.table, (p.year, p.month))?);
-            }
-            if p.stage_path.exists() {
-                std::fs::remove_file(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+            let (w, _, path, rows) = out.as_mut().expect("opened above");
+            w.write(&batch).map_err(|e| parquet_error(path, e))?;
+            *rows += batch.num_rows() as u64;
+            if *rows >= FILE_ROWS as u64 {
+                done.push(close(
+                    out.take().expect("open"),
+                    &self.table,
+                    (p.year, p.month),
+                )?);
+                file_no += 1;
             }
         }
-        done.sort_by(|a, b| a.key.cmp(&b.key));
+        if let Some(o) = out {
+            done.push(close(o, &self.table, (p.year, p.month))?);
+        }
+        if p.stage_path.exists() {
+            std::fs::remove_file(&p.stage_path).map_err(|e| io_error(&p.stage_path, e))?;
+        }
         Ok(done)
     }
 }

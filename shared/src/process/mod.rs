@@ -7,9 +7,12 @@
 //! accepted, and every lake key is deterministic, so a retry after a crash rewrites
 //! the same objects instead of adding rows.
 
+mod bundles;
+mod chunks;
 mod pass;
 mod report;
 
+pub use chunks::{CHUNK_ROWS, default_threads};
 #[cfg(test)]
 pub(crate) use pass::test_options;
 pub use pass::{RunError, RunOptions, run};
@@ -174,6 +177,7 @@ async fn process_claimed(p: &Platform, d: &Delivery) -> Result<DeliveryState, St
                     spool: Some(&dir),
                     quality: true,
                     reference,
+                    threads: default_threads(),
                 },
             )
         })

@@ -211,7 +211,7 @@ impl Collector {
     }
 
     /// The metrics; a delivery that could not be read gets one ERROR check.
-    pub fn finish(self, structural: Option<&StructuralError>) -> Vec<Metric> {
+    pub fn finish(mut self, structural: Option<&StructuralError>) -> Vec<Metric> {
         let t = self.table.as_str();
         let r = &self.rules;
         let mut out = Vec::new();
