@@ -28,12 +28,14 @@ pub fn print_stats(results: &[Ingested], elapsed: Duration) {
     );
 }
 
-/// One child run: ingest `file` into a fresh home, return its stats line.
-fn one_run(exe: &Path, file: &Path, home: &Path) -> Result<serde_json::Value> {
+/// One child run on `threads` threads: ingest `file` into a fresh home, return its
+/// stats line.
+fn one_run(exe: &Path, file: &Path, home: &Path, threads: usize) -> Result<serde_json::Value> {
     if home.exists() {
         std::fs::remove_dir_all(home)?;
     }
     let out = Command::new(exe)
+        .env("NAERDATA_THREADS", threads.to_string())
         .arg("--home")
         .arg(home)
         .args(["ingest", "--stats"])
@@ -55,11 +57,17 @@ fn one_run(exe: &Path, file: &Path, home: &Path) -> Result<serde_json::Value> {
 }
 
 /// `runs` child runs: the process-step seconds, sorted, and the highest peak RSS.
-fn repeat(exe: &Path, file: &Path, home: &Path, runs: usize) -> Result<(Vec<f64>, f64)> {
+fn repeat(
+    exe: &Path,
+    file: &Path,
+    home: &Path,
+    runs: usize,
+    threads: usize,
+) -> Result<(Vec<f64>, f64)> {
     let mut secs = Vec::new();
     let mut peak: f64 = 0.0;
     for _ in 0..runs.max(1) {
-        let stats = one_run(exe, file, home)?;
+        let stats = one_run(exe, file, home, threads)?;
         secs.push(stats["process_seconds"].as_f64().unwrap_or(f64::NAN));
         peak = peak.max(stats["peak_rss_mib"].as_f64().unwrap_or(f64::NAN));
     }
@@ -67,16 +75,16 @@ fn repeat(exe: &Path, file: &Path, home: &Path, runs: usize) -> Result<(Vec<f64>
     Ok((secs, peak))
 }
 
-/// Runs each size `runs` times (wall time on a shared VM is noisy) and prints the
-/// median and the best run.
-pub fn run(sizes: &[u64], dir: &Path, runs: usize) -> Result<()> {
+/// Runs each size `runs` times at each thread count (wall time on a shared VM is
+/// noisy) and prints the median and the best run, and the speed-up over one thread.
+pub fn run(sizes: &[u64], dir: &Path, runs: usize, threads: &[usize]) -> Result<()> {
     let exe = std::env::current_exe().context("locating the naerdata binary")?;
     println!(
         "process step (read, validate, pseudonymise, write Parquet, publish, receipt), {runs} runs each:"
     );
     println!(
-        "{:>10}  {:>14}  {:>14}  {:>12}  {:>13}",
-        "rows", "median rows/s", "best rows/s", "median s", "peak RSS MiB"
+        "{:>10}  {:>7}  {:>14}  {:>14}  {:>9}  {:>8}  {:>13}",
+        "rows", "threads", "median rows/s", "best rows/s", "median s", "speed-up", "peak RSS MiB"
     );
     for &rows in sizes {
         let file = dir.join(format!("almenpraksis/diagnose/2026-01-01/bench-{rows}.csv"));
@@ -84,16 +92,22 @@ pub fn run(sizes: &[u64], dir: &Path, runs: usize) -> Result<()> {
             eprintln!("generating {}", file.display());
             naerdata::generate::bench_file(&file, rows, 7)?;
         }
-        let (secs, peak) = repeat(&exe, &file, &dir.join(format!("home-{rows}")), runs)?;
-        let median = secs[secs.len() / 2];
-        println!(
-            "{:>10}  {:>14.0}  {:>14.0}  {:>12.2}  {:>13.1}",
-            rows,
-            rows as f64 / median,
-            rows as f64 / secs[0],
-            median,
-            peak
-        );
+        let mut one = None;
+        for &t in threads {
+            let (secs, peak) = repeat(&exe, &file, &dir.join(format!("home-{rows}")), runs, t)?;
+            let median = secs[secs.len() / 2];
+            let base = *one.get_or_insert(median);
+            println!(
+                "{:>10}  {:>7}  {:>14.0}  {:>14.0}  {:>9.2}  {:>7.2}x  {:>13.1}",
+                rows,
+                t,
+                rows as f64 / median,
+                rows as f64 / secs[0],
+                median,
+                base / median,
+                peak
+            );
+        }
     }
     if let Some(&rows) = sizes.first() {
         let file = dir.join(format!("almenpraksis/diagnose/2026-01-01/bench-{rows}.csv"));
@@ -156,32 +170,39 @@ fn quality_overhead(file: &Path, rows: u64, dir: &Path, runs: usize) -> Result<(
 }
 
 /// The same for one KL Gateway delivery of `bundles` FHIR bundles.
-pub fn run_gateway(bundles: usize, dir: &Path, runs: usize) -> Result<()> {
+pub fn run_gateway(bundles: usize, dir: &Path, runs: usize, threads: &[usize]) -> Result<()> {
     let exe = std::env::current_exe().context("locating the naerdata binary")?;
     let file = dir.join(format!("kommune/gateway/2026-10-01/bench-{bundles}.ndjson"));
     if !file.exists() {
         eprintln!("generating {}", file.display());
         naerdata::generate::bench_gateway_file(&file, bundles, 7)?;
     }
-    let (secs, peak) = repeat(
-        &exe,
-        &file,
-        &dir.join(format!("home-gateway-{bundles}")),
-        runs,
-    )?;
-    let median = secs[secs.len() / 2];
-    println!("\nKL Gateway delivery (FHIR bundles -> 7 tables), {runs} runs:");
+    println!("\nKL Gateway delivery (FHIR bundles -> 7 tables), {runs} runs each:");
     println!(
-        "{:>10}  {:>16}  {:>12}  {:>13}",
-        "bundles", "median bundles/s", "median s", "peak RSS MiB"
+        "{:>10}  {:>7}  {:>16}  {:>9}  {:>8}  {:>13}",
+        "bundles", "threads", "median bundles/s", "median s", "speed-up", "peak RSS MiB"
     );
-    println!(
-        "{:>10}  {:>16.0}  {:>12.2}  {:>13.1}",
-        bundles,
-        bundles as f64 / median,
-        median,
-        peak
-    );
+    let mut one = None;
+    for &t in threads {
+        let (secs, peak) = repeat(
+            &exe,
+            &file,
+            &dir.join(format!("home-gateway-{bundles}")),
+            runs,
+            t,
+        )?;
+        let median = secs[secs.len() / 2];
+        let base = *one.get_or_insert(median);
+        println!(
+            "{:>10}  {:>7}  {:>16.0}  {:>9.2}  {:>7.2}x  {:>13.1}",
+            bundles,
+            t,
+            bundles as f64 / median,
+            median,
+            base / median,
+            peak
+        );
+    }
     Ok(())
 }
 

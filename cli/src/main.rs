@@ -260,6 +260,9 @@ enum Command {
         /// Bundles in the KL Gateway benchmark delivery (0 skips it).
         #[arg(long, default_value_t = 10_000)]
         bundles: usize,
+        /// Thread counts to run each delivery at (`NAERDATA_THREADS` of the child).
+        #[arg(long, value_delimiter = ',', default_value = "1,2")]
+        threads: Vec<usize>,
     },
     /// Files per Delta table after a month of generated daily deliveries, without and
     /// with compaction.
@@ -929,10 +932,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             dir,
             runs,
             bundles,
+            threads,
         } => {
-            bench::run(&rows, &dir, runs)?;
+            bench::run(&rows, &dir, runs, &threads)?;
             if bundles > 0 {
-                bench::run_gateway(bundles, &dir, runs)?;
+                bench::run_gateway(bundles, &dir, runs, &threads)?;
             }
         }
         Command::BenchPublish {

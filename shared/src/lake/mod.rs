@@ -37,8 +37,10 @@ const BATCH_ROWS: usize = 8 * 1024;
 /// Rows buffered in builders across all partitions.
 const BUFFERED_ROWS: usize = 64 * 1024;
 /// Finished batches held in memory across all partitions before the biggest is
-/// spilled to disk. Most deliveries never spill.
-const HELD_BUDGET: usize = 96 << 20;
+/// spilled to disk. Small deliveries never spill; a million rows spill about two
+/// thirds, at no measurable cost (sequential Arrow IPC into the page cache), against
+/// 55 MiB less peak memory than a 96 MiB budget (measured, 1M rows, 12 months).
+const HELD_BUDGET: usize = 32 << 20;
 /// Rows per Parquet row group.
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per file before a partition rolls over to `<delivery_id>-<n+1>.parquet`.
