@@ -21,7 +21,7 @@ ALARM_EMAIL ?=
 # Key=Value pairs: SUPPLIER_PARAMS="AlmenpraksisAccountId=111122223333 AlmenpraksisExternalId=... ..."
 SUPPLIER_PARAMS ?=
 
-.PHONY: all build build-cli build-demo build-kit supplier-kit test-kit chaos demo test system-deps test-rust test-e2e test-infra bench bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli build-demo build-kit supplier-kit test-kit chaos demo test system-deps test-rust test-e2e test-infra bench bench-duckdb bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -157,8 +157,24 @@ bench: build-cli venv
 	$(BIN) bench-files --days 30 --dir bench-data
 	$(BIN) bench-hostile --case endless
 	$(BIN) bench-hostile --case nested
+	$(MAKE) bench-duckdb
 	$(MAKE) bench-publish
 	$(MAKE) bench-lambda
+
+## bench-duckdb: the 1M-row delivery through naerdata and through DuckDB (pinned in
+## bench/requirements.txt) doing the same job in SQL (bench/duckdb_process.sql), at 1
+## and 2 threads, after a check that both keep the same rows
+BENCH_VENV := .venv-bench
+$(BENCH_VENV)/.done: bench/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	touch $@
+
+bench-duckdb: build-cli $(BENCH_VENV)/.done
+	test -f bench-data/almenpraksis/diagnose/2026-01-01/bench-1000000.csv || \
+	  $(BIN) bench --rows 1000000 --runs 1 --bundles 0 --threads 1 --dir bench-data
+	$(BENCH_VENV)/bin/python bench/compare_duckdb.py --naerdata $(BIN) \
+	  --file bench-data/almenpraksis/diagnose/2026-01-01/bench-1000000.csv --runs 3 --work bench-data/compare
 
 ## bench-publish: publish (time, peak memory) for a generated 1M-person population
 bench-publish: build-cli
@@ -175,7 +191,7 @@ chaos: build-cli venv
 
 bench-lambda: build-cli venv
 	test -f bench-data/almenpraksis/diagnose/2026-01-01/bench-1000000.csv || \
-	  $(BIN) bench --rows 1000000 --runs 1 --bundles 0 --dir bench-data
+	  $(BIN) bench --rows 1000000 --runs 1 --bundles 0 --threads 1 --dir bench-data
 	$(PY) bench/lambda_functions.py --bin-dir target/release \
 	  --file bench-data/almenpraksis/diagnose/2026-01-01/bench-1000000.csv --runs 3
 

@@ -12,6 +12,13 @@ The figures:
   rows/s    delivery rows / invoke time (process)
   peak RSS  VmHWM of the function process after the invocation
 
+`process` runs at 1 and 2 threads (NAERDATA_THREADS): Lambda gives a function CPU in
+proportion to its memory (one vCPU at 1,769 MB, six at 10,240 MB), so the two
+measured points give rows/s per vCPU and the gain of a second one, and from them the
+script models the throughput and the cost per million rows at each memory size. Sizes
+with more vCPUs than this machine has are modelled (each further vCPU adds what the
+second added), not measured.
+
 moto stands in for S3, so the S3 reads and writes are loopback HTTP to a Python
 server: the rows/s here is a floor for the function, not the figure in AWS.
 
@@ -35,6 +42,13 @@ import boto3
 
 REGION = "eu-north-1"
 KEY = "almenpraksis/diagnose/2026-01-01/bench.csv"
+
+# Lambda's price per GB-second on arm64 (the template's architecture), first tier, in
+# eu-north-1, eu-west-1 and us-east-1 alike; check AWS's pricing page for your region.
+ARM64_USD_PER_GB_SECOND = 0.0000133334
+# Memory per vCPU: Lambda allocates CPU in proportion to memory, one vCPU at 1,769 MB.
+MB_PER_VCPU = 1769
+MEMORY_SIZES = [512, 1024, 1769, 2048, 3008, 3538, 5307, 7076, 8845, 10240]
 
 
 def free_port():
@@ -184,6 +198,44 @@ def sqs_event(body):
         "eventSourceARN": f"arn:aws:sqs:{REGION}:123456789012:bench"}]}
 
 
+def modelled_rows_per_second(vcpus, one, gain):
+    """Rows/s at `vcpus`: a fraction of one vCPU gives that share of its rate; each
+    vCPU past the first adds `gain` (the measured second vCPU's share of a first)."""
+    if vcpus <= 1:
+        return one * vcpus
+    return one * (1 + gain * (vcpus - 1))
+
+
+def model(one_thread, two_threads):
+    """Throughput and cost per million rows of the process function per memory size,
+    from the 1- and 2-thread measurements; the cheapest size with room for the peak."""
+    (one, peak1), (two, peak2) = one_thread, two_threads
+    gain = two / one - 1
+    print(f"\nprocess function by memory size (measured: 1 vCPU {one:,.0f} rows/s, "
+          f"2 vCPUs {two:,.0f} rows/s, a second vCPU adds {gain:.0%} of the first; "
+          f"arm64 at ${ARM64_USD_PER_GB_SECOND:.10f} per GB-s)")
+    print(f"  {'memory MB':>9}  {'vCPUs':>5}  {'rows/s':>10}  {'s per 1M rows':>13}  "
+          f"{'USD per 1M rows':>15}  {'':8}")
+    best = None
+    need = 2 * max(peak1, peak2)
+    for mb in MEMORY_SIZES:
+        vcpus = min(mb / MB_PER_VCPU, 6.0)
+        r = modelled_rows_per_second(vcpus, one, gain)
+        secs = 1e6 / r
+        usd = secs * mb / 1024 * ARM64_USD_PER_GB_SECOND
+        kind = "measured" if abs(vcpus - round(vcpus)) < 0.01 and round(vcpus) in (1, 2) else (
+            "modelled" if vcpus > 1 else "share")
+        print(f"  {mb:>9}  {vcpus:>5.2f}  {r:>10,.0f}  {secs:>13.2f}  {usd:>15.6f}  {kind:8}")
+        # Up to one vCPU the price per row is flat (CPU grows with memory): of sizes
+        # within 1 % of the cheapest, the largest is as cheap and the fastest.
+        if mb >= need and (best is None or usd <= best[1] * 1.01):
+            best = (mb, min(usd, best[1]) if best else usd)
+    if best:
+        print(f"  recommended: {best[0]} MB, the fastest of the cheapest per row with twice the "
+              f"peak RSS ({need:.0f} MiB) free; more memory buys time per delivery at a "
+              "higher price per row")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin-dir", required=True, type=Path)
@@ -196,28 +248,38 @@ def main():
     try:
         base = {"AWS_ENDPOINT_URL": endpoint, "AWS_REGION": REGION,
                 "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-        figures = {"receive": [], "process": []}
+        figures = {"receive": [], "process 1 thread": [], "process 2 threads": []}
         for run in range(args.runs):
-            s3, sqs, env = provision(endpoint, f"bench{run}")
-            env.update(base)
-            s3.upload_file(str(args.file), env["NAERDATA_LANDING_BUCKET"], KEY)
-            notification = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
-                "bucket": {"name": env["NAERDATA_LANDING_BUCKET"]},
-                "object": {"key": KEY, "size": args.file.stat().st_size}}}]}
-            figures["receive"].append(
-                invoke_once(args.bin_dir / "receive", env, sqs_event(json.dumps(notification))))
-            msgs = sqs.receive_message(QueueUrl=env["NAERDATA_PROCESS_QUEUE_URL"])["Messages"]
-            figures["process"].append(
-                invoke_once(args.bin_dir / "process", env, sqs_event(msgs[0]["Body"])))
+            for threads in (1, 2):
+                s3, sqs, env = provision(endpoint, f"bench{run}t{threads}")
+                env.update(base)
+                s3.upload_file(str(args.file), env["NAERDATA_LANDING_BUCKET"], KEY)
+                notification = {"Records": [{"eventName": "ObjectCreated:Put", "s3": {
+                    "bucket": {"name": env["NAERDATA_LANDING_BUCKET"]},
+                    "object": {"key": KEY, "size": args.file.stat().st_size}}}]}
+                receipt = invoke_once(args.bin_dir / "receive", env,
+                                      sqs_event(json.dumps(notification)))
+                if threads == 1:
+                    figures["receive"].append(receipt)
+                msgs = sqs.receive_message(QueueUrl=env["NAERDATA_PROCESS_QUEUE_URL"])["Messages"]
+                env["NAERDATA_THREADS"] = str(threads)
+                name = "process 1 thread" if threads == 1 else "process 2 threads"
+                figures[name].append(
+                    invoke_once(args.bin_dir / "process", env, sqs_event(msgs[0]["Body"])))
         print(f"Lambda functions as built binaries ({args.runs} cold starts each; "
               f"S3 is a local moto server; {rows:,} rows, {args.file.stat().st_size / 2**20:.0f} MiB)")
+        rate = {}
         for name, runs in figures.items():
             init = statistics.median(r[0] for r in runs)
             invoke = statistics.median(r[1] for r in runs)
             peak = max(r[2] for r in runs)
-            extra = f"  {rows / invoke:>10,.0f} rows/s" if name == "process" else ""
-            print(f"  {name:<8} init {init * 1000:7.0f} ms  invoke {invoke:7.2f} s{extra}"
+            extra = ""
+            if name.startswith("process"):
+                rate[name] = (rows / invoke, peak)
+                extra = f"  {rows / invoke:>10,.0f} rows/s"
+            print(f"  {name:<17} init {init * 1000:7.0f} ms  invoke {invoke:7.2f} s{extra}"
                   f"  peak RSS {peak:6.0f} MiB")
+        model(rate["process 1 thread"], rate["process 2 threads"])
     finally:
         moto.kill()
         moto.wait()
