@@ -56,11 +56,12 @@ demo: build-demo
 test: system-deps test-infra test-rust test-e2e test-kit
 
 ## system-deps: the OS packages the tests need (a C compiler, the Python venv module,
-## Chromium and a font for the operator-page check), installed with apt-get when missing
+## Chromium and a font for the operator-page check, npm for the infra checkers), installed
+## with apt-get when missing
 system-deps:
-	@if ! command -v cc >/dev/null || ! python3 -c 'import venv' 2>/dev/null || ! command -v chromium >/dev/null; then \
-	  echo "installing OS packages: gcc python3-venv chromium fonts-dejavu-core"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-venv chromium fonts-dejavu-core >/dev/null; \
+	@if ! command -v cc >/dev/null || ! python3 -c 'import venv' 2>/dev/null || ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then \
+	  echo "installing OS packages: gcc python3-venv chromium fonts-dejavu-core npm"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-venv chromium fonts-dejavu-core npm >/dev/null; \
 	fi
 
 # The AWS tests start moto and read Parquet back with pyarrow from the venv.
@@ -89,9 +90,16 @@ $(CFN_GUARD):
 	  $(CARGO) install cfn-guard --locked --quiet --root .tools; \
 	fi
 
-## test-infra: the SAM template checked offline (transform, cfn-lint, checkov, cfn-guard)
-test-infra: venv $(CFN_GUARD)
+# asl-validator (npm, pinned): the state machines' Amazon States Language, offline.
+ASL_VALIDATOR := .tools/asl/node_modules/.bin/asl-validator
+$(ASL_VALIDATOR):
+	npm install --silent --no-audit --no-fund --prefix .tools/asl asl-validator@4.0.0
+
+## test-infra: the SAM template checked offline (transform, cfn-lint, checkov, cfn-guard,
+## the state machines' ASL)
+test-infra: venv $(CFN_GUARD) $(ASL_VALIDATOR)
 	$(PY) infra/checks/check_template.py infra/template.yaml target/infra/template.json
+	$(PY) infra/checks/check_asl.py target/infra/template.json target/infra/asl $(ASL_VALIDATOR)
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/catalog.yaml
 	BC_SKIP_MAPPING=TRUE $(VENV)/bin/checkov --quiet --compact --framework cloudformation \
 	  -f infra/template.yaml -f infra/catalog.yaml

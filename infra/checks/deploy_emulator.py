@@ -5,8 +5,8 @@ The SAM transform runs offline (check_template.py), stand-in code zips go to an
 artifacts bucket, and the stack is created with CloudFormation in the emulator. Then
 the resources are read back through their own APIs and compared with the intent:
 versioned, KMS-encrypted, private buckets; queues with redrive policies; the ledger
-table with its index; the key, the secret, the roles, the functions and the publish
-schedule.
+table with its index; the key, the secret, the roles, the functions, the schedules and
+the publication's state machine.
 
 moto's CloudFormation creates no Glue resources and applies no bucket or queue
 policies (it reports success anyway). So: the Glue tables are created through the
@@ -94,7 +94,7 @@ def main():
               aws_access_key_id="testing", aws_secret_access_key="testing")
     c = {n: boto3.client(n, **kw) for n in
          ["s3", "sqs", "dynamodb", "kms", "secretsmanager", "iam", "lambda", "glue",
-          "cloudformation", "events"]}
+          "cloudformation", "events", "stepfunctions"]}
     checks = Checks()
 
     translated = translate(INFRA / "template.yaml", ARTIFACTS)
@@ -252,17 +252,43 @@ def main():
     roles.add(role)
     checks.expect(len(roles) == 5, "five function roles")
 
-    # The daily publish and monitor: EventBridge rules with their function as target.
-    for fn in ["publish", "monitor"]:
+    # The daily monitor and publish: EventBridge rules; the monitor's invokes the
+    # function, the publication's starts the publish state machine.
+    machine = f"naerdata-{args.env}-publish"
+    for fn, target in [("monitor", f":function:naerdata-{args.env}-monitor"),
+                       ("publish", f":stateMachine:{machine}")]:
         rule = f"naerdata-{args.env}-{fn}-daily"
         try:
             r = c["events"].describe_rule(Name=rule)
             checks.expect(r["ScheduleExpression"].startswith("cron("), f"{rule} {r['ScheduleExpression']}")
             targets = c["events"].list_targets_by_rule(Rule=rule)["Targets"]
-            checks.expect(any(t["Arn"].endswith(f":function:naerdata-{args.env}-{fn}") for t in targets),
-                          f"{rule} invokes the {fn} function")
+            checks.expect(any(t["Arn"].endswith(target) for t in targets),
+                          f"{rule} targets ...{target}")
         except c["events"].exceptions.ResourceNotFoundException:
             checks.gap(f"the schedule {rule}")
+
+    # The publication's state machine: its definition as the template declares it, run
+    # as its own role, which may invoke the publish function and nothing else of ours.
+    arn = out["PublishStateMachine"]
+    sm = c["stepfunctions"].describe_state_machine(stateMachineArn=arn)
+    checks.expect(sm["name"] == machine and sm["roleArn"].endswith(f"/naerdata-{args.env}-publish-orchestration"),
+                  f"state machine {sm['name']} runs as {sm['roleArn'].split('/')[-1]}")
+    asl = json.loads(sm["definition"])
+    task = asl["States"].get("Publish", {})
+    function = task.get("Parameters", {}).get("FunctionName", "")
+    if function == "${PublishFunctionArn}":
+        # moto stores the definition without applying DefinitionSubstitutions: check
+        # what the template substitutes instead.
+        checks.gap("the state machine's DefinitionSubstitutions",
+                   "the transformed template's substitution is checked here instead")
+        subs = translated["Resources"]["PublishStateMachine"]["Properties"]["DefinitionSubstitutions"]
+        checks.expect(subs.get("PublishFunctionArn") == {"Fn::GetAtt": ["PublishFunction", "Arn"]},
+                      "the state machine's Publish step invokes the publish function (by substitution)")
+    else:
+        checks.expect(function.endswith(f":function:naerdata-{args.env}-publish"),
+                      "the state machine's Publish step invokes the publish function")
+    checks.expect(bool(task.get("Retry")) and task.get("TimeoutSeconds") == 960 and asl.get("TimeoutSeconds") == 7200,
+                  "the Publish step retries with a 960 s timeout; the run has a 7200 s deadline")
     rule = f"naerdata-{args.env}-maintain"
     try:
         targets = c["events"].list_targets_by_rule(Rule=rule)["Targets"]

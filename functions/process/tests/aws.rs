@@ -747,6 +747,14 @@ async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
     let log = String::from_utf8_lossy(&run.stderr);
     assert!(run.status.success(), "deploying the stack failed:\n{log}");
     assert!(log.contains("PASS receive runs as its own role"), "{log}");
+    assert!(
+        log.contains(
+            "PASS state machine naerdata-test-publish runs as naerdata-test-publish-orchestration"
+        ) && log.contains(
+            "PASS naerdata-test-publish-daily targets ...:stateMachine:naerdata-test-publish"
+        ),
+        "{log}"
+    );
     let stdout = String::from_utf8_lossy(&run.stdout);
     let out: BTreeMap<String, String> =
         serde_json::from_str(stdout.lines().last().expect("the outputs")).unwrap();

@@ -1,10 +1,11 @@
 //! The publish function. Two triggers, one crate (both read the whole lake with
 //! DataFusion, which no other function links):
 //!
-//! - the daily schedule (an EventBridge "Scheduled Event"): current tables, dimensions
-//!   and marts for the reference date = the day of the event's `time` (UTC). An
-//!   operator may invoke it with `{"reference_date": "YYYY-MM-DD"}` to publish another day.
-//!   A failure is the invocation's error: EventBridge retries it, then the error alarm.
+//! - a publication: current tables, dimensions and marts for a reference date, asked
+//!   as `{"reference_date": "YYYY-MM-DD"}` by the publish state machine (the template's
+//!   `PublishStateMachine`, started daily by a schedule or by an operator to re-run a
+//!   day), or as an EventBridge "Scheduled Event" (the day of its `time`, UTC). A
+//!   failure is the invocation's error: the state machine retries it, then its alarm.
 //! - extract-queue messages `{"project": "P-1", "spec_key": "projects/P-1.yaml"}`: one
 //!   research extract each, from the approved spec kept in the lake bucket, with the
 //!   project's key from Secrets Manager. Partial batch failures, so a bad request is
