@@ -157,7 +157,8 @@ supplier-kit: build-cli build-kit venv
 test-kit: build-cli venv
 	bash tests/supplier-kit.sh --workspace-build $(KIT_BIN) $(BIN) $(PY)
 
-## bench: process-step throughput and peak memory on 1M and 5M rows, publish for a
+## bench: process-step throughput and peak memory on 1M and 5M rows at 1 and 2 threads,
+## against DuckDB on the same job, publish for a
 ## 1M-person population, then the Lambda functions' cold start and per-delivery
 ## figures on the 1M-row delivery
 bench: build-cli venv
