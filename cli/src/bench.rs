@@ -75,6 +75,40 @@ fn repeat(
     Ok((secs, peak))
 }
 
+/// One thread count's runs of a delivery.
+struct ThreadRuns {
+    threads: usize,
+    median: f64,
+    best: f64,
+    /// The first thread count's median over this one's.
+    speed_up: f64,
+    peak: f64,
+}
+
+/// `runs` child runs of `file` at each thread count, in order.
+fn by_threads(
+    exe: &Path,
+    file: &Path,
+    home: &Path,
+    runs: usize,
+    threads: &[usize],
+) -> Result<Vec<ThreadRuns>> {
+    let mut out: Vec<ThreadRuns> = Vec::new();
+    for &t in threads {
+        let (secs, peak) = repeat(exe, file, home, runs, t)?;
+        let median = secs[secs.len() / 2];
+        let base = out.first().map_or(median, |r| r.median);
+        out.push(ThreadRuns {
+            threads: t,
+            median,
+            best: secs[0],
+            speed_up: base / median,
+            peak,
+        });
+    }
+    Ok(out)
+}
+
 /// Runs each size `runs` times at each thread count (wall time on a shared VM is
 /// noisy) and prints the median and the best run, and the speed-up over one thread.
 pub fn run(sizes: &[u64], dir: &Path, runs: usize, threads: &[usize]) -> Result<()> {
@@ -92,20 +126,17 @@ pub fn run(sizes: &[u64], dir: &Path, runs: usize, threads: &[usize]) -> Result<
             eprintln!("generating {}", file.display());
             naerdata::generate::bench_file(&file, rows, 7)?;
         }
-        let mut one = None;
-        for &t in threads {
-            let (secs, peak) = repeat(&exe, &file, &dir.join(format!("home-{rows}")), runs, t)?;
-            let median = secs[secs.len() / 2];
-            let base = *one.get_or_insert(median);
+        let home = dir.join(format!("home-{rows}"));
+        for r in by_threads(&exe, &file, &home, runs, threads)? {
             println!(
                 "{:>10}  {:>7}  {:>14.0}  {:>14.0}  {:>9.2}  {:>7.2}x  {:>13.1}",
                 rows,
-                t,
-                rows as f64 / median,
-                rows as f64 / secs[0],
-                median,
-                base / median,
-                peak
+                r.threads,
+                rows as f64 / r.median,
+                rows as f64 / r.best,
+                r.median,
+                r.speed_up,
+                r.peak
             );
         }
     }
@@ -182,25 +213,16 @@ pub fn run_gateway(bundles: usize, dir: &Path, runs: usize, threads: &[usize]) -
         "{:>10}  {:>7}  {:>16}  {:>9}  {:>8}  {:>13}",
         "bundles", "threads", "median bundles/s", "median s", "speed-up", "peak RSS MiB"
     );
-    let mut one = None;
-    for &t in threads {
-        let (secs, peak) = repeat(
-            &exe,
-            &file,
-            &dir.join(format!("home-gateway-{bundles}")),
-            runs,
-            t,
-        )?;
-        let median = secs[secs.len() / 2];
-        let base = *one.get_or_insert(median);
+    let home = dir.join(format!("home-gateway-{bundles}"));
+    for r in by_threads(&exe, &file, &home, runs, threads)? {
         println!(
             "{:>10}  {:>7}  {:>16.0}  {:>9.2}  {:>7.2}x  {:>13.1}",
             bundles,
-            t,
-            bundles as f64 / median,
-            median,
-            base / median,
-            peak
+            r.threads,
+            bundles as f64 / r.median,
+            r.median,
+            r.speed_up,
+            r.peak
         );
     }
     Ok(())
