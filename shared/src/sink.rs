@@ -31,7 +31,6 @@ pub struct SinkOptions<'a> {
 
 /// The sink of one table of one delivery.
 pub struct TableSink<'c> {
-    pseudonymiser: Pseudonymiser,
     writer: Option<PartitionedWriter<'c>>,
     quality: Option<Collector>,
     kept: u64,
@@ -48,7 +47,6 @@ pub struct TableOutput {
 impl<'c> TableSink<'c> {
     pub fn new(contract: &'c Contract, o: &SinkOptions) -> Self {
         TableSink {
-            pseudonymiser: o.pseudonymiser.clone(),
             writer: o.spool.map(|dir| {
                 PartitionedWriter::new(
                     contract,
@@ -64,13 +62,9 @@ impl<'c> TableSink<'c> {
         }
     }
 
-    /// One validated row, kept or not: a kept row gets its pseudonym here (once),
-    /// then every row counts in the quality metrics with `problems`, its own.
-    pub fn observe(&mut self, row: &Row, checked: &mut Checked, problems: &[Problem]) {
-        if let Some(t) = checked.typed.as_mut() {
-            t.person.pseudonymise(&self.pseudonymiser);
-            t.linked.pseudonymise(&self.pseudonymiser);
-        }
+    /// One validated row, kept or not (a kept row already pseudonymised by the
+    /// pass's check): it counts in the quality metrics with `problems`, its own.
+    pub fn observe(&mut self, row: &Row, checked: &Checked, problems: &[Problem]) {
         if let Some(q) = self.quality.as_mut() {
             q.observe(row, checked, problems);
         }

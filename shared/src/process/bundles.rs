@@ -325,12 +325,12 @@ fn absorb(
         };
         for &(t, i, row_end) in &c.order[b.rows.clone()] {
             let p = &c.pending[t][i];
-            let mut checked = Checked {
+            let checked = Checked {
                 verdict: p.verdict,
                 cpr: p.cpr,
                 typed: typed_row(tables[t], p),
             };
-            sinks[t].observe(&p.row, &mut checked, &c.row_problems[row_from..row_end]);
+            sinks[t].observe(&p.row, &checked, &c.row_problems[row_from..row_end]);
             row_from = row_end;
         }
         if b.verdict != Verdict::Rejected {

@@ -12,7 +12,7 @@ mod chunks;
 mod pass;
 mod report;
 
-pub use chunks::{CHUNK_ROWS, default_threads};
+pub use chunks::default_threads;
 #[cfg(test)]
 pub(crate) use pass::test_options;
 pub use pass::{RunError, RunOptions, run};

@@ -135,11 +135,11 @@ fn run_rows(
                         sink.observe_unreadable(problems);
                         report.count(Verdict::Rejected);
                     }
-                    Some((row, mut checked)) => {
+                    Some((row, checked)) => {
                         if cpr_column {
                             report.count_cpr(checked.cpr.identifies_person());
                         }
-                        sink.observe(row, &mut checked, problems);
+                        sink.observe(row, &checked, problems);
                         report.count(checked.verdict);
                         if let Some(typed) = &checked.typed {
                             sink.keep(typed)?;
