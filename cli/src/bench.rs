@@ -244,6 +244,10 @@ pub fn print_publish_stats(p: &naerdata::publish::Published, seconds: f64) {
         "{}",
         serde_json::json!({
             "seconds": seconds, "tables": p.tables.len(), "marts": p.marts.len(), "rows": rows,
+            "current_seconds": p.current.iter().map(|m| m.seconds).sum::<f64>(),
+            "current": p.current.iter().map(|m| serde_json::json!({
+                "table": m.table, "rows": m.rows, "how": m.how.to_string(), "seconds": m.seconds,
+            })).collect::<Vec<_>>(),
             "peak_rss_mib": peak_rss_mib(), "mart_queries": marts,
         })
     );

@@ -120,6 +120,10 @@ enum Command {
         /// The reference date of the marts (default: today).
         #[arg(long)]
         date: Option<chrono::NaiveDate>,
+        /// Rebuild every current table from its whole history instead of merging
+        /// what changed since the last publication.
+        #[arg(long)]
+        full: bool,
         /// Print a JSON line with seconds and peak memory at the end (for benchmarks).
         #[arg(long, hide = true)]
         stats: bool,
@@ -480,9 +484,14 @@ enum ContractsCommand {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("NAERDATA_LOG")
         // delta-rs's kernel logs an ERROR when it opens a table that has no commit
-        // yet, which every first delivery to a table does; the caller handles it.
+        // yet, which every first delivery to a table does; the caller handles it. It
+        // warns on every scan of a table without column statistics, which the lake's
+        // tables lack on purpose (person ids must not be copied into the log).
         .unwrap_or_else(|_| {
-            tracing_subscriber::EnvFilter::new("warn,buoyant_kernel::snapshot::builder=off")
+            tracing_subscriber::EnvFilter::new(
+                "warn,buoyant_kernel::snapshot::builder=off,\
+                 deltalake_core::kernel::snapshot::stats_projection=error",
+            )
         });
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -725,11 +734,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let batches = naerdata::catalog::query(&p, &sql).await?;
             println!("{}", arrow::util::pretty::pretty_format_batches(&batches)?);
         }
-        Command::Publish { date, stats } => {
+        Command::Publish { date, full, stats } => {
             let p = local()?;
             let date = date.unwrap_or_else(|| chrono::Utc::now().date_naive());
             let started = std::time::Instant::now();
-            let published = naerdata::publish::publish(&p, date).await?;
+            let published = naerdata::publish::publish_with(
+                &p,
+                date,
+                naerdata::publish::PublishOptions { full },
+            )
+            .await?;
             let seconds = started.elapsed().as_secs_f64();
             naerdata::catalog::write_duckdb_catalog(&p).await?;
             summary::print_published(&published);

@@ -135,7 +135,10 @@ pub async fn print_demo(
 pub fn print_published(published: &naerdata::publish::Published) {
     println!("\nPresentation zone:");
     for (t, n) in &published.tables {
-        println!("  {t:<34} {n:>9} rows");
+        match published.current.iter().find(|m| &m.table == t) {
+            Some(m) => println!("  {t:<34} {n:>9} rows  {}", m.how),
+            None => println!("  {t:<34} {n:>9} rows"),
+        }
     }
     for m in &published.marts {
         let o = &m.outcome;

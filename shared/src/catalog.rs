@@ -220,7 +220,25 @@ pub async fn duckdb_catalog(p: &Platform) -> Result<String, StepError> {
             .collect();
         comments(name, &glossary::table(t, &p.contracts), &columns)
     };
-    // The presentation zone: current tables, dimensions and marts, once published.
+    // The presentation zone: current tables (Delta: the files of the newest
+    // version), dimensions and marts, once published.
+    for c in p.contracts.iter() {
+        let name = format!("{}_current", c.table());
+        let prefix = layout::presentation_prefix("current", &name);
+        let Some(t) = delta::open(p.stores.lake.as_ref(), &prefix, None).await? else {
+            continue;
+        };
+        let files = delta::active_files(&t)?;
+        if files.is_empty() {
+            continue;
+        }
+        sql.push_str(&format!(
+            "\n-- presentation (current; Delta version {})\nCREATE OR REPLACE VIEW {name} AS\n  SELECT * FROM read_parquet({});\n",
+            t.version().unwrap_or(0),
+            file_list(&files)
+        ));
+        sql.push_str(&describe("current", &name));
+    }
     for obj in &presentation {
         if let Some((kind, name)) = layout::presentation_table_of(&obj.key) {
             sql.push_str(&format!(
@@ -320,10 +338,18 @@ pub async fn session_as_of(
     // Plain `Utf8` strings, as the lake's files declare them: DataFusion (and delta-rs)
     // would read them as string views, which every reader downstream (disclosure
     // control, extracts, the published Parquet) would then have to expect.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().set_bool(
+    let config = SessionConfig::new().set_bool(
         "datafusion.execution.parquet.schema_force_view_types",
         false,
-    ));
+    );
+    // delta-rs's planner: publish writes and merges current tables from plans of
+    // this session (its write and merge nodes need it; plain queries plan as before).
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_default_features()
+        .with_config(config)
+        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
+        .build();
+    let ctx = SessionContext::new_with_state(state);
     // A lake in S3: DataFusion reads `s3://<bucket>/...` (the presentation zone, which
     // is plain Parquet) through the store's own client.
     let root = p.stores.lake.locate("");

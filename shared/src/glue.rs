@@ -140,8 +140,8 @@ pub fn table_resource(c: &Contract) -> Value {
     )
 }
 
-/// The `AWS::Glue::Table` of one presentation table: one Parquet object in its folder,
-/// its description and every column's in Danish and English ([`glossary`]).
+/// The `AWS::Glue::Table` of one presentation table: a Delta table (current tables) or
+/// one Parquet object in its folder, its description and every column's in Danish and English ([`glossary`]).
 pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Value {
     let columns: Vec<Value> = t
         .schema
@@ -187,6 +187,12 @@ pub fn presentation_resource(t: &PresentationTable, registry: &Registry) -> Valu
         p["storage.location.template"] = json!({
             "Fn::Sub": format!("s3://${{LakeBucket}}/{}{key}=${{!{key}}}/", t.prefix())
         });
+    }
+    if t.kind == "current" {
+        // Delta tables publish maintains by merging (`current.rs`): Athena reads the
+        // files the log names, never one a merge has replaced.
+        input["Parameters"]["zone"] = json!("presentation");
+        return delta_table(input, &t.prefix(), columns);
     }
     parquet_table(input, &t.prefix(), columns)
 }

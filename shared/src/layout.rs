@@ -220,6 +220,22 @@ pub fn mart_publication_of(mart: &str, key: &str) -> Option<NaiveDate> {
         .ok()
 }
 
+/// Publish's own bookkeeping for the current tables (no catalog declares it).
+pub const PUBLISH_STATE_PREFIX: &str = "presentation/_state/";
+
+/// The withdrawn record keys of a current table as of its Delta `version`:
+/// `presentation/_state/current/<table>/withdrawn-<version>.parquet`. Keyed by the
+/// version so a publication that stopped between the table's commit and this file is
+/// seen as such (the next one rebuilds).
+pub fn current_withdrawn_key(table: &str, version: u64) -> String {
+    format!("{PUBLISH_STATE_PREFIX}current/{table}/withdrawn-{version}.parquet")
+}
+
+/// The folder of [`current_withdrawn_key`]'s files of one table.
+pub fn current_withdrawn_prefix(table: &str) -> String {
+    format!("{PUBLISH_STATE_PREFIX}current/{table}/")
+}
+
 /// The disclosure report beside a mart's register.
 pub fn mart_disclosure_key(mart: &str) -> String {
     format!("{}_disclosure.json", presentation_prefix("marts", mart))

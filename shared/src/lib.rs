@@ -12,6 +12,8 @@ pub mod catalog;
 pub mod contract;
 pub mod cost;
 pub mod cpr;
+#[cfg(feature = "analytics")]
+pub mod current;
 pub mod custody;
 pub mod disclosure;
 pub mod docs;

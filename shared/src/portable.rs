@@ -26,8 +26,9 @@ pub struct Manifest {
     /// before the first publication, when only the statements are written.
     pub reference_date: Option<String>,
     pub statements: Vec<Statement>,
-    /// Each table the marts read, by name: a Parquet file (absolute path).
-    pub tables: BTreeMap<String, String>,
+    /// Each table the marts read, by name: its Parquet files (absolute paths; a
+    /// current table's from its Delta log).
+    pub tables: BTreeMap<String, Vec<String>>,
     pub marts: Vec<MartCells>,
 }
 
@@ -116,24 +117,17 @@ pub async fn write(p: &Platform, dir: &Path) -> Result<Manifest, PublishError> {
             if t.kind == "marts" {
                 continue;
             }
-            let key = publish::presentation_key(t.kind, &t.name);
-            let path = if p
-                .stores
-                .lake
-                .head(&key)
-                .await
-                .map_err(StepError::from)?
-                .is_some()
-            {
-                p.stores.lake.locate(&key)
-            } else {
+            let files = match publish::published_files(p, &t).await? {
+                Some(files) if !files.is_empty() => files,
                 // A dataset with no data yet: publish reads it as an empty table.
-                let file = dir.join(format!("empty/{}.parquet", t.name));
-                let empty = arrow::record_batch::RecordBatch::new_empty(t.schema.clone());
-                put(&file, &parquet(&empty)?)?;
-                file.display().to_string()
+                _ => {
+                    let file = dir.join(format!("empty/{}.parquet", t.name));
+                    let empty = arrow::record_batch::RecordBatch::new_empty(t.schema.clone());
+                    put(&file, &parquet(&empty)?)?;
+                    vec![file.display().to_string()]
+                }
             };
-            manifest.tables.insert(t.name.clone(), path);
+            manifest.tables.insert(t.name.clone(), files);
         }
         for spec in publish::marts() {
             let periods = publication::open_for_publication(&spec, &p.contracts, day);

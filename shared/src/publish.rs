@@ -28,6 +28,7 @@ use serde::Serialize;
 
 use crate::catalog::{self, QueryError};
 use crate::contract::{Contract, Registry};
+use crate::current;
 use crate::disclosure;
 use crate::lake;
 use crate::platform::{Platform, StepError};
@@ -487,6 +488,8 @@ pub struct Published {
     /// The Delta version of each curated table the publication read (also written to
     /// [`PUBLICATION_KEY`]).
     pub lake_versions: std::collections::BTreeMap<String, u64>,
+    /// How each current table was brought up to date, and how long it took.
+    pub current: Vec<current::Maintained>,
 }
 
 /// What the newest publication read: its reference date and the Delta version of
@@ -930,6 +933,12 @@ pub enum PublishError {
     Mart { mart: String, message: String },
 }
 
+impl From<lake::delta::DeltaError> for PublishError {
+    fn from(e: lake::delta::DeltaError) -> Self {
+        PublishError::Step(e.into())
+    }
+}
+
 /// Registers `name` from a spooled Parquet file and uploads it to the presentation zone.
 async fn materialise(
     p: &Platform,
@@ -1053,8 +1062,68 @@ fn register_params(ctx: &SessionContext, reference_date: NaiveDate) -> Result<()
     Ok(())
 }
 
-/// Publishes everything for `reference_date` (the "today" of the marts).
+/// How a publication runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PublishOptions {
+    /// Rebuild every current table from its whole history instead of merging what
+    /// changed since the last publication.
+    pub full: bool,
+}
+
+/// Publishes everything for `reference_date` (the "today" of the marts), maintaining
+/// the current tables incrementally.
 pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Published, PublishError> {
+    publish_with(p, reference_date, PublishOptions::default()).await
+}
+
+/// What the last publication read and left (see [`current::Previous`]); `None` before
+/// the first, or when its record predates the incremental current tables.
+async fn previous_publication(p: &Platform) -> Result<Option<current::Previous>, PublishError> {
+    let lake = &p.stores.lake;
+    let Some(record) = lake.get(PUBLICATION_KEY).await.map_err(StepError::from)? else {
+        return Ok(None);
+    };
+    let record: serde_json::Value = serde_json::from_slice(&record)
+        .map_err(|e| StepError::Internal(format!("{PUBLICATION_KEY}: {e}")))?;
+    let (Ok(lake_versions), Ok(state)) = (
+        serde_json::from_value::<std::collections::BTreeMap<String, u64>>(
+            record["lake_versions"].clone(),
+        ),
+        serde_json::from_value::<current::State>(record["current"].clone()),
+    ) else {
+        return Ok(None);
+    };
+    // The CPR changes its current tables follow: the published ones, unless a
+    // publication that stopped half-way wrote over them.
+    let mut person_skift = None;
+    if let Some(body) = lake
+        .get(&presentation_key("dim", PERSON_SKIFT))
+        .await
+        .map_err(StepError::from)?
+    {
+        let batches: Vec<RecordBatch> =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+                .and_then(|b| b.build())
+                .map_err(|e| StepError::Internal(format!("{PERSON_SKIFT}: {e}")))?
+                .collect::<Result<_, _>>()?;
+        let batch = arrow::compute::concat_batches(&person_skift_schema(), &batches)?;
+        if state.person_skift.as_deref() == Some(current::links_digest(&batch).as_str()) {
+            person_skift = Some(batch);
+        }
+    }
+    Ok(Some(current::Previous {
+        lake_versions,
+        state,
+        person_skift,
+    }))
+}
+
+/// Publishes everything for `reference_date`.
+pub async fn publish_with(
+    p: &Platform,
+    reference_date: NaiveDate,
+    options: PublishOptions,
+) -> Result<Published, PublishError> {
     let (ctx, lake_versions) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
     let spool = tempfile::Builder::new()
         .prefix("naerdata-publish-")
@@ -1080,38 +1149,34 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
     // newest number.
     let with_data: Vec<String> = lake_versions.keys().cloned().collect();
     let skift = register_person_changes(&ctx, &p.contracts, &with_data).await?;
+    // What the last publication left, read before this one writes over it.
+    let previous = previous_publication(p).await?;
     put_batch(p, &presentation_key("dim", PERSON_SKIFT), &skift).await?;
     out.tables
         .push((PERSON_SKIFT.into(), skift.num_rows() as u64));
-    // Current tables; an empty table stands in for a dataset with no data yet, so the
+    // Current tables: maintained from what changed since the last publication
+    // (`current.rs`); an empty table stands in for a dataset with no data yet, so the
     // marts always run.
+    let links = current::compare_links(previous.as_ref(), &skift);
+    let maintenance = current::Maintenance {
+        p,
+        ctx: &ctx,
+        lake_versions: &lake_versions,
+        previous: previous.as_ref(),
+        links: &links,
+        full: options.full,
+    };
+    let mut state = current::State {
+        versions: Default::default(),
+        person_skift: Some(current::links_digest(&skift)),
+    };
     for c in p.contracts.iter() {
-        let name = format!("{}_current", c.table());
-        if with_data.contains(&c.table()) {
-            let rows = materialise(
-                p,
-                &ctx,
-                spool.path(),
-                "current",
-                &name,
-                &current_linked_sql(c),
-            )
-            .await?;
-            out.tables.push((name.clone(), rows));
-        } else {
-            let schema = lake::schema(c);
-            ctx.register_table(
-                name.as_str(),
-                Arc::new(MemTable::try_new(schema, vec![vec![]])?),
-            )?;
+        let m = maintenance.table(c).await?;
+        if let Some(v) = m.version {
+            state.versions.insert(m.table.clone(), v);
+            out.tables.push((m.table.clone(), m.rows));
         }
-    }
-    if !with_data.contains(&"kommune_borger".to_string()) {
-        let schema = lake::schema(p.contracts.get("kommune.borger").expect("built-in"));
-        ctx.register_table(
-            "kommune_borger",
-            Arc::new(MemTable::try_new(schema, vec![vec![]])?),
-        )?;
+        out.current.push(m);
     }
     let rows = materialise(p, &ctx, spool.path(), "dim", "person_bopael", PERSON_BOPAEL).await?;
     out.tables.push(("person_bopael".into(), rows));
@@ -1135,6 +1200,7 @@ pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Publishe
         "reference_date": reference_date.to_string(),
         "published_at": p.clock.now().to_rfc3339(),
         "lake_versions": &lake_versions,
+        "current": &state,
     });
     p.stores
         .lake
@@ -1168,6 +1234,32 @@ pub async fn published_reference_date(p: &Platform) -> Result<Option<NaiveDate>,
         .ok_or_else(|| StepError::Internal(format!("{PUBLICATION_KEY}: no reference_date")).into())
 }
 
+/// The files of a published current table or dimension as of the newest
+/// publication: a current table's from its Delta log, a dimension's one object;
+/// `None` when nothing was published for it.
+pub async fn published_files(
+    p: &Platform,
+    t: &lake::PresentationTable,
+) -> Result<Option<Vec<String>>, PublishError> {
+    let lake_store = p.stores.lake.as_ref();
+    if t.kind == "current"
+        && let Some(table) = lake::delta::open(
+            lake_store,
+            &crate::layout::presentation_prefix(t.kind, &t.name),
+            None,
+        )
+        .await?
+    {
+        return Ok(Some(lake::delta::active_files(&table)?));
+    }
+    let key = presentation_key(t.kind, &t.name);
+    Ok(lake_store
+        .head(&key)
+        .await
+        .map_err(StepError::from)?
+        .map(|_| vec![lake_store.locate(&key)]))
+}
+
 /// A mart's cells for `periods` *before* disclosure control, computed with the mart's
 /// SQL over the tables the newest publication wrote (current tables, dimensions) and
 /// its reference date. For checking a mart's arithmetic and the effects planted in
@@ -1192,28 +1284,22 @@ pub async fn unprotected_cells(
     let (ctx, _) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
     register_params(&ctx, reference_date)?;
     for t in presentation_tables(&p.contracts).await? {
-        let key = presentation_key(t.kind, &t.name);
         if t.kind == "marts" {
             continue;
         }
-        if p.stores
-            .lake
-            .head(&key)
-            .await
-            .map_err(StepError::from)?
-            .is_some()
-        {
-            ctx.register_parquet(
-                t.name.as_str(),
-                &p.stores.lake.locate(&key),
-                ParquetReadOptions::default(),
-            )
-            .await?;
-        } else {
-            ctx.register_table(
-                t.name.as_str(),
-                Arc::new(MemTable::try_new(t.schema.clone(), vec![vec![]])?),
-            )?;
+        match published_files(p, &t).await? {
+            Some(files) if !files.is_empty() => {
+                let table = ctx
+                    .read_parquet(files, ParquetReadOptions::default().schema(&t.schema))
+                    .await?;
+                ctx.register_table(t.name.as_str(), table.into_view())?;
+            }
+            _ => {
+                ctx.register_table(
+                    t.name.as_str(),
+                    Arc::new(MemTable::try_new(t.schema.clone(), vec![vec![]])?),
+                )?;
+            }
         }
     }
     let table = publication::periods_batch(periods);

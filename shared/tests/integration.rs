@@ -5,6 +5,7 @@
 mod support;
 
 mod chaos;
+mod current;
 mod custody;
 mod delta;
 mod extract;

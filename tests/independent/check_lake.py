@@ -480,6 +480,12 @@ def check_duckdb(home, tables, metrics, receipts, report):
     # Views over the presentation zone (current tables, dimensions, marts) are
     # checked separately: they are derived, not delivered.
     presentation = {p.parent.name for p in (home / "lake" / "presentation").glob("*/*/data.parquet")}
+    # A current table is a Delta table publish merges into: read through its own log
+    # here, it must hold what the catalog's view shows.
+    current = {p.parent.name: p.parent
+               for p in (home / "lake" / "presentation" / "current").glob("*/_delta_log")}
+    presentation |= set(current)
+    check_current_delta(con, current, report)
     # A mart is one folder per publication (publication=YYYY-MM-DD/data.parquet).
     presentation |= {p.parent.parent.name
                      for p in (home / "lake" / "presentation").glob("marts/*/publication=*/data.parquet")}
@@ -573,6 +579,31 @@ def check_quality(con, views, metrics, receipts, report):
         odd = con.execute("""SELECT count(*) FROM quality_declaration
             WHERE coverage_pct < 0 OR coverage_pct > 100 OR periods_received > periods_expected""").fetchone()[0]
         report.check("quality_declaration ranges", [f"{odd} row(s) out of range"] if odd else [])
+
+
+def check_current_delta(con, current, report):
+    """Each current table read through its Delta log with deltalake has the rows, and
+    the record keys, of the DuckDB catalog's view (which lists the same log's files)."""
+    for name, path in sorted(current.items()):
+        problems = []
+        n = "?"
+        try:
+            t = DeltaTable(str(path)).to_pyarrow_table()
+            n = t.num_rows
+            keys = len(set(t.column("record_key").to_pylist()))
+            if keys != n:
+                problems.append(f"{n} rows but {keys} record keys")
+            views = {v for (v,) in con.execute(
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+            if n and name not in views:
+                problems.append("no catalog view")
+            elif name in views:
+                seen = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                if seen != n:
+                    problems.append(f"the catalog's view shows {seen} rows, the log {n}")
+        except Exception as e:  # noqa: BLE001
+            problems.append(f"deltalake cannot read it: {e}")
+        report.check(f"current table {name} (Delta)", problems, f"{n} rows")
 
 
 def check_presentation(con, views, lake, report):

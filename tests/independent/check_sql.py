@@ -70,8 +70,11 @@ def main() -> None:
         print("DuckDB: nothing published yet, no cells to compare")
         return
     con = duckdb.connect()
-    for name, path in manifest["tables"].items():
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
+    for name, files in manifest["tables"].items():
+        # A current table is a Delta table: the manifest lists the files of its
+        # newest version (a merge leaves replaced files behind until retention).
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet([{listed}])")
     con.execute(f"CREATE TABLE params AS SELECT DATE '{manifest['reference_date']}' AS reference_date")
     compared = 0
     for m in manifest["marts"]:

@@ -58,7 +58,12 @@ pub struct Publisher {
 /// What the function was asked to do.
 #[derive(Debug, PartialEq)]
 pub enum Trigger {
-    Publish(NaiveDate),
+    /// A publication for a day; `full` rebuilds every current table from its history
+    /// (`{"reference_date": ..., "full": true}`) instead of merging what changed.
+    Publish {
+        day: NaiveDate,
+        full: bool,
+    },
     Extracts(SqsEvent),
     /// Lake maintenance (compaction, retention): `{"maintain": {"retention_days": N}}`,
     /// the input of the maintenance schedule.
@@ -68,8 +73,11 @@ pub enum Trigger {
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ManualPublish {
     reference_date: NaiveDate,
+    #[serde(default)]
+    full: bool,
 }
 
 #[derive(Deserialize)]
@@ -105,10 +113,16 @@ pub fn trigger(event: Value) -> Result<Trigger, PublishFnError> {
     }
     if event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event") {
         let e: CloudWatchEvent = serde_json::from_value(event).map_err(bad)?;
-        return Ok(Trigger::Publish(e.time.date_naive()));
+        return Ok(Trigger::Publish {
+            day: e.time.date_naive(),
+            full: false,
+        });
     }
     let m: ManualPublish = serde_json::from_value(event).map_err(bad)?;
-    Ok(Trigger::Publish(m.reference_date))
+    Ok(Trigger::Publish {
+        day: m.reference_date,
+        full: m.full,
+    })
 }
 
 impl Publisher {
@@ -145,8 +159,8 @@ impl Publisher {
     /// One invocation: the response is the publish summary, or the SQS batch response.
     pub async fn handle(&self, event: Value) -> Result<Value, PublishFnError> {
         match trigger(event)? {
-            Trigger::Publish(day) => {
-                let published = self.publish(day).await?;
+            Trigger::Publish { day, full } => {
+                let published = self.publish(day, full).await?;
                 Ok(summary(day, &published))
             }
             Trigger::Extracts(batch) => Ok(serde_json::to_value(self.extracts(&batch).await)
@@ -187,9 +201,14 @@ impl Publisher {
         Ok(tables)
     }
 
-    pub async fn publish(&self, day: NaiveDate) -> Result<Published, PublishFnError> {
+    pub async fn publish(&self, day: NaiveDate, full: bool) -> Result<Published, PublishFnError> {
         let started = Instant::now();
-        let result = naerdata::publish::publish(&self.platform, day).await;
+        let result = naerdata::publish::publish_with(
+            &self.platform,
+            day,
+            naerdata::publish::PublishOptions { full },
+        )
+        .await;
         let metrics = Metrics::new()
             .dimension("Function", "publish")
             .dimension("Run", "publish")
@@ -298,6 +317,7 @@ fn summary(day: NaiveDate, p: &Published) -> Value {
     json!({
         "reference_date": day.to_string(),
         "tables": p.tables.iter().map(|(t, n)| json!({"table": t, "rows": n})).collect::<Vec<_>>(),
+        "current": p.current.iter().map(|m| json!({"table": m.table, "rows": m.rows, "how": m.how.to_string(), "seconds": m.seconds})).collect::<Vec<_>>(),
         "marts": p.marts,
     })
 }

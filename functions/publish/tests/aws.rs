@@ -221,43 +221,57 @@ async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_give
     );
     assert!(report["input_cprs"].as_u64().unwrap() > 100);
     for t in &declared {
-        let key = if t.kind == "marts" {
-            naerdata::layout::mart_publication_key(&t.name, day)
-        } else {
-            naerdata::publish::presentation_key(t.kind, &t.name)
-        };
         if !tables.contains_key(&t.name) && t.kind != "marts" {
             continue; // a dataset the generator does not deliver
         }
-        assert!(keys.contains(&key), "{key} missing");
-        let rel = key.strip_prefix("presentation/").unwrap();
-        let columns: Vec<&str> = report["parquet"][rel]["columns"]
-            .as_array()
-            .unwrap_or_else(|| panic!("{rel} not read"))
-            .iter()
-            .map(|c| c.as_str().unwrap())
-            .collect();
-        let names: Vec<&str> = t
-            .schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .collect();
-        assert_eq!(columns, names, "{key}: the catalog's columns");
-        let head = stack
-            .clients
-            .s3
-            .head_object()
-            .bucket(&lake)
-            .key(&key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            head.server_side_encryption(),
-            Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
-            "{key}"
-        );
+        let objects: Vec<String> = if t.kind == "marts" {
+            vec![naerdata::layout::mart_publication_key(&t.name, day)]
+        } else if t.kind == "current" {
+            // A Delta table: its log and its data files.
+            let prefix = naerdata::layout::presentation_prefix(t.kind, &t.name);
+            assert!(
+                keys.contains(&format!("{prefix}_delta_log/00000000000000000000.json")),
+                "{prefix}: no Delta log"
+            );
+            keys.iter()
+                .filter(|k| k.starts_with(&prefix) && k.ends_with(".parquet") && !k.contains("/_"))
+                .cloned()
+                .collect()
+        } else {
+            vec![naerdata::publish::presentation_key(t.kind, &t.name)]
+        };
+        assert!(!objects.is_empty(), "{}: no objects", t.name);
+        for key in objects {
+            assert!(keys.contains(&key), "{key} missing");
+            let rel = key.strip_prefix("presentation/").unwrap();
+            let columns: Vec<&str> = report["parquet"][rel]["columns"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{rel} not read"))
+                .iter()
+                .map(|c| c.as_str().unwrap())
+                .collect();
+            let names: Vec<&str> = t
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect();
+            assert_eq!(columns, names, "{key}: the catalog's columns");
+            let head = stack
+                .clients
+                .s3
+                .head_object()
+                .bucket(&lake)
+                .key(&key)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                head.server_side_encryption(),
+                Some(&aws_sdk_s3::types::ServerSideEncryption::AwsKms),
+                "{key}"
+            );
+        }
     }
 }
 

@@ -16,13 +16,30 @@ fn the_schedule_publishes_for_the_day_of_the_event() {
     let t = trigger(event("publish-schedule.json")).unwrap();
     assert_eq!(
         t,
-        Trigger::Publish(chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap())
+        Trigger::Publish {
+            day: chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap(),
+            full: false
+        }
     );
     let t = trigger(json!({"reference_date": "2026-12-31"})).unwrap();
     assert_eq!(
         t,
-        Trigger::Publish(chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap())
+        Trigger::Publish {
+            day: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            full: false
+        }
     );
+    // A re-run that rebuilds the current tables from their whole history.
+    let t = trigger(json!({"reference_date": "2026-12-31", "full": true})).unwrap();
+    assert_eq!(
+        t,
+        Trigger::Publish {
+            day: chrono::NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
+            full: true
+        }
+    );
+    // A misspelt option is refused, not ignored.
+    assert!(trigger(json!({"reference_date": "2026-12-31", "ful": true})).is_err());
     assert!(trigger(json!({"detail-type": "Scheduled Event"})).is_err());
     assert!(trigger(json!({"something": "else"})).is_err());
 }

@@ -139,6 +139,20 @@ pub async fn open(
     }
 }
 
+/// The table under `prefix`: loaded when it exists, else a handle whose first write
+/// creates it (a table publish writes whole, with no partitions of its own).
+pub async fn open_or_handle(
+    lake: &dyn ObjectStore,
+    prefix: &str,
+) -> Result<DeltaTable, DeltaError> {
+    match open(lake, prefix, None).await? {
+        Some(t) => Ok(t),
+        None => builder(lake, prefix)?
+            .build()
+            .map_err(|e| DeltaError::table(prefix, e)),
+    }
+}
+
 fn delta_type(t: &DataType) -> DeltaType {
     match t {
         DataType::Utf8 => DeltaType::STRING,

@@ -1,0 +1,286 @@
+//! The current tables maintained day by day by merging what changed give exactly the
+//! tables a rebuild from the whole history gives: after a month of daily deliveries
+//! with corrections, entered-in-error bundles, withdrawn (`tilbagekaldt`) rows, a late
+//! older version of a withdrawn record, a new CPR number and a retraction.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{Duration, NaiveDate};
+use naerdata::Platform;
+use naerdata::contract::Registry;
+use naerdata::current::How;
+use naerdata::generate::{self, Effects, GenerateOptions, Generated};
+use naerdata::ports::FixedClock;
+use naerdata::process;
+use naerdata::publish::{self, PublishOptions, Published};
+use naerdata::receive::{self, Received};
+
+fn platform(dir: &std::path::Path) -> Platform {
+    let mut p = Platform::local(dir, Registry::builtin()).unwrap();
+    p.clock = Arc::new(FixedClock("2026-12-31T12:00:00Z".parse().unwrap()));
+    p
+}
+
+/// Receives and processes one file; returns its delivery id (`None` for a file the
+/// same as one delivered before: a header-only day).
+async fn deliver(p: &Platform, key: &str, body: Vec<u8>) -> Option<String> {
+    p.stores.landing.put(key, Bytes::from(body)).await.unwrap();
+    let Received::ToProcess(id) = receive::receive(p, key, None).await.unwrap() else {
+        return None;
+    };
+    process::process(p, &id).await.unwrap();
+    Some(id)
+}
+
+fn day_of(g: &Generated) -> String {
+    g.path
+        .parent()
+        .and_then(|d| d.file_name())
+        .and_then(|d| d.to_str())
+        .unwrap()
+        .to_string()
+}
+
+/// Every row of every current table, as text, sorted: the tables compared whole.
+async fn current_tables(p: &Platform) -> BTreeMap<String, Vec<String>> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let mut out = BTreeMap::new();
+    for t in publish::presentation_tables(&p.contracts).await.unwrap() {
+        if t.kind != "current" {
+            continue;
+        }
+        let Some(files) = publish::published_files(p, &t).await.unwrap() else {
+            continue;
+        };
+        let mut rows = Vec::new();
+        if !files.is_empty() {
+            let batches = ctx
+                .read_parquet(
+                    files,
+                    datafusion::prelude::ParquetReadOptions::default().schema(&t.schema),
+                )
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            for b in &batches {
+                let text: Vec<_> = b
+                    .columns()
+                    .iter()
+                    .map(|c| arrow::compute::cast(c, &arrow::datatypes::DataType::Utf8).unwrap())
+                    .collect();
+                for i in 0..b.num_rows() {
+                    let row: Vec<String> = text
+                        .iter()
+                        .map(|c| {
+                            arrow::util::display::array_value_to_string(c, i).unwrap_or_default()
+                        })
+                        .collect();
+                    rows.push(row.join("|"));
+                }
+            }
+        }
+        rows.sort();
+        out.insert(t.name.clone(), rows);
+    }
+    out
+}
+
+fn how(published: &Published, table: &str) -> How {
+    published
+        .current
+        .iter()
+        .find(|m| m.table == table)
+        .unwrap_or_else(|| panic!("no current table {table}"))
+        .how
+        .clone()
+}
+
+/// A GP diagnosis row of record `id` registered at `at`, withdrawn or not.
+fn diagnosis(id: &str, cpr: &str, at: &str, withdrawn: bool) -> String {
+    format!("{id};{cpr};012345;T90;2026-09-01;diabetes2;{at};{withdrawn}\n")
+}
+
+#[tokio::test]
+async fn a_month_of_daily_merges_gives_what_a_rebuild_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(&dir.path().join("home"));
+    let start = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
+    let mut opts = GenerateOptions::new(dir.path().join("input"));
+    opts.persons = 120;
+    opts.days = 30;
+    opts.start = start;
+    opts.kommuner = Some(4);
+    opts.history_days = 0;
+    opts.effects = Effects::NONE;
+    let files = generate::generate(&opts).unwrap();
+    let mut by_day: BTreeMap<String, Vec<&Generated>> = BTreeMap::new();
+    for f in &files {
+        by_day.entry(day_of(f)).or_default().push(f);
+    }
+    // A person who has GP contacts: their number changes mid-month.
+    let gp = files
+        .iter()
+        .find(|f| f.dataset == "almenpraksis.kontakt" && f.rows > 0)
+        .unwrap();
+    let text = std::fs::read_to_string(&gp.path).unwrap();
+    let moving_cpr = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .nth(1)
+        .unwrap()
+        .to_string();
+
+    let header = "record_id;cpr;ydernummer;diagnosekode;diagnosedato;sygdomsomraade;registreret;tilbagekaldt\n";
+    let mut merged = 0;
+    let mut relinked = false;
+    let mut retracted = None;
+    for (n, (day, day_files)) in by_day.iter().enumerate() {
+        for f in day_files {
+            let key = f
+                .path
+                .strip_prefix(&opts.out)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string();
+            let id = deliver(&p, &key, std::fs::read(&f.path).unwrap()).await;
+            if n == 12 && f.dataset == "almenpraksis.kontakt" {
+                retracted = id;
+            }
+        }
+        // Hand-made withdrawals: W1 withdrawn, then a late, older version of it
+        // (stays out); W2 withdrawn, then a newer version (comes back); W3 withdrawn
+        // the same day it is first sent.
+        let extra = match n {
+            3 => Some(
+                diagnosis("W1", "670961-4001", "2026-09-03T10:00:00+02:00", false)
+                    + &diagnosis("W2", "680961-4002", "2026-09-03T10:00:00+02:00", false),
+            ),
+            5 => Some(
+                diagnosis("W1", "670961-4001", "2026-09-05T10:00:00+02:00", true)
+                    + &diagnosis("W2", "680961-4002", "2026-09-05T10:00:00+02:00", true)
+                    + &diagnosis("W3", "690961-4003", "2026-09-06T10:00:00+02:00", false)
+                    + &diagnosis("W3", "690961-4003", "2026-09-06T11:00:00+02:00", true),
+            ),
+            8 => Some(
+                diagnosis("W1", "670961-4001", "2026-09-04T10:00:00+02:00", false)
+                    + &diagnosis("W2", "680961-4002", "2026-09-08T10:00:00+02:00", false),
+            ),
+            _ => None,
+        };
+        if let Some(rows) = extra {
+            deliver(
+                &p,
+                &format!("almenpraksis/diagnose/{day}/hand-{n}.csv"),
+                format!("{header}{rows}").into_bytes(),
+            )
+            .await
+            .expect("a new delivery");
+        }
+        if n == 10 {
+            let skift = format!(
+                "skift_id;cpr;nyt_cpr;skiftedato\n9000000001;{moving_cpr};710961-4111;{day}\n"
+            );
+            deliver(
+                &p,
+                &format!("cpr/personnummerskift/{day}/skift.csv"),
+                skift.into_bytes(),
+            )
+            .await
+            .expect("a new delivery");
+        }
+        if n == 15 {
+            let id = retracted.as_deref().expect("a delivery to retract");
+            naerdata::retract::retract(&p, id, "sent for the wrong clinic")
+                .await
+                .unwrap();
+        }
+        let published = publish::publish(&p, day.parse().unwrap()).await.unwrap();
+        if n == 0 {
+            assert!(
+                matches!(
+                    how(&published, "almenpraksis_kontakt_current"),
+                    How::Rebuilt { .. }
+                ),
+                "the first publication builds"
+            );
+            continue;
+        }
+        for m in &published.current {
+            if let How::Merged { relinked: r, .. } = m.how {
+                merged += 1;
+                relinked |= r;
+            }
+        }
+        if n == 15 {
+            match how(&published, "almenpraksis_kontakt_current") {
+                How::Rebuilt { reason } => assert!(reason.contains("removed rows"), "{reason}"),
+                other => panic!("a retraction rebuilds its table, not {other:?}"),
+            }
+        }
+        if n == 16 {
+            assert!(
+                matches!(
+                    how(&published, "almenpraksis_kontakt_current"),
+                    How::Merged { .. } | How::Unchanged
+                ),
+                "the day after a rebuild merges again"
+            );
+        }
+    }
+    assert!(merged > 50, "the month merged ({merged} merges)");
+    assert!(relinked, "a new CPR number moved rows by merge");
+
+    let last: NaiveDate = by_day.keys().last().unwrap().parse().unwrap();
+    let daily = current_tables(&p).await;
+    let diagnoses = &daily["almenpraksis_diagnose_current"];
+    let has = |id: &str| diagnoses.iter().any(|r| r.starts_with(&format!("{id}|")));
+    assert!(
+        !has("W1"),
+        "a late older version of a withdrawn record stays out"
+    );
+    assert!(
+        has("W2"),
+        "a newer version of a withdrawn record comes back"
+    );
+    assert!(!has("W3"), "withdrawn the day it came");
+    assert!(daily.values().map(Vec::len).sum::<usize>() > 500);
+
+    let full = publish::publish_with(&p, last + Duration::days(1), PublishOptions { full: true })
+        .await
+        .unwrap();
+    assert!(
+        full.current
+            .iter()
+            .filter(|m| m.version.is_some())
+            .all(|m| matches!(&m.how, How::Rebuilt { reason } if reason.contains("--full")))
+    );
+    let rebuilt = current_tables(&p).await;
+    assert_eq!(
+        daily.keys().collect::<Vec<_>>(),
+        rebuilt.keys().collect::<Vec<_>>()
+    );
+    for (table, rows) in &daily {
+        assert_eq!(rows.len(), rebuilt[table].len(), "{table}: rows");
+        assert!(
+            rows == &rebuilt[table],
+            "{table}: merged and rebuilt rows differ"
+        );
+    }
+
+    // Nothing new: the next publication changes no table.
+    let again = publish::publish(&p, last + Duration::days(2))
+        .await
+        .unwrap();
+    assert!(
+        again.current.iter().all(|m| m.how == How::Unchanged),
+        "{:?}",
+        again.current
+    );
+}
