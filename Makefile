@@ -159,7 +159,7 @@ test-kit: build-cli venv
 
 ## bench: process-step throughput and peak memory on 1M and 5M rows at 1 and 2 threads,
 ## against DuckDB on the same job, publish for a
-## 1M-person population, then the Lambda functions' cold start and per-delivery
+## 1M-person population (whole, and one more day merged after 1 and 30 days), then the Lambda functions' cold start and per-delivery
 ## figures on the 1M-row delivery
 bench: build-cli venv
 	$(BIN) bench --rows 1000000,5000000 --dir bench-data
@@ -185,9 +185,12 @@ bench-duckdb: build-cli $(BENCH_VENV)/.done
 	$(BENCH_VENV)/bin/python bench/compare_duckdb.py --naerdata $(BIN) \
 	  --file bench-data/almenpraksis/diagnose/2026-01-01/bench-1000000.csv --runs 3 --work bench-data/compare
 
-## bench-publish: publish (time, peak memory) for a generated 1M-person population
+## bench-publish: publish (time, peak memory) for a generated 1M-person population; then
+## one more day merged into the current tables after 1 and after 30 days of history,
+## against a full rebuild of the same state (the marts timed apart, with bytes scanned)
 bench-publish: build-cli
 	$(BIN) bench-publish --persons 1000000 --dir bench-data
+	$(BIN) bench-publish --persons 1000000 --history 1,30 --dir bench-data
 
 ## chaos: the reliability campaign in full: every write point of the workload faulted
 ## (an error, then a crash), retried, and compared with a fault-free run — on the

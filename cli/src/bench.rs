@@ -370,6 +370,149 @@ pub async fn run_publish(persons: usize, days: u32, dir: &Path, runs: usize) -> 
     Ok(())
 }
 
+/// One `naerdata publish --stats` in a fresh child process: its stats line.
+fn publish_child(
+    exe: &Path,
+    home: &Path,
+    day: chrono::NaiveDate,
+    full: bool,
+) -> Result<serde_json::Value> {
+    let mut cmd = Command::new(exe);
+    cmd.arg("--home")
+        .arg(home)
+        .args(["publish", "--stats", "--date", &day.to_string()]);
+    if full {
+        cmd.arg("--full");
+    }
+    let out = cmd.output().context("running the publish child")?;
+    if !out.status.success() {
+        bail!(
+            "bench publish failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .context("the publish child printed no stats")
+}
+
+/// The seconds the marts' SQL took and the bytes it scanned, from a stats line.
+fn marts_of(stats: &serde_json::Value) -> (f64, u64) {
+    stats["mart_queries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .fold((0.0, 0), |(s, b), m| {
+            (
+                s + m["query_seconds"].as_f64().unwrap_or(0.0),
+                b + m["bytes_scanned"].as_u64().unwrap_or(0),
+            )
+        })
+}
+
+/// `naerdata bench-publish --history 1,30`: for each history length H, a population
+/// with H days of deliveries is ingested and published (which builds the current
+/// tables), then one more day is ingested and published: the current tables merge that
+/// day (timed), and then a `--full` rebuild of the same state is timed for comparison.
+/// Each publish is a fresh child process, so its peak memory is its own.
+pub async fn run_publish_history(persons: usize, histories: &[u32], dir: &Path) -> Result<()> {
+    let exe = std::env::current_exe().context("locating the naerdata binary")?;
+    let mut rows = Vec::new();
+    for &h in histories {
+        let base = dir.join(format!("publish-history-{persons}-{h}d"));
+        if base.exists() {
+            std::fs::remove_dir_all(&base)?;
+        }
+        let home = base.join("home");
+        let mut opts = naerdata::generate::GenerateOptions::new(base.join("input"));
+        opts.persons = persons;
+        opts.days = h + 1;
+        let started = std::time::Instant::now();
+        eprintln!("{persons} persons, {h} days of history and one more day: generating");
+        let files = naerdata::generate::generate(&opts)?;
+        let mut by_day: std::collections::BTreeMap<String, Vec<(std::path::PathBuf, u64)>> =
+            Default::default();
+        for f in &files {
+            let day = f
+                .path
+                .parent()
+                .and_then(|d| d.file_name())
+                .map(|d| d.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            by_day
+                .entry(day)
+                .or_default()
+                .push((f.path.clone(), f.rows));
+        }
+        let (last_day, last) = by_day.pop_last().context("no deliveries generated")?;
+        let p = naerdata::Platform::local(&home, naerdata::contract::Registry::builtin())?;
+        let history: Vec<_> = by_day.values().flatten().map(|(f, _)| f.clone()).collect();
+        let history_rows: u64 = by_day.values().flatten().map(|(_, n)| n).sum();
+        crate::ingest::ingest_paths(&p, &home, &history, None, false).await?;
+        let last_day: chrono::NaiveDate = last_day.parse()?;
+        eprintln!(
+            "{history_rows} history rows ingested ({:.0} s); the first publication",
+            started.elapsed().as_secs_f64()
+        );
+        publish_child(&exe, &home, last_day - chrono::Duration::days(1), false)?;
+        let day: Vec<_> = last.iter().map(|(f, _)| f.clone()).collect();
+        let day_rows: u64 = last.iter().map(|(_, n)| n).sum();
+        crate::ingest::ingest_paths(&p, &home, &day, None, false).await?;
+        std::fs::remove_dir_all(base.join("input"))?;
+        eprintln!("one more day ({day_rows} rows) ingested: merging it, then a full rebuild");
+        let merged = publish_child(&exe, &home, last_day, false)?;
+        let rebuilt = publish_child(&exe, &home, last_day, true)?;
+        rows.push((h, history_rows, day_rows, merged, rebuilt));
+    }
+    println!(
+        "\ncurrent tables for one more day of deliveries, {persons} persons: merged (incremental) and rebuilt (--full):"
+    );
+    println!(
+        "{:>8}  {:>12}  {:>10}  {:>10}  {:>11}  {:>10}  {:>11}  {:>9}  {:>14}",
+        "history",
+        "history rows",
+        "day rows",
+        "merge s",
+        "merge MiB",
+        "rebuild s",
+        "rebuild MiB",
+        "marts s",
+        "marts bytes"
+    );
+    for (h, history_rows, day_rows, merged, rebuilt) in &rows {
+        let (marts_s, marts_b) = marts_of(merged);
+        println!(
+            "{:>7}d  {history_rows:>12}  {day_rows:>10}  {:>10.2}  {:>11.0}  {:>10.2}  {:>11.0}  {marts_s:>9.2}  {marts_b:>14}",
+            h,
+            merged["current_seconds"].as_f64().unwrap_or(f64::NAN),
+            merged["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+            rebuilt["current_seconds"].as_f64().unwrap_or(f64::NAN),
+            rebuilt["peak_rss_mib"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    if let (Some(first), Some(last)) = (rows.first(), rows.last())
+        && rows.len() > 1
+    {
+        let ratio = |s: &serde_json::Value| {
+            last.3["current_seconds"].as_f64().unwrap_or(f64::NAN) / s.as_f64().unwrap_or(f64::NAN)
+        };
+        println!(
+            "merge with {}d of history / with {}d: {:.2}x (the goal: at most 2x); rebuild: {:.2}x",
+            last.0,
+            first.0,
+            ratio(&first.3["current_seconds"]),
+            last.4["current_seconds"].as_f64().unwrap_or(f64::NAN)
+                / first.4["current_seconds"].as_f64().unwrap_or(f64::NAN),
+        );
+    }
+    println!(
+        "(peak MiB is the whole publish's, marts included; the marts' SQL time and bytes are the merged run's)"
+    );
+    Ok(())
+}
+
 /// `naerdata bench-files`: a month of generated daily deliveries from every source,
 /// ingested day by day into a fresh home; then the active files per Delta table before
 /// and after maintenance (compaction), with the rows unchanged.

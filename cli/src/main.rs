@@ -295,6 +295,10 @@ enum Command {
         dir: PathBuf,
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// Instead: for each number of days of history (e.g. `1,30`), time merging one
+        /// more day into the current tables against rebuilding them (`--full`).
+        #[arg(long, value_delimiter = ',')]
+        history: Vec<u32>,
     },
 }
 
@@ -958,7 +962,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             days,
             dir,
             runs,
-        } => bench::run_publish(persons, days, &dir, runs).await?,
+            history,
+        } => {
+            if history.is_empty() {
+                bench::run_publish(persons, days, &dir, runs).await?
+            } else {
+                bench::run_publish_history(persons, &history, &dir).await?
+            }
+        }
         Command::BenchFiles { persons, days, dir } => bench::run_files(persons, days, &dir).await?,
         Command::BenchHostile { case } => bench::run_hostile(&case)?,
     }
