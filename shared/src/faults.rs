@@ -485,6 +485,9 @@ impl Settled {
             }
             rows.insert(table.to_string(), keys);
         }
+        // The presentation zone's files; a current table (Delta) by its rows, since a
+        // publication that was retried leaves the first attempt's files beside the
+        // log (unreferenced until retention) and delta-rs names files afresh.
         let mut presentation: Vec<String> = p
             .stores
             .lake
@@ -493,7 +496,21 @@ impl Settled {
             .expect("lake")
             .into_iter()
             .map(|o| o.key)
+            .filter(|k| {
+                !k.starts_with(&format!("{}current/", crate::layout::PRESENTATION_PREFIX))
+                    && !k.starts_with(crate::layout::PUBLISH_STATE_PREFIX)
+            })
             .collect();
+        for c in p.contracts.iter() {
+            let name = format!("{}_current", c.table());
+            if let Some(batches) = crate::publish::published_batches(p, "current", &name)
+                .await
+                .expect("current table")
+            {
+                let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+                presentation.push(format!("current {name}: {rows} rows"));
+            }
+        }
         presentation.sort();
         Settled {
             states,

@@ -1234,30 +1234,71 @@ pub async fn published_reference_date(p: &Platform) -> Result<Option<NaiveDate>,
         .ok_or_else(|| StepError::Internal(format!("{PUBLICATION_KEY}: no reference_date")).into())
 }
 
-/// The files of a published current table or dimension as of the newest
-/// publication: a current table's from its Delta log, a dimension's one object;
-/// `None` when nothing was published for it.
-pub async fn published_files(
+/// The lake keys of a published current table or dimension as of the newest
+/// publication: a current table's data files from its Delta log, a dimension's one
+/// object; `None` when nothing was published for it.
+pub async fn published_keys(
     p: &Platform,
-    t: &lake::PresentationTable,
+    kind: &str,
+    name: &str,
 ) -> Result<Option<Vec<String>>, PublishError> {
     let lake_store = p.stores.lake.as_ref();
-    if t.kind == "current"
-        && let Some(table) = lake::delta::open(
-            lake_store,
-            &crate::layout::presentation_prefix(t.kind, &t.name),
-            None,
-        )
-        .await?
+    let prefix = crate::layout::presentation_prefix(kind, name);
+    if kind == "current"
+        && let Some(table) = lake::delta::open(lake_store, &prefix, None).await?
     {
-        return Ok(Some(lake::delta::active_files(&table)?));
+        let mut keys: Vec<String> = lake::delta::active_paths(&table)?
+            .into_iter()
+            .map(|f| format!("{prefix}{f}"))
+            .collect();
+        keys.sort();
+        return Ok(Some(keys));
     }
-    let key = presentation_key(t.kind, &t.name);
+    let key = presentation_key(kind, name);
     Ok(lake_store
         .head(&key)
         .await
         .map_err(StepError::from)?
-        .map(|_| vec![lake_store.locate(&key)]))
+        .map(|_| vec![key]))
+}
+
+/// [`published_keys`] as locations a reader opens (paths, or `s3://` URLs).
+pub async fn published_files(
+    p: &Platform,
+    t: &lake::PresentationTable,
+) -> Result<Option<Vec<String>>, PublishError> {
+    Ok(published_keys(p, t.kind, &t.name)
+        .await?
+        .map(|keys| keys.iter().map(|k| p.stores.lake.locate(k)).collect()))
+}
+
+/// Every row of a published current table or dimension (for tests and checks of
+/// small tables: it is read into memory).
+pub async fn published_batches(
+    p: &Platform,
+    kind: &str,
+    name: &str,
+) -> Result<Option<Vec<RecordBatch>>, PublishError> {
+    let Some(keys) = published_keys(p, kind, name).await? else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for key in keys {
+        let body = p
+            .stores
+            .lake
+            .get(&key)
+            .await
+            .map_err(StepError::from)?
+            .ok_or_else(|| StepError::Internal(format!("{key} is gone")))?;
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
+            .and_then(|b| b.build())
+            .map_err(|e| StepError::Internal(format!("{key}: {e}")))?;
+        for b in reader {
+            out.push(b?);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// A mart's cells for `periods` *before* disclosure control, computed with the mart's

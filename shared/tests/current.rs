@@ -284,3 +284,97 @@ async fn a_month_of_daily_merges_gives_what_a_rebuild_gives() {
         again.current
     );
 }
+
+/// A publication that stopped after its current tables moved on but before it wrote
+/// its record: the next one must not merge onto tables it cannot account for. It
+/// rebuilds them, says why, and the tables are what a rebuild gives.
+#[tokio::test]
+async fn a_publication_that_stopped_half_way_is_followed_by_a_rebuild() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = platform(&dir.path().join("home"));
+    let start = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
+    let mut opts = GenerateOptions::new(dir.path().join("input"));
+    opts.persons = 80;
+    opts.days = 3;
+    opts.start = start;
+    opts.kommuner = Some(2);
+    opts.effects = Effects::NONE;
+    let files = generate::generate(&opts).unwrap();
+    let mut by_day: BTreeMap<String, Vec<&Generated>> = BTreeMap::new();
+    for f in &files {
+        by_day.entry(day_of(f)).or_default().push(f);
+    }
+    let days: Vec<_> = by_day.keys().cloned().collect();
+    let ingest = |day: &str| {
+        let p = &p;
+        let files = by_day[day].clone();
+        let out = opts.out.clone();
+        async move {
+            for f in files {
+                let key = f
+                    .path
+                    .strip_prefix(&out)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                deliver(p, &key, std::fs::read(&f.path).unwrap()).await;
+            }
+        }
+    };
+    ingest(&days[0]).await;
+    publish::publish(&p, days[0].parse().unwrap())
+        .await
+        .unwrap();
+    let record = p
+        .stores
+        .lake
+        .get(naerdata::layout::PUBLICATION_KEY)
+        .await
+        .unwrap()
+        .unwrap();
+    ingest(&days[1]).await;
+    let moved = publish::publish(&p, days[1].parse().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        moved
+            .current
+            .iter()
+            .any(|m| matches!(m.how, How::Merged { .. })),
+        "the second day merges"
+    );
+    // As if that publication had stopped before its record: the record is the first's.
+    p.stores
+        .lake
+        .put(naerdata::layout::PUBLICATION_KEY, record)
+        .await
+        .unwrap();
+    ingest(&days[2]).await;
+    let next = publish::publish(&p, days[2].parse().unwrap())
+        .await
+        .unwrap();
+    for m in next.current.iter().filter(|m| {
+        moved
+            .current
+            .iter()
+            .any(|o| o.table == m.table && matches!(o.how, How::Merged { .. }))
+    }) {
+        match &m.how {
+            How::Rebuilt { reason } => assert!(
+                reason.contains("the last publication left version"),
+                "{}: {reason}",
+                m.table
+            ),
+            other => panic!(
+                "{}: merged onto a table it cannot account for: {other:?}",
+                m.table
+            ),
+        }
+    }
+    let after = current_tables(&p).await;
+    publish::publish_with(&p, days[2].parse().unwrap(), PublishOptions { full: true })
+        .await
+        .unwrap();
+    assert_eq!(after, current_tables(&p).await);
+}

@@ -357,17 +357,13 @@ async fn rows_of(p: &Platform, prefix: &str, id: &str) -> usize {
     b.iter().map(RecordBatch::num_rows).sum()
 }
 
-fn presentation_rows(p: &Platform, name: &str) -> usize {
-    let path = p
-        .stores
-        .lake
-        .locate(&naerdata::publish::presentation_key("current", name));
-    let f = std::fs::File::open(path).unwrap();
-    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+async fn presentation_rows(p: &Platform, name: &str) -> usize {
+    naerdata::publish::published_batches(p, "current", name)
+        .await
         .unwrap()
-        .build()
-        .unwrap()
-        .map(|b| b.unwrap().num_rows())
+        .unwrap_or_else(|| panic!("{name} was not published"))
+        .iter()
+        .map(|b| b.num_rows())
         .sum()
 }
 
@@ -391,7 +387,7 @@ async fn a_retracted_delivery_leaves_every_table_and_says_why() {
     process::process(&p, &b).await.unwrap();
     let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 2).unwrap();
     naerdata::publish::publish(&p, day).await.unwrap();
-    assert_eq!(presentation_rows(&p, &format!("{TABLE}_current")), 40);
+    assert_eq!(presentation_rows(&p, &format!("{TABLE}_current")).await, 40);
     assert!(rows_of(&p, METRICS_PREFIX, &a).await > 0);
 
     let r = naerdata::retract::retract(&p, &a, "sent the wrong clinic's file")
@@ -420,7 +416,7 @@ async fn a_retracted_delivery_leaves_every_table_and_says_why() {
 
     // The next publication leaves it out.
     naerdata::publish::publish(&p, day).await.unwrap();
-    assert_eq!(presentation_rows(&p, &format!("{TABLE}_current")), 10);
+    assert_eq!(presentation_rows(&p, &format!("{TABLE}_current")).await, 10);
 
     // Running it again completes nothing more and keeps the receipt.
     let again = naerdata::retract::retract(&p, &a, "second run")
@@ -740,5 +736,5 @@ async fn a_record_withdrawn_by_its_supplier_leaves_the_current_table() {
     naerdata::publish::publish(&p, chrono::NaiveDate::from_ymd_opt(2026, 6, 2).unwrap())
         .await
         .unwrap();
-    assert_eq!(presentation_rows(&p, &format!("{TABLE}_current")), 9);
+    assert_eq!(presentation_rows(&p, &format!("{TABLE}_current")).await, 9);
 }

@@ -419,7 +419,12 @@ async fn the_catalog_declares_what_publish_writes() {
                 NaiveDate::from_ymd_opt(2026, 12, 31).unwrap(),
             )
         } else {
-            naerdata::publish::presentation_key(t.kind, &t.name)
+            // A current table: its first data file (every one has the table's schema).
+            naerdata::publish::published_keys(&p, t.kind, &t.name)
+                .await
+                .unwrap()
+                .and_then(|k| k.into_iter().next())
+                .unwrap_or_else(|| panic!("{name}: no files"))
         };
         let path = dir.path().join("lake").join(key);
         let file = std::fs::File::open(&path).unwrap();
@@ -437,15 +442,18 @@ async fn the_catalog_declares_what_publish_writes() {
     }
     // Each mart's SQL read something, and no more than the tables it reads hold: the
     // figure the cost estimate (README, *Costs*) builds on.
-    let table_bytes: u64 = declared
-        .iter()
-        .filter(|t| t.kind != "marts")
-        .filter_map(|t| {
-            let key = naerdata::publish::presentation_key(t.kind, &t.name);
-            std::fs::metadata(dir.path().join("lake").join(key)).ok()
-        })
-        .map(|m| m.len())
-        .sum();
+    let mut table_bytes = 0u64;
+    for t in declared.iter().filter(|t| t.kind != "marts") {
+        for key in naerdata::publish::published_keys(&p, t.kind, &t.name)
+            .await
+            .unwrap()
+            .unwrap_or_default()
+        {
+            table_bytes += std::fs::metadata(dir.path().join("lake").join(key))
+                .unwrap()
+                .len();
+        }
+    }
     for m in &published.marts {
         assert!(
             m.bytes_scanned > 0 && m.bytes_scanned <= table_bytes,
@@ -750,20 +758,10 @@ async fn presentation_rows(
     kind: &str,
     name: &str,
 ) -> Vec<std::collections::BTreeMap<String, Option<String>>> {
-    let body = p
-        .stores
-        .lake
-        .get(&naerdata::publish::presentation_key(kind, name))
+    let batches = naerdata::publish::published_batches(p, kind, name)
         .await
         .unwrap()
         .unwrap_or_else(|| panic!("{kind}/{name} was not published"));
-    let batches: Vec<arrow::record_batch::RecordBatch> =
-        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
-            .unwrap()
-            .build()
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
     let mut out = Vec::new();
     for b in &batches {
         for i in 0..b.num_rows() {
