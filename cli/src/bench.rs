@@ -435,14 +435,8 @@ pub async fn run_publish_history(persons: usize, histories: &[u32], dir: &Path) 
         let mut by_day: std::collections::BTreeMap<String, Vec<(std::path::PathBuf, u64)>> =
             Default::default();
         for f in &files {
-            let day = f
-                .path
-                .parent()
-                .and_then(|d| d.file_name())
-                .map(|d| d.to_string_lossy().into_owned())
-                .unwrap_or_default();
             by_day
-                .entry(day)
+                .entry(f.day())
                 .or_default()
                 .push((f.path.clone(), f.rows));
         }
@@ -530,13 +524,7 @@ pub async fn run_files(persons: usize, days: u32, dir: &Path) -> Result<()> {
     let mut by_day: std::collections::BTreeMap<String, Vec<std::path::PathBuf>> =
         std::collections::BTreeMap::new();
     for f in &files {
-        let day = f
-            .path
-            .parent()
-            .and_then(|d| d.file_name())
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        by_day.entry(day).or_default().push(f.path.clone());
+        by_day.entry(f.day()).or_default().push(f.path.clone());
     }
     for paths in by_day.values() {
         crate::ingest::ingest_paths(&p, &home, paths, None, false).await?;

@@ -615,13 +615,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut by_day: std::collections::BTreeMap<String, Vec<PathBuf>> =
                 std::collections::BTreeMap::new();
             for f in &files {
-                let day = f
-                    .path
-                    .parent()
-                    .and_then(|d| d.file_name())
-                    .map(|d| d.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                by_day.entry(day).or_default().push(f.path.clone());
+                by_day.entry(f.day()).or_default().push(f.path.clone());
             }
             let mut results = Vec::new();
             for (day, paths) in &by_day {

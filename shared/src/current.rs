@@ -323,26 +323,14 @@ impl Maintenance<'_> {
                 c.table().as_str(),
                 Arc::new(MemTable::try_new(lake::schema(c), vec![vec![]])?),
             )?;
-            let t = self
-                .rebuild(c, &name, target, "its curated table has no rows")
-                .await?;
-            return self
-                .finish(
-                    c,
-                    name,
-                    t,
-                    How::Rebuilt {
-                        reason: "its curated table has no rows".into(),
-                    },
-                    started,
-                )
-                .await;
+            let reason = "its curated table has no rows".to_string();
+            let t = self.rebuild(c, &name, target, &reason).await?;
+            return self.finish(name, t, How::Rebuilt { reason }, started).await;
         };
         match self.plan(c, &name, &target, to).await? {
             Err(reason) => {
                 let t = self.rebuild(c, &name, target, &reason).await?;
-                self.finish(c, name, t, How::Rebuilt { reason }, started)
-                    .await
+                self.finish(name, t, How::Rebuilt { reason }, started).await
             }
             Ok(files) => {
                 let mut t = target;
@@ -352,7 +340,8 @@ impl Maintenance<'_> {
                     t = self.relink(&name, t).await?;
                 }
                 let rows = if files.is_empty() {
-                    if relinked && withdrawn_field(c).is_some() {
+                    let now = t.version().expect("an existing table");
+                    if withdrawn_field(c).is_some() && now != left {
                         // The withdrawn keys go with the relinked version.
                         let lake_store = &self.p.stores.lake;
                         let old = layout::current_withdrawn_key(&name, left);
@@ -361,8 +350,7 @@ impl Maintenance<'_> {
                             .await
                             .map_err(StepError::from)?
                             .ok_or_else(|| step(&name, "its withdrawn keys are gone"))?;
-                        let new =
-                            layout::current_withdrawn_key(&name, t.version().expect("written"));
+                        let new = layout::current_withdrawn_key(&name, now);
                         lake_store.put(&new, body).await.map_err(StepError::from)?;
                         lake_store.delete(&old).await.map_err(StepError::from)?;
                     }
@@ -381,9 +369,22 @@ impl Maintenance<'_> {
                         relinked,
                     }
                 };
-                self.finish(c, name, t, how, started).await
+                self.finish(name, t, how, started).await
             }
         }
+    }
+
+    /// The columns of the current table of `c`, as its SQL returns them.
+    async fn columns(&self, c: &Contract) -> Result<Vec<String>, PublishError> {
+        Ok(self
+            .ctx
+            .sql(&crate::publish::current_linked_sql(c))
+            .await?
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect())
     }
 
     /// The files to merge, or why the table must be rebuilt.
@@ -419,16 +420,7 @@ impl Maintenance<'_> {
             .fields()
             .map(|f| f.name().to_string())
             .collect();
-        let want: Vec<String> = self
-            .ctx
-            .sql(&crate::publish::current_linked_sql(c))
-            .await?
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        if have != want {
+        if have != self.columns(c).await? {
             return Ok(Err("its columns changed".into()));
         }
         if withdrawn_field(c).is_some()
@@ -571,15 +563,7 @@ impl Maintenance<'_> {
         // The withdrawn keys as the last publication left them.
         self.register_withdrawn(c, name, left).await?;
 
-        let cols: Vec<String> = self
-            .ctx
-            .sql(&crate::publish::current_linked_sql(c))
-            .await?
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
+        let cols = self.columns(c).await?;
         let select: Vec<String> = cols
             .iter()
             .map(|n| {
@@ -727,7 +711,6 @@ impl Maintenance<'_> {
     /// Registers the table under its name and reports it.
     async fn finish(
         &self,
-        _c: &Contract,
         name: String,
         t: DeltaTable,
         how: How,

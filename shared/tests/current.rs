@@ -34,15 +34,6 @@ async fn deliver(p: &Platform, key: &str, body: Vec<u8>) -> Option<String> {
     Some(id)
 }
 
-fn day_of(g: &Generated) -> String {
-    g.path
-        .parent()
-        .and_then(|d| d.file_name())
-        .and_then(|d| d.to_str())
-        .unwrap()
-        .to_string()
-}
-
 /// Every row of every current table, as text, sorted: the tables compared whole.
 async fn current_tables(p: &Platform) -> BTreeMap<String, Vec<String>> {
     let ctx = datafusion::prelude::SessionContext::new();
@@ -119,7 +110,7 @@ async fn a_month_of_daily_merges_gives_what_a_rebuild_gives() {
     let files = generate::generate(&opts).unwrap();
     let mut by_day: BTreeMap<String, Vec<&Generated>> = BTreeMap::new();
     for f in &files {
-        by_day.entry(day_of(f)).or_default().push(f);
+        by_day.entry(f.day()).or_default().push(f);
     }
     // A person who has GP contacts: their number changes mid-month.
     let gp = files
@@ -302,7 +293,7 @@ async fn a_publication_that_stopped_half_way_is_followed_by_a_rebuild() {
     let files = generate::generate(&opts).unwrap();
     let mut by_day: BTreeMap<String, Vec<&Generated>> = BTreeMap::new();
     for f in &files {
-        by_day.entry(day_of(f)).or_default().push(f);
+        by_day.entry(f.day()).or_default().push(f);
     }
     let days: Vec<_> = by_day.keys().cloned().collect();
     let ingest = |day: &str| {

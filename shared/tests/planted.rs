@@ -16,7 +16,7 @@ use bytes::Bytes;
 use chrono::NaiveDate;
 use naerdata::Platform;
 use naerdata::contract::Registry;
-use naerdata::generate::{self, Effects, GenerateOptions, Generated};
+use naerdata::generate::{self, Effects, GenerateOptions};
 use naerdata::ports::FixedClock;
 use naerdata::process;
 use naerdata::publication::{Granularity, Period};
@@ -65,15 +65,6 @@ async fn deliver(p: &Platform, key: &str, body: Vec<u8>) {
     process::process(p, &id).await.unwrap();
 }
 
-fn day_of(g: &Generated) -> String {
-    g.path
-        .parent()
-        .and_then(|d| d.file_name())
-        .and_then(|d| d.to_str())
-        .unwrap()
-        .to_string()
-}
-
 /// A generated population delivered and published. The hospital contacts come as one
 /// delivery, the KL Gateway reports as one per month and the register as its last full
 /// extract: a year of daily deliveries would take minutes to receive one by one, and
@@ -108,7 +99,7 @@ async fn world(dir: &std::path::Path, effects: Effects) -> Platform {
     deliver(&p, "lpr/kontakt/2026-09-30/lpr.csv", lpr).await;
     let mut months: BTreeMap<String, (String, Vec<u8>)> = BTreeMap::new();
     for g in of("kommune.gateway") {
-        let day = day_of(g);
+        let day = g.day();
         let month = months.entry(day[..7].to_string()).or_default();
         month.0 = day;
         month.1.extend(std::fs::read(&g.path).unwrap());
@@ -123,12 +114,7 @@ async fn world(dir: &std::path::Path, effects: Effects) -> Platform {
     }
     for dataset in ["cpr.befolkning", "cpr.personnummerskift"] {
         let g = of(dataset).next_back().unwrap();
-        let key = format!(
-            "{}/{}/{}.csv",
-            dataset.replace('.', "/"),
-            day_of(g),
-            dataset
-        );
+        let key = format!("{}/{}/{}.csv", dataset.replace('.', "/"), g.day(), dataset);
         deliver(&p, &key, std::fs::read(&g.path).unwrap()).await;
     }
     naerdata::publish::publish(&p, reference_date())

@@ -273,6 +273,49 @@ async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_give
             );
         }
     }
+
+    // The next day: one more GP delivery, merged into its current table in the bucket
+    // (delta-rs MERGE over S3); an operator's full rebuild then gives the same rows.
+    let p = platform(&stack);
+    let gp = "record_id;cpr;ydernummer;kontaktdato;ydelseskode;registreret\n\
+              aws-k1;670385-4001;012345;2026-10-01;0101;2026-10-01T10:00:00+02:00\n\
+              aws-k2;680385-4002;012345;2026-10-02;0101;2026-10-02T10:00:00+02:00\n";
+    // Dated the platform clock's day (a landing day after today is refused).
+    let key = "almenpraksis/kontakt/2026-10-04/aws-more.csv";
+    stack.upload(key, gp.as_bytes().to_vec()).await;
+    let id = match naerdata::receive::receive(&p, key, None).await.unwrap() {
+        naerdata::receive::Received::ToProcess(id) => id,
+        other => panic!("{key}: {other:?}"),
+    };
+    naerdata::process::process(&p, &id).await.unwrap();
+    let how = |answer: &Value, table: &str| -> (String, u64) {
+        let t = answer["current"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == table)
+            .unwrap_or_else(|| panic!("no {table} in {answer}"));
+        (
+            t["how"].as_str().unwrap().to_string(),
+            t["rows"].as_u64().unwrap(),
+        )
+    };
+    let table = "almenpraksis_kontakt_current";
+    let merged = publisher
+        .handle(json!({"reference_date": "2027-04-16"}))
+        .await
+        .unwrap();
+    let (merged_how, merged_rows) = how(&merged, table);
+    assert!(merged_how.starts_with("merged 2 new rows"), "{merged_how}");
+    assert_eq!(merged_rows, tables[table] + 2);
+    assert_eq!(how(&merged, "lpr_kontakt_current").0, "unchanged");
+    let rebuilt = publisher
+        .handle(json!({"reference_date": "2027-04-16", "full": true}))
+        .await
+        .unwrap();
+    let (rebuilt_how, rebuilt_rows) = how(&rebuilt, table);
+    assert!(rebuilt_how.contains("--full"), "{rebuilt_how}");
+    assert_eq!(rebuilt_rows, merged_rows);
 }
 
 /// Sends `{"project", "spec_key"}` to the extract queue.

@@ -454,6 +454,17 @@ pub struct Generated {
     pub rows: u64,
 }
 
+impl Generated {
+    /// The delivery day the file belongs to (`YYYY-MM-DD`, its folder's name).
+    pub fn day(&self) -> String {
+        self.path
+            .parent()
+            .and_then(|d| d.file_name())
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
 /// Writes every dataset's deliveries for `days` days. Returns the files written.
 pub fn generate(opts: &GenerateOptions) -> std::io::Result<Vec<Generated>> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
