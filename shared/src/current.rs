@@ -40,7 +40,7 @@ use crate::contract::Contract;
 use crate::lake::{self, delta};
 use crate::layout;
 use crate::platform::{Platform, StepError};
-use crate::publish::{PERSON_SKIFT, PublishError, WITHDRAWN_FIELDS};
+use crate::publish::{PERSON_SKIFT, PublishError, linked, withdrawn_field};
 
 /// What the current tables were left as by a publication (in its
 /// [`layout::PUBLICATION_KEY`] record, under `current`).
@@ -176,19 +176,6 @@ pub fn compare_links(previous: Option<&Previous>, new: &RecordBatch) -> Links {
         }
     }
     Links::Extended
-}
-
-/// Whether the contract's current table shows persons under their newest pseudonym
-/// (see `publish::current_linked_sql`).
-fn linked(c: &Contract) -> bool {
-    c.cpr_field.is_some() && c.cpr_link_field.is_none()
-}
-
-fn withdrawn_field(c: &Contract) -> Option<&'static str> {
-    WITHDRAWN_FIELDS
-        .iter()
-        .copied()
-        .find(|f| c.field_index(f).is_some())
 }
 
 /// "`a` is a newer version than `b`": the order the current SQL ranks versions by.

@@ -503,6 +503,20 @@ pub fn presentation_key(kind: &str, name: &str) -> String {
 /// Boolean columns whose `true` in a record's latest version withdraws the record.
 pub const WITHDRAWN_FIELDS: [&str; 2] = ["entered_in_error", "tilbagekaldt"];
 
+/// The column of `c` whose `true` withdraws a record ([`WITHDRAWN_FIELDS`]), if any.
+pub(crate) fn withdrawn_field(c: &Contract) -> Option<&'static str> {
+    WITHDRAWN_FIELDS
+        .iter()
+        .copied()
+        .find(|f| c.field_index(f).is_some())
+}
+
+/// Whether the current table of `c` shows persons under their newest pseudonym
+/// ([`current_linked_sql`]): it has persons and is not the change table itself.
+pub(crate) fn linked(c: &Contract) -> bool {
+    c.cpr_field.is_some() && c.cpr_link_field.is_none()
+}
+
 /// The current-state SQL of a curated table: portable (window function, explicit
 /// columns), generated from the contract.
 pub fn current_sql(c: &Contract) -> String {
@@ -513,9 +527,7 @@ pub fn current_sql(c: &Contract) -> String {
     let list = cols.join(", ");
     // A record whose latest version withdraws it (FHIR's entered-in-error, the CSV
     // suppliers' `tilbagekaldt`) has no current row.
-    let eie = WITHDRAWN_FIELDS
-        .iter()
-        .find(|f| c.field_index(f).is_some())
+    let eie = withdrawn_field(c)
         .map(|f| format!(" AND NOT coalesce({f}, false)"))
         .unwrap_or_default();
     format!(
@@ -691,7 +703,7 @@ pub(crate) fn dim_person_sql(contracts: &Registry) -> String {
 /// The current table of a dataset with persons, each person under the pseudonym of
 /// their newest CPR number ([`PERSON_SKIFT`]); the change table itself keeps both.
 pub fn current_linked_sql(c: &Contract) -> String {
-    if c.cpr_field.is_none() || c.cpr_link_field.is_some() {
+    if !linked(c) {
         return current_sql(c);
     }
     let cols: Vec<String> = lake::catalog_columns(c)
