@@ -739,7 +739,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let published = naerdata::publish::publish_with(
                 &p,
                 date,
-                naerdata::publish::PublishOptions { full },
+                naerdata::publish::PublishOptions {
+                    full,
+                    ..Default::default()
+                },
             )
             .await?;
             let seconds = started.elapsed().as_secs_f64();

@@ -64,5 +64,7 @@ pub mod stack;
 #[cfg(feature = "analytics")]
 pub mod standardisation;
 pub mod validate;
+#[cfg(feature = "analytics")]
+pub mod warehouse;
 
 pub use platform::{Platform, StepError};

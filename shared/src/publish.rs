@@ -34,6 +34,7 @@ use crate::lake;
 use crate::platform::{Platform, StepError};
 pub use crate::publication::{self, Granularity, PeriodSpec};
 use crate::validate::days_since_epoch;
+use crate::warehouse::{self, Warehouse, WarehouseError};
 
 /// The marts, compiled in so every binary publishes the same ones.
 pub const MARTS: &[(&str, &str)] = &[
@@ -943,6 +944,10 @@ pub enum PublishError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("mart {mart}: {message}")]
     Mart { mart: String, message: String },
+    /// A mart's SQL failed on the warehouse (Athena): nothing of the publication's
+    /// marts was written.
+    #[error("mart {0}")]
+    Warehouse(#[from] WarehouseError),
 }
 
 impl From<lake::delta::DeltaError> for PublishError {
@@ -1075,11 +1080,14 @@ fn register_params(ctx: &SessionContext, reference_date: NaiveDate) -> Result<()
 }
 
 /// How a publication runs.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Default)]
 pub struct PublishOptions {
     /// Rebuild every current table from its whole history instead of merging what
     /// changed since the last publication.
     pub full: bool,
+    /// Where the marts' SQL runs: Athena in AWS ([`crate::warehouse`]); `None`: here,
+    /// on DataFusion.
+    pub warehouse: Option<Arc<dyn Warehouse>>,
 }
 
 /// Publishes everything for `reference_date` (the "today" of the marts), maintaining
@@ -1203,8 +1211,29 @@ pub async fn publish_with(
     .await?;
     out.tables.push(("dim_person".into(), rows));
 
-    for spec in marts() {
-        let (batch, report) = publish_mart(p, &ctx, &spec, reference_date).await?;
+    // Every mart is computed (its SQL, then disclosure control) before any is written,
+    // so a publication's partition appears for all marts or for none.
+    let specs = marts();
+    let periods: Vec<Vec<publication::Period>> = specs
+        .iter()
+        .map(|spec| publication::open_for_publication(spec, &p.contracts, reference_date))
+        .collect();
+    let cells = match &options.warehouse {
+        Some(w) => warehouse_cells(w.as_ref(), &specs, &periods).await?,
+        None => {
+            let mut cells = Vec::with_capacity(specs.len());
+            for (spec, periods) in specs.iter().zip(&periods) {
+                cells.push(mart_cells(&ctx, spec, periods).await?);
+            }
+            cells
+        }
+    };
+    let mut computed = Vec::with_capacity(specs.len());
+    for ((spec, periods), cells) in specs.iter().zip(&periods).zip(cells) {
+        computed.push(protect_mart(p, spec, periods, cells, reference_date).await?);
+    }
+    for (spec, (batch, report)) in specs.iter().zip(computed) {
+        write_mart(p, &batch, &report).await?;
         out.marts.push(report);
         out.batches.push((spec.name.clone(), batch));
     }
@@ -1315,8 +1344,10 @@ pub async fn published_batches(
 
 /// A mart's cells for `periods` *before* disclosure control, computed with the mart's
 /// SQL over the tables the newest publication wrote (current tables, dimensions) and
-/// its reference date. For checking a mart's arithmetic and the effects planted in
-/// generated data: its small cells must never be written anywhere.
+/// its reference date, the periods written into the statement as a warehouse gets it
+/// ([`warehouse::mart_sql`]). For checking a mart's arithmetic, the effects planted in
+/// generated data and another engine's answers: its small cells must never be
+/// written anywhere.
 pub async fn unprotected_cells(
     p: &Platform,
     mart: &str,
@@ -1355,34 +1386,42 @@ pub async fn unprotected_cells(
             }
         }
     }
-    let table = publication::periods_batch(periods);
-    ctx.register_table(
-        "perioder",
-        Arc::new(MemTable::try_new(table.schema(), vec![vec![table]])?),
-    )?;
-    let batches = ctx.sql(&spec.sql).await?.collect().await?;
+    // The statement a warehouse (Athena) is sent, periods written in, so these cells
+    // are what it must answer; with no period open, the mart's own SQL over an empty
+    // `perioder` gives the columns.
+    let sql = match warehouse::mart_sql(&spec.name, &spec.sql, periods) {
+        Some(sql) => sql,
+        None => {
+            let table = publication::periods_batch(periods);
+            ctx.register_table(
+                "perioder",
+                Arc::new(MemTable::try_new(table.schema(), vec![vec![table]])?),
+            )?;
+            spec.sql.clone()
+        }
+    };
+    let batches = ctx.sql(&sql).await?.collect().await?;
     let schema = match batches.first() {
         Some(b) => b.schema(),
-        None => ctx.sql(&spec.sql).await?.schema().inner().clone(),
+        None => ctx.sql(&sql).await?.schema().inner().clone(),
     };
     Ok(arrow::compute::concat_batches(&schema, &batches)?)
 }
 
-/// One mart: the closed periods open for publication computed, each new period
-/// published, each frozen one carried or revised; the register (the published table)
-/// written back with `_disclosure.json` beside it.
-async fn publish_mart(
-    p: &Platform,
+/// A mart's cells before disclosure control, and what computing them took.
+struct Cells {
+    batches: Vec<RecordBatch>,
+    seconds: f64,
+    bytes_scanned: u64,
+}
+
+/// The cells of one mart on DataFusion, in this process.
+async fn mart_cells(
     ctx: &SessionContext,
     spec: &MartSpec,
-    day: NaiveDate,
-) -> Result<(RecordBatch, MartReport), PublishError> {
-    let err = |m: String| PublishError::Mart {
-        mart: spec.name.clone(),
-        message: m,
-    };
-    let periods = publication::open_for_publication(spec, &p.contracts, day);
-    let table = publication::periods_batch(&periods);
+    periods: &[publication::Period],
+) -> Result<Cells, PublishError> {
+    let table = publication::periods_batch(periods);
     ctx.deregister_table("perioder")?;
     ctx.register_table(
         "perioder",
@@ -1392,9 +1431,66 @@ async fn publish_mart(
     // Run from a plan of our own, so its scans' metrics can be read afterwards.
     let plan = ctx.sql(&spec.sql).await?.create_physical_plan().await?;
     let batches = datafusion::physical_plan::collect(Arc::clone(&plan), ctx.task_ctx()).await?;
-    let scanned = bytes_scanned(plan.as_ref());
-    let raw = publication::raw_by_period(spec, &batches).map_err(err)?;
-    let queried = started.elapsed().as_secs_f64();
+    Ok(Cells {
+        batches,
+        seconds: started.elapsed().as_secs_f64(),
+        bytes_scanned: bytes_scanned(plan.as_ref()),
+    })
+}
+
+/// The cells of every mart on a warehouse (Athena), their statements run together; a
+/// mart with no period open has none.
+async fn warehouse_cells(
+    w: &dyn Warehouse,
+    specs: &[MartSpec],
+    periods: &[Vec<publication::Period>],
+) -> Result<Vec<Cells>, PublishError> {
+    let statements: Vec<(usize, (String, String))> = specs
+        .iter()
+        .zip(periods)
+        .enumerate()
+        .filter_map(|(i, (spec, periods))| {
+            warehouse::mart_sql(&spec.name, &spec.sql, periods)
+                .map(|sql| (i, (spec.name.clone(), sql)))
+        })
+        .collect();
+    let (index, statements): (Vec<usize>, Vec<(String, String)>) = statements.into_iter().unzip();
+    tracing::info!(engine = %w.describe(), statements = statements.len(), "marts' SQL sent");
+    let answers = w.run(&statements).await?;
+    let mut cells: Vec<Cells> = specs
+        .iter()
+        .map(|_| Cells {
+            batches: Vec::new(),
+            seconds: 0.0,
+            bytes_scanned: 0,
+        })
+        .collect();
+    for (i, answer) in index.into_iter().zip(answers) {
+        tracing::info!(mart = %specs[i].name, query_id = %answer.query_id, rows = answer.rows.num_rows(), "mart cells received");
+        cells[i] = Cells {
+            batches: vec![answer.rows],
+            seconds: answer.seconds,
+            bytes_scanned: answer.bytes_scanned,
+        };
+    }
+    Ok(cells)
+}
+
+/// One mart's publication from its cells: the closed periods open for publication
+/// published, each frozen one carried or revised. Nothing is written but an earlier
+/// series the mart's new shape sets aside; [`write_mart`] writes the table.
+async fn protect_mart(
+    p: &Platform,
+    spec: &MartSpec,
+    periods: &[publication::Period],
+    cells: Cells,
+    day: NaiveDate,
+) -> Result<(RecordBatch, MartReport), PublishError> {
+    let err = |m: String| PublishError::Mart {
+        mart: spec.name.clone(),
+        message: m,
+    };
+    let raw = publication::raw_by_period(spec, &cells.batches).map_err(err)?;
 
     // The register: the newest publication up to this day (a re-run of the same day
     // starts from that day's, which it replaces: nothing new unless the data changed).
@@ -1420,41 +1516,49 @@ async fn publish_mart(
         }
     };
     let started = std::time::Instant::now();
-    let outcome = publication::publish_periods(spec, &periods, &raw, &mut register, day)
+    let outcome = publication::publish_periods(spec, periods, &raw, &mut register, day)
         .map_err(|e| err(e.to_string()))?;
     tracing::info!(
         mart = %spec.name,
         periods = periods.len(),
-        query_seconds = queried,
-        bytes_scanned = scanned,
+        query_seconds = cells.seconds,
+        bytes_scanned = cells.bytes_scanned,
         protect_seconds = started.elapsed().as_secs_f64(),
         "mart computed"
     );
     let batch = publication::register_batch(spec, &register, day);
-    let key = crate::layout::mart_publication_key(&spec.name, day);
-    put_batch(p, &key, &batch).await?;
     let mut seen: Vec<&str> = register.iter().map(|r| r.period.as_str()).collect();
     seen.dedup();
     let report = MartReport {
         name: spec.name.clone(),
-        key,
+        key: crate::layout::mart_publication_key(&spec.name, day),
         rows: batch.num_rows(),
         periods: seen.len(),
         outcome,
         rule_set: disclosure::RULE_SET,
-        query_seconds: queried,
-        bytes_scanned: scanned,
+        query_seconds: cells.seconds,
+        bytes_scanned: cells.bytes_scanned,
     };
-    let meta = serde_json::to_vec_pretty(&report).expect("serialisable");
+    Ok((batch, report))
+}
+
+/// Writes a mart's publication (its partition) and its `_disclosure.json`.
+async fn write_mart(
+    p: &Platform,
+    batch: &RecordBatch,
+    report: &MartReport,
+) -> Result<(), PublishError> {
+    put_batch(p, &report.key, batch).await?;
+    let meta = serde_json::to_vec_pretty(report).expect("serialisable");
     p.stores
         .lake
         .put(
-            &crate::layout::mart_disclosure_key(&spec.name),
+            &crate::layout::mart_disclosure_key(&report.name),
             Bytes::from(meta),
         )
         .await
         .map_err(StepError::from)?;
-    Ok((batch, report))
+    Ok(())
 }
 
 /// A mart's newest publication up to `up_to` (any when `None`): its key and its rows

@@ -243,9 +243,16 @@ async fn a_month_of_daily_merges_gives_what_a_rebuild_gives() {
     assert!(!has("W3"), "withdrawn the day it came");
     assert!(daily.values().map(Vec::len).sum::<usize>() > 500);
 
-    let full = publish::publish_with(&p, last + Duration::days(1), PublishOptions { full: true })
-        .await
-        .unwrap();
+    let full = publish::publish_with(
+        &p,
+        last + Duration::days(1),
+        PublishOptions {
+            full: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert!(
         full.current
             .iter()
@@ -364,8 +371,15 @@ async fn a_publication_that_stopped_half_way_is_followed_by_a_rebuild() {
         }
     }
     let after = current_tables(&p).await;
-    publish::publish_with(&p, days[2].parse().unwrap(), PublishOptions { full: true })
-        .await
-        .unwrap();
+    publish::publish_with(
+        &p,
+        days[2].parse().unwrap(),
+        PublishOptions {
+            full: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     assert_eq!(after, current_tables(&p).await);
 }

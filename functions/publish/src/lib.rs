@@ -26,6 +26,7 @@ use naerdata::extract::{ExtractManifest, ExtractRequest, ProjectSpec};
 use naerdata::metrics::{Metrics, Unit};
 use naerdata::ports::KeyProvider;
 use naerdata::publish::Published;
+use naerdata::warehouse::Warehouse;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -53,6 +54,10 @@ pub type ProjectKeys = Arc<dyn Fn(&str) -> Box<dyn KeyProvider> + Send + Sync>;
 pub struct Publisher {
     pub platform: Platform,
     pub project_keys: ProjectKeys,
+    /// Where the marts' SQL runs: Athena when the function is given a workgroup and a
+    /// Glue database (`NAERDATA_ATHENA_WORKGROUP`, `NAERDATA_GLUE_DATABASE`), else in
+    /// the function on DataFusion.
+    pub warehouse: Option<Arc<dyn Warehouse>>,
 }
 
 /// What the function was asked to do.
@@ -143,8 +148,20 @@ impl Publisher {
             .clone()
             .or_else(|| r.kms_key_id.clone());
         let secrets = clients.secrets.clone();
+        let warehouse: Option<Arc<dyn Warehouse>> = match (&r.athena_workgroup, &r.glue_database) {
+            (Some(workgroup), Some(database)) => Some(Arc::new(
+                naerdata::aws::athena::Athena::new(clients.athena.clone(), workgroup, database),
+            )),
+            (None, None) => None,
+            _ => {
+                return Err(ConfigError(
+                    "set both NAERDATA_ATHENA_WORKGROUP and NAERDATA_GLUE_DATABASE (the marts on Athena) or neither (the marts in the function)".into(),
+                ));
+            }
+        };
         Ok(Publisher {
             platform,
+            warehouse,
             project_keys: Arc::new(move |project| {
                 Box::new(ProjectSecretKey::new(
                     secrets.clone(),
@@ -206,7 +223,10 @@ impl Publisher {
         let result = naerdata::publish::publish_with(
             &self.platform,
             day,
-            naerdata::publish::PublishOptions { full },
+            naerdata::publish::PublishOptions {
+                full,
+                warehouse: self.warehouse.clone(),
+            },
         )
         .await;
         let metrics = Metrics::new()
@@ -319,5 +339,6 @@ fn summary(day: NaiveDate, p: &Published) -> Value {
         "tables": p.tables.iter().map(|(t, n)| json!({"table": t, "rows": n})).collect::<Vec<_>>(),
         "current": p.current.iter().map(|m| json!({"table": m.table, "rows": m.rows, "how": m.how.to_string(), "seconds": m.seconds})).collect::<Vec<_>>(),
         "marts": p.marts,
+        "marts_sql": p.marts.iter().map(|m| json!({"mart": m.name, "seconds": m.query_seconds, "bytes_scanned": m.bytes_scanned})).collect::<Vec<_>>(),
     })
 }

@@ -206,6 +206,11 @@ async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_give
         assert_eq!(&published, batch, "{mart}");
     }
 
+    // The same day with the marts' SQL on Athena (NAERDATA_ATHENA_WORKGROUP): moto
+    // answers each statement with the cells DataFusion computes from the same lake,
+    // and the marts published from them must be the ones above.
+    marts_on_athena(&moto, &stack, &lp, day, &expected.batches).await;
+
     // Every declared presentation table is in the bucket (SSE-KMS) and readable by an
     // independent reader; no input CPR in any of them.
     let declared = naerdata::publish::presentation_tables(&Registry::builtin())
@@ -319,6 +324,121 @@ async fn the_daily_schedule_publishes_what_a_local_publish_of_the_same_lake_give
 }
 
 /// Sends `{"project", "spec_key"}` to the extract queue.
+/// The day's marts published again with their SQL on Athena: the statements sent
+/// (exact text, workgroup, database), the answers read through Athena's paging, and a
+/// publication whose last mart fails writing no mart at all.
+async fn marts_on_athena(
+    moto: &Moto,
+    stack: &Stack,
+    local: &Platform,
+    day: chrono::NaiveDate,
+    expected: &[(String, RecordBatch)],
+) {
+    use crate::athena::{Pager, athena_answer, create_workgroup, inject};
+    let pager = Pager::start(moto);
+    let mut clients = stack.clients.clone();
+    clients.athena = pager.client(&clients.sdk);
+    let workgroup = "pub-publish";
+    create_workgroup(&clients.athena, workgroup).await;
+    let mut resources = stack.resources.clone();
+    resources.athena_workgroup = Some(workgroup.into());
+    resources.glue_database = Some("naerdata_pub".into());
+    let on_athena = Publisher::aws(&clients, &resources, platform(stack)).unwrap();
+
+    let mut statements = Vec::new();
+    let mut answers = Vec::new();
+    for spec in naerdata::publish::marts() {
+        let periods = naerdata::publication::open_for_publication(&spec, &Registry::builtin(), day);
+        statements.push(naerdata::warehouse::mart_sql(&spec.name, &spec.sql, &periods).unwrap());
+        let cells = naerdata::publish::unprotected_cells(local, &spec.name, &periods)
+            .await
+            .unwrap();
+        answers.push(athena_answer(&cells));
+    }
+    let lake = &stack.resources.lake_bucket;
+    let partition = format!("/publication={day}/");
+    let partitions = || async {
+        stack
+            .keys(lake)
+            .await
+            .into_iter()
+            .filter(|k| k.starts_with("presentation/marts/") && k.contains(&partition))
+            .collect::<Vec<_>>()
+    };
+    let written = partitions().await;
+    assert_eq!(written.len(), expected.len(), "{written:?}");
+    for key in &written {
+        stack
+            .clients
+            .s3
+            .delete_object()
+            .bucket(lake)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    // The last mart's answer is missing: the publication fails naming it, and no
+    // mart's partition of the day appears.
+    inject(moto, &answers[..answers.len() - 1]);
+    let e = on_athena
+        .handle(schedule(&day.to_string()))
+        .await
+        .unwrap_err();
+    let last = &expected.last().unwrap().0;
+    assert!(
+        e.to_string().contains(&format!("mart {last}: query "))
+            && e.to_string().contains("no columns"),
+        "{e}"
+    );
+    assert_eq!(partitions().await, Vec::<String>::new());
+
+    // All answers: every mart published, the same as on DataFusion.
+    inject(moto, &answers);
+    let answer = on_athena.handle(schedule(&day.to_string())).await.unwrap();
+    assert_eq!(answer["marts"].as_array().unwrap().len(), expected.len());
+    for (mart, batch) in expected {
+        let key = naerdata::layout::mart_publication_key(mart, day);
+        let published = batches(&stack.get(lake, &key).await);
+        let published = arrow::compute::concat_batches(&batch.schema(), &published).unwrap();
+        assert_eq!(&published, batch, "{mart} published from Athena's answer");
+    }
+    assert!(pager.pages() >= 2 * expected.len() as u64 - 1);
+
+    // What Athena was asked, in order (both runs): each mart's SQL with its periods
+    // written in, in the publication's workgroup and the Glue database.
+    let ids = clients
+        .athena
+        .list_query_executions()
+        .work_group(workgroup)
+        .send()
+        .await
+        .unwrap()
+        .query_execution_ids
+        .unwrap_or_default();
+    let mut sent = Vec::new();
+    for id in ids {
+        let q = clients
+            .athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .unwrap()
+            .query_execution
+            .unwrap();
+        assert_eq!(q.work_group(), Some(workgroup));
+        assert_eq!(
+            q.query_execution_context().and_then(|c| c.database()),
+            Some("naerdata_pub")
+        );
+        sent.push(q.query().unwrap().to_string());
+    }
+    let twice: Vec<String> = statements.iter().chain(&statements).cloned().collect();
+    assert_eq!(sent, twice);
+}
+
 async fn request(stack: &Stack, project: &str, spec_key: &str) {
     let body = serde_json::to_string(&ExtractRequest {
         project: project.into(),

@@ -3,5 +3,6 @@
 #[path = "../../process/tests/support/mod.rs"]
 mod support;
 
+mod athena;
 mod aws;
 mod events;

@@ -1,5 +1,5 @@
-//! The AWS adapters: S3 stores, the DynamoDB ledger, SQS queues and the key in
-//! Secrets Manager, and the SQS batch response of the functions. This module (with
+//! The AWS adapters: S3 stores, the DynamoDB ledger, SQS queues, the key in Secrets
+//! Manager, the marts' SQL on Athena, and the SQS batch response of the functions. This module (with
 //! `functions/`) is the only code that names an AWS SDK. Clients are built once per process (a Lambda cold start) and shared.
 //!
 //! Names come from environment variables, and the endpoint from the SDK's own
@@ -17,9 +17,12 @@
 //! | `NAERDATA_PROCESS_DLQ_URL`, `NAERDATA_RECEIVE_QUEUE_URL`, `NAERDATA_RECEIVE_DLQ_URL` | for redrive |
 //! | `NAERDATA_PROJECT_SECRET_PREFIX` | research projects' key secrets are `<prefix><project>` (publish) |
 //! | `NAERDATA_EXTRACT_QUEUE_URL`, `NAERDATA_EXTRACT_DLQ_URL` | extract requests (`--aws extract`, redrive) |
+//! | `NAERDATA_ATHENA_WORKGROUP`, `NAERDATA_GLUE_DATABASE` | where the marts' SQL runs (publish; both unset: in the function, on DataFusion) |
 //! | `NAERDATA_SPOOL` | scratch directory (default: the temp dir, `/tmp` on Lambda) |
 //! | `NAERDATA_MULTIPART_THRESHOLD_MIB` | upload files from this size in parts (default 64) |
 
+#[cfg(feature = "athena")]
+pub mod athena;
 pub mod batch;
 pub mod engine;
 pub mod lake;
@@ -57,6 +60,8 @@ pub struct Clients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub sqs: aws_sdk_sqs::Client,
     pub secrets: aws_sdk_secretsmanager::Client,
+    #[cfg(feature = "athena")]
+    pub athena: aws_sdk_athena::Client,
 }
 
 impl Clients {
@@ -76,6 +81,8 @@ impl Clients {
             dynamodb: aws_sdk_dynamodb::Client::new(sdk),
             sqs: aws_sdk_sqs::Client::new(sdk),
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            #[cfg(feature = "athena")]
+            athena: aws_sdk_athena::Client::new(sdk),
         }
     }
 }
@@ -101,6 +108,10 @@ pub struct Resources {
     pub project_secret_prefix: Option<String>,
     pub extract_queue_url: Option<String>,
     pub extract_dlq_url: Option<String>,
+    /// The publication's Athena workgroup and the Glue database the marts' SQL reads
+    /// (publish): both set, the marts run on Athena; else in the function.
+    pub athena_workgroup: Option<String>,
+    pub glue_database: Option<String>,
     pub spool: PathBuf,
     pub multipart: Multipart,
 }
@@ -157,6 +168,8 @@ impl Resources {
             project_secret_prefix: get("NAERDATA_PROJECT_SECRET_PREFIX"),
             extract_queue_url: get("NAERDATA_EXTRACT_QUEUE_URL"),
             extract_dlq_url: get("NAERDATA_EXTRACT_DLQ_URL"),
+            athena_workgroup: get("NAERDATA_ATHENA_WORKGROUP"),
+            glue_database: get("NAERDATA_GLUE_DATABASE"),
             spool: get("NAERDATA_SPOOL")
                 .map(PathBuf::from)
                 .unwrap_or_else(std::env::temp_dir),

@@ -93,6 +93,31 @@ impl Moto {
     }
 }
 
+/// One plain HTTP/1.0 request to a local endpoint (moto's own API, a test helper's):
+/// the status and the body.
+pub fn http(endpoint: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = endpoint.trim_start_matches("http://");
+    let mut s = TcpStream::connect(host).unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    let status = answer
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("{endpoint}{path}: no status in {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, b)| b.to_string());
+    (status, body)
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -280,6 +305,8 @@ pub async fn provision(moto: &Moto, prefix: &str) -> Stack {
         project_secret_prefix: Some(format!("{prefix}/projects/")),
         extract_queue_url: Some(extract_queue.clone()),
         extract_dlq_url: Some(extract_dlq.clone()),
+        athena_workgroup: None,
+        glue_database: None,
         spool: std::env::temp_dir(),
         multipart: Multipart::default(),
     };
