@@ -315,6 +315,57 @@ def main():
     checks.expect("almenpraksis_diagnose" in delta and "quality_metrics" in delta,
                   f"{len(delta)} Glue tables declared as Delta tables for Athena")
 
+    # Athena: the workgroups, created through the Athena API from the template's
+    # definitions when the emulator skipped them, then read back. The publish function
+    # sends the marts' SQL to the publication's workgroup, and its role reaches no other.
+    athena = boto3.client("athena", **kw)
+    defaults = {k: p.get("Default") for k, p in translated["Parameters"].items()}
+    names = {**defaults, "EnvironmentName": args.env, "AWS::AccountId": "123456789012",
+             "AWS::Region": REGION, "AthenaResultsBucket": f"naerdata-{args.env}-123456789012-{REGION}-athena"}
+
+    def emulated(value):
+        value = resolve(value, names)
+        if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:
+            return f"arn:aws:kms:{REGION}:123456789012:key/emulated-{value['Fn::GetAtt'][0]}"
+        if isinstance(value, dict):
+            return {k: emulated(v) for k, v in value.items()}
+        return value
+
+    existing = {w["Name"] for w in athena.list_work_groups()["WorkGroups"]}
+    for name, r in sorted(translated["Resources"].items()):
+        if r["Type"] != "AWS::Athena::WorkGroup":
+            continue
+        props = emulated(r["Properties"])
+        if props["Name"] not in existing:
+            checks.gap(f"AWS::Athena::WorkGroup {name}", "created here through the Athena API")
+            config = props["WorkGroupConfiguration"]
+            config["BytesScannedCutoffPerQuery"] = int(config["BytesScannedCutoffPerQuery"])
+            athena.create_work_group(Name=props["Name"], Description=props["Description"],
+                                     Configuration=config)
+    publish_wg = f"naerdata-{args.env}-publish"
+    wg = athena.get_work_group(WorkGroup=publish_wg)["WorkGroup"]["Configuration"]
+    checks.expect(wg.get("EngineVersion", {}).get("SelectedEngineVersion") == "Athena engine version 3"
+                  and wg.get("EnforceWorkGroupConfiguration") is True
+                  and wg.get("BytesScannedCutoffPerQuery") == int(defaults["PublishBytesScannedCutoff"])
+                  and wg.get("ResultConfiguration", {}).get("OutputLocation", "").endswith("-athena/publish/")
+                  and wg["ResultConfiguration"].get("EncryptionConfiguration", {}).get("EncryptionOption") == "SSE_KMS",
+                  f"workgroup {publish_wg}: engine v3, enforced, a bytes cutoff, encrypted results under publish/")
+    env = c["lambda"].get_function(FunctionName=f"naerdata-{args.env}-publish")["Configuration"]["Environment"]["Variables"]
+    declared = translated["Resources"]["PublishFunction"]["Properties"]["Environment"]["Variables"]
+    if "NAERDATA_ATHENA_WORKGROUP" not in env:
+        checks.gap("the publish function's variables naming the workgroup and the Glue database "
+                   "(it drops a variable that refers to a resource it skipped)",
+                   "the transformed template's variables are checked here instead")
+        env = declared
+    checks.expect(env.get("NAERDATA_ATHENA_WORKGROUP") in ({"Ref": "PublishWorkGroup"}, publish_wg)
+                  and env.get("NAERDATA_GLUE_DATABASE") in ({"Ref": "GlueDatabase"}, f"naerdata_{args.env}"),
+                  "the publish function is given the publication's workgroup and the Glue database")
+    rights = [st for p in translated["Resources"]["PublishRole"]["Properties"]["Policies"]
+              for st in p["PolicyDocument"]["Statement"]
+              if any(a.startswith("athena:") for a in (st["Action"] if isinstance(st["Action"], list) else [st["Action"]]))]
+    checks.expect(len(rights) == 1 and rights[0]["Resource"].get("Fn::Sub", "").endswith(":workgroup/${PublishWorkGroup}"),
+                  "the publish role's Athena rights name the publication's workgroup alone")
+
     # The S3 -> SQS notification (applied here when the emulator skipped it).
     n = c["s3"].get_bucket_notification_configuration(Bucket=out["LandingBucket"])
     if not n.get("QueueConfigurations"):

@@ -1,8 +1,9 @@
 //! The publish SQL handed to another engine. Publish runs on DataFusion here and is
 //! to run on Athena (Trino) at national scale, so its SQL must mean the same on both.
 //! [`write`] lays out what an independent check needs: every statement publish runs
-//! (current tables, dimensions, marts), the tables the marts read, and each mart's
-//! cells as DataFusion computes them for the newest publication. The e2e check
+//! (current tables, dimensions, marts), the tables the marts read, each mart's
+//! statement as Athena is sent it (periods written in), and each mart's cells as
+//! DataFusion computes them from that statement for the newest publication. The e2e check
 //! (`tests/independent/check_sql.py`) transpiles every statement to Trino with
 //! sqlglot, refusing anything it cannot translate, and runs the marts on DuckDB over
 //! the same tables, which must give the same cells.
@@ -48,6 +49,10 @@ pub struct MartCells {
     pub perioder: String,
     pub cells: String,
     pub rows: usize,
+    /// The statement as Athena is sent it, the periods written in
+    /// ([`crate::warehouse::mart_sql`]); `None` when no period is open. DataFusion's
+    /// cells are this statement's.
+    pub athena_sql: Option<String>,
 }
 
 /// Every statement publish runs, in the order it runs them.
@@ -139,12 +144,21 @@ pub async fn write(p: &Platform, dir: &Path) -> Result<Manifest, PublishError> {
             )?;
             let file = format!("cells/{}.parquet", spec.name);
             put(&dir.join(&file), &parquet(&cells)?)?;
+            let athena_sql = match crate::warehouse::mart_sql(&spec.name, &spec.sql, &periods) {
+                Some(sql) => {
+                    let file = format!("statements/athena/{}.sql", spec.name);
+                    put(&dir.join(&file), sql.as_bytes())?;
+                    Some(file)
+                }
+                None => None,
+            };
             manifest.marts.push(MartCells {
                 name: spec.name.clone(),
                 sql: format!("statements/marts/{}.sql", spec.name),
                 perioder,
                 cells: file,
                 rows: cells.num_rows(),
+                athena_sql,
             });
         }
     }

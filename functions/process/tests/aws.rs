@@ -748,6 +748,13 @@ async fn the_stack_deployed_into_the_emulator_runs_the_flow() {
     assert!(run.status.success(), "deploying the stack failed:\n{log}");
     assert!(log.contains("PASS receive runs as its own role"), "{log}");
     assert!(
+        log.contains("PASS workgroup naerdata-test-publish: engine v3")
+            && log.contains(
+                "PASS the publish role's Athena rights name the publication's workgroup alone"
+            ),
+        "{log}"
+    );
+    assert!(
         log.contains(
             "PASS state machine naerdata-test-publish runs as naerdata-test-publish-orchestration"
         ) && log.contains(
