@@ -188,6 +188,19 @@ fn newer(a: &str, b: &str) -> String {
 }
 
 const VERSION_ORDER: &str = "record_version DESC, received_at DESC, delivery_id DESC";
+
+/// The keys of `c` whose newest version withdraws them, from its whole history;
+/// `None` for a dataset that withdraws nothing.
+fn withdrawn_sql(c: &Contract) -> Option<String> {
+    withdrawn_field(c).map(|field| {
+        format!(
+            "SELECT {KEY_COLUMNS} FROM (SELECT {KEY_COLUMNS}, {field}, ROW_NUMBER() OVER \
+             (PARTITION BY record_key ORDER BY {VERSION_ORDER}) AS version_rank FROM {table}) \
+             AS ranked WHERE version_rank = 1 AND coalesce({field}, false)",
+            table = c.table()
+        )
+    })
+}
 /// The columns a withdrawn key is remembered by.
 const KEY_COLUMNS: &str = "record_key, record_version, received_at, delivery_id";
 const NEW_ROWS: &str = "naerdata_new_rows";
@@ -273,6 +286,9 @@ pub struct Maintenance<'a> {
     pub links: &'a Links,
     /// Rebuild every table (`publish --full`).
     pub full: bool,
+    /// Where a rebuild's rows are computed when not here: Athena in AWS, which writes
+    /// them as Parquet into the table's folder for one Delta commit ([`crate::warehouse`]).
+    pub warehouse: Option<&'a dyn crate::warehouse::Warehouse>,
 }
 
 impl Maintenance<'_> {
@@ -455,6 +471,9 @@ impl Maintenance<'_> {
         reason: &str,
     ) -> Result<DeltaTable, PublishError> {
         tracing::info!(table = %name, %reason, "rebuilding a current table");
+        if let Some(w) = self.warehouse {
+            return self.rebuild_on(w, c, name, target).await;
+        }
         let plan = self
             .ctx
             .sql(&crate::publish::current_linked_sql(c))
@@ -478,23 +497,141 @@ impl Maintenance<'_> {
             .with_session_state(Arc::new(self.ctx.state()))
             .await
             .map_err(|e| step(name, e))?;
-        if let Some(field) = withdrawn_field(c) {
-            let sql = format!(
-                "SELECT {KEY_COLUMNS} FROM (SELECT {KEY_COLUMNS}, {field}, ROW_NUMBER() OVER \
-                 (PARTITION BY record_key ORDER BY {VERSION_ORDER}) AS version_rank FROM {table}) \
-                 AS ranked WHERE version_rank = 1 AND coalesce({field}, false)",
-                table = c.table()
-            );
+        if let Some(sql) = withdrawn_sql(c) {
             self.put_withdrawn(name, &t, &sql).await?;
         }
-        // A home published before the current tables were Delta tables had one
-        // Parquet file here; the log is the table now.
+        self.delete_legacy_file(name).await?;
+        Ok(t)
+    }
+
+    /// A home published before the current tables were Delta tables had one Parquet
+    /// file here; the log is the table now.
+    async fn delete_legacy_file(&self, name: &str) -> Result<(), PublishError> {
         self.p
             .stores
             .lake
             .delete(&layout::presentation_key("current", name))
             .await
             .map_err(StepError::from)?;
+        Ok(())
+    }
+
+    /// A rebuild on the warehouse (Athena): the current SQL's rows written as Parquet
+    /// into a new folder of the table (`rebuild-<time>/`), then one Delta commit that
+    /// removes every file the table had and adds those; the withdrawn keys computed
+    /// there too. The function reads no history.
+    async fn rebuild_on(
+        &self,
+        w: &dyn crate::warehouse::Warehouse,
+        c: &Contract,
+        name: &str,
+        target: DeltaTable,
+    ) -> Result<DeltaTable, PublishError> {
+        let sql = crate::publish::current_linked_sql(c);
+        // The table's columns as this engine plans them: the commit's schema.
+        let schema = self.ctx.sql(&sql).await?.schema().inner().clone();
+        let prefix = layout::presentation_prefix("current", name);
+        let run = format!("rebuild-{}", self.p.clock.now().format("%Y%m%dt%H%M%S%3f"));
+        let folder = format!("{prefix}{run}/");
+        let lake_store = &self.p.stores.lake;
+        let answer = w
+            .write_parquet(name, &sql, &lake_store.locate(&folder))
+            .await?;
+        let written: Vec<crate::ports::ObjectMeta> = lake_store
+            .list(&folder)
+            .await
+            .map_err(StepError::from)?
+            .into_iter()
+            // Athena's own markers (`..._$folder$`, manifests) are not data.
+            .filter(|o| !o.key.ends_with('$') && o.size > 0)
+            .collect();
+        tracing::info!(table = %name, query_id = %answer.query_id, files = written.len(), bytes_scanned = answer.bytes_scanned, "rebuilt on the warehouse");
+        let same_columns = target.snapshot().ok().map(|s| {
+            s.schema()
+                .fields()
+                .map(|f| f.name().clone())
+                .collect::<Vec<_>>()
+        }) == Some(schema.fields().iter().map(|f| f.name().clone()).collect());
+        let mut t = target;
+        if !same_columns {
+            // A new table, or new columns: their metadata first (an empty overwrite).
+            t = t
+                .write(vec![RecordBatch::new_empty(schema.clone())])
+                .with_save_mode(SaveMode::Overwrite)
+                .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+                .with_table_name(name)
+                .with_description(format!(
+                    "naerdata current table of {} v{}, written only by publish",
+                    c.id, c.version
+                ))
+                .with_configuration([("delta.dataSkippingNumIndexedCols", Some("0"))])
+                .with_writer_properties(props())
+                .await
+                .map_err(|e| step(name, e))?;
+        }
+        let now = self.p.clock.now().timestamp_millis();
+        let mut actions: Vec<Action> = Vec::new();
+        {
+            use futures::TryStreamExt;
+            let files: Vec<_> = t
+                .get_active_add_actions_by_partitions(&[])
+                .try_collect()
+                .await
+                .map_err(|e| step(name, e))?;
+            actions.extend(files.iter().map(|f| {
+                let mut remove = f.remove_action(true);
+                remove.deletion_timestamp = Some(now);
+                Action::Remove(remove)
+            }));
+        }
+        actions.extend(written.iter().map(|o| {
+            Action::Add(deltalake::kernel::Add {
+                path: o.key[prefix.len()..].to_string(),
+                size: o.size as i64,
+                modification_time: now,
+                data_change: true,
+                ..Default::default()
+            })
+        }));
+        let snapshot = t.snapshot().map_err(|e| step(name, e))?;
+        deltalake::kernel::transaction::CommitBuilder::default()
+            .with_actions(actions)
+            .build(
+                Some(snapshot),
+                t.log_store(),
+                deltalake::protocol::DeltaOperation::Write {
+                    mode: SaveMode::Overwrite,
+                    partition_by: None,
+                    predicate: None,
+                },
+            )
+            .await
+            .map_err(|e| step(name, e))?;
+        t.update_state().await.map_err(|e| step(name, e))?;
+        if let Some(keys) = withdrawn_sql(c) {
+            // The keys on the warehouse too, typed as this engine would have them.
+            let want = self.ctx.sql(&keys).await?.schema().inner().clone();
+            let answer = w
+                .run(&[(format!("{name} withdrawn keys"), keys)])
+                .await?
+                .remove(0);
+            let columns = want
+                .fields()
+                .iter()
+                .map(|f| {
+                    let got = answer.rows.column_by_name(f.name()).ok_or_else(|| {
+                        step(
+                            name,
+                            format!("the withdrawn keys have no column {}", f.name()),
+                        )
+                    })?;
+                    arrow::compute::cast(got, f.data_type()).map_err(|e| step(name, e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let keys = RecordBatch::try_new(want.clone(), columns)?;
+            self.write_withdrawn(name, &t, want, &[keys]).await?;
+        }
+        self.delete_legacy_file(name).await?;
         Ok(t)
     }
 
@@ -672,11 +809,22 @@ impl Maintenance<'_> {
         t: &DeltaTable,
         sql: &str,
     ) -> Result<(), PublishError> {
-        let version = t.version().expect("a written table");
         let keys = self.ctx.sql(sql).await?;
         let schema = keys.schema().inner().clone();
         let keys = keys.collect().await?;
-        let body = lake::parquet_bytes(schema, &keys).map_err(|e| step(name, e))?;
+        self.write_withdrawn(name, t, schema, &keys).await
+    }
+
+    /// Writes withdrawn keys for the table's version and removes the older files.
+    async fn write_withdrawn(
+        &self,
+        name: &str,
+        t: &DeltaTable,
+        schema: arrow::datatypes::SchemaRef,
+        keys: &[RecordBatch],
+    ) -> Result<(), PublishError> {
+        let version = t.version().expect("a written table");
+        let body = lake::parquet_bytes(schema, keys).map_err(|e| step(name, e))?;
         let key = layout::current_withdrawn_key(name, version);
         let lake_store = &self.p.stores.lake;
         lake_store

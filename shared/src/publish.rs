@@ -1185,6 +1185,7 @@ pub async fn publish_with(
         previous: previous.as_ref(),
         links: &links,
         full: options.full,
+        warehouse: options.warehouse.as_deref(),
     };
     let mut state = current::State {
         versions: Default::default(),

@@ -70,6 +70,17 @@ pub trait Warehouse: Send + Sync {
     /// statements are started in order and may run at the same time; the first to
     /// fail stops the others.
     async fn run(&self, statements: &[(String, String)]) -> Result<Vec<Answer>, WarehouseError>;
+
+    /// Writes the rows of `sql` as Parquet files into `location` (the URL of a folder
+    /// with nothing in it yet), for a table the caller then commits: a current table
+    /// rebuilt from its whole history, too large for one function. The answer has no
+    /// rows.
+    async fn write_parquet(
+        &self,
+        name: &str,
+        sql: &str,
+        location: &str,
+    ) -> Result<Answer, WarehouseError>;
 }
 
 /// A mart's statement as a warehouse gets it: `perioder` (the periods open for

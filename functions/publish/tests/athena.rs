@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
     DataType, Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type,
-    TimestampMillisecondType,
+    TimestampMicrosecondType,
 };
 use aws_sdk_athena::types::{EngineVersion, WorkGroupConfiguration};
 use naerdata::aws::athena::Athena;
@@ -140,6 +140,7 @@ pub fn athena_answer(batch: &RecordBatch) -> Value {
                 DataType::Float64 => "double",
                 DataType::Date32 => "date",
                 DataType::Boolean => "boolean",
+                DataType::Timestamp(..) => "timestamp",
                 other => panic!("{}: no Athena type for {other}", f.name()),
             };
             column_info(f.name(), ty, 0, 0)
@@ -148,7 +149,22 @@ pub fn athena_answer(batch: &RecordBatch) -> Value {
     let mut rows = vec![row(schema.fields().iter().map(|f| Some(f.name().clone())))];
     for i in 0..batch.num_rows() {
         rows.push(row(batch.columns().iter().map(|c| {
-            (!c.is_null(i)).then(|| arrow::util::display::array_value_to_string(c, i).unwrap())
+            (!c.is_null(i)).then(|| match c.data_type() {
+                // As Athena prints a timestamp: a space, no zone.
+                DataType::Timestamp(..) => {
+                    let utc = arrow::compute::cast(
+                        c,
+                        &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+                    )
+                    .unwrap();
+                    utc.as_primitive::<TimestampMicrosecondType>()
+                        .value_as_datetime(i)
+                        .unwrap()
+                        .format("%Y-%m-%d %H:%M:%S%.6f")
+                        .to_string()
+                }
+                _ => arrow::util::display::array_value_to_string(c, i).unwrap(),
+            })
         })));
     }
     json!({"rows": rows, "column_info": columns})
@@ -220,7 +236,7 @@ async fn answers_come_in_pages_and_every_column_type_is_decoded() {
             DataType::Date32,
             DataType::Boolean,
             DataType::Decimal128(12, 2),
-            DataType::Timestamp(arrow::datatypes::TimeUnit::Millisecond, None),
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
         ]
     );
     let i = 2499; // on the third page
@@ -248,7 +264,7 @@ async fn answers_come_in_pages_and_every_column_type_is_decoded() {
     );
     assert_eq!(
         b.column(7)
-            .as_primitive::<TimestampMillisecondType>()
+            .as_primitive::<TimestampMicrosecondType>()
             .value_as_datetime(i),
         chrono::NaiveDate::from_ymd_opt(2026, 10, 1)
             .unwrap()

@@ -7,13 +7,21 @@ every request to moto unchanged, except that it cuts GetQueryResults answers int
 pages as Athena does, so the client's paging is exercised. It counts the pages it
 served (GET /pages).
 
+moto runs no SQL. For a rebuild's CREATE TABLE AS SELECT (a statement opening with
+`-- naerdata rebuild <table>`), the proxy writes what Athena would: the objects a test
+staged under `_athena_stage/<table>/` of the same bucket are copied into the
+statement's external_location, named as Athena names its files (no extension).
+
 Usage: athena_pages.py MOTO_ENDPOINT; prints its own port on the first line of stdout.
 """
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import boto3
 
 MOTO = sys.argv[1].rstrip("/")
 PAGES = {"served": 0}
@@ -50,6 +58,8 @@ class Proxy(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.headers.get("X-Amz-Target") == "AmazonAthena.StartQueryExecution":
+            ctas(json.loads(body).get("QueryString", ""))
         if self.headers.get("X-Amz-Target") != "AmazonAthena.GetQueryResults":
             self.reply(*self.forward(body))
             return
@@ -71,6 +81,21 @@ class Proxy(BaseHTTPRequestHandler):
             answer["NextToken"] = str(start + size)
         PAGES["served"] += 1
         self.reply(200, [("Content-Type", "application/x-amz-json-1.1")], json.dumps(answer).encode())
+
+
+def ctas(sql):
+    """Stands in for Athena's writing of a rebuild's files."""
+    table = re.match(r"-- naerdata rebuild (\w+)\n", sql)
+    location = re.search(r"external_location = 's3://([^/]+)/([^']*)'", sql)
+    if not table or not location:
+        return
+    bucket, prefix = location.groups()
+    s3 = boto3.client("s3", endpoint_url=MOTO, region_name="eu-north-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    staged = s3.list_objects_v2(Bucket=bucket, Prefix=f"_athena_stage/{table.group(1)}/").get("Contents", [])
+    for n, o in enumerate(staged):
+        s3.copy_object(Bucket=bucket, Key=f"{prefix}20261207_120000_{n:05d}_athena_0",
+                       CopySource={"Bucket": bucket, "Key": o["Key"]})
 
 
 def main():

@@ -437,6 +437,140 @@ async fn marts_on_athena(
     }
     let twice: Vec<String> = statements.iter().chain(&statements).cloned().collect();
     assert_eq!(sent, twice);
+
+    // An operator's full rebuild on Athena: each current table with data is written by
+    // CREATE TABLE AS SELECT into a new folder of the table (here the proxy writes the
+    // rows publish left, as Athena would), then committed as one Delta overwrite; the
+    // withdrawn keys come from Athena too. The tables read as before.
+    let p = platform(stack);
+    let contracts = Registry::builtin();
+    let mut before = BTreeMap::new();
+    let mut queued = Vec::new();
+    for c in contracts.iter() {
+        let name = format!("{}_current", c.table());
+        let Some(rows) = naerdata::publish::published_batches(&p, "current", &name)
+            .await
+            .unwrap()
+            .filter(|b| !b.is_empty())
+        else {
+            continue; // no data: rebuilt in the function, not on Athena
+        };
+        let schema = rows[0].schema();
+        let body = naerdata::lake::parquet_bytes(schema.clone(), &rows).unwrap();
+        stack
+            .clients
+            .s3
+            .put_object()
+            .bucket(lake)
+            .key(format!("_athena_stage/{name}/part-0"))
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        let rows = arrow::compute::concat_batches(&schema, &rows).unwrap();
+        queued.push(json!({"rows": [], "column_info": []})); // the CTAS
+        queued.push(json!({"rows": [], "column_info": []})); // DROP TABLE
+        let state = naerdata::layout::current_withdrawn_prefix(&name);
+        if let Some(k) = stack
+            .keys(lake)
+            .await
+            .into_iter()
+            .find(|k| k.starts_with(&state))
+        {
+            let body = stack.get(lake, &k).await;
+            let schema = ParquetRecordBatchReaderBuilder::try_new(body.clone())
+                .unwrap()
+                .schema()
+                .clone();
+            let keys = arrow::compute::concat_batches(&schema, &batches(&body)).unwrap();
+            queued.push(athena_answer(&keys));
+        }
+        before.insert(name, rows);
+    }
+    assert!(before.len() >= 5, "{:?}", before.keys());
+    inject(moto, &queued);
+    inject(moto, &answers);
+    let rebuilt = on_athena
+        .handle(json!({"reference_date": day.to_string(), "full": true}))
+        .await
+        .unwrap();
+    for (name, rows) in &before {
+        let how = rebuilt["current"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["table"] == name.as_str())
+            .unwrap();
+        assert!(how["how"].as_str().unwrap().contains("--full"), "{how}");
+        let after = naerdata::publish::published_batches(&p, "current", name)
+            .await
+            .unwrap()
+            .unwrap();
+        let after = arrow::compute::concat_batches(&rows.schema(), &after).unwrap();
+        assert_eq!(&after, rows, "{name}: the rows Athena wrote, one commit");
+        let files = naerdata::publish::published_keys(&p, "current", name)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            files.len() == 1 && files[0].contains("/rebuild-") && files[0].ends_with("_athena_0"),
+            "{name}: {files:?}"
+        );
+    }
+    let sent: Vec<String> = {
+        let ids = clients
+            .athena
+            .list_query_executions()
+            .work_group(workgroup)
+            .send()
+            .await
+            .unwrap()
+            .query_execution_ids
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for id in ids.into_iter().skip(2 * statements.len()) {
+            out.push(
+                clients
+                    .athena
+                    .get_query_execution()
+                    .query_execution_id(id)
+                    .send()
+                    .await
+                    .unwrap()
+                    .query_execution
+                    .unwrap()
+                    .query
+                    .unwrap(),
+            );
+        }
+        out
+    };
+    assert_eq!(sent.len(), queued.len() + statements.len());
+    let (first, rest) = sent[0].split_once("\nAS\n").unwrap();
+    let c = contracts
+        .iter()
+        .find(|c| before.contains_key(&format!("{}_current", c.table())))
+        .unwrap();
+    let name = format!("{}_current", c.table());
+    assert_eq!(
+        rest,
+        naerdata::publish::current_linked_sql(c)
+            .trim_end()
+            .trim_end_matches(';')
+    );
+    assert!(
+        first.starts_with(&format!("-- naerdata rebuild {name}\nCREATE TABLE naerdata_scratch_{name}_rebuild_"))
+            && first.contains(&format!(
+                "WITH (format = 'PARQUET', write_compression = 'ZSTD', external_location = 's3://{lake}/presentation/current/{name}/rebuild-"
+            )),
+        "{first}"
+    );
+    assert!(
+        sent[1].starts_with("DROP TABLE IF EXISTS `naerdata_scratch_"),
+        "{}",
+        sent[1]
+    );
+    assert_eq!(&sent[sent.len() - statements.len()..], &statements[..]);
 }
 
 async fn request(stack: &Stack, project: &str, spec_key: &str) {

@@ -135,18 +135,13 @@ impl Athena {
             message,
         })
     }
-}
 
-#[async_trait]
-impl Warehouse for Athena {
-    fn describe(&self) -> String {
-        format!(
-            "athena workgroup {} database {}",
-            self.workgroup, self.database
-        )
-    }
-
-    async fn run(&self, statements: &[(String, String)]) -> Result<Vec<Answer>, WarehouseError> {
+    /// Starts the statements in order and waits for all of them: each one's query id,
+    /// bytes scanned and seconds. The first to fail (or the deadline) stops the rest.
+    async fn execute(
+        &self,
+        statements: &[(String, String)],
+    ) -> Result<Vec<(String, u64, f64)>, WarehouseError> {
         let started = Instant::now();
         let mut ids: Vec<String> = Vec::new();
         for (name, sql) in statements {
@@ -244,18 +239,90 @@ impl Warehouse for Athena {
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(self.max_poll);
         }
-        let mut answers = Vec::with_capacity(ids.len());
-        for (i, id) in ids.iter().enumerate() {
-            let (bytes_scanned, seconds) = done[i].expect("every query succeeded");
+        Ok(ids
+            .into_iter()
+            .zip(done)
+            .map(|(id, d)| {
+                let (bytes, seconds) = d.expect("every query succeeded");
+                (id, bytes, seconds)
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Warehouse for Athena {
+    fn describe(&self) -> String {
+        format!(
+            "athena workgroup {} database {}",
+            self.workgroup, self.database
+        )
+    }
+
+    async fn run(&self, statements: &[(String, String)]) -> Result<Vec<Answer>, WarehouseError> {
+        let mut answers = Vec::with_capacity(statements.len());
+        for ((name, _), (id, bytes_scanned, seconds)) in
+            statements.iter().zip(self.execute(statements).await?)
+        {
             answers.push(Answer {
-                query_id: id.clone(),
-                rows: self.results(&statements[i].0, id).await?,
+                rows: self.results(name, &id).await?,
+                query_id: id,
                 bytes_scanned,
                 seconds,
             });
         }
         Ok(answers)
     }
+
+    /// CREATE TABLE AS SELECT into `location` (zstd Parquet), then the table dropped
+    /// from the catalog: its files stay, for the caller's Delta commit.
+    async fn write_parquet(
+        &self,
+        name: &str,
+        sql: &str,
+        location: &str,
+    ) -> Result<Answer, WarehouseError> {
+        let table = scratch_table(name, location);
+        let ctas = rebuild_sql(name, &table, sql, location);
+        let (query_id, bytes_scanned, seconds) =
+            self.execute(&[(name.to_string(), ctas)]).await?.remove(0);
+        self.execute(&[(name.to_string(), format!("DROP TABLE IF EXISTS `{table}`"))])
+            .await?;
+        Ok(Answer {
+            query_id,
+            rows: RecordBatch::new_empty(std::sync::Arc::new(Schema::empty())),
+            bytes_scanned,
+            seconds,
+        })
+    }
+}
+
+/// The catalog name of a rebuild's scratch table: the rebuilt table's name and the
+/// last part of its folder (unique per rebuild), in the characters Glue allows.
+pub fn scratch_table(name: &str, location: &str) -> String {
+    let run = location
+        .trim_end_matches('/')
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    format!("naerdata_scratch_{name}_{run}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The CTAS statement of a rebuild.
+pub fn rebuild_sql(name: &str, table: &str, sql: &str, location: &str) -> String {
+    format!(
+        "-- naerdata rebuild {name}\nCREATE TABLE {table}\nWITH (format = 'PARQUET', write_compression = 'ZSTD', external_location = '{location}')\nAS\n{}",
+        sql.trim_end().trim_end_matches(';')
+    )
 }
 
 /// The Arrow type of an Athena (Trino) column type as `GetQueryResults` names it.
@@ -270,7 +337,8 @@ fn arrow_type(c: &ColumnInfo) -> Result<DataType, String> {
         "double" => DataType::Float64,
         "float" | "real" => DataType::Float32,
         "date" => DataType::Date32,
-        "timestamp" => DataType::Timestamp(TimeUnit::Millisecond, None),
+        // Athena prints milliseconds (Delta's microseconds when it reads them).
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, None),
         "decimal" => {
             let precision = u8::try_from(c.precision())
                 .ok()
@@ -431,6 +499,28 @@ mod tests {
         for c in b.columns() {
             assert!(c.is_null(1), "{:?}", c.data_type());
         }
+    }
+
+    #[test]
+    fn a_rebuild_writes_zstd_parquet_into_its_own_folder_through_a_scratch_table() {
+        let location =
+            "s3://lake/presentation/current/kommune_indsats_current/rebuild-20261207t120000123/";
+        let table = scratch_table("kommune_indsats_current", location);
+        assert_eq!(
+            table,
+            "naerdata_scratch_kommune_indsats_current_rebuild_20261207t120000123"
+        );
+        assert_eq!(
+            rebuild_sql(
+                "kommune_indsats_current",
+                &table,
+                "SELECT 1 AS x;\n",
+                location
+            ),
+            format!(
+                "-- naerdata rebuild kommune_indsats_current\nCREATE TABLE {table}\nWITH (format = 'PARQUET', write_compression = 'ZSTD', external_location = '{location}')\nAS\nSELECT 1 AS x"
+            )
+        );
     }
 
     #[test]
