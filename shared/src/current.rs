@@ -214,6 +214,27 @@ fn props() -> WriterProperties {
         .build()
 }
 
+/// A write that replaces the current table of `c` whole, schema included, with the
+/// table's description and settings.
+fn overwrite(
+    write: deltalake::operations::write::WriteBuilder,
+    c: &Contract,
+    name: &str,
+) -> deltalake::operations::write::WriteBuilder {
+    write
+        .with_save_mode(SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .with_table_name(name)
+        .with_description(format!(
+            "naerdata current table of {} v{}, written only by publish",
+            c.id, c.version
+        ))
+        // No column statistics: min/max of person_id in the log would copy
+        // pseudonyms where a purge cannot reach them.
+        .with_configuration([("delta.dataSkippingNumIndexedCols", Some("0"))])
+        .with_writer_properties(props())
+}
+
 fn step(table: &str, e: impl std::fmt::Display) -> PublishError {
     StepError::Internal(format!("current table {table}: {e}")).into()
 }
@@ -480,20 +501,7 @@ impl Maintenance<'_> {
             .await?
             .logical_plan()
             .clone();
-        let t = target
-            .write(Vec::new())
-            .with_input_plan(plan)
-            .with_save_mode(SaveMode::Overwrite)
-            .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-            .with_table_name(name)
-            .with_description(format!(
-                "naerdata current table of {} v{}, written only by publish",
-                c.id, c.version
-            ))
-            // No column statistics: min/max of person_id in the log would copy
-            // pseudonyms where a purge cannot reach them.
-            .with_configuration([("delta.dataSkippingNumIndexedCols", Some("0"))])
-            .with_writer_properties(props())
+        let t = overwrite(target.write(Vec::new()).with_input_plan(plan), c, name)
             .with_session_state(Arc::new(self.ctx.state()))
             .await
             .map_err(|e| step(name, e))?;
@@ -555,19 +563,13 @@ impl Maintenance<'_> {
         let mut t = target;
         if !same_columns {
             // A new table, or new columns: their metadata first (an empty overwrite).
-            t = t
-                .write(vec![RecordBatch::new_empty(schema.clone())])
-                .with_save_mode(SaveMode::Overwrite)
-                .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-                .with_table_name(name)
-                .with_description(format!(
-                    "naerdata current table of {} v{}, written only by publish",
-                    c.id, c.version
-                ))
-                .with_configuration([("delta.dataSkippingNumIndexedCols", Some("0"))])
-                .with_writer_properties(props())
-                .await
-                .map_err(|e| step(name, e))?;
+            t = overwrite(
+                t.write(vec![RecordBatch::new_empty(schema.clone())]),
+                c,
+                name,
+            )
+            .await
+            .map_err(|e| step(name, e))?;
         }
         let now = self.p.clock.now().timestamp_millis();
         let mut actions: Vec<Action> = Vec::new();

@@ -345,6 +345,9 @@ pub const LAKE_IAM_PREFIXES: &[&str] = &[
     KEYS_PREFIX,
 ];
 
+/// Where the publication's Athena workgroup writes query results (its bucket's prefix).
+pub const ATHENA_PUBLISH_RESULTS_PREFIX: &str = "publish/";
+
 /// Per bucket (logical id), the object paths the stack's IAM statements may name:
 /// [`WHOLE_BUCKET`] or a prefix. The lake is never granted whole.
 pub fn iam_prefixes() -> Vec<(&'static str, Vec<String>)> {
@@ -361,7 +364,15 @@ pub fn iam_prefixes() -> Vec<(&'static str, Vec<String>)> {
             LAKE_BUCKET,
             LAKE_IAM_PREFIXES.iter().map(|p| p.to_string()).collect(),
         ),
-        (ATHENA_RESULTS_BUCKET, vec![WHOLE_BUCKET.to_string()]),
+        // The publication's workgroup writes its results under publish/ (the publish
+        // role's only grant there).
+        (
+            ATHENA_RESULTS_BUCKET,
+            vec![
+                WHOLE_BUCKET.to_string(),
+                ATHENA_PUBLISH_RESULTS_PREFIX.to_string(),
+            ],
+        ),
         // CloudTrail writes its logs under AWSLogs/<account>/.
         (TRAIL_BUCKET, vec!["AWSLogs/".to_string()]),
         (ACCESS_LOGS_BUCKET, vec![WHOLE_BUCKET.to_string()]),

@@ -408,33 +408,7 @@ async fn marts_on_athena(
 
     // What Athena was asked, in order (both runs): each mart's SQL with its periods
     // written in, in the publication's workgroup and the Glue database.
-    let ids = clients
-        .athena
-        .list_query_executions()
-        .work_group(workgroup)
-        .send()
-        .await
-        .unwrap()
-        .query_execution_ids
-        .unwrap_or_default();
-    let mut sent = Vec::new();
-    for id in ids {
-        let q = clients
-            .athena
-            .get_query_execution()
-            .query_execution_id(id)
-            .send()
-            .await
-            .unwrap()
-            .query_execution
-            .unwrap();
-        assert_eq!(q.work_group(), Some(workgroup));
-        assert_eq!(
-            q.query_execution_context().and_then(|c| c.database()),
-            Some("naerdata_pub")
-        );
-        sent.push(q.query().unwrap().to_string());
-    }
+    let sent = sent_to(&clients.athena, workgroup, "naerdata_pub").await;
     let twice: Vec<String> = statements.iter().chain(&statements).cloned().collect();
     assert_eq!(sent, twice);
 
@@ -517,34 +491,8 @@ async fn marts_on_athena(
             "{name}: {files:?}"
         );
     }
-    let sent: Vec<String> = {
-        let ids = clients
-            .athena
-            .list_query_executions()
-            .work_group(workgroup)
-            .send()
-            .await
-            .unwrap()
-            .query_execution_ids
-            .unwrap_or_default();
-        let mut out = Vec::new();
-        for id in ids.into_iter().skip(2 * statements.len()) {
-            out.push(
-                clients
-                    .athena
-                    .get_query_execution()
-                    .query_execution_id(id)
-                    .send()
-                    .await
-                    .unwrap()
-                    .query_execution
-                    .unwrap()
-                    .query
-                    .unwrap(),
-            );
-        }
-        out
-    };
+    let sent = sent_to(&clients.athena, workgroup, "naerdata_pub").await;
+    let sent = &sent[2 * statements.len()..];
     assert_eq!(sent.len(), queued.len() + statements.len());
     let (first, rest) = sent[0].split_once("\nAS\n").unwrap();
     let c = contracts
@@ -571,6 +519,37 @@ async fn marts_on_athena(
         sent[1]
     );
     assert_eq!(&sent[sent.len() - statements.len()..], &statements[..]);
+}
+
+/// Every statement Athena (moto) was sent in `workgroup`, in order; each must have run
+/// against `database`.
+async fn sent_to(athena: &aws_sdk_athena::Client, workgroup: &str, database: &str) -> Vec<String> {
+    let ids = athena
+        .list_query_executions()
+        .work_group(workgroup)
+        .send()
+        .await
+        .unwrap()
+        .query_execution_ids
+        .unwrap_or_default();
+    let mut sent = Vec::new();
+    for id in ids {
+        let q = athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .unwrap()
+            .query_execution
+            .unwrap();
+        assert_eq!(q.work_group(), Some(workgroup));
+        assert_eq!(
+            q.query_execution_context().and_then(|c| c.database()),
+            Some(database)
+        );
+        sent.push(q.query().unwrap().to_string());
+    }
+    sent
 }
 
 async fn request(stack: &Stack, project: &str, spec_key: &str) {
