@@ -214,6 +214,15 @@ fn props() -> WriterProperties {
         .build()
 }
 
+/// Whether a table's columns are these: the same names and types in the same order
+/// (nullability aside: engines differ in what they declare).
+fn same_columns(a: &deltalake::kernel::StructType, b: &deltalake::kernel::StructType) -> bool {
+    a.fields().count() == b.fields().count()
+        && a.fields()
+            .zip(b.fields())
+            .all(|(x, y)| x.name() == y.name() && x.data_type() == y.data_type())
+}
+
 /// A write that replaces the current table of `c` whole, schema included, with the
 /// table's description and settings.
 fn overwrite(
@@ -526,8 +535,9 @@ impl Maintenance<'_> {
 
     /// A rebuild on the warehouse (Athena): the current SQL's rows written as Parquet
     /// into a new folder of the table (`rebuild-<time>/`), then one Delta commit that
-    /// removes every file the table had and adds those; the withdrawn keys computed
-    /// there too. The function reads no history.
+    /// removes every file the table had and adds those (with the new schema, when the
+    /// columns changed); the withdrawn keys computed there too. The function reads no
+    /// history.
     async fn rebuild_on(
         &self,
         w: &dyn crate::warehouse::Warehouse,
@@ -543,36 +553,65 @@ impl Maintenance<'_> {
         let folder = format!("{prefix}{run}/");
         let lake_store = &self.p.stores.lake;
         let answer = w
-            .write_parquet(name, &sql, &lake_store.locate(&folder))
+            .write_parquet(
+                &format!("current table {name}"),
+                &crate::warehouse::plain_timestamps(&schema, &sql),
+                &lake_store.locate(&folder),
+            )
             .await?;
         let written: Vec<crate::ports::ObjectMeta> = lake_store
             .list(&folder)
             .await
             .map_err(StepError::from)?
             .into_iter()
-            // Athena's own markers (`..._$folder$`, manifests) are not data.
+            // Markers (`..._$folder$`) and empty objects are not data.
             .filter(|o| !o.key.ends_with('$') && o.size > 0)
             .collect();
         tracing::info!(table = %name, query_id = %answer.query_id, files = written.len(), bytes_scanned = answer.bytes_scanned, "rebuilt on the warehouse");
-        let same_columns = target.snapshot().ok().map(|s| {
-            s.schema()
-                .fields()
-                .map(|f| f.name().clone())
-                .collect::<Vec<_>>()
-        }) == Some(schema.fields().iter().map(|f| f.name().clone()).collect());
+        let kernel_schema = {
+            use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+            let st: deltalake::kernel::StructType = schema
+                .as_ref()
+                .try_into_kernel()
+                .map_err(|e| step(name, e))?;
+            st
+        };
         let mut t = target;
-        if !same_columns {
-            // A new table, or new columns: their metadata first (an empty overwrite).
-            t = overwrite(
-                t.write(vec![RecordBatch::new_empty(schema.clone())]),
-                c,
-                name,
-            )
-            .await
-            .map_err(|e| step(name, e))?;
-        }
         let now = self.p.clock.now().timestamp_millis();
         let mut actions: Vec<Action> = Vec::new();
+        match t.snapshot() {
+            // A new table: created empty first (nobody reads it yet).
+            Err(_) => {
+                t = overwrite(
+                    t.write(vec![RecordBatch::new_empty(schema.clone())]),
+                    c,
+                    name,
+                )
+                .await
+                .map_err(|e| step(name, e))?;
+            }
+            // Other column names or types: the new schema in the same commit.
+            Ok(s) if !same_columns(s.schema().as_ref(), &kernel_schema) => {
+                use deltalake::kernel::MetadataExt;
+                let old = s.metadata().clone();
+                let metadata = deltalake::kernel::new_metadata(
+                    &kernel_schema,
+                    Vec::<String>::new(),
+                    old.configuration().clone(),
+                )
+                .and_then(|m| m.with_table_id(old.id().to_string()))
+                .and_then(|m| m.with_name(name.to_string()))
+                .and_then(|m| {
+                    m.with_description(format!(
+                        "naerdata current table of {} v{}, written only by publish",
+                        c.id, c.version
+                    ))
+                })
+                .map_err(|e| step(name, e))?;
+                actions.push(Action::Metadata(metadata));
+            }
+            Ok(_) => {}
+        }
         {
             use futures::TryStreamExt;
             let files: Vec<_> = t
@@ -614,7 +653,10 @@ impl Maintenance<'_> {
             // The keys on the warehouse too, typed as this engine would have them.
             let want = self.ctx.sql(&keys).await?.schema().inner().clone();
             let answer = w
-                .run(&[(format!("{name} withdrawn keys"), keys)])
+                .run(&[(
+                    format!("current table {name}: withdrawn keys"),
+                    crate::warehouse::plain_timestamps(&want, &keys),
+                )])
                 .await?
                 .remove(0);
             let columns = want

@@ -944,9 +944,9 @@ pub enum PublishError {
     Arrow(#[from] arrow::error::ArrowError),
     #[error("mart {mart}: {message}")]
     Mart { mart: String, message: String },
-    /// A mart's SQL failed on the warehouse (Athena): nothing of the publication's
-    /// marts was written.
-    #[error("mart {0}")]
+    /// A statement failed on the warehouse (Athena): a mart's (nothing of the
+    /// publication's marts was written) or a current table's rebuild.
+    #[error("{0}")]
     Warehouse(#[from] WarehouseError),
 }
 
@@ -1343,6 +1343,38 @@ pub async fn published_batches(
     Ok(Some(out))
 }
 
+/// A session over the lake as it stands: the curated tables, every published table
+/// except the marts (current tables from their Delta logs, the dimensions; an empty
+/// table for a dataset with no data) and `params` for `reference_date`: what the
+/// marts' SQL reads.
+pub async fn presentation_session(
+    p: &Platform,
+    reference_date: NaiveDate,
+) -> Result<SessionContext, PublishError> {
+    let (ctx, _) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
+    register_params(&ctx, reference_date)?;
+    for t in presentation_tables(&p.contracts).await? {
+        if t.kind == "marts" {
+            continue;
+        }
+        match published_files(p, &t).await? {
+            Some(files) if !files.is_empty() => {
+                let table = ctx
+                    .read_parquet(files, ParquetReadOptions::default().schema(&t.schema))
+                    .await?;
+                ctx.register_table(t.name.as_str(), table.into_view())?;
+            }
+            _ => {
+                ctx.register_table(
+                    t.name.as_str(),
+                    Arc::new(MemTable::try_new(t.schema.clone(), vec![vec![]])?),
+                )?;
+            }
+        }
+    }
+    Ok(ctx)
+}
+
 /// A mart's cells for `periods` *before* disclosure control, computed with the mart's
 /// SQL over the tables the newest publication wrote (current tables, dimensions) and
 /// its reference date, the periods written into the statement as a warehouse gets it
@@ -1366,27 +1398,7 @@ pub async fn unprotected_cells(
             mart: mart.to_string(),
             message: "nothing has been published yet".into(),
         })?;
-    let (ctx, _) = catalog::session_as_of(p, &catalog::AsOf::Newest).await?;
-    register_params(&ctx, reference_date)?;
-    for t in presentation_tables(&p.contracts).await? {
-        if t.kind == "marts" {
-            continue;
-        }
-        match published_files(p, &t).await? {
-            Some(files) if !files.is_empty() => {
-                let table = ctx
-                    .read_parquet(files, ParquetReadOptions::default().schema(&t.schema))
-                    .await?;
-                ctx.register_table(t.name.as_str(), table.into_view())?;
-            }
-            _ => {
-                ctx.register_table(
-                    t.name.as_str(),
-                    Arc::new(MemTable::try_new(t.schema.clone(), vec![vec![]])?),
-                )?;
-            }
-        }
-    }
+    let ctx = presentation_session(p, reference_date).await?;
     // The statement a warehouse (Athena) is sent, periods written in, so these cells
     // are what it must answer; with no period open, the mart's own SQL over an empty
     // `perioder` gives the columns.
@@ -1452,7 +1464,7 @@ async fn warehouse_cells(
         .enumerate()
         .filter_map(|(i, (spec, periods))| {
             warehouse::mart_sql(&spec.name, &spec.sql, periods)
-                .map(|sql| (i, (spec.name.clone(), sql)))
+                .map(|sql| (i, (format!("mart {}", spec.name), sql)))
         })
         .collect();
     let (index, statements): (Vec<usize>, Vec<(String, String)>) = statements.into_iter().unzip();

@@ -74,7 +74,8 @@ pub trait Warehouse: Send + Sync {
     /// Writes the rows of `sql` as Parquet files into `location` (the URL of a folder
     /// with nothing in it yet), for a table the caller then commits: a current table
     /// rebuilt from its whole history, too large for one function. The answer has no
-    /// rows.
+    /// rows. Athena: `UNLOAD`, which writes where it is told even in a workgroup that
+    /// enforces its results location (a CTAS there would not) and needs no table.
     async fn write_parquet(
         &self,
         name: &str,
@@ -119,6 +120,27 @@ pub fn mart_sql(name: &str, sql: &str, periods: &[Period]) -> Option<String> {
     ))
 }
 
+/// `sql` with each zoned timestamp column selected as a plain timestamp (its UTC wall
+/// time): Athena reads a Delta timestamp as `timestamp with time zone`, which its Parquet
+/// writer does not take. `schema` is the statement's columns as DataFusion plans them.
+pub fn plain_timestamps(schema: &arrow::datatypes::Schema, sql: &str) -> String {
+    let columns: Vec<String> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            arrow::datatypes::DataType::Timestamp(_, Some(_)) => {
+                format!("CAST({n} AS timestamp) AS {n}", n = f.name())
+            }
+            _ => f.name().clone(),
+        })
+        .collect();
+    format!(
+        "SELECT {}\nFROM (\n{}\n) AS naerdata_rows",
+        columns.join(", "),
+        sql.trim_end().trim_end_matches(';')
+    )
+}
+
 /// A SQL string literal.
 fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
@@ -158,6 +180,24 @@ mod tests {
             );
             assert!(!sql.trim_end().ends_with(';'));
         }
+    }
+
+    #[test]
+    fn zoned_timestamps_are_selected_plain() {
+        use arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+        let schema = Schema::new(vec![
+            Field::new("record_key", DataType::Utf8, false),
+            Field::new(
+                "received_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("dato", DataType::Date32, true),
+        ]);
+        assert_eq!(
+            plain_timestamps(&schema, "SELECT * FROM t;\n"),
+            "SELECT record_key, CAST(received_at AS timestamp) AS received_at, dato\nFROM (\nSELECT * FROM t\n) AS naerdata_rows"
+        );
     }
 
     #[test]

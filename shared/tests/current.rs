@@ -383,3 +383,168 @@ async fn a_publication_that_stopped_half_way_is_followed_by_a_rebuild() {
     .unwrap();
     assert_eq!(after, current_tables(&p).await);
 }
+
+/// DataFusion standing in for Athena: statements run over the lake as it stands, and a
+/// rebuild's rows written as Parquet files into the folder it is given (as UNLOAD).
+struct Standin(Platform, NaiveDate);
+
+#[async_trait::async_trait]
+impl naerdata::warehouse::Warehouse for Standin {
+    fn describe(&self) -> String {
+        "DataFusion standing in for Athena".into()
+    }
+
+    async fn run(
+        &self,
+        statements: &[(String, String)],
+    ) -> Result<Vec<naerdata::warehouse::Answer>, naerdata::warehouse::WarehouseError> {
+        let mut out = Vec::new();
+        for (_, sql) in statements {
+            let ctx = publish::presentation_session(&self.0, self.1)
+                .await
+                .unwrap();
+            let df = ctx.sql(sql).await.unwrap();
+            let schema = df.schema().inner().clone();
+            let batches = df.collect().await.unwrap();
+            out.push(naerdata::warehouse::Answer {
+                query_id: "standin".into(),
+                rows: arrow::compute::concat_batches(&schema, &batches).unwrap(),
+                bytes_scanned: 0,
+                seconds: 0.0,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn write_parquet(
+        &self,
+        _name: &str,
+        sql: &str,
+        location: &str,
+    ) -> Result<naerdata::warehouse::Answer, naerdata::warehouse::WarehouseError> {
+        let ctx = publish::presentation_session(&self.0, self.1)
+            .await
+            .unwrap();
+        let rows = ctx.sql(sql).await.unwrap();
+        std::fs::create_dir_all(location).unwrap();
+        rows.write_parquet(
+            location,
+            datafusion::dataframe::DataFrameWriteOptions::new(),
+            None,
+        )
+        .await
+        .unwrap();
+        Ok(naerdata::warehouse::Answer {
+            query_id: "standin".into(),
+            rows: arrow::record_batch::RecordBatch::new_empty(Arc::new(
+                arrow::datatypes::Schema::empty(),
+            )),
+            bytes_scanned: 0,
+            seconds: 0.0,
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_on_a_warehouse_gives_the_tables_a_rebuild_here_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let home = dir.path().join("home");
+    let p = platform(&home);
+    let mut opts = GenerateOptions::new(dir.path().join("input"));
+    opts.persons = 80;
+    opts.days = 3;
+    opts.start = NaiveDate::from_ymd_opt(2026, 9, 1).unwrap();
+    opts.kommuner = Some(2);
+    for f in generate::generate(&opts).unwrap() {
+        let key = f.path.strip_prefix(&opts.out).unwrap().to_str().unwrap();
+        deliver(&p, key, std::fs::read(&f.path).unwrap()).await;
+    }
+    let day = NaiveDate::from_ymd_opt(2027, 4, 15).unwrap();
+    let here = publish::publish(&p, day).await.unwrap();
+    let tables = current_tables(&p).await;
+    assert!(tables.values().filter(|rows| !rows.is_empty()).count() >= 5);
+
+    // One table as a contract change would leave it: a column the SQL no longer has.
+    let name = "almenpraksis_diagnose_current";
+    let prefix = naerdata::layout::presentation_prefix("current", name);
+    let t = naerdata::lake::delta::open(p.stores.lake.as_ref(), &prefix, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let old = publish::published_batches(&p, "current", name)
+        .await
+        .unwrap()
+        .unwrap();
+    let old = arrow::compute::concat_batches(&old[0].schema(), &old).unwrap();
+    let mut fields: Vec<_> = old.schema().fields().iter().cloned().collect();
+    fields.push(Arc::new(arrow::datatypes::Field::new(
+        "udgaaet",
+        arrow::datatypes::DataType::Utf8,
+        true,
+    )));
+    let mut columns = old.columns().to_vec();
+    columns.push(Arc::new(arrow::array::StringArray::from(vec![
+        Some("x");
+        old.num_rows(
+        )
+    ])));
+    let widened = arrow::record_batch::RecordBatch::try_new(
+        Arc::new(arrow::datatypes::Schema::new(fields)),
+        columns,
+    )
+    .unwrap();
+    t.write(vec![widened])
+        .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+        .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
+        .await
+        .unwrap();
+    let log = home.join("lake").join(&prefix).join("_delta_log");
+    let commits = || std::fs::read_dir(&log).unwrap().count();
+    let before = commits();
+
+    let on = publish::publish_with(
+        &p,
+        day,
+        PublishOptions {
+            full: true,
+            warehouse: Some(Arc::new(Standin(p.clone(), day))),
+        },
+    )
+    .await
+    .unwrap();
+    for m in &on.current {
+        if m.version.is_some() {
+            assert!(
+                matches!(&m.how, How::Rebuilt { reason } if reason.contains("--full")),
+                "{}: {}",
+                m.table,
+                m.how
+            );
+        }
+    }
+    // The same rows in every table, read through the Delta logs; the marts the same.
+    assert_eq!(current_tables(&p).await, tables);
+    assert_eq!(on.batches, here.batches);
+    // The extra column gone in the same commit as the files: one commit more.
+    assert_eq!(commits(), before + 1);
+    let t = naerdata::lake::delta::open(p.stores.lake.as_ref(), &prefix, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let columns: Vec<String> = t
+        .snapshot()
+        .unwrap()
+        .schema()
+        .fields()
+        .map(|f| f.name().clone())
+        .collect();
+    assert!(!columns.contains(&"udgaaet".to_string()), "{columns:?}");
+    let newest =
+        std::fs::read_to_string(log.join(format!("{:020}.json", t.version().unwrap()))).unwrap();
+    assert!(
+        newest.contains("\"metaData\"")
+            && newest.contains("\"remove\"")
+            && newest.contains("\"add\""),
+        "{newest}"
+    );
+}

@@ -7,10 +7,10 @@ every request to moto unchanged, except that it cuts GetQueryResults answers int
 pages as Athena does, so the client's paging is exercised. It counts the pages it
 served (GET /pages).
 
-moto runs no SQL. For a rebuild's CREATE TABLE AS SELECT (a statement opening with
-`-- naerdata rebuild <table>`), the proxy writes what Athena would: the objects a test
-staged under `_athena_stage/<table>/` of the same bucket are copied into the
-statement's external_location, named as Athena names its files (no extension).
+moto runs no SQL. For a rebuild's UNLOAD (a statement opening with
+`-- naerdata rebuild current table <table>`), the proxy writes what Athena would: the
+objects a test staged under `_athena_stage/<table>/` of the same bucket are copied
+into the statement's TO location, named as Athena names its files (no extension).
 
 Usage: athena_pages.py MOTO_ENDPOINT; prints its own port on the first line of stdout.
 """
@@ -85,8 +85,8 @@ class Proxy(BaseHTTPRequestHandler):
 
 def ctas(sql):
     """Stands in for Athena's writing of a rebuild's files."""
-    table = re.match(r"-- naerdata rebuild (\w+)\n", sql)
-    location = re.search(r"external_location = 's3://([^/]+)/([^']*)'", sql)
+    table = re.match(r"-- naerdata rebuild current table (\w+)\n", sql)
+    location = re.search(r"\nTO 's3://([^/]+)/([^']*)'\n", sql)
     if not table or not location:
         return
     bucket, prefix = location.groups()

@@ -413,9 +413,9 @@ async fn marts_on_athena(
     assert_eq!(sent, twice);
 
     // An operator's full rebuild on Athena: each current table with data is written by
-    // CREATE TABLE AS SELECT into a new folder of the table (here the proxy writes the
-    // rows publish left, as Athena would), then committed as one Delta overwrite; the
-    // withdrawn keys come from Athena too. The tables read as before.
+    // UNLOAD into a new folder of the table (here the proxy writes the rows publish
+    // left, as Athena would), then committed as one Delta overwrite; the withdrawn keys
+    // come from Athena too. The tables read as before.
     let p = platform(stack);
     let contracts = Registry::builtin();
     let mut before = BTreeMap::new();
@@ -442,8 +442,7 @@ async fn marts_on_athena(
             .await
             .unwrap();
         let rows = arrow::compute::concat_batches(&schema, &rows).unwrap();
-        queued.push(json!({"rows": [], "column_info": []})); // the CTAS
-        queued.push(json!({"rows": [], "column_info": []})); // DROP TABLE
+        queued.push(json!({"rows": [], "column_info": []})); // the UNLOAD
         let state = naerdata::layout::current_withdrawn_prefix(&name);
         if let Some(k) = stack
             .keys(lake)
@@ -494,29 +493,30 @@ async fn marts_on_athena(
     let sent = sent_to(&clients.athena, workgroup, "naerdata_pub").await;
     let sent = &sent[2 * statements.len()..];
     assert_eq!(sent.len(), queued.len() + statements.len());
-    let (first, rest) = sent[0].split_once("\nAS\n").unwrap();
+    // The first table's rebuild: its rows unloaded as zstd Parquet into a new folder of
+    // the table, zoned timestamps selected plain.
     let c = contracts
         .iter()
         .find(|c| before.contains_key(&format!("{}_current", c.table())))
         .unwrap();
     let name = format!("{}_current", c.table());
-    assert_eq!(
-        rest,
-        naerdata::publish::current_linked_sql(c)
-            .trim_end()
-            .trim_end_matches(';')
-    );
+    let (head, tail) = sent[0].split_once("\n)\nTO '").unwrap();
     assert!(
-        first.starts_with(&format!("-- naerdata rebuild {name}\nCREATE TABLE naerdata_scratch_{name}_rebuild_"))
-            && first.contains(&format!(
-                "WITH (format = 'PARQUET', write_compression = 'ZSTD', external_location = 's3://{lake}/presentation/current/{name}/rebuild-"
+        head.starts_with(&format!(
+            "-- naerdata rebuild current table {name}\nUNLOAD (\nSELECT "
+        )) && head.contains("CAST(received_at AS timestamp) AS received_at")
+            && head.ends_with(&format!(
+                "FROM (\n{}\n) AS naerdata_rows",
+                naerdata::publish::current_linked_sql(c)
+                    .trim_end()
+                    .trim_end_matches(';')
             )),
-        "{first}"
+        "{head}"
     );
     assert!(
-        sent[1].starts_with("DROP TABLE IF EXISTS `naerdata_scratch_"),
-        "{}",
-        sent[1]
+        tail.starts_with(&format!("s3://{lake}/presentation/current/{name}/rebuild-"))
+            && tail.ends_with("/'\nWITH (format = 'PARQUET', compression = 'ZSTD')"),
+        "{tail}"
     );
     assert_eq!(&sent[sent.len() - statements.len()..], &statements[..]);
 }

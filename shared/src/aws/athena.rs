@@ -274,20 +274,17 @@ impl Warehouse for Athena {
         Ok(answers)
     }
 
-    /// CREATE TABLE AS SELECT into `location` (zstd Parquet), then the table dropped
-    /// from the catalog: its files stay, for the caller's Delta commit.
+    /// `UNLOAD` into `location` as zstd Parquet.
     async fn write_parquet(
         &self,
         name: &str,
         sql: &str,
         location: &str,
     ) -> Result<Answer, WarehouseError> {
-        let table = scratch_table(name, location);
-        let ctas = rebuild_sql(name, &table, sql, location);
-        let (query_id, bytes_scanned, seconds) =
-            self.execute(&[(name.to_string(), ctas)]).await?.remove(0);
-        self.execute(&[(name.to_string(), format!("DROP TABLE IF EXISTS `{table}`"))])
-            .await?;
+        let (query_id, bytes_scanned, seconds) = self
+            .execute(&[(name.to_string(), unload_sql(name, sql, location))])
+            .await?
+            .remove(0);
         Ok(Answer {
             query_id,
             rows: RecordBatch::new_empty(std::sync::Arc::new(Schema::empty())),
@@ -297,30 +294,11 @@ impl Warehouse for Athena {
     }
 }
 
-/// The catalog name of a rebuild's scratch table: the rebuilt table's name and the
-/// last part of its folder (unique per rebuild), in the characters Glue allows.
-pub fn scratch_table(name: &str, location: &str) -> String {
-    let run = location
-        .trim_end_matches('/')
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
-    format!("naerdata_scratch_{name}_{run}")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
-/// The CTAS statement of a rebuild.
-pub fn rebuild_sql(name: &str, table: &str, sql: &str, location: &str) -> String {
+/// The statement that writes `sql`'s rows as zstd Parquet files into `location`
+/// (a rebuild's folder; the first line names what it rebuilds, for the query history).
+pub fn unload_sql(name: &str, sql: &str, location: &str) -> String {
     format!(
-        "-- naerdata rebuild {name}\nCREATE TABLE {table}\nWITH (format = 'PARQUET', write_compression = 'ZSTD', external_location = '{location}')\nAS\n{}",
+        "-- naerdata rebuild {name}\nUNLOAD (\n{}\n)\nTO '{location}'\nWITH (format = 'PARQUET', compression = 'ZSTD')",
         sql.trim_end().trim_end_matches(';')
     )
 }
@@ -339,6 +317,10 @@ fn arrow_type(c: &ColumnInfo) -> Result<DataType, String> {
         "date" => DataType::Date32,
         // Athena prints milliseconds (Delta's microseconds when it reads them).
         "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, None),
+        // Printed with its zone (`2026-10-01 10:00:00.000 UTC`): see `decode`.
+        "timestamp with time zone" => {
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+        }
         "decimal" => {
             let precision = u8::try_from(c.precision())
                 .ok()
@@ -406,6 +388,16 @@ pub fn decode(columns: &[ColumnInfo], rows: &[Row]) -> Result<RecordBatch, Strin
     let mut arrays: Vec<ArrayRef> = Vec::with_capacity(columns.len());
     for (c, values) in columns.iter().zip(text) {
         let to = arrow_type(c)?;
+        let zoned = matches!(to, DataType::Timestamp(_, Some(_)));
+        let values: Vec<Option<String>> = values
+            .into_iter()
+            .map(|v| {
+                v.map(|v| match v.strip_suffix(" UTC") {
+                    Some(utc) if zoned => format!("{utc}Z"),
+                    _ => v.to_string(),
+                })
+            })
+            .collect();
         let strings: ArrayRef = std::sync::Arc::new(StringArray::from(values));
         let array = if to == DataType::Utf8 {
             strings
@@ -502,24 +494,41 @@ mod tests {
     }
 
     #[test]
-    fn a_rebuild_writes_zstd_parquet_into_its_own_folder_through_a_scratch_table() {
+    fn a_rebuild_unloads_zstd_parquet_into_its_own_folder() {
         let location =
             "s3://lake/presentation/current/kommune_indsats_current/rebuild-20261207t120000123/";
-        let table = scratch_table("kommune_indsats_current", location);
         assert_eq!(
-            table,
-            "naerdata_scratch_kommune_indsats_current_rebuild_20261207t120000123"
-        );
-        assert_eq!(
-            rebuild_sql(
-                "kommune_indsats_current",
-                &table,
+            unload_sql(
+                "current table kommune_indsats_current",
                 "SELECT 1 AS x;\n",
                 location
             ),
             format!(
-                "-- naerdata rebuild kommune_indsats_current\nCREATE TABLE {table}\nWITH (format = 'PARQUET', write_compression = 'ZSTD', external_location = '{location}')\nAS\nSELECT 1 AS x"
+                "-- naerdata rebuild current table kommune_indsats_current\nUNLOAD (\nSELECT 1 AS x\n)\nTO '{location}'\nWITH (format = 'PARQUET', compression = 'ZSTD')"
             )
+        );
+    }
+
+    #[test]
+    fn a_zoned_timestamp_is_read_in_utc() {
+        let b = decode(
+            &[column("t", "timestamp with time zone")],
+            &[
+                row(&[Some("t")]),
+                row(&[Some("2026-10-01 10:00:00.250 UTC")]),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            b.column(0)
+                .as_primitive::<arrow::datatypes::TimestampMicrosecondType>()
+                .value(0),
+            chrono::NaiveDate::from_ymd_opt(2026, 10, 1)
+                .unwrap()
+                .and_hms_milli_opt(10, 0, 0, 250)
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
         );
     }
 
