@@ -170,6 +170,41 @@ pub fn athena_answer(batch: &RecordBatch) -> Value {
     json!({"rows": rows, "column_info": columns})
 }
 
+/// Every statement Athena (moto) was sent in `workgroup`, in order; each must have run
+/// against `database`.
+pub async fn sent_to(
+    athena: &aws_sdk_athena::Client,
+    workgroup: &str,
+    database: &str,
+) -> Vec<String> {
+    let ids = athena
+        .list_query_executions()
+        .work_group(workgroup)
+        .send()
+        .await
+        .unwrap()
+        .query_execution_ids
+        .unwrap_or_default();
+    let mut sent = Vec::new();
+    for id in ids {
+        let q = athena
+            .get_query_execution()
+            .query_execution_id(id)
+            .send()
+            .await
+            .unwrap()
+            .query_execution
+            .unwrap();
+        assert_eq!(q.work_group(), Some(workgroup));
+        assert_eq!(
+            q.query_execution_context().and_then(|c| c.database()),
+            Some(database)
+        );
+        sent.push(q.query().unwrap().to_string());
+    }
+    sent
+}
+
 #[tokio::test]
 async fn answers_come_in_pages_and_every_column_type_is_decoded() {
     let moto = Moto::start();
@@ -280,19 +315,9 @@ async fn answers_come_in_pages_and_every_column_type_is_decoded() {
     }
 
     // What Athena was asked: the statement as given, in the workgroup and database.
-    let q = client
-        .get_query_execution()
-        .query_execution_id(&answers[0].query_id)
-        .send()
-        .await
-        .unwrap()
-        .query_execution
-        .unwrap();
-    assert_eq!(q.query(), Some(sql));
-    assert_eq!(q.work_group(), Some("naerdata-test-publish"));
     assert_eq!(
-        q.query_execution_context().and_then(|c| c.database()),
-        Some("naerdata_test")
+        sent_to(&client, "naerdata-test-publish", "naerdata_test").await,
+        vec![sql.to_string()]
     );
 
     // A workgroup that is not there: the call, and Athena's reason.

@@ -334,7 +334,7 @@ async fn marts_on_athena(
     day: chrono::NaiveDate,
     expected: &[(String, RecordBatch)],
 ) {
-    use crate::athena::{Pager, athena_answer, create_workgroup, inject};
+    use crate::athena::{Pager, athena_answer, create_workgroup, inject, sent_to};
     let pager = Pager::start(moto);
     let mut clients = stack.clients.clone();
     clients.athena = pager.client(&clients.sdk);
@@ -519,37 +519,6 @@ async fn marts_on_athena(
         "{tail}"
     );
     assert_eq!(&sent[sent.len() - statements.len()..], &statements[..]);
-}
-
-/// Every statement Athena (moto) was sent in `workgroup`, in order; each must have run
-/// against `database`.
-async fn sent_to(athena: &aws_sdk_athena::Client, workgroup: &str, database: &str) -> Vec<String> {
-    let ids = athena
-        .list_query_executions()
-        .work_group(workgroup)
-        .send()
-        .await
-        .unwrap()
-        .query_execution_ids
-        .unwrap_or_default();
-    let mut sent = Vec::new();
-    for id in ids {
-        let q = athena
-            .get_query_execution()
-            .query_execution_id(id)
-            .send()
-            .await
-            .unwrap()
-            .query_execution
-            .unwrap();
-        assert_eq!(q.work_group(), Some(workgroup));
-        assert_eq!(
-            q.query_execution_context().and_then(|c| c.database()),
-            Some(database)
-        );
-        sent.push(q.query().unwrap().to_string());
-    }
-    sent
 }
 
 async fn request(stack: &Stack, project: &str, spec_key: &str) {

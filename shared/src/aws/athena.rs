@@ -56,6 +56,14 @@ impl Athena {
         }
     }
 
+    /// Maps an SDK error of `call` (with its causes: the service's own message).
+    fn sdk<E: std::error::Error>(
+        name: &str,
+        call: &'static str,
+    ) -> impl FnOnce(E) -> WarehouseError {
+        move |e| Self::call(name, call, aws_sdk_athena::error::DisplayErrorContext(e))
+    }
+
     async fn start(&self, name: &str, sql: &str) -> Result<String, WarehouseError> {
         let out = self
             .client
@@ -70,13 +78,7 @@ impl Athena {
             )
             .send()
             .await
-            .map_err(|e| {
-                Self::call(
-                    name,
-                    "StartQueryExecution",
-                    aws_sdk_athena::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(Self::sdk(name, "StartQueryExecution"))?;
         out.query_execution_id()
             .map(str::to_string)
             .ok_or_else(|| Self::call(name, "StartQueryExecution", "no query execution id"))
@@ -111,21 +113,16 @@ impl Athena {
                 .set_next_token(token.take())
                 .send()
                 .await
-                .map_err(|e| {
-                    Self::call(
-                        name,
-                        "GetQueryResults",
-                        aws_sdk_athena::error::DisplayErrorContext(e),
-                    )
-                })?;
-            if let Some(set) = page.result_set() {
+                .map_err(Self::sdk(name, "GetQueryResults"))?;
+            // Owned: the rows move into the answer rather than being copied.
+            if let Some(set) = page.result_set {
                 if columns.is_none() {
-                    columns = set.result_set_metadata().map(|m| m.column_info().to_vec());
+                    columns = set.result_set_metadata.and_then(|m| m.column_info);
                 }
-                rows.extend(set.rows().iter().cloned());
+                rows.extend(set.rows.unwrap_or_default());
             }
-            match page.next_token() {
-                Some(t) if !t.is_empty() => token = Some(t.to_string()),
+            match page.next_token {
+                Some(t) if !t.is_empty() => token = Some(t),
                 _ => break,
             }
         }
@@ -159,7 +156,7 @@ impl Athena {
         // (bytes scanned, seconds) of each, once it has succeeded.
         let mut done: Vec<Option<(u64, f64)>> = vec![None; ids.len()];
         let mut wait = self.poll;
-        while done.iter().any(Option::is_none) {
+        loop {
             for (i, id) in ids.iter().enumerate() {
                 if done[i].is_some() {
                     continue;
@@ -171,13 +168,7 @@ impl Athena {
                     .query_execution_id(id)
                     .send()
                     .await
-                    .map_err(|e| {
-                        Self::call(
-                            name,
-                            "GetQueryExecution",
-                            aws_sdk_athena::error::DisplayErrorContext(e),
-                        )
-                    });
+                    .map_err(Self::sdk(name, "GetQueryExecution"));
                 let execution = match out {
                     Ok(out) => out.query_execution().cloned(),
                     Err(e) => {
