@@ -10,6 +10,9 @@
 //! names. The same text runs on DataFusion, DuckDB and Trino (checked by
 //! `tests/independent/check_sql.py` and by `publish`'s tests).
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use arrow::record_batch::RecordBatch;
 use async_trait::async_trait;
 
@@ -58,6 +61,26 @@ pub enum WarehouseError {
         query_id: String,
         seconds: u64,
     },
+    /// The function's invocation was about to end (its deadline, less a margin for
+    /// stopping the queries and recording the failure): the statement was stopped, or
+    /// not started (no query id). The whole step is retried.
+    #[error(
+        "{name}: {} {seconds} s before the function's deadline",
+        stopped(.query_id)
+    )]
+    Deadline {
+        name: String,
+        query_id: String,
+        seconds: u64,
+    },
+}
+
+fn stopped(query_id: &str) -> String {
+    if query_id.is_empty() {
+        "not started".to_string()
+    } else {
+        format!("query {query_id} stopped")
+    }
 }
 
 /// An engine for the marts' SQL.
@@ -65,6 +88,11 @@ pub enum WarehouseError {
 pub trait Warehouse: Send + Sync {
     /// What the summaries and logs call it (`athena workgroup naerdata-prod-publish`).
     fn describe(&self) -> String;
+
+    /// The same engine, its waits also bounded by `deadline`: the end of the function
+    /// invocation that uses it (a publication's statements together may take longer
+    /// than one invocation; waiting past its end would leave them running, unrecorded).
+    fn until(&self, deadline: Instant) -> Arc<dyn Warehouse>;
 
     /// Runs named statements and returns their answers in the same order. The
     /// statements are started in order and may run at the same time; the first to

@@ -394,6 +394,11 @@ impl naerdata::warehouse::Warehouse for Standin {
         "DataFusion standing in for Athena".into()
     }
 
+    fn until(&self, _deadline: std::time::Instant) -> Arc<dyn naerdata::warehouse::Warehouse> {
+        // It runs in the test's process: nothing waits on a remote engine.
+        Arc::new(Standin(self.0.clone(), self.1))
+    }
+
     async fn run(
         &self,
         statements: &[(String, String)],

@@ -175,9 +175,20 @@ impl Publisher {
 
     /// One invocation: the response is the publish summary, or the SQS batch response.
     pub async fn handle(&self, event: Value) -> Result<Value, PublishFnError> {
+        self.handle_until(event, None).await
+    }
+
+    /// One invocation that ends at `deadline` (the Lambda context's): the warehouse
+    /// stops its queries and fails the publication shortly before it, so the failure
+    /// is recorded and the state machine's retry starts over cleanly.
+    pub async fn handle_until(
+        &self,
+        event: Value,
+        deadline: Option<Instant>,
+    ) -> Result<Value, PublishFnError> {
         match trigger(event)? {
             Trigger::Publish { day, full } => {
-                let published = self.publish(day, full).await?;
+                let published = self.publish_until(day, full, deadline).await?;
                 Ok(summary(day, &published))
             }
             Trigger::Extracts(batch) => Ok(serde_json::to_value(self.extracts(&batch).await)
@@ -219,14 +230,24 @@ impl Publisher {
     }
 
     pub async fn publish(&self, day: NaiveDate, full: bool) -> Result<Published, PublishFnError> {
+        self.publish_until(day, full, None).await
+    }
+
+    async fn publish_until(
+        &self,
+        day: NaiveDate,
+        full: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Published, PublishFnError> {
         let started = Instant::now();
+        let warehouse = match (&self.warehouse, deadline) {
+            (Some(w), Some(d)) => Some(w.until(d)),
+            (w, _) => w.clone(),
+        };
         let result = naerdata::publish::publish_with(
             &self.platform,
             day,
-            naerdata::publish::PublishOptions {
-                full,
-                warehouse: self.warehouse.clone(),
-            },
+            naerdata::publish::PublishOptions { full, warehouse },
         )
         .await;
         let metrics = Metrics::new()

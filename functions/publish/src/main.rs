@@ -21,7 +21,17 @@ async fn main() -> Result<(), Error> {
     );
     let publisher = &publisher;
     lambda_runtime::run(service_fn(move |e: LambdaEvent<Value>| async move {
-        publisher.handle(e.payload).await.map_err(Error::from)
+        // The invocation's end as this process's clock sees it.
+        let left = e
+            .context
+            .deadline()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        let deadline = std::time::Instant::now() + left;
+        publisher
+            .handle_until(e.payload, Some(deadline))
+            .await
+            .map_err(Error::from)
     }))
     .await
 }

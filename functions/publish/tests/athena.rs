@@ -6,6 +6,7 @@
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{
@@ -13,7 +14,7 @@ use arrow::datatypes::{
     TimestampMicrosecondType,
 };
 use aws_sdk_athena::types::{EngineVersion, WorkGroupConfiguration};
-use naerdata::aws::athena::Athena;
+use naerdata::aws::athena::{Athena, DEADLINE_MARGIN};
 use naerdata::warehouse::{Warehouse, WarehouseError};
 use serde_json::{Value, json};
 
@@ -318,6 +319,43 @@ async fn answers_come_in_pages_and_every_column_type_is_decoded() {
     assert_eq!(
         sent_to(&client, "naerdata-test-publish", "naerdata_test").await,
         vec![sql.to_string()]
+    );
+
+    // An invocation about to end: nothing is started, and the error says why.
+    let near = athena.until(Instant::now() + DEADLINE_MARGIN / 2);
+    let e = near
+        .run(&[("late".to_string(), "SELECT 2 AS x".to_string())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, WarehouseError::Deadline { name, query_id, .. } if name == "late" && query_id.is_empty()),
+        "{e}"
+    );
+    assert_eq!(
+        sent_to(&client, "naerdata-test-publish", "naerdata_test").await,
+        vec![sql.to_string()],
+        "nothing was started"
+    );
+    // With the invocation's time ahead, the same engine runs as before.
+    let x = vec![column_info("x", "integer", 10, 0)];
+    inject(
+        &moto,
+        &[
+            json!({"rows": [row([Some("x".to_string())]), row([Some("2".to_string())])], "column_info": x}),
+        ],
+    );
+    let answers = athena
+        .until(Instant::now() + DEADLINE_MARGIN + Duration::from_secs(600))
+        .run(&[("in_time".to_string(), "SELECT 2 AS x".to_string())])
+        .await
+        .unwrap();
+    assert_eq!(
+        answers[0]
+            .rows
+            .column(0)
+            .as_primitive::<Int32Type>()
+            .value(0),
+        2
     );
 
     // A workgroup that is not there: the call, and Athena's reason.

@@ -34,6 +34,45 @@ pub struct Athena {
     /// The first wait between status checks; it doubles up to `max_poll`.
     pub poll: Duration,
     pub max_poll: Duration,
+    /// The end of the invocation this engine serves ([`Warehouse::until`]): waiting
+    /// stops [`DEADLINE_MARGIN`] before it.
+    pub deadline: Option<Instant>,
+}
+
+/// Time kept back before an invocation's deadline to stop the queries still running
+/// and to record the failure (the ledger, the metrics) before the runtime ends it.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(20);
+
+/// When a call's waiting ends, and why.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Limit {
+    /// The call's own timeout.
+    Timeout(Instant),
+    /// The invocation's deadline, less the margin.
+    Deadline(Instant),
+}
+
+impl Limit {
+    fn at(self) -> Instant {
+        match self {
+            Limit::Timeout(t) | Limit::Deadline(t) => t,
+        }
+    }
+
+    fn error(self, name: &str, query_id: &str, timeout: Duration) -> WarehouseError {
+        match self {
+            Limit::Timeout(_) => WarehouseError::Timeout {
+                name: name.to_string(),
+                query_id: query_id.to_string(),
+                seconds: timeout.as_secs(),
+            },
+            Limit::Deadline(_) => WarehouseError::Deadline {
+                name: name.to_string(),
+                query_id: query_id.to_string(),
+                seconds: DEADLINE_MARGIN.as_secs(),
+            },
+        }
+    }
 }
 
 impl Athena {
@@ -45,6 +84,24 @@ impl Athena {
             timeout: Duration::from_secs(780),
             poll: Duration::from_millis(250),
             max_poll: Duration::from_secs(5),
+            deadline: None,
+        }
+    }
+
+    /// When a call started at `started` stops waiting: its own timeout, or the
+    /// invocation's deadline less the margin when that comes first.
+    fn limit(&self, started: Instant) -> Limit {
+        let own = started + self.timeout;
+        match self.deadline {
+            Some(d) => {
+                let d = d.checked_sub(DEADLINE_MARGIN).unwrap_or(started);
+                if d < own {
+                    Limit::Deadline(d)
+                } else {
+                    Limit::Timeout(own)
+                }
+            }
+            None => Limit::Timeout(own),
         }
     }
 
@@ -140,8 +197,14 @@ impl Athena {
         statements: &[(String, String)],
     ) -> Result<Vec<(String, u64, f64)>, WarehouseError> {
         let started = Instant::now();
+        let limit = self.limit(started);
         let mut ids: Vec<String> = Vec::new();
         for (name, sql) in statements {
+            if Instant::now() >= limit.at() {
+                // Too close to the invocation's end to run: nothing is started.
+                self.stop(&ids).await;
+                return Err(limit.error(name, "", self.timeout));
+            }
             match self.start(name, sql).await {
                 Ok(id) => {
                     tracing::info!(statement = %name, query_id = %id, workgroup = %self.workgroup, "athena query started");
@@ -215,19 +278,16 @@ impl Athena {
             if done.iter().all(Option::is_some) {
                 break;
             }
-            if started.elapsed() >= self.timeout {
+            let now = Instant::now();
+            if now >= limit.at() {
                 let i = done
                     .iter()
                     .position(Option::is_none)
                     .expect("one is running");
                 self.stop(&ids).await;
-                return Err(WarehouseError::Timeout {
-                    name: statements[i].0.clone(),
-                    query_id: ids[i].clone(),
-                    seconds: self.timeout.as_secs(),
-                });
+                return Err(limit.error(&statements[i].0, &ids[i], self.timeout));
             }
-            tokio::time::sleep(wait).await;
+            tokio::time::sleep(wait.min(limit.at() - now)).await;
             wait = (wait * 2).min(self.max_poll);
         }
         Ok(ids
@@ -248,6 +308,13 @@ impl Warehouse for Athena {
             "athena workgroup {} database {}",
             self.workgroup, self.database
         )
+    }
+
+    fn until(&self, deadline: Instant) -> std::sync::Arc<dyn Warehouse> {
+        std::sync::Arc::new(Athena {
+            deadline: Some(deadline),
+            ..self.clone()
+        })
     }
 
     async fn run(&self, statements: &[(String, String)]) -> Result<Vec<Answer>, WarehouseError> {
@@ -409,6 +476,52 @@ mod tests {
     use arrow::array::{Array, AsArray};
     use arrow::datatypes::{Date32Type, Decimal128Type, Float64Type, Int32Type, Int64Type};
     use aws_sdk_athena::types::Datum;
+
+    fn athena() -> Athena {
+        let conf = aws_sdk_athena::Config::builder()
+            .behavior_version(aws_sdk_athena::config::BehaviorVersion::latest())
+            .region(aws_sdk_athena::config::Region::new("eu-north-1"))
+            .build();
+        Athena::new(Client::from_conf(conf), "wg", "db")
+    }
+
+    #[test]
+    fn waiting_ends_at_the_timeout_or_before_the_invocation_deadline() {
+        let started = Instant::now();
+        let mut a = athena();
+        assert_eq!(a.limit(started), Limit::Timeout(started + a.timeout));
+        // A deadline past the call's own timeout changes nothing.
+        let far = started + a.timeout + DEADLINE_MARGIN + Duration::from_secs(60);
+        assert_eq!(
+            a.until(far).describe(),
+            a.describe(),
+            "the same engine, bounded"
+        );
+        a.deadline = Some(far);
+        assert_eq!(a.limit(started), Limit::Timeout(started + a.timeout));
+        // A Lambda invocation with 5 minutes left: the margin before its end.
+        let soon = started + Duration::from_secs(300);
+        a.deadline = Some(soon);
+        assert_eq!(a.limit(started), Limit::Deadline(soon - DEADLINE_MARGIN));
+        // Already within the margin: the limit is now, nothing may start.
+        a.deadline = Some(started + DEADLINE_MARGIN / 2);
+        assert!(a.limit(started).at() <= started);
+        let e = a
+            .limit(started)
+            .error("dim_kommune", "", a.timeout)
+            .to_string();
+        assert_eq!(
+            e,
+            "dim_kommune: not started 20 s before the function's deadline"
+        );
+        let e = Limit::Deadline(started)
+            .error("kpi", "q-1", a.timeout)
+            .to_string();
+        assert_eq!(
+            e,
+            "kpi: query q-1 stopped 20 s before the function's deadline"
+        );
+    }
 
     fn column(name: &str, ty: &str) -> ColumnInfo {
         ColumnInfo::builder()
