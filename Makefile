@@ -57,11 +57,17 @@ test: system-deps test-infra test-rust test-e2e test-kit
 
 ## system-deps: the OS packages the tests need (a C compiler, the Python venv module,
 ## Chromium and a font for the operator-page check, npm for the infra checkers), installed
-## with apt-get when missing
+## with apt-get when missing: only the missing ones (a machine with Node.js from elsewhere
+## has npm already, and Debian's npm package conflicts with that nodejs)
 system-deps:
-	@if ! command -v cc >/dev/null || ! python3 -c 'import venv' 2>/dev/null || ! command -v chromium >/dev/null || ! command -v npm >/dev/null; then \
-	  echo "installing OS packages: gcc python3-venv chromium fonts-dejavu-core npm"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc python3-venv chromium fonts-dejavu-core npm >/dev/null; \
+	@missing=""; \
+	command -v cc >/dev/null || missing="$$missing gcc"; \
+	python3 -c 'import venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v chromium >/dev/null || missing="$$missing chromium fonts-dejavu-core"; \
+	command -v npm >/dev/null || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing OS packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 # The AWS tests start moto and read Parquet back with pyarrow from the venv.
