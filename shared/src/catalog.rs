@@ -310,7 +310,12 @@ const QUALITY_TABLES: &[(&str, &str, &str, bool)] = &[
     ),
 ];
 
-pub async fn write_duckdb_catalog(p: &Platform) -> Result<String, StepError> {
+pub fn write_duckdb_catalog<'a>(p: &'a Platform) -> crate::Boxed<'a, Result<String, StepError>> {
+    Box::pin(write_duckdb_catalog_inner(p))
+}
+
+/// The body of [`write_duckdb_catalog`].
+async fn write_duckdb_catalog_inner(p: &Platform) -> Result<String, StepError> {
     let sql = duckdb_catalog(p).await?;
     p.stores.lake.put(CATALOG_KEY, Bytes::from(sql)).await?;
     Ok(p.stores.lake.locate(CATALOG_KEY))
@@ -325,13 +330,29 @@ pub enum QueryError {
 }
 
 /// A DataFusion session with every lake table that has data registered.
-pub async fn session(p: &Platform) -> Result<SessionContext, QueryError> {
+pub fn session<'a>(p: &'a Platform) -> crate::Boxed<'a, Result<SessionContext, QueryError>> {
+    Box::pin(session_inner(p))
+}
+
+/// The body of [`session`].
+async fn session_inner(p: &Platform) -> Result<SessionContext, QueryError> {
     Ok(session_as_of(p, &AsOf::Newest).await?.0)
 }
 
+/// A session and the Delta version of each table it registered.
+pub type SessionVersions = (SessionContext, BTreeMap<String, u64>);
+
 /// A session over the lake as of a time or recorded versions, and the version of
 /// each table it registered.
-pub async fn session_as_of(
+pub fn session_as_of<'a>(
+    p: &'a Platform,
+    as_of: &'a AsOf,
+) -> crate::Boxed<'a, Result<SessionVersions, QueryError>> {
+    Box::pin(session_as_of_inner(p, as_of))
+}
+
+/// The body of [`session_as_of`].
+async fn session_as_of_inner(
     p: &Platform,
     as_of: &AsOf,
 ) -> Result<(SessionContext, BTreeMap<String, u64>), QueryError> {
@@ -378,7 +399,15 @@ pub async fn session_as_of(
 }
 
 /// Runs one SQL statement over the lake.
-pub async fn query(p: &Platform, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
+pub fn query<'a>(
+    p: &'a Platform,
+    sql: &'a str,
+) -> crate::Boxed<'a, Result<Vec<RecordBatch>, QueryError>> {
+    Box::pin(query_inner(p, sql))
+}
+
+/// The body of [`query`].
+async fn query_inner(p: &Platform, sql: &str) -> Result<Vec<RecordBatch>, QueryError> {
     let ctx = session(p).await?;
     Ok(ctx.sql(sql).await?.collect().await?)
 }

@@ -588,7 +588,16 @@ pub fn codebook_markdown(c: &Codebook) -> String {
 
 /// Writes the extract under `extracts/<project>/` in the lake store: one Parquet file
 /// per table, `codebook.json`, `codebook.md`, and `manifest.json` last.
-pub async fn extract(
+pub fn extract<'a>(
+    p: &'a Platform,
+    spec: &'a ProjectSpec,
+    project_key: &'a dyn KeyProvider,
+) -> crate::Boxed<'a, Result<ExtractManifest, PublishError>> {
+    Box::pin(extract_inner(p, spec, project_key))
+}
+
+/// The body of [`extract`].
+async fn extract_inner(
     p: &Platform,
     spec: &ProjectSpec,
     project_key: &dyn KeyProvider,
@@ -598,7 +607,17 @@ pub async fn extract(
 
 /// An extract of the lake as it was (a time, or the versions an earlier extract
 /// recorded), so a project can be given the same data again.
-pub async fn extract_as_of(
+pub fn extract_as_of<'a>(
+    p: &'a Platform,
+    spec: &'a ProjectSpec,
+    project_key: &'a dyn KeyProvider,
+    as_of: &'a catalog::AsOf,
+) -> crate::Boxed<'a, Result<ExtractManifest, PublishError>> {
+    Box::pin(extract_as_of_inner(p, spec, project_key, as_of))
+}
+
+/// The body of [`extract_as_of`].
+async fn extract_as_of_inner(
     p: &Platform,
     spec: &ProjectSpec,
     project_key: &dyn KeyProvider,

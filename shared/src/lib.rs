@@ -68,3 +68,30 @@ pub mod validate;
 pub mod warehouse;
 
 pub use platform::{Platform, StepError};
+
+/// The future of a step's entry point, boxed. An `async fn`'s state machine is compiled
+/// in the crate that awaits it, so each binary and test binary compiled the whole
+/// tree below every step it called again (DataFusion, delta-rs and the SDK with it);
+/// behind a box it is compiled once, in this crate, and the callers only call it.
+pub type Boxed<'a, T> = futures::future::BoxFuture<'a, T>;
+
+// The steps the Lambda functions await stay boxed: these stop compiling if one of them
+// becomes an `async fn` again (the fn-pointer types are the assertion).
+#[allow(clippy::type_complexity)]
+const _: for<'a> fn(
+    &'a Platform,
+    &'a str,
+    Option<&'a str>,
+) -> Boxed<'a, Result<receive::Received, StepError>> = receive::receive;
+const _: for<'a> fn(&'a Platform, &'a str) -> Boxed<'a, Result<process::Processed, StepError>> =
+    process::process;
+const _: for<'a> fn(
+    &'a Platform,
+    chrono::NaiveDate,
+) -> Boxed<'a, Result<monitor::Monitored, StepError>> = monitor::monitor;
+#[cfg(feature = "analytics")]
+const _: for<'a> fn(
+    &'a Platform,
+    chrono::NaiveDate,
+    publish::PublishOptions,
+) -> Boxed<'a, Result<publish::Published, publish::PublishError>> = publish::publish_with;

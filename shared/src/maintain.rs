@@ -95,7 +95,15 @@ fn writer_properties() -> WriterProperties {
 }
 
 /// Compacts and vacuums every lake table.
-pub async fn maintain(
+pub fn maintain<'a>(
+    p: &'a Platform,
+    o: &'a MaintainOptions,
+) -> crate::Boxed<'a, Result<Vec<TableMaintenance>, StepError>> {
+    Box::pin(maintain_inner(p, o))
+}
+
+/// The body of [`maintain`].
+async fn maintain_inner(
     p: &Platform,
     o: &MaintainOptions,
 ) -> Result<Vec<TableMaintenance>, StepError> {
@@ -193,7 +201,16 @@ fn holds(bytes: Bytes, column: &str, value: &str) -> Result<bool, String> {
 }
 
 /// Purges a delivery (retracting it first when it is still accepted) or a person.
-pub async fn purge(
+pub fn purge<'a>(
+    p: &'a Platform,
+    target: &'a PurgeTarget,
+    reason: &'a str,
+) -> crate::Boxed<'a, Result<PurgeRecord, RetractError>> {
+    Box::pin(purge_inner(p, target, reason))
+}
+
+/// The body of [`purge`].
+async fn purge_inner(
     p: &Platform,
     target: &PurgeTarget,
     reason: &str,

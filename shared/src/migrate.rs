@@ -97,7 +97,12 @@ async fn migrate_table(p: &Platform, spec: &TableSpec) -> Result<Option<Migrated
 }
 
 /// Migrates every curated table and the quality metrics that are not Delta tables.
-pub async fn migrate(p: &Platform) -> Result<Vec<Migrated>, StepError> {
+pub fn migrate<'a>(p: &'a Platform) -> crate::Boxed<'a, Result<Vec<Migrated>, StepError>> {
+    Box::pin(migrate_inner(p))
+}
+
+/// The body of [`migrate`].
+async fn migrate_inner(p: &Platform) -> Result<Vec<Migrated>, StepError> {
     let mut specs: Vec<TableSpec> = p.contracts.iter().map(TableSpec::curated).collect();
     specs.push(quality_store::metrics_table());
     let mut out = Vec::new();

@@ -136,7 +136,15 @@ fn arrival(c: &Contract, s: &Seen) -> Arrival {
 }
 
 /// Runs the monitor as of `as_of` and writes its tables.
-pub async fn monitor(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepError> {
+pub fn monitor<'a>(
+    p: &'a Platform,
+    as_of: NaiveDate,
+) -> crate::Boxed<'a, Result<Monitored, StepError>> {
+    Box::pin(monitor_inner(p, as_of))
+}
+
+/// The body of [`monitor`].
+async fn monitor_inner(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepError> {
     let mut m = observe(p, as_of).await?;
     write(p, &mut m).await?;
     Ok(m)
@@ -145,7 +153,17 @@ pub async fn monitor(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepEr
 /// The daily run (the monitor function, `naerdata report`): runs the monitor as of
 /// `as_of`, counts the messages waiting in each named dead-letter queue, and writes
 /// the operator page to the lake store. Returns what it saw and the page.
-pub async fn run_and_page(
+pub fn run_and_page<'a>(
+    p: &'a Platform,
+    as_of: NaiveDate,
+    mode: Mode,
+    dead_letter_queues: &'a [(String, Arc<dyn Queue>)],
+) -> crate::Boxed<'a, Result<(Monitored, String), StepError>> {
+    Box::pin(run_and_page_inner(p, as_of, mode, dead_letter_queues))
+}
+
+/// The body of [`run_and_page`].
+async fn run_and_page_inner(
     p: &Platform,
     as_of: NaiveDate,
     mode: Mode,
@@ -168,7 +186,15 @@ pub async fn run_and_page(
 }
 
 /// Computes the calendar and declarations without writing anything (`status`).
-pub async fn observe(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepError> {
+pub fn observe<'a>(
+    p: &'a Platform,
+    as_of: NaiveDate,
+) -> crate::Boxed<'a, Result<Monitored, StepError>> {
+    Box::pin(observe_inner(p, as_of))
+}
+
+/// The body of [`observe`].
+async fn observe_inner(p: &Platform, as_of: NaiveDate) -> Result<Monitored, StepError> {
     let since = as_of - Duration::days(LOOKBACK_DAYS);
     let kommuner: Vec<String> = crate::reference::kommuner()
         .iter()

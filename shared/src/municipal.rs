@@ -262,7 +262,17 @@ pub async fn published_marts(p: &Platform) -> Result<Vec<(MartSpec, Vec<Release>
 /// Builds and writes the page and the indicators table of each municipality in
 /// `codes`, each under its own prefix ([`crate::layout::kommune_prefix`]); returns
 /// the keys.
-pub async fn write_pages(
+pub fn write_pages<'a>(
+    p: &'a Platform,
+    m: &'a Monitored,
+    reference: &'a ReferenceSet,
+    codes: &'a [String],
+) -> crate::Boxed<'a, Result<Vec<String>, StepError>> {
+    Box::pin(write_pages_inner(p, m, reference, codes))
+}
+
+/// The body of [`write_pages`].
+async fn write_pages_inner(
     p: &Platform,
     m: &Monitored,
     reference: &ReferenceSet,

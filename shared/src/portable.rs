@@ -104,7 +104,15 @@ fn parquet(batch: &arrow::record_batch::RecordBatch) -> Result<Vec<u8>, PublishE
 /// Writes the statements, and after a publication the marts' tables and cells, under
 /// `dir`. The platform's lake must be on the local file system (its Parquet files
 /// are named by path).
-pub async fn write(p: &Platform, dir: &Path) -> Result<Manifest, PublishError> {
+pub fn write<'a>(
+    p: &'a Platform,
+    dir: &'a Path,
+) -> crate::Boxed<'a, Result<Manifest, PublishError>> {
+    Box::pin(write_inner(p, dir))
+}
+
+/// The body of [`write`].
+async fn write_inner(p: &Platform, dir: &Path) -> Result<Manifest, PublishError> {
     let mut manifest = Manifest {
         reference_date: None,
         statements: Vec::new(),

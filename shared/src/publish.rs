@@ -799,7 +799,14 @@ fn params_schema() -> arrow::datatypes::SchemaRef {
 /// Every table `publish` writes, with the schema it writes: found by planning the same
 /// SQL over empty tables (and protecting an empty mart), so the catalogs cannot drift
 /// from what is published.
-pub async fn presentation_tables(
+pub fn presentation_tables<'a>(
+    contracts: &'a Registry,
+) -> crate::Boxed<'a, Result<Vec<lake::PresentationTable>, PublishError>> {
+    Box::pin(presentation_tables_inner(contracts))
+}
+
+/// The body of [`presentation_tables`].
+async fn presentation_tables_inner(
     contracts: &Registry,
 ) -> Result<Vec<lake::PresentationTable>, PublishError> {
     let ctx = SessionContext::new();
@@ -1092,7 +1099,15 @@ pub struct PublishOptions {
 
 /// Publishes everything for `reference_date` (the "today" of the marts), maintaining
 /// the current tables incrementally.
-pub async fn publish(p: &Platform, reference_date: NaiveDate) -> Result<Published, PublishError> {
+pub fn publish<'a>(
+    p: &'a Platform,
+    reference_date: NaiveDate,
+) -> crate::Boxed<'a, Result<Published, PublishError>> {
+    Box::pin(publish_inner(p, reference_date))
+}
+
+/// The body of [`publish`].
+async fn publish_inner(p: &Platform, reference_date: NaiveDate) -> Result<Published, PublishError> {
     publish_with(p, reference_date, PublishOptions::default()).await
 }
 
@@ -1139,7 +1154,16 @@ async fn previous_publication(p: &Platform) -> Result<Option<current::Previous>,
 }
 
 /// Publishes everything for `reference_date`.
-pub async fn publish_with(
+pub fn publish_with<'a>(
+    p: &'a Platform,
+    reference_date: NaiveDate,
+    options: PublishOptions,
+) -> crate::Boxed<'a, Result<Published, PublishError>> {
+    Box::pin(publish_with_inner(p, reference_date, options))
+}
+
+/// The body of [`publish_with`].
+async fn publish_with_inner(
     p: &Platform,
     reference_date: NaiveDate,
     options: PublishOptions,
@@ -1316,7 +1340,16 @@ pub async fn published_files(
 
 /// Every row of a published current table or dimension (for tests and checks of
 /// small tables: it is read into memory).
-pub async fn published_batches(
+pub fn published_batches<'a>(
+    p: &'a Platform,
+    kind: &'a str,
+    name: &'a str,
+) -> crate::Boxed<'a, Result<Option<Vec<RecordBatch>>, PublishError>> {
+    Box::pin(published_batches_inner(p, kind, name))
+}
+
+/// The body of [`published_batches`].
+async fn published_batches_inner(
     p: &Platform,
     kind: &str,
     name: &str,
@@ -1347,7 +1380,15 @@ pub async fn published_batches(
 /// except the marts (current tables from their Delta logs, the dimensions; an empty
 /// table for a dataset with no data) and `params` for `reference_date`: what the
 /// marts' SQL reads.
-pub async fn presentation_session(
+pub fn presentation_session<'a>(
+    p: &'a Platform,
+    reference_date: NaiveDate,
+) -> crate::Boxed<'a, Result<SessionContext, PublishError>> {
+    Box::pin(presentation_session_inner(p, reference_date))
+}
+
+/// The body of [`presentation_session`].
+async fn presentation_session_inner(
     p: &Platform,
     reference_date: NaiveDate,
 ) -> Result<SessionContext, PublishError> {
@@ -1381,7 +1422,16 @@ pub async fn presentation_session(
 /// ([`warehouse::mart_sql`]). For checking a mart's arithmetic, the effects planted in
 /// generated data and another engine's answers: its small cells must never be
 /// written anywhere.
-pub async fn unprotected_cells(
+pub fn unprotected_cells<'a>(
+    p: &'a Platform,
+    mart: &'a str,
+    periods: &'a [publication::Period],
+) -> crate::Boxed<'a, Result<RecordBatch, PublishError>> {
+    Box::pin(unprotected_cells_inner(p, mart, periods))
+}
+
+/// The body of [`unprotected_cells`].
+async fn unprotected_cells_inner(
     p: &Platform,
     mart: &str,
     periods: &[publication::Period],
@@ -1574,10 +1624,22 @@ async fn write_mart(
     Ok(())
 }
 
+/// An object's key and its rows.
+pub type KeyedBatches = (String, Vec<RecordBatch>);
+
 /// A mart's newest publication up to `up_to` (any when `None`): its key and its rows
 /// (every period and revision published by then). A mart published before the
 /// publication partitions has its one table (`data.parquet`) instead.
-pub async fn latest_publication(
+pub fn latest_publication<'a>(
+    p: &'a Platform,
+    mart: &'a str,
+    up_to: Option<NaiveDate>,
+) -> crate::Boxed<'a, Result<Option<KeyedBatches>, StepError>> {
+    Box::pin(latest_publication_inner(p, mart, up_to))
+}
+
+/// The body of [`latest_publication`].
+async fn latest_publication_inner(
     p: &Platform,
     mart: &str,
     up_to: Option<NaiveDate>,

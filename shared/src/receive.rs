@@ -145,7 +145,16 @@ pub const CPR_IN_NAME: &str = "the file name (or another part of the object key)
 /// A key with a CPR-shaped token is withheld ([`privacy::withhold_key`])
 /// before anything is stored or logged, and the delivery is rejected: the raw object
 /// stays in landing, and no receipt, ledger entry or log line names it.
-pub async fn receive(
+pub fn receive<'a>(
+    p: &'a Platform,
+    key: &'a str,
+    version: Option<&'a str>,
+) -> crate::Boxed<'a, Result<Received, StepError>> {
+    Box::pin(receive_inner(p, key, version))
+}
+
+/// The body of [`receive`].
+async fn receive_inner(
     p: &Platform,
     key: &str,
     version: Option<&str>,

@@ -90,7 +90,16 @@ impl From<DeltaError> for RetractError {
 }
 
 /// Retracts an accepted delivery (or completes a retraction that stopped half-way).
-pub async fn retract(p: &Platform, id: &str, reason: &str) -> Result<Retracted, RetractError> {
+pub fn retract<'a>(
+    p: &'a Platform,
+    id: &'a str,
+    reason: &'a str,
+) -> crate::Boxed<'a, Result<Retracted, RetractError>> {
+    Box::pin(retract_inner(p, id, reason))
+}
+
+/// The body of [`retract`].
+async fn retract_inner(p: &Platform, id: &str, reason: &str) -> Result<Retracted, RetractError> {
     let refuse = |why: String| RetractError::Refused {
         id: id.to_string(),
         why,

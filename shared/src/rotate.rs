@@ -74,7 +74,16 @@ use crate::layout::{CURATED_ZONE as CURATED, PRESENTATION_ZONE as PRESENTATION};
 
 /// Rotates the lake key of the local platform in `home`; `publish_date` is the
 /// reference date for the presentation zone, when there is one to rebuild.
-pub async fn rotate_local(
+pub fn rotate_local<'a>(
+    home: &'a Path,
+    contracts: Registry,
+    publish_date: NaiveDate,
+) -> crate::Boxed<'a, Result<Rotation, RotateError>> {
+    Box::pin(rotate_local_inner(home, contracts, publish_date))
+}
+
+/// The body of [`rotate_local`].
+async fn rotate_local_inner(
     home: &Path,
     contracts: Registry,
     publish_date: NaiveDate,

@@ -47,7 +47,12 @@ impl ScanReport {
 }
 
 /// Scans everything outside landing.
-pub async fn scan(p: &Platform) -> Result<ScanReport, StepError> {
+pub fn scan<'a>(p: &'a Platform) -> crate::Boxed<'a, Result<ScanReport, StepError>> {
+    Box::pin(scan_inner(p))
+}
+
+/// The body of [`scan`].
+async fn scan_inner(p: &Platform) -> Result<ScanReport, StepError> {
     let mut report = ScanReport::default();
     for (name, store) in [
         ("lake", &p.stores.lake),

@@ -59,7 +59,15 @@ pub enum Processed {
 }
 
 /// The process step for one delivery id.
-pub async fn process(p: &Platform, delivery_id: &str) -> Result<Processed, StepError> {
+pub fn process<'a>(
+    p: &'a Platform,
+    delivery_id: &'a str,
+) -> crate::Boxed<'a, Result<Processed, StepError>> {
+    Box::pin(process_inner(p, delivery_id))
+}
+
+/// The body of [`process`].
+async fn process_inner(p: &Platform, delivery_id: &str) -> Result<Processed, StepError> {
     let span = info_span!("process", delivery_id = %delivery_id);
     async {
         let d = p

@@ -89,7 +89,19 @@ async fn pointer(store: &dyn ObjectStore, kind: Kind) -> Result<Option<Current>,
 }
 
 /// Publishes `text` as the new current version of `kind` after [`check`]ing it.
-pub async fn publish(
+pub fn publish<'a>(
+    store: &'a dyn ObjectStore,
+    registry: &'a Registry,
+    kind: Kind,
+    text: &'a str,
+    source_file: &'a str,
+    now: DateTime<Utc>,
+) -> crate::Boxed<'a, Result<Published, ReferenceError>> {
+    Box::pin(publish_inner(store, registry, kind, text, source_file, now))
+}
+
+/// The body of [`publish`].
+async fn publish_inner(
     store: &dyn ObjectStore,
     registry: &Registry,
     kind: Kind,
@@ -147,7 +159,14 @@ static TEXTS: Mutex<BTreeMap<(Kind, String), Arc<str>>> = Mutex::new(BTreeMap::n
 /// The current reference data of the lake in `store`: each kind's loaded version,
 /// or the built-in copy where none was loaded. A version whose bytes do not match
 /// its pointer's digest is an error, never silently replaced by the built-in copy.
-pub async fn current(store: &dyn ObjectStore) -> Result<Arc<ReferenceSet>, ReferenceError> {
+pub fn current<'a>(
+    store: &'a dyn ObjectStore,
+) -> crate::Boxed<'a, Result<Arc<ReferenceSet>, ReferenceError>> {
+    Box::pin(current_inner(store))
+}
+
+/// The body of [`current`].
+async fn current_inner(store: &dyn ObjectStore) -> Result<Arc<ReferenceSet>, ReferenceError> {
     let pointers = pointers(store).await?;
     if pointers.values().all(Option::is_none) {
         return Ok(ReferenceSet::builtin());
