@@ -198,7 +198,9 @@ enum Command {
         reason: String,
     },
     /// Turn a home whose curated tables are plain Parquet (before Delta Lake) into
-    /// Delta tables in place: one commit per delivery found. Safe to run again.
+    /// Delta tables in place: one commit per delivery found; then take the columns a
+    /// contract now withholds (a birth date) out of the tables that have them, history
+    /// included. Safe to run again. With --aws: the second part.
     Migrate,
     /// Back up what cannot be rebuilt from landing: the ledger (a consistent copy,
     /// safe while the platform runs) and the keys, with a manifest of digests. In AWS
@@ -863,6 +865,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             if m.is_empty() {
                 println!("nothing to migrate: every table is a Delta table");
             }
+            withhold(&p).await?;
             naerdata::catalog::write_duckdb_catalog(&p).await?;
         }
         Command::Keys { what } => keys::local(&cli.home, what).await?,
@@ -1119,6 +1122,9 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
             person_id,
             reason,
         } => purge(&p, delivery, person_id, &reason).await?,
+        // In AWS every table is a Delta table already: what is left to migrate is
+        // a column a contract now withholds.
+        Command::Migrate => withhold(&p).await?,
         Command::Redrive { queue } => {
             let (dlq, to) = match queue {
                 RedriveQueue::Receive => (
@@ -1200,10 +1206,33 @@ async fn operate_aws(command: Command) -> Result<ExitCode> {
         Command::Keys { what } => keys::aws(what, &p, &clients, &resources).await?,
         Command::Reference { what } => reference(&p, what).await?,
         _ => bail!(
-            "with --aws only status, replay, redrive, retract, maintain, purge, extract, keys, reference and privacy scan run; the other commands are local"
+            "with --aws only status, replay, redrive, retract, maintain, purge, migrate, extract, keys, reference and privacy scan run; the other commands are local"
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Takes the columns contracts now withhold (a birth date) out of the tables that
+/// still have them, history included, and says what it did.
+async fn withhold(p: &Platform) -> anyhow::Result<()> {
+    let w = naerdata::migrate::withhold::withhold(p).await?;
+    for t in &w {
+        let columns = if t.columns.is_empty() {
+            "(history only)".to_string()
+        } else {
+            t.columns.join(", ")
+        };
+        println!(
+            "{:<28} withheld {columns}: version {}, {} old file(s) deleted",
+            t.table,
+            t.version.map_or("-".into(), |v| v.to_string()),
+            t.files_deleted
+        );
+    }
+    if w.is_empty() {
+        println!("no table holds a column its contract withholds");
+    }
+    Ok(())
 }
 
 /// The supplier's pre-check: the same pass as the process step, without storing.

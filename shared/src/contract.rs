@@ -426,6 +426,12 @@ pub struct Contract {
     /// person given a new one): pseudonymised with the same key into
     /// [`crate::lake::LINKED_PERSON_COLUMN`], and, like the CPR, never stored.
     pub cpr_link_field: Option<usize>,
+    /// The person's date of birth as a register gives it (`role: birthDate`), e.g. for
+    /// replacement numbers, whose digits carry no birth date. Checked like any date,
+    /// then, like the CPR, never stored: the lake keeps the year and month it gives
+    /// (`birth_year`, `birth_month`) and the age at the event. A day-precise birth date
+    /// is most of a CPR number.
+    pub birth_date_field: Option<usize>,
     pub record_key: Vec<usize>,
     pub version_rule: VersionRule,
     pub event_date: usize,
@@ -456,6 +462,20 @@ impl Contract {
     /// pseudonymised or dropped, never stored as it came.
     pub fn is_cpr_column(&self, i: usize) -> bool {
         Some(i) == self.cpr_field || Some(i) == self.cpr_link_field
+    }
+
+    /// Is field `i` read but never stored as it came: a CPR number or the birth date?
+    /// The lake table has no column for it; what the lake keeps instead is derived
+    /// (`person_id`, `linked_person_id`, the birth year and month).
+    pub fn is_withheld(&self, i: usize) -> bool {
+        self.is_cpr_column(i) || Some(i) == self.birth_date_field
+    }
+
+    /// The names of the fields the lake never stores (see [`Contract::is_withheld`]).
+    pub fn withheld_names(&self) -> impl Iterator<Item = &str> {
+        (0..self.fields.len())
+            .filter(|&i| self.is_withheld(i))
+            .map(|i| self.fields[i].name.as_str())
     }
 
     /// The field named `name`.
@@ -554,7 +574,25 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
                 "{where_}: an identifier must be a string (it is re-keyed in research extracts)"
             )));
         }
-        if let Some(Json::String(role)) = custom(&p.custom_properties, "role")
+        let role = match custom(&p.custom_properties, "role") {
+            None => None,
+            Some(Json::String(r)) if ROLES.contains(&r.as_str()) => Some(r.clone()),
+            // A misspelt role would silently store what the role protects (a CPR
+            // number or a birth date as a plain column).
+            Some(other) => {
+                return Err(bad(format!(
+                    "{where_}: role {other} is not one of {}",
+                    ROLES.join(", ")
+                )));
+            }
+        };
+        if role.is_none() && looks_like_birth_date(&p.name) {
+            return Err(bad(format!(
+                "{where_}: a field named like a birth date needs role birthDate, so that only its \
+                 year and month are stored (a day-precise birth date is most of a CPR number)"
+            )));
+        }
+        if let Some(role) = role
             && let Some(prev) = roles.insert(role.clone(), i)
         {
             return Err(bad(format!(
@@ -661,6 +699,22 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
             )));
         }
     }
+    let birth_date_field = roles.get("birthDate").copied();
+    if let Some(i) = birth_date_field {
+        let f = &fields[i];
+        if cpr_field.is_none() {
+            return Err(bad(format!(
+                "{:?} has role birthDate, but no field has role cpr: a birth date describes the row's person",
+                f.name
+            )));
+        }
+        if f.field_type != FieldType::Date || f.identifier.is_some() {
+            return Err(bad(format!(
+                "the birthDate field {:?} must be a plain date",
+                f.name
+            )));
+        }
+    }
     let event_date = *roles
         .get("eventDate")
         .ok_or_else(|| bad("no property has role eventDate (it partitions the lake)".into()))?;
@@ -687,10 +741,11 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
     }
     if let Some(&i) = record_key
         .iter()
-        .find(|&&i| Some(i) == cpr_field || Some(i) == cpr_link_field)
+        .find(|&&i| [cpr_field, cpr_link_field, birth_date_field].contains(&Some(i)))
     {
         return Err(bad(format!(
-            "primary key {:?} is a CPR number; the record key is stored in the lake, so it needs a key of its own",
+            "primary key {:?} is a CPR number or birth date, which the lake never stores; \
+             the record key is stored in the lake, so it needs a key of its own",
             fields[i].name
         )));
     }
@@ -724,7 +779,14 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         ));
     }
     let extract_allow = custom(props, "extract")
-        .map(|v| parse_extract_allow(v, &fields, [cpr_field, cpr_link_field], &table))
+        .map(|v| {
+            parse_extract_allow(
+                v,
+                &fields,
+                [cpr_field, cpr_link_field, birth_date_field],
+                &table,
+            )
+        })
         .transpose()
         .map_err(|m| bad(format!("extract: {m}")))?;
 
@@ -753,6 +815,7 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         fields,
         cpr_field,
         cpr_link_field,
+        birth_date_field,
         record_key,
         version_rule,
         event_date,
@@ -761,6 +824,36 @@ fn compile(file: &str, doc: OdcsDocument) -> Result<Contract, ContractError> {
         reception,
         extract_allow,
     })
+}
+
+/// The roles a property can have (customProperties `role`).
+const ROLES: [&str; 6] = [
+    "cpr",
+    "cprLink",
+    "birthDate",
+    "eventDate",
+    "version",
+    "reportingUnit",
+];
+
+/// A property name that says "date of birth" in Danish or English (`foedselsdato`,
+/// `fødselsdato`, `birth_date`, `birthDate`, `date_of_birth`, `dob`).
+fn looks_like_birth_date(name: &str) -> bool {
+    let n: String = name
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric())
+        .collect();
+    [
+        "foedselsdato",
+        "fødselsdato",
+        "foedselsdag",
+        "fødselsdag",
+        "birthdate",
+        "dateofbirth",
+        "dob",
+    ]
+    .contains(&n.as_str())
 }
 
 /// An id space: `lpr.kontakt`, `kommune.resource`.
@@ -775,7 +868,7 @@ fn id_space_ok(s: &str) -> bool {
 fn parse_extract_allow(
     v: &Json,
     fields: &[Field],
-    [cpr_field, cpr_link_field]: [Option<usize>; 2],
+    [cpr_field, cpr_link_field, birth_date_field]: [Option<usize>; 3],
     table: &str,
 ) -> Result<Vec<String>, String> {
     let Some(map) = v.as_object() else {
@@ -797,6 +890,11 @@ fn parse_extract_allow(
         if is_field.is_some() && (is_field == cpr_field || is_field == cpr_link_field) {
             return Err(format!(
                 "allow names {name:?}, the CPR column, which never leaves the landing zone"
+            ));
+        }
+        if is_field.is_some() && is_field == birth_date_field {
+            return Err(format!(
+                "allow names {name:?}, the birth date, which the lake does not store (birth_year and birth_month may be allowed)"
             ));
         }
         if crate::lake::NEVER_EXTRACTED.contains(&name) {
@@ -1220,6 +1318,70 @@ customProperties:
         assert!(err(&date_id).contains("must be a string"));
     }
 
+    /// MINIMAL with a fourth property, `foedselsdato`, with these custom properties.
+    fn with_birth_date(custom: &str, logical_type: &str) -> String {
+        MINIMAL.replace(
+            "customProperties:\n  - property: delivery",
+            &format!(
+                "      - name: foedselsdato\n        logicalType: {logical_type}\n        required: true\n{custom}\
+                 customProperties:\n  - property: delivery"
+            ),
+        )
+    }
+
+    #[test]
+    fn a_birth_date_is_withheld_and_only_with_its_role() {
+        let role = "        customProperties: [{property: role, value: birthDate}]\n";
+        let c = Contract::from_yaml("t", &with_birth_date(role, "date")).unwrap();
+        assert_eq!(c.birth_date_field, Some(3));
+        assert!(c.is_withheld(3) && c.is_withheld(1) && !c.is_withheld(0) && !c.is_withheld(2));
+        assert!(!c.is_cpr_column(3));
+        assert_eq!(
+            c.withheld_names().collect::<Vec<_>>(),
+            ["cpr", "foedselsdato"]
+        );
+        // The lake has its year and month, never the column.
+        let schema = crate::lake::schema(&c);
+        assert!(schema.field_with_name("foedselsdato").is_err());
+        assert!(schema.field_with_name("birth_year").is_ok());
+
+        let err = |text: &str| Contract::from_yaml("t", text).unwrap_err().to_string();
+        // Named like a birth date but without the role: refused, whatever its type.
+        for (name, ty) in [
+            ("foedselsdato", "date"),
+            ("Fødselsdato", "date"),
+            ("birth_date", "string"),
+            ("dateOfBirth", "date"),
+        ] {
+            let text =
+                with_birth_date("", ty).replace("name: foedselsdato", &format!("name: {name}"));
+            let e = err(&text);
+            assert!(
+                e.contains("role birthDate") && e.contains(name),
+                "{name}: {e}"
+            );
+        }
+        // The role on a string, or without a CPR on the row.
+        let e = err(&with_birth_date(role, "string"));
+        assert!(e.contains("must be a plain date"), "{e}");
+        let no_cpr = with_birth_date(role, "date").replace(
+            "        customProperties: [{property: role, value: cpr}]\n",
+            "",
+        );
+        assert!(err(&no_cpr).contains("no field has role cpr"));
+        // Never a research extract column, never a record key.
+        let allow = format!(
+            "{}  - property: extract\n    value: {{allow: [id, foedselsdato]}}\n",
+            with_birth_date(role, "date")
+        );
+        assert!(err(&allow).contains("the birth date"));
+        let keyed = with_birth_date(role, "date").replace(
+            "        required: true\n        customProperties: [{property: role, value: birthDate}]",
+            "        required: true\n        primaryKey: true\n        primaryKeyPosition: 2\n        customProperties: [{property: role, value: birthDate}]",
+        );
+        assert!(err(&keyed).contains("birth date"));
+    }
+
     #[test]
     fn minimal_contract_defaults() {
         let c = Contract::from_yaml("t", MINIMAL).unwrap();
@@ -1234,9 +1396,17 @@ customProperties:
 
     #[test]
     fn inconsistent_contracts_are_refused_with_the_reason() {
-        let no_event = MINIMAL.replace("value: eventDate", "value: other");
+        let no_event = MINIMAL.replace(
+            "\n        customProperties: [{property: role, value: eventDate}]",
+            "",
+        );
         let e = Contract::from_yaml("t", &no_event).unwrap_err().to_string();
-        assert!(e.contains("eventDate"), "{e}");
+        assert!(e.contains("no property has role eventDate"), "{e}");
+
+        // A misspelt role is not silently ignored: it would store what it protects.
+        let misspelt = MINIMAL.replace("value: cpr}", "value: CPR}");
+        let e = Contract::from_yaml("t", &misspelt).unwrap_err().to_string();
+        assert!(e.contains("\"cpr\"") && e.contains("role \"CPR\""), "{e}");
 
         let bad_type = MINIMAL.replace("logicalType: date", "logicalType: datum");
         let e = Contract::from_yaml("t", &bad_type).unwrap_err().to_string();
@@ -1264,7 +1434,10 @@ customProperties:
         let c = Contract::from_yaml("t", &linked).unwrap();
         assert_eq!(c.cpr_link_field, Some(2));
         assert!(c.is_cpr_column(1) && c.is_cpr_column(2) && !c.is_cpr_column(0));
-        let orphan = linked.replace("value: cpr}", "value: other}");
+        let orphan = linked.replace(
+            "        required: true\n        customProperties: [{property: role, value: cpr}]",
+            "        required: true",
+        );
         let e = Contract::from_yaml("t", &orphan).unwrap_err().to_string();
         assert!(e.contains("no field has role cpr"), "{e}");
     }

@@ -99,13 +99,17 @@ impl Cpr {
 
     /// Full years of age on `on`.
     pub fn age_on(&self, on: NaiveDate) -> i32 {
-        let b = self.birth_date;
-        let mut age = on.year() - b.year();
-        if (on.month(), on.day()) < (b.month(), b.day()) {
-            age -= 1;
-        }
-        age
+        age_on(self.birth_date, on)
     }
+}
+
+/// Age in whole years on `on` of a person born on `birth`.
+pub fn age_on(birth: NaiveDate, on: NaiveDate) -> i32 {
+    let mut age = on.year() - birth.year();
+    if (on.month(), on.day()) < (birth.month(), birth.day()) {
+        age -= 1;
+    }
+    age
 }
 
 /// Parse a CPR field. `Err` carries the class of an unusable value

@@ -291,7 +291,7 @@ pub fn plan<'c>(spec: &ProjectSpec, contracts: &'c Registry) -> Result<Vec<Table
             if FORBIDDEN.contains(&c.as_str())
                 || contract
                     .field_index(c)
-                    .is_some_and(|i| contract.is_cpr_column(i))
+                    .is_some_and(|i| contract.is_withheld(i))
             {
                 return Err(format!("column {c} of {table} is never released"));
             }

@@ -67,13 +67,13 @@ pub const DERIVED: &[(&str, &str, &str)] = &[
     ),
     (
         "birth_year",
-        "Fødselsår, fra CPR-nummeret",
-        "Birth year, from the CPR number",
+        "Fødselsår, fra CPR-nummeret (fra registrets fødselsdato, hvor datasættet har en)",
+        "Birth year, from the CPR number (from the register's birth date where the dataset has one)",
     ),
     (
         "birth_month",
-        "Fødselsmåned, fra CPR-nummeret",
-        "Birth month, from the CPR number",
+        "Fødselsmåned, fra CPR-nummeret (fra registrets fødselsdato, hvor datasættet har en)",
+        "Birth month, from the CPR number (from the register's birth date where the dataset has one)",
     ),
     (
         "sex",

@@ -1,11 +1,15 @@
 //! `naerdata migrate`: a home from before Delta Lake (curated tables and quality
-//! metrics as plain Hive-partitioned Parquet) becomes Delta tables in place.
+//! metrics as plain Hive-partitioned Parquet) becomes Delta tables in place; then
+//! columns a contract now withholds are taken out of tables that have them
+//! ([`withhold`]).
 //!
 //! Every Parquet file then in a table was visible, so all of them are committed, one
 //! commit per delivery (the file names say which), with the delivery's application
 //! transaction as the process step would have written it. A marker object says a
 //! table's migration is under way, so a migration that stops half-way is finished by
 //! running it again; committed deliveries are recognised and skipped.
+
+pub mod withhold;
 
 use std::collections::BTreeMap;
 

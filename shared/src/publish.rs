@@ -626,7 +626,7 @@ const DIM_PERSON: &str = "
 WITH personer AS ({persons}),
 register AS (
     SELECT person_id,
-           MAX(CAST(EXTRACT(YEAR FROM foedselsdato) AS INT)) AS birth_year,
+           MAX(birth_year) AS birth_year,
            MAX(koen) AS sex, MAX(doedsdato) AS doedsdato, MAX(udvandret_dato) AS udvandret_dato
     FROM cpr_befolkning_current WHERE person_id IS NOT NULL
     GROUP BY person_id

@@ -106,6 +106,16 @@ impl Person {
         }
     }
 
+    /// Takes the birth date from a register's own field (`role: birthDate`), which
+    /// is authoritative over the digits of the number (a replacement number's say
+    /// nothing). Only its year and month, and the age, are ever written.
+    fn born(&mut self, birth: NaiveDate, event_date: NaiveDate) {
+        self.birth = Some(birth);
+        self.birth_year = Some(birth.year());
+        self.birth_month = Some(birth.month() as i32);
+        self.age_at_event = Some(cpr::age_on(birth, event_date));
+    }
+
     /// The pseudonym's HMAC tag (person_id is its hex): set once the row sink has
     /// pseudonymised a person's row, `None` for rows without a usable CPR.
     pub fn tag(&self) -> Option<&[u8; 32]> {
@@ -135,6 +145,14 @@ pub const AFTER_DELIVERY: &str = "after_delivery_date";
 
 /// The rule of a CPR-shaped value in a column that is not the CPR column.
 pub const CPR_IN_WRONG_COLUMN: &str = "cpr_in_wrong_column";
+
+/// The rule of a birth date (`role: birthDate`) that differs from the CPR number's.
+pub const BIRTH_DATE_MISMATCH: &str = "birth_date_mismatch";
+
+/// The date of a validated [`Value::Date`] (days since 1970-01-01).
+fn date_of(days: i32) -> NaiveDate {
+    NaiveDate::from_num_days_from_ce_opt(days + UNIX_EPOCH_DAYS_FROM_CE).expect("a validated date")
+}
 
 pub const UNIX_EPOCH_DAYS_FROM_CE: i32 = 719_163;
 
@@ -303,8 +321,7 @@ impl<'c> Validator<'c> {
         }
 
         let event_date = match values[c.event_date] {
-            Value::Date(d) => NaiveDate::from_num_days_from_ce_opt(d + UNIX_EPOCH_DAYS_FROM_CE)
-                .expect("a validated date"),
+            Value::Date(d) => date_of(d),
             _ => unreachable!("the event date is a required date"),
         };
         let record_version = match c.version_rule {
@@ -314,10 +331,27 @@ impl<'c> Validator<'c> {
             },
             VersionRule::ReceivedAt => self.received_at_micros,
         };
-        let person = match c.cpr_field {
+        let mut person = match c.cpr_field {
             Some(i) => classify(row, &c.fields[i], i, event_date, problems),
             None => Person::unusable(CprClass::Missing),
         };
+        if let Some(i) = c.birth_date_field
+            && let Value::Date(d) = values[i]
+        {
+            let birth = date_of(d);
+            if birth_disagrees(person.class, person.birth, birth) {
+                problems.push(problem(
+                    row.line,
+                    &c.fields[i],
+                    BIRTH_DATE_MISMATCH,
+                    Severity::Warning,
+                    "the birth date is not the one the CPR number's first six digits give; \
+                     the birth date column is kept (only its year and month are stored), please check both"
+                        .into(),
+                ));
+            }
+            person.born(birth, event_date);
+        }
         let linked = match c.cpr_link_field {
             Some(i) => match link(row, &c.fields[i], i, event_date) {
                 Ok(p) => {
@@ -356,6 +390,12 @@ impl<'c> Validator<'c> {
             }),
         }
     }
+}
+
+/// A valid number's first six digits are the birth date; a register that says
+/// otherwise has one of the two wrong. A replacement number's digits are no date.
+fn birth_disagrees(class: CprClass, from_number: Option<NaiveDate>, register: NaiveDate) -> bool {
+    matches!(class, CprClass::Valid | CprClass::ValidNoModulus11) && from_number != Some(register)
 }
 
 /// Reads the CPR of a kept row: its class and what derives from it (birth, sex,
@@ -873,6 +913,82 @@ mod tests {
         );
         assert_eq!(v, Verdict::Rejected);
         assert!(problems.iter().any(|p| p.rule == CPR_IN_WRONG_COLUMN));
+    }
+
+    #[test]
+    fn the_registers_birth_date_gives_year_month_and_age() {
+        let r = Registry::builtin();
+        let c = r.get("cpr.befolkning").unwrap();
+        let v = Validator::new(c, day("2026-06-30"), 0);
+        // 670385-4001 is a replacement number: its digits say 7 March 1985, which for
+        // such numbers need not be the birth date; the register's date decides.
+        for (born, year, month, age) in [("1985-03-07", 1985, 3, 41), ("1984-11-20", 1984, 11, 41)]
+        {
+            let mut row = Row::with_fields(c.fields.len());
+            row.fill(
+                2,
+                [
+                    "1",
+                    "670385-4001",
+                    born,
+                    "K",
+                    "101",
+                    "2019-01-01",
+                    "",
+                    "",
+                    "",
+                    "",
+                    "2026-06-01",
+                ],
+            );
+            let (mut values, mut problems) = (Vec::new(), Vec::new());
+            let checked = v.check(&row, &mut values, &mut problems);
+            assert_eq!(checked.verdict, Verdict::Accepted, "{problems:?}");
+            let person = checked.typed.expect("kept").person;
+            assert_eq!(person.birth_year, Some(year));
+            assert_eq!(person.birth_month, Some(month));
+            assert_eq!(person.age_at_event, Some(age));
+            assert_eq!(person.birth, Some(day(born)));
+        }
+        // A birth date that fails its checks rejects the row without echoing it.
+        let mut row = Row::with_fields(c.fields.len());
+        row.fill(
+            2,
+            [
+                "1",
+                "670385-4001",
+                "1985-02-30",
+                "K",
+                "101",
+                "2019-01-01",
+                "",
+                "",
+                "",
+                "",
+                "2026-06-01",
+            ],
+        );
+        let (mut values, mut problems) = (Vec::new(), Vec::new());
+        assert_eq!(
+            v.check(&row, &mut values, &mut problems).verdict,
+            Verdict::Rejected
+        );
+        let p = problems
+            .iter()
+            .find(|p| p.column.as_deref() == Some("foedselsdato"))
+            .unwrap();
+        assert!(!p.message.contains("1985"), "{}", p.message);
+    }
+
+    #[test]
+    fn a_valid_numbers_date_must_agree_with_the_register() {
+        let (b, other) = (day("1985-03-07"), day("1985-03-08"));
+        assert!(!birth_disagrees(CprClass::Valid, Some(b), b));
+        assert!(birth_disagrees(CprClass::Valid, Some(b), other));
+        assert!(birth_disagrees(CprClass::ValidNoModulus11, Some(b), other));
+        // A replacement number's digits are no birth date; an unusable one has none.
+        assert!(!birth_disagrees(CprClass::Replacement, Some(b), other));
+        assert!(!birth_disagrees(CprClass::InvalidFormat, None, other));
     }
 
     #[test]

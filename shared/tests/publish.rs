@@ -988,3 +988,222 @@ async fn one_person_across_a_cpr_change_with_residence_from_the_register() {
     assert_eq!(gp.len(), 1);
     assert_eq!(gp, lpr, "one project pseudonym across the change of number");
 }
+
+/// The registry as it was before `foedselsdato` got its role: the birth date stored.
+fn registry_storing_the_birth_date() -> Registry {
+    let mut r = Registry::builtin();
+    let mut c = r.get("cpr.befolkning").unwrap().clone();
+    c.birth_date_field = None;
+    c.version = "1.0.0".into();
+    r.insert(c);
+    r
+}
+
+/// Every Parquet file under `prefix` whose own schema has a column `name`.
+async fn files_with_column(p: &Platform, prefix: &str, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for o in p.stores.lake.list(prefix).await.unwrap() {
+        if !o.key.ends_with(".parquet") || o.key.contains("/_delta_log/") {
+            continue;
+        }
+        let bytes = p.stores.lake.get(&o.key).await.unwrap().unwrap();
+        let meta = parquet::file::metadata::ParquetMetaDataReader::new()
+            .parse_and_finish(&bytes)
+            .unwrap();
+        if meta
+            .file_metadata()
+            .schema_descr()
+            .root_schema()
+            .get_fields()
+            .iter()
+            .any(|f| f.name() == name)
+        {
+            out.push(o.key);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_birth_date_stored_before_its_contract_withheld_it_is_taken_out_history_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = platform(dir.path());
+    p.contracts = Arc::new(registry_storing_the_birth_date());
+    let header = "bopael_id;cpr;foedselsdato;koen;kommunekode;bopael_fra;bopael_til;indvandret_dato;udvandret_dato;doedsdato;udtraeksdato\n";
+    // Person 0's register date (1984-11-20) is not what the replacement number's
+    // digits say (1 March 1985): the register decides. Person 1's agrees.
+    let extract = |day: &str| {
+        format!(
+            "{header}\
+             10;{a};1984-11-20;M;101;1990-01-01;;;;;{day}\n\
+             11;{b};1985-03-02;K;147;2001-05-01;;;;;{day}\n",
+            a = cpr(0),
+            b = cpr(1),
+        )
+    };
+    deliver(
+        &p,
+        "cpr/befolkning/2026-11-01/bef.csv",
+        extract("2026-11-01"),
+    )
+    .await;
+    naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
+        .await
+        .unwrap();
+    let curated = "curated/cpr_befolkning/";
+    let current = "presentation/current/cpr_befolkning_current/";
+    assert!(
+        !files_with_column(&p, curated, "foedselsdato")
+            .await
+            .is_empty()
+    );
+    assert!(
+        !files_with_column(&p, current, "foedselsdato")
+            .await
+            .is_empty()
+    );
+
+    // The contract now withholds it: the scan names the tables that still hold it,
+    // and the process step refuses the table until it is migrated, saying so.
+    p.contracts = Arc::new(Registry::builtin());
+    let scan = naerdata::privacy::scan::scan(&p).await.unwrap();
+    let held: Vec<_> = scan
+        .findings
+        .iter()
+        .filter(|f| f.part == "column foedselsdato (withheld)")
+        .collect();
+    assert!(
+        held.iter().any(|f| f.location.starts_with(curated)),
+        "{held:?}"
+    );
+    assert!(
+        held.iter().any(|f| f.location.starts_with(current)),
+        "{held:?}"
+    );
+    p.stores
+        .landing
+        .put(
+            "cpr/befolkning/2026-12-01/bef.csv",
+            Bytes::from(extract("2026-12-01")),
+        )
+        .await
+        .unwrap();
+    let Received::ToProcess(december) =
+        receive::receive(&p, "cpr/befolkning/2026-12-01/bef.csv", None)
+            .await
+            .unwrap()
+    else {
+        panic!("new")
+    };
+    let e = process::process(&p, &december)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("foedselsdato") && e.contains("naerdata migrate"),
+        "{e}"
+    );
+
+    let done = naerdata::migrate::withhold::withhold(&p).await.unwrap();
+    let tables: Vec<_> = done.iter().map(|w| w.table.as_str()).collect();
+    assert_eq!(tables, ["cpr_befolkning", "cpr_befolkning_current"]);
+    for w in &done {
+        assert_eq!(w.columns, ["foedselsdato"]);
+        assert!(w.files_deleted >= 1, "{w:?}");
+    }
+    // Gone from every file, in the newest version and in history.
+    assert!(
+        files_with_column(&p, curated, "foedselsdato")
+            .await
+            .is_empty()
+    );
+    assert!(
+        files_with_column(&p, current, "foedselsdato")
+            .await
+            .is_empty()
+    );
+    let scan = naerdata::privacy::scan::scan(&p).await.unwrap();
+    assert!(scan.clean(), "{:?}", scan.findings);
+    // The rows are all there, their birth year and month from the register's date.
+    let years = catalog::query(
+        &p,
+        "SELECT bopael_id, birth_year, birth_month, age_at_event FROM cpr_befolkning ORDER BY bopael_id",
+    )
+    .await
+    .unwrap();
+    let shown = arrow::util::pretty::pretty_format_batches(&years)
+        .unwrap()
+        .to_string();
+    assert!(
+        shown.contains("| 10        | 1984       | 11          | 41           |"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("| 11        | 1985       | 3           | 41           |"),
+        "{shown}"
+    );
+    assert!(
+        naerdata::migrate::withhold::withhold(&p)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a second run has nothing to do"
+    );
+
+    // The failed delivery is processed now; the migrated one is still known to the
+    // table (a retry appends nothing).
+    process::process(&p, &december).await.unwrap();
+    let rows = |p: &Platform| {
+        let p = p.clone();
+        async move {
+            let b = catalog::query(&p, "SELECT count(*) FROM cpr_befolkning")
+                .await
+                .unwrap();
+            b[0].column(0)
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .value(0)
+        }
+    };
+    assert_eq!(rows(&p).await, 4);
+    let november = p
+        .ledger
+        .list(Some("cpr.befolkning"), 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.delivery_id != december)
+        .unwrap()
+        .delivery_id;
+    p.ledger
+        .transition(
+            &november,
+            &[naerdata::ledger::DeliveryState::Accepted],
+            naerdata::ledger::DeliveryState::Failed,
+            p.clock.now(),
+            None,
+        )
+        .await
+        .unwrap();
+    process::process(&p, &november).await.unwrap();
+    assert_eq!(rows(&p).await, 4);
+
+    // The next publication rebuilds the current table without it; the person
+    // dimension has the register's birth year.
+    naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 12, 31).unwrap())
+        .await
+        .unwrap();
+    assert!(
+        files_with_column(&p, current, "foedselsdato")
+            .await
+            .is_empty()
+    );
+    let mut years: Vec<_> = presentation_rows(&p, "dim", "dim_person")
+        .await
+        .into_iter()
+        .map(|r| r["birth_year"].clone().unwrap())
+        .collect();
+    years.sort();
+    assert_eq!(years, ["1984", "1985"]);
+}

@@ -816,3 +816,107 @@ async fn a_purge_leaves_no_copy_of_the_person_in_the_lake_bucket() {
         "no noncurrent version is left behind"
     );
 }
+
+/// Every Parquet file under `prefix` of the lake bucket whose schema has `column`.
+async fn files_with_column(p: &Platform, prefix: &str, column: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for obj in p.stores.lake.list(prefix).await.unwrap() {
+        if !obj.key.ends_with(".parquet") || obj.key.contains("/_delta_log/") {
+            continue;
+        }
+        let body = p.stores.lake.get(&obj.key).await.unwrap().unwrap();
+        if batches(&body)
+            .first()
+            .is_some_and(|b| b.column_by_name(column).is_some())
+        {
+            out.push(obj.key);
+        }
+    }
+    out
+}
+
+/// A birth date stored before its contract withheld it (cpr.befolkning 1.0.0), taken
+/// out in AWS (`naerdata --aws migrate`): the table keeps its rows without the column,
+/// and no object in the lake bucket has it afterwards, history and S3 versions
+/// included.
+#[tokio::test]
+async fn withholding_a_stored_birth_date_leaves_no_object_with_it_in_the_lake_bucket() {
+    let moto = Moto::start();
+    let stack = provision(&moto, "withhold").await;
+    let mut p = platform(&stack);
+    let mut stored = Registry::builtin();
+    let mut c = stored.get("cpr.befolkning").unwrap().clone();
+    c.birth_date_field = None;
+    stored.insert(c);
+    p.contracts = Arc::new(stored);
+    // Synthetic replacement numbers (day + 60); the register's birth dates decide.
+    for day in ["2026-09-01", "2026-10-01"] {
+        let key = format!("cpr/befolkning/{day}/bef.csv");
+        let body = format!(
+            "bopael_id;cpr;foedselsdato;koen;kommunekode;bopael_fra;bopael_til;indvandret_dato;udvandret_dato;doedsdato;udtraeksdato\n\
+             1;610385-4000;1984-11-20;M;101;1990-01-01;;;;;{day}\n\
+             2;620385-4001;1985-03-02;K;147;2001-05-01;;;;;{day}\n"
+        );
+        let version = stack.upload(&key, body.into_bytes()).await;
+        let naerdata::receive::Received::ToProcess(id) =
+            naerdata::receive::receive(&p, &key, version.as_deref())
+                .await
+                .unwrap()
+        else {
+            panic!("{key} is new")
+        };
+        naerdata::process::process(&p, &id).await.unwrap();
+    }
+    let curated = "curated/cpr_befolkning/";
+    assert_eq!(
+        files_with_column(&p, curated, "foedselsdato").await.len(),
+        2
+    );
+
+    p.contracts = Arc::new(Registry::builtin());
+    let done = naerdata::migrate::withhold::withhold(&p).await.unwrap();
+    assert_eq!(done.len(), 1, "no current table was published: {done:?}");
+    assert_eq!(
+        (done[0].table.as_str(), done[0].files_deleted),
+        ("cpr_befolkning", 2)
+    );
+    assert!(
+        files_with_column(&p, curated, "foedselsdato")
+            .await
+            .is_empty()
+    );
+    let years = naerdata::catalog::query(
+        &p,
+        "SELECT CAST(birth_year AS VARCHAR) AS y FROM cpr_befolkning",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        strings(&years, "y"),
+        BTreeSet::from(["1984".to_string(), "1985".to_string()])
+    );
+    let rows = naerdata::catalog::query(
+        &p,
+        "SELECT CAST(count(*) AS VARCHAR) AS n FROM cpr_befolkning",
+    )
+    .await
+    .unwrap();
+    assert_eq!(strings(&rows, "n"), BTreeSet::from(["4".to_string()]));
+    let versions = stack
+        .clients
+        .s3
+        .list_object_versions()
+        .bucket(&stack.resources.lake_bucket)
+        .prefix(curated)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        versions.delete_markers().is_empty()
+            && versions
+                .versions()
+                .iter()
+                .all(|v| v.is_latest() == Some(true)),
+        "no noncurrent version is left behind"
+    );
+}

@@ -469,6 +469,7 @@ impl Words for Da {
             Label::EventDate => "Hændelsesdato (opdeler datasøen)",
             Label::ReportingUnit => "Indberetningsenhed",
             Label::CprColumn => "CPR-kolonne",
+            Label::BirthDateColumn => "Fødselsdato-kolonne",
             Label::Expected => "Forventet",
             Label::Quality => "Kvalitetstjek (højst % af rækkerne, ellers FAIL i kvitteringen)",
             Label::RejectThreshold => "Afvisningstærskel",
@@ -533,6 +534,10 @@ impl Words for Da {
 
     fn cpr_column(&self, name: &str) -> String {
         format!("`{name}` (pseudonymiseres ved modtagelsen)")
+    }
+
+    fn birth_date_column(&self, name: &str) -> String {
+        format!("`{name}` (kontrolleres; kun år og måned gemmes)")
     }
 
     fn expected(&self, r: &Reception) -> String {

@@ -457,6 +457,7 @@ impl Words for En {
             Label::EventDate => "Event date (partitions the lake)",
             Label::ReportingUnit => "Reporting unit",
             Label::CprColumn => "CPR column",
+            Label::BirthDateColumn => "Birth date column",
             Label::Expected => "Expected",
             Label::Quality => "Quality checks (max % of rows, else the check FAILs in the receipt)",
             Label::RejectThreshold => "Rejection threshold",
@@ -518,6 +519,10 @@ impl Words for En {
 
     fn cpr_column(&self, name: &str) -> String {
         format!("`{name}` (pseudonymised on arrival)")
+    }
+
+    fn birth_date_column(&self, name: &str) -> String {
+        format!("`{name}` (checked; only its year and month are stored)")
     }
 
     fn expected(&self, r: &Reception) -> String {

@@ -112,6 +112,7 @@ enum Label {
     EventDate,
     ReportingUnit,
     CprColumn,
+    BirthDateColumn,
     Expected,
     Quality,
     RejectThreshold,
@@ -159,6 +160,7 @@ trait Words {
     fn received_at(&self) -> &'static str;
     fn unusable_cpr(&self, percent: &str) -> String;
     fn cpr_column(&self, name: &str) -> String;
+    fn birth_date_column(&self, name: &str) -> String;
     fn expected(&self, reception: &Reception) -> String;
     /// Completeness, conformance, plausibility and uniqueness thresholds.
     fn quality(&self, thresholds: [&str; 4]) -> String;
@@ -321,6 +323,14 @@ fn dataset(s: &mut String, c: &Contract, w: &dyn Words) {
             .map(|i| c.fields[i].name.as_str())
             .collect();
         table_row(s, w, Label::CprColumn, &w.cpr_column(&names.join("`, `")));
+    }
+    if let Some(i) = c.birth_date_field {
+        table_row(
+            s,
+            w,
+            Label::BirthDateColumn,
+            &w.birth_date_column(&c.fields[i].name),
+        );
     }
     if let Some(r) = &c.reception {
         table_row(s, w, Label::Expected, &w.expected(r));

@@ -257,7 +257,8 @@ async fn evolve(t: DeltaTable, spec: &TableSpec) -> Result<DeltaTable, DeltaErro
         return Err(DeltaError::Schema {
             table: spec.name.clone(),
             message: format!(
-                "contract {} has no column {}, which the table has: columns are never removed",
+                "contract {} has no column {}, which the table has: columns are never removed \
+                 (if the contract now withholds it, run `naerdata migrate`, which rewrites the table without it)",
                 spec.source,
                 extra.name()
             ),

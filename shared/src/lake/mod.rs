@@ -108,8 +108,14 @@ pub const PERSON_ATTRIBUTES: &[(&str, &str)] = &[
         "cpr_status",
         "What the CPR field held: valid, valid_no_mod11, replacement, ecpr, invalid_format, invalid_date (missing: no CPR).",
     ),
-    ("birth_year", "Year of birth, from the CPR."),
-    ("birth_month", "Month of birth (1-12), from the CPR."),
+    (
+        "birth_year",
+        "Year of birth, from the CPR (from the register's birth date where the dataset has one).",
+    ),
+    (
+        "birth_month",
+        "Month of birth (1-12), from the CPR (from the register's birth date where the dataset has one).",
+    ),
     (
         "sex",
         "Legal sex from the CPR's last digit: K (female) or M (male).",
@@ -136,15 +142,16 @@ pub const NEVER_EXTRACTED: &[&str] = &[
     "received_at",
 ];
 
-/// The curated table's schema: the contract's fields without the CPR, then the person
-/// columns derived from it, then lineage. `year`/`month` live in the path (Hive style).
+/// The curated table's schema: the contract's fields without the withheld ones (the
+/// CPR, a linked CPR, the birth date), then the person columns derived from them, then
+/// lineage. `year`/`month` live in the path (Hive style).
 pub fn schema(contract: &Contract) -> SchemaRef {
     let ts = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let mut fields: Vec<ArrowField> = contract
         .fields
         .iter()
         .enumerate()
-        .filter(|(i, _)| !contract.is_cpr_column(*i))
+        .filter(|(i, _)| !contract.is_withheld(*i))
         .map(|(_, f)| ArrowField::new(&f.name, arrow_type(f.field_type), !f.required))
         .collect();
     if let Some(i) = contract.cpr_link_field {
@@ -520,7 +527,7 @@ impl<'c> PartitionedWriter<'c> {
         let c = self.contract;
         let mut col = 0;
         for (i, value) in v.values.iter().enumerate() {
-            if c.is_cpr_column(i) {
+            if c.is_withheld(i) {
                 continue;
             }
             p.cols[col].value(*value, v.text(i));

@@ -9,7 +9,7 @@
 //! are searched too. Findings name the place (store, key, column or field) and a
 //! count, never the value.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use arrow::array::{Array, StringArray};
 use arrow::datatypes::DataType;
@@ -54,12 +54,19 @@ pub fn scan<'a>(p: &'a Platform) -> crate::Boxed<'a, Result<ScanReport, StepErro
 /// The body of [`scan`].
 async fn scan_inner(p: &Platform) -> Result<ScanReport, StepError> {
     let mut report = ScanReport::default();
+    // A column named after a field some contract withholds (a birth date written
+    // before its contract said so) is a finding whatever its values look like.
+    let withheld: BTreeSet<String> = p
+        .contracts
+        .iter()
+        .flat_map(|c| c.withheld_names().map(str::to_string).collect::<Vec<_>>())
+        .collect();
     for (name, store) in [
         ("lake", &p.stores.lake),
         ("receipts", &p.stores.receipts),
         ("quarantine", &p.stores.quarantine),
     ] {
-        scan_store(name, store.as_ref(), &mut report).await?;
+        scan_store(name, store.as_ref(), &withheld, &mut report).await?;
     }
     for d in p.ledger.list(None, usize::MAX).await? {
         report.ledger_entries += 1;
@@ -82,6 +89,7 @@ async fn scan_inner(p: &Platform) -> Result<ScanReport, StepError> {
 async fn scan_store(
     name: &str,
     store: &dyn ObjectStore,
+    withheld: &BTreeSet<String>,
     report: &mut ScanReport,
 ) -> Result<(), StepError> {
     for meta in store.list("").await? {
@@ -94,7 +102,7 @@ async fn scan_store(
         // its compressed pages as text would only give false alarms. Everything else,
         // and a Parquet file that cannot be read, as text.
         let columns = if meta.key.ends_with(".parquet") {
-            match parquet_columns(body.clone()) {
+            match parquet_columns(body.clone(), withheld) {
                 Ok(columns) => Some(columns),
                 Err(e) => {
                     parts.push((format!("unreadable Parquet ({e})"), 1));
@@ -138,8 +146,12 @@ pub fn count(text: &str) -> u64 {
     n
 }
 
-/// Hits per column of a Parquet file, every column read as text.
-fn parquet_columns(body: Bytes) -> Result<BTreeMap<String, u64>, String> {
+/// Hits per column of a Parquet file, every column read as text; a column named in
+/// `withheld` counts each value it holds (as `<name> (withheld)`).
+fn parquet_columns(
+    body: Bytes,
+    withheld: &BTreeSet<String>,
+) -> Result<BTreeMap<String, u64>, String> {
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(body)
         .and_then(|b| b.build())
         .map_err(|e| e.to_string())?;
@@ -147,6 +159,13 @@ fn parquet_columns(body: Bytes) -> Result<BTreeMap<String, u64>, String> {
     for batch in reader {
         let batch = batch.map_err(|e| e.to_string())?;
         for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            if withheld.contains(field.name()) {
+                let held = (column.len() - column.null_count()) as u64;
+                *hits
+                    .entry(format!("{} (withheld)", field.name()))
+                    .or_default() += held;
+                continue;
+            }
             // Numbers, dates and timestamps are stored typed: only text can hold the
             // separated shapes, but a ten-digit integer can hold a bare CPR.
             let text = match arrow::compute::cast(column, &DataType::Utf8) {
@@ -234,9 +253,14 @@ mod tests {
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
-        let hits = parquet_columns(Bytes::from(buf)).unwrap();
+        let hits = parquet_columns(Bytes::from(buf.clone()), &BTreeSet::new()).unwrap();
         assert_eq!(hits.get("record_id"), Some(&1));
         assert_eq!(hits.get("n"), Some(&1));
         assert_eq!(hits.get("clean"), None);
+        // A withheld column counts every value it holds, CPR-shaped or not.
+        let withheld = BTreeSet::from(["clean".to_string()]);
+        let hits = parquet_columns(Bytes::from(buf), &withheld).unwrap();
+        assert_eq!(hits.get("clean (withheld)"), Some(&2));
+        assert_eq!(hits.get("record_id"), Some(&1));
     }
 }
