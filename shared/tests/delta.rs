@@ -41,6 +41,9 @@ struct Faults {
     fail_at: AtomicUsize,
     seen: AtomicUsize,
     trace: Mutex<Vec<String>>,
+    /// Set: the next commit entry written to a curated table is then replaced by
+    /// another writer's, as a store whose conditional put is not atomic allows.
+    hijack: std::sync::atomic::AtomicBool,
 }
 
 impl Faults {
@@ -137,7 +140,24 @@ impl object_store::ObjectStore for FaultyEngine {
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
         self.hit(location)?;
-        self.inner.put_opts(location, payload, opts).await
+        let done = self.inner.put_opts(location, payload, opts).await?;
+        let path = location.as_ref();
+        if path.contains("/curated/")
+            && path.contains("/_delta_log/")
+            && path.ends_with(".json")
+            && self.faults.hijack.swap(false, Ordering::SeqCst)
+        {
+            let other = "{\"commitInfo\":{\"timestamp\":0,\"operation\":\"WRITE\",\"operationParameters\":{\"mode\":\"Append\"}}}\n\
+                         {\"txn\":{\"appId\":\"naerdata.delivery.another-writer\",\"version\":1}}\n";
+            self.inner
+                .put_opts(
+                    location,
+                    PutPayload::from(other.as_bytes().to_vec()),
+                    PutOptions::default(),
+                )
+                .await?;
+        }
+        Ok(done)
     }
     async fn put_multipart_opts(
         &self,
@@ -330,6 +350,44 @@ async fn a_retry_after_the_commit_does_not_append_again() {
     );
     assert_eq!(count(&p, TABLE).await, 60);
     assert_eq!(commits_of(&p, &format!("curated/{TABLE}/"), &id).await, 1);
+}
+
+/// A store whose conditional put is not atomic (moto's check-then-write under load,
+/// some S3-compatible stores) can let a second writer of the same log version replace
+/// the first's entry after both were told they won. The commit reads its entry back:
+/// the delivery fails instead of being reported accepted with its files unreferenced,
+/// and its retry commits them.
+#[tokio::test]
+async fn a_commit_whose_log_entry_another_writer_replaced_fails_and_its_retry_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, faults) = faulty(dir.path());
+    let a = deliver_new(
+        &p,
+        "almenpraksis/diagnose/2026-06-01/a.csv",
+        &three_months(),
+    )
+    .await;
+    process::process(&p, &a).await.unwrap();
+    faults.hijack.store(true, Ordering::SeqCst);
+    let b = deliver_new(
+        &p,
+        "almenpraksis/diagnose/2026-06-02/b.csv",
+        &rows(500..520, 5),
+    )
+    .await;
+    let e = process::process(&p, &b).await.unwrap_err().to_string();
+    assert!(e.contains("not this delivery's commit"), "{e}");
+    assert!(
+        !faults.hijack.load(Ordering::SeqCst),
+        "the entry was replaced"
+    );
+    assert_eq!(count(&p, TABLE).await, 60, "nothing of b is visible yet");
+    assert_eq!(
+        process::process(&p, &b).await.unwrap(),
+        Processed::Done(DeliveryState::Accepted)
+    );
+    assert_eq!(count(&p, TABLE).await, 80);
+    assert_eq!(commits_of(&p, &format!("curated/{TABLE}/"), &b).await, 1);
 }
 
 // ---------------------------------------------------------------------------

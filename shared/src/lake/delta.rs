@@ -359,6 +359,30 @@ pub async fn commit_files(
     match done {
         Ok(c) => {
             let v = c.version();
+            // The log entry must be ours. A store whose conditional put is not atomic
+            // (an emulator's check-then-write, some S3-compatible stores) can let a
+            // concurrent writer of the same version replace it after both were told
+            // they won: the files would be unreferenced and the delivery lost while
+            // reported accepted. Reading the entry back turns that into an error, and
+            // the delivery's retry commits again (on S3 itself this always holds).
+            let entry = t
+                .log_store()
+                .read_commit_entry(v)
+                .await
+                .map_err(|e| DeltaError::table(&name, e))?;
+            let app = delivery_app_id(delivery_id);
+            let ours = entry.is_some_and(|b| {
+                String::from_utf8_lossy(&b).contains(&format!("\"appId\":\"{app}\""))
+            });
+            if !ours {
+                return Err(DeltaError::Schema {
+                    table: name,
+                    message: format!(
+                        "the log entry of version {v} is not this delivery's commit: another writer \
+                         replaced it (the store's conditional put did not hold); retry the delivery"
+                    ),
+                });
+            }
             t.update_state()
                 .await
                 .map_err(|e| DeltaError::table(&name, e))?;
