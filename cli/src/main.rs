@@ -37,8 +37,9 @@ struct Cli {
     log_json: bool,
     /// Operate on the AWS deployment named by the `NAERDATA_*` environment variables
     /// (see the README) instead of the local home: `status`, `replay`, `redrive`,
-    /// `retract`, `maintain`, `purge`, `extract` (sends the request to the publish
-    /// function's extract queue), `keys`, `reference`.
+    /// `retract`, `maintain`, `purge`, `migrate` (withheld columns), `extract` (sends
+    /// the request to the publish function's extract queue), `keys`, `reference`,
+    /// `privacy scan`.
     #[arg(long, global = true)]
     aws: bool,
     #[command(subcommand)]

@@ -358,11 +358,14 @@ async fn the_marts_recover_planted_effects_and_find_none_where_none_was_planted(
     let care = planted.home_care_readmission_ratio;
 
     let dir = tempfile::tempdir().unwrap();
-    let p = world(&dir.path().join("planted"), planted).await;
-    let with = found(&p).await;
-    drop(p);
-    let p = world(&dir.path().join("none"), Effects::NONE).await;
-    let without = found(&p).await;
+    // The two worlds are independent: built side by side, one per core (generating
+    // one is most of its time, and single-threaded).
+    let build = |name: &str, effects: Effects| {
+        let at = dir.path().join(name);
+        tokio::spawn(async move { found(&world(&at, effects).await).await })
+    };
+    let (with, without) = (build("planted", planted), build("none", Effects::NONE));
+    let (with, without) = (with.await.unwrap(), without.await.unwrap());
     for (name, f) in [("planted", &with), ("none", &without)] {
         eprintln!(
             "{name}: rehab after/before raw {:?}, country {:?}, clusters {:?}; home care raw {:?}, \
