@@ -21,7 +21,7 @@ ALARM_EMAIL ?=
 # Key=Value pairs: SUPPLIER_PARAMS="AlmenpraksisAccountId=111122223333 AlmenpraksisExternalId=... ..."
 SUPPLIER_PARAMS ?=
 
-.PHONY: all build build-cli build-demo build-kit supplier-kit test-kit chaos demo test system-deps test-rust test-e2e test-infra bench bench-duckdb bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
+.PHONY: all build build-cli build-demo build-kit supplier-kit test-kit check-lean chaos demo test system-deps test-rust test-e2e test-infra bench bench-duckdb bench-publish bench-lambda lint fmt venv venv-build venv-deploy deploy destroy clean
 
 all: build-cli
 
@@ -162,6 +162,14 @@ supplier-kit: build-cli build-kit venv
 # features); what it would link is read from its own dependency graph.
 test-kit: build-cli venv
 	bash tests/supplier-kit.sh --workspace-build $(KIT_BIN) $(BIN) $(PY)
+
+## check-lean: the receive, process and monitor functions and the suppliers' validator
+## type-checked with their own, smaller feature sets (no DataFusion), as `make build`
+## and the kit compile them; the workspace build unifies features and cannot see code
+## that needs `analytics` without saying so. Not in `make test` (a second dependency
+## graph to check).
+check-lean:
+	$(CARGO) check $(PROFILE) --locked -p naerdata-receive -p naerdata-process -p naerdata-monitor -p naerdata-validate
 
 ## bench: process-step throughput and peak memory on 1M and 5M rows at 1 and 2 threads,
 ## against DuckDB on the same job, publish for a
