@@ -920,59 +920,33 @@ mod tests {
         let r = Registry::builtin();
         let c = r.get("cpr.befolkning").unwrap();
         let v = Validator::new(c, day("2026-06-30"), 0);
+        // A register row of 670385-4001 with the birth date `born`: its verdict, its
+        // problems and the person it gives.
+        let check = |born: &str| {
+            let mut row = Row::with_fields(c.fields.len());
+            let fields = ["1", "670385-4001", born, "K", "101", "2019-01-01"];
+            let pad = ["", "", "", ""];
+            row.fill(2, fields.iter().chain(&pad).copied().chain(["2026-06-01"]));
+            let (mut values, mut problems) = (Vec::new(), Vec::new());
+            let checked = v.check(&row, &mut values, &mut problems);
+            let person = checked.typed.map(|t| t.person);
+            (checked.verdict, problems, person)
+        };
         // 670385-4001 is a replacement number: its digits say 7 March 1985, which for
         // such numbers need not be the birth date; the register's date decides.
         for (born, year, month, age) in [("1985-03-07", 1985, 3, 41), ("1984-11-20", 1984, 11, 41)]
         {
-            let mut row = Row::with_fields(c.fields.len());
-            row.fill(
-                2,
-                [
-                    "1",
-                    "670385-4001",
-                    born,
-                    "K",
-                    "101",
-                    "2019-01-01",
-                    "",
-                    "",
-                    "",
-                    "",
-                    "2026-06-01",
-                ],
-            );
-            let (mut values, mut problems) = (Vec::new(), Vec::new());
-            let checked = v.check(&row, &mut values, &mut problems);
-            assert_eq!(checked.verdict, Verdict::Accepted, "{problems:?}");
-            let person = checked.typed.expect("kept").person;
+            let (verdict, problems, person) = check(born);
+            assert_eq!(verdict, Verdict::Accepted, "{problems:?}");
+            let person = person.expect("kept");
             assert_eq!(person.birth_year, Some(year));
             assert_eq!(person.birth_month, Some(month));
             assert_eq!(person.age_at_event, Some(age));
             assert_eq!(person.birth, Some(day(born)));
         }
         // A birth date that fails its checks rejects the row without echoing it.
-        let mut row = Row::with_fields(c.fields.len());
-        row.fill(
-            2,
-            [
-                "1",
-                "670385-4001",
-                "1985-02-30",
-                "K",
-                "101",
-                "2019-01-01",
-                "",
-                "",
-                "",
-                "",
-                "2026-06-01",
-            ],
-        );
-        let (mut values, mut problems) = (Vec::new(), Vec::new());
-        assert_eq!(
-            v.check(&row, &mut values, &mut problems).verdict,
-            Verdict::Rejected
-        );
+        let (verdict, problems, _) = check("1985-02-30");
+        assert_eq!(verdict, Verdict::Rejected);
         let p = problems
             .iter()
             .find(|p| p.column.as_deref() == Some("foedselsdato"))
