@@ -135,16 +135,6 @@ pub fn migration_marker_key(table_prefix: &str) -> String {
     format!("{table_prefix}{MIGRATION_MARKER}")
 }
 
-/// Marks a table whose withheld columns are being taken out
-/// ([`crate::migrate::withhold`]); apart from the Delta migration's marker, whose
-/// presence makes that migration commit the files it finds.
-pub const WITHHOLD_MARKER: &str = "_naerdata_withholding";
-
-/// The withholding marker of the table under `table_prefix`.
-pub fn withhold_marker_key(table_prefix: &str) -> String {
-    format!("{table_prefix}{WITHHOLD_MARKER}")
-}
-
 // ------------------------------------------------------------------ lake: quality
 
 pub const QUALITY_PREFIX: &str = "quality/";

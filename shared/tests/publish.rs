@@ -1003,10 +1003,10 @@ fn registry_storing_the_birth_date() -> Registry {
 async fn files_with_column(p: &Platform, prefix: &str, name: &str) -> Vec<String> {
     let mut out = Vec::new();
     for o in p.stores.lake.list(prefix).await.unwrap() {
-        if !o.key.ends_with(".parquet") || o.key.contains("/_delta_log/") {
+        let bytes = p.stores.lake.get(&o.key).await.unwrap().unwrap();
+        if !naerdata::lake::is_parquet(&bytes) {
             continue;
         }
-        let bytes = p.stores.lake.get(&o.key).await.unwrap().unwrap();
         let meta = parquet::file::metadata::ParquetMetaDataReader::new()
             .parse_and_finish(&bytes)
             .unwrap();
@@ -1030,12 +1030,13 @@ async fn a_birth_date_stored_before_its_contract_withheld_it_is_taken_out_histor
     let mut p = platform(dir.path());
     p.contracts = Arc::new(registry_storing_the_birth_date());
     let header = "bopael_id;cpr;foedselsdato;koen;kommunekode;bopael_fra;bopael_til;indvandret_dato;udvandret_dato;doedsdato;udtraeksdato\n";
-    // Person 0's register date (1984-11-20) is not what the replacement number's
-    // digits say (1 March 1985): the register decides. Person 1's agrees.
+    // Person 0's register date (20 October 1984) is not what the replacement number's
+    // digits say (1 March 1985): the register decides, and so their age on the extract
+    // day is 42, not 41. Person 1's agrees with the number.
     let extract = |day: &str| {
         format!(
             "{header}\
-             10;{a};1984-11-20;M;101;1990-01-01;;;;;{day}\n\
+             10;{a};1984-10-20;M;101;1990-01-01;;;;;{day}\n\
              11;{b};1985-03-02;K;147;2001-05-01;;;;;{day}\n",
             a = cpr(0),
             b = cpr(1),
@@ -1104,11 +1105,34 @@ async fn a_birth_date_stored_before_its_contract_withheld_it_is_taken_out_histor
         "{e}"
     );
 
+    // A publication under the new contracts before the migration rebuilds the current
+    // table without the column; its old files stay in the table's history.
+    naerdata::publish::publish(&p, NaiveDate::from_ymd_opt(2026, 11, 30).unwrap())
+        .await
+        .unwrap();
+    let cur = naerdata::lake::delta::open(p.stores.lake.as_ref(), current, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        cur.snapshot()
+            .unwrap()
+            .schema()
+            .field("foedselsdato")
+            .is_none()
+    );
+    assert!(
+        !files_with_column(&p, current, "foedselsdato")
+            .await
+            .is_empty()
+    );
+
     let done = naerdata::migrate::withhold::withhold(&p).await.unwrap();
     let tables: Vec<_> = done.iter().map(|w| w.table.as_str()).collect();
     assert_eq!(tables, ["cpr_befolkning", "cpr_befolkning_current"]);
+    assert_eq!(done[0].columns, ["foedselsdato"]);
+    assert!(done[1].columns.is_empty(), "only its history held it");
     for w in &done {
-        assert_eq!(w.columns, ["foedselsdato"]);
         assert!(w.files_deleted >= 1, "{w:?}");
     }
     // Gone from every file, in the newest version and in history.
@@ -1135,7 +1159,7 @@ async fn a_birth_date_stored_before_its_contract_withheld_it_is_taken_out_histor
         .unwrap()
         .to_string();
     assert!(
-        shown.contains("| 10        | 1984       | 11          | 41           |"),
+        shown.contains("| 10        | 1984       | 10          | 42           |"),
         "{shown}"
     );
     assert!(
@@ -1206,4 +1230,64 @@ async fn a_birth_date_stored_before_its_contract_withheld_it_is_taken_out_histor
         .collect();
     years.sort();
     assert_eq!(years, ["1984", "1985"]);
+}
+
+/// A Parquet home from before Delta Lake whose register files hold the birth date:
+/// the Delta migration creates the table from the new contract (no such column) over
+/// those files, and withholding, which reads the files and not only the log, rewrites
+/// it.
+#[tokio::test]
+async fn a_birth_date_in_the_files_of_a_table_whose_log_lacks_it_is_taken_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = platform(dir.path());
+    p.contracts = Arc::new(registry_storing_the_birth_date());
+    deliver(
+        &p,
+        "cpr/befolkning/2026-11-01/bef.csv",
+        format!(
+            "bopael_id;cpr;foedselsdato;koen;kommunekode;bopael_fra;bopael_til;indvandret_dato;udvandret_dato;doedsdato;udtraeksdato\n\
+             10;{};1984-10-20;M;101;1990-01-01;;;;;2026-11-01\n",
+            cpr(0)
+        ),
+    )
+    .await;
+    let curated = "curated/cpr_befolkning/";
+    std::fs::remove_dir_all(p.stores.lake.locate(&format!("{curated}_delta_log"))).unwrap();
+    p.contracts = Arc::new(Registry::builtin());
+    naerdata::migrate::migrate(&p).await.unwrap();
+    let t = naerdata::lake::delta::open(p.stores.lake.as_ref(), curated, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        t.snapshot()
+            .unwrap()
+            .schema()
+            .field("foedselsdato")
+            .is_none()
+    );
+    assert_eq!(
+        files_with_column(&p, curated, "foedselsdato").await.len(),
+        1
+    );
+
+    let done = naerdata::migrate::withhold::withhold(&p).await.unwrap();
+    assert_eq!(done.len(), 1, "{done:?}");
+    assert_eq!(done[0].columns, ["foedselsdato"]);
+    assert!(
+        files_with_column(&p, curated, "foedselsdato")
+            .await
+            .is_empty()
+    );
+    let n = catalog::query(&p, "SELECT count(*) FROM cpr_befolkning")
+        .await
+        .unwrap();
+    assert_eq!(
+        n[0].column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0),
+        1
+    );
 }

@@ -364,7 +364,8 @@ pub async fn commit_files(
             // concurrent writer of the same version replace it after both were told
             // they won: the files would be unreferenced and the delivery lost while
             // reported accepted. Reading the entry back turns that into an error, and
-            // the delivery's retry commits again (on S3 itself this always holds).
+            // the delivery's retry commits again. It narrows the window, it cannot
+            // close it (a replacement after the read-back); on S3 itself it always holds.
             let entry = t
                 .log_store()
                 .read_commit_entry(v)

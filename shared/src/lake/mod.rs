@@ -181,6 +181,12 @@ pub fn schema(contract: &Contract) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
+/// Whether an object is a Parquet file: `PAR1` at both ends. By content, since files
+/// the warehouse writes (Athena's UNLOAD) have no `.parquet` in their names.
+pub fn is_parquet(bytes: &[u8]) -> bool {
+    bytes.len() >= 12 && bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1")
+}
+
 /// The catalog (Hive/Athena) type of an Arrow type.
 pub fn sql_type(t: &DataType) -> &'static str {
     match t {

@@ -8,12 +8,15 @@
 //! is gone from history too: time travel to versions before the migration then fails
 //! for those tables, as after a purge.
 //!
-//! A marker object says a table's rewrite is under way; a run that stops half-way
-//! (committed, files not yet deleted) is finished by running it again. Files are
-//! deleted only when their own Parquet schema has the column, so a delivery committed
-//! meanwhile keeps its files.
+//! Which tables and files hold the column is read from the files themselves (their
+//! Parquet schema), not only from the Delta schema, so a run that stopped after its
+//! commit is finished by running it again, and a table whose log already lacks the
+//! column while files (active or in history) still hold it is found too. Files are
+//! deleted only when they hold the column, so a delivery committed meanwhile keeps
+//! its files; one that brings the column back (a writer still on the old contract)
+//! fails the run, which is then repeated.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -87,34 +90,85 @@ async fn withhold_table(
         return Ok(None);
     };
     let snapshot = t.snapshot().map_err(|e| DeltaError::table(name, e))?;
-    let columns: Vec<String> = withheld
+    let in_schema: Vec<String> = withheld
         .iter()
         .filter(|n| snapshot.schema().field(n).is_some())
         .cloned()
         .collect();
-    let marker = layout::withhold_marker_key(prefix);
-    if columns.is_empty() && lake.head(&marker).await?.is_none() {
-        return Ok(None);
-    }
-    lake.put(
-        &marker,
-        Bytes::from_static(b"withholding columns under way\n"),
-    )
-    .await?;
+    // The files decide, not only the schema: a table created from the new contract
+    // over older files (the Delta migration of a Parquet home) has none in its schema
+    // while its files hold it, and readers that open files by name see it.
+    let mut columns: BTreeSet<String> = in_schema.iter().cloned().collect();
+    columns.extend(active_holding(p, prefix, &t, withheld).await?);
     let t = if columns.is_empty() {
         t
     } else {
-        rewrite(c, name, t, &columns).await?
+        let t = rewrite(c, name, t, &in_schema).await?;
+        // A writer that still stores the column (a function not yet on the new
+        // contracts) may have appended while the rewrite ran: its files stay active.
+        let left = active_holding(p, prefix, &t, withheld).await?;
+        if !left.is_empty() {
+            return Err(StepError::Internal(format!(
+                "table {name}: files committed during the rewrite still hold {}: a writer with \
+                 the old contract appended meanwhile; run `naerdata migrate` again once every \
+                 function runs the new contracts",
+                left.into_iter().collect::<Vec<_>>().join(", ")
+            )));
+        }
+        t
     };
+    // Always, so that a run that stopped after its commit finishes here, and files
+    // replaced by anything else (a publication that rebuilt the current table under
+    // the new contract before this ran) are found too.
     let files_deleted = delete_history(p, prefix, &t, withheld).await?;
-    lake.delete(&marker).await?;
+    if columns.is_empty() && files_deleted == 0 {
+        return Ok(None);
+    }
     tracing::info!(table = %name, ?columns, files_deleted, "withheld columns taken out");
     Ok(Some(Withheld {
         table: name.to_string(),
-        columns,
+        columns: columns.into_iter().collect(),
         version: t.version(),
         files_deleted,
     }))
+}
+
+/// The withheld columns held by the table's active files.
+async fn active_holding(
+    p: &Platform,
+    prefix: &str,
+    t: &deltalake::DeltaTable,
+    withheld: &[String],
+) -> Result<BTreeSet<String>, StepError> {
+    let mut held = BTreeSet::new();
+    for path in delta::active_paths(t)? {
+        let key = format!("{prefix}{path}");
+        if let Some(bytes) = p.stores.lake.get(&key).await? {
+            held.extend(withheld_in(&key, &bytes, withheld)?);
+        }
+    }
+    Ok(held)
+}
+
+/// The withheld columns a Parquet file's own schema has; nothing for any other
+/// object. Parquet is known by its magic bytes, not its name: files the warehouse
+/// writes (Athena's UNLOAD, a current table's rebuild) have no extension.
+fn withheld_in(key: &str, bytes: &[u8], withheld: &[String]) -> Result<Vec<String>, StepError> {
+    if !crate::lake::is_parquet(bytes) {
+        return Ok(Vec::new());
+    }
+    let meta = ParquetMetaDataReader::new()
+        .parse_and_finish(&Bytes::copy_from_slice(bytes))
+        .map_err(|e| StepError::Internal(format!("reading {key}: {e}")))?;
+    Ok(meta
+        .file_metadata()
+        .schema_descr()
+        .root_schema()
+        .get_fields()
+        .iter()
+        .map(|f| f.name().to_string())
+        .filter(|n| withheld.contains(n))
+        .collect())
 }
 
 /// One commit: the table overwritten with its rows without `columns`, the new schema
@@ -228,8 +282,8 @@ fn select_sql(
     format!("SELECT {} FROM withheld_source", columns.join(", "))
 }
 
-/// Deletes every data file under the table's prefix that the newest version does not
-/// reference and whose schema has a withheld column.
+/// Deletes every object under the table's prefix that the newest version does not
+/// reference and that is a Parquet file whose schema has a withheld column.
 async fn delete_history(
     p: &Platform,
     prefix: &str,
@@ -243,26 +297,13 @@ async fn delete_history(
         .collect();
     let mut deleted = 0;
     for obj in lake.list(prefix).await? {
-        if !obj.key.ends_with(".parquet")
-            || obj.key[prefix.len()..].starts_with('_')
-            || active.contains(&obj.key)
-        {
+        if obj.key[prefix.len()..].starts_with('_') || active.contains(&obj.key) {
             continue;
         }
         let Some(bytes) = lake.get(&obj.key).await? else {
             continue;
         };
-        let meta = ParquetMetaDataReader::new()
-            .parse_and_finish(&bytes)
-            .map_err(|e| StepError::Internal(format!("reading {}: {e}", obj.key)))?;
-        let holds = meta
-            .file_metadata()
-            .schema_descr()
-            .root_schema()
-            .get_fields()
-            .iter()
-            .any(|f| withheld.iter().any(|w| w == f.name()));
-        if holds {
+        if !withheld_in(&obj.key, &bytes, withheld)?.is_empty() {
             lake.delete_all_versions(&obj.key).await?;
             deleted += 1;
         }

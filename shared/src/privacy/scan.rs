@@ -101,7 +101,9 @@ async fn scan_store(
         // Parquet column by column (its statistics are made of the same values);
         // its compressed pages as text would only give false alarms. Everything else,
         // and a Parquet file that cannot be read, as text.
-        let columns = if meta.key.ends_with(".parquet") {
+        // By name or by content: the warehouse's files (Athena's UNLOAD into a current
+        // table) have no extension.
+        let columns = if meta.key.ends_with(".parquet") || crate::lake::is_parquet(&body) {
             match parquet_columns(body.clone(), withheld) {
                 Ok(columns) => Some(columns),
                 Err(e) => {
@@ -253,6 +255,12 @@ mod tests {
         let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
+        // Known by its content whatever its name (Athena's files have no extension).
+        assert!(crate::lake::is_parquet(&buf));
+        assert!(!crate::lake::is_parquet(
+            b"PAR1 text, not a file PAR1"[..4].as_ref()
+        ));
+        assert!(!crate::lake::is_parquet(b"id;cpr\n1;PAR1"));
         let hits = parquet_columns(Bytes::from(buf.clone()), &BTreeSet::new()).unwrap();
         assert_eq!(hits.get("record_id"), Some(&1));
         assert_eq!(hits.get("n"), Some(&1));
