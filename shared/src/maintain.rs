@@ -254,7 +254,16 @@ async fn purge_inner(
         ),
     };
     let mut tables = BTreeMap::new();
-    for (name, prefix) in retract::table_prefixes(p) {
+    // The curated and quality tables, and the current tables publish derived from
+    // them: until the next publication those still show the rows, and their history
+    // keeps them until retention. (The next publication rebuilds a current table a
+    // purge changed: it is no longer what the last one left.)
+    let current = p.contracts.iter().map(|c| {
+        let name = format!("{}_current", c.table());
+        let prefix = crate::layout::presentation_prefix("current", &name);
+        (name, prefix)
+    });
+    for (name, prefix) in retract::table_prefixes(p).into_iter().chain(current) {
         let Some(t) = delta::open(p.stores.lake.as_ref(), &prefix, None).await? else {
             continue;
         };
@@ -278,15 +287,17 @@ async fn purge_inner(
             .collect();
         let mut files_removed = 0;
         for obj in p.stores.lake.list(&prefix).await.map_err(StepError::from)? {
-            if !obj.key.ends_with(".parquet")
-                || obj.key[prefix.len()..].starts_with('_')
-                || active.contains(&obj.key)
-            {
+            if obj.key[prefix.len()..].starts_with('_') || active.contains(&obj.key) {
                 continue;
             }
             let Some(bytes) = p.stores.lake.get(&obj.key).await.map_err(StepError::from)? else {
                 continue;
             };
+            // By content: a current table rebuilt on the warehouse has Athena's files,
+            // which have no extension.
+            if !crate::lake::is_parquet(&bytes) {
+                continue;
+            }
             let held = holds(bytes, column, &value)
                 .map_err(|m| StepError::Internal(format!("reading {}: {m}", obj.key)))?;
             if held {

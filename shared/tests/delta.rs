@@ -662,14 +662,71 @@ async fn a_purge_removes_the_rows_and_every_file_of_their_history() {
     let records = p.stores.lake.list(maintain::PURGES_PREFIX).await.unwrap();
     assert_eq!(records.len(), 1);
 
-    // A person: named in the record only by a hash of the pseudonym.
+    // A person: named in the record only by a hash of the pseudonym. Published first,
+    // so the current table holds the person's rows too, and then (rebuilt by a second
+    // publication) in its history.
     let b_rows = catalog::query(&p, &format!("SELECT person_id FROM {TABLE} LIMIT 1"))
         .await
         .unwrap();
     let person = arrow::util::display::array_value_to_string(b_rows[0].column(0), 0).unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+    naerdata::publish::publish(&p, day).await.unwrap();
+    naerdata::publish::publish_with(
+        &p,
+        day,
+        naerdata::publish::PublishOptions {
+            full: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let current = format!("presentation/current/{TABLE}_current/");
+    let holding = |p: &Platform| {
+        let (p, current, person) = (p.clone(), current.clone(), person.clone());
+        async move {
+            let mut n = 0;
+            for o in p.stores.lake.list(&current).await.unwrap() {
+                let bytes = p.stores.lake.get(&o.key).await.unwrap().unwrap();
+                if !naerdata::lake::is_parquet(&bytes) {
+                    continue;
+                }
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(bytes)
+                        .unwrap()
+                        .build()
+                        .unwrap();
+                for batch in reader {
+                    let batch = batch.unwrap();
+                    let ids = arrow::compute::cast(
+                        batch.column_by_name("person_id").unwrap(),
+                        &arrow::datatypes::DataType::Utf8,
+                    )
+                    .unwrap();
+                    let ids = ids
+                        .as_any()
+                        .downcast_ref::<arrow::array::StringArray>()
+                        .unwrap();
+                    n += ids.iter().filter(|v| *v == Some(person.as_str())).count();
+                }
+            }
+            n
+        }
+    };
+    assert!(holding(&p).await >= 2, "the current table and its history");
     let r = maintain::purge(&p, &PurgeTarget::Person(person.clone()), "court order")
         .await
         .unwrap();
+    assert_eq!(
+        holding(&p).await,
+        0,
+        "no current-table file holds the person"
+    );
+    assert!(
+        r.tables.contains_key(&format!("{TABLE}_current")),
+        "{:?}",
+        r.tables
+    );
     assert!(r.target.starts_with("sha256:"));
     assert!(!serde_json::to_string(&r).unwrap().contains(&person));
     let left = catalog::query(
