@@ -722,6 +722,21 @@ async fn a_purge_removes_the_rows_and_every_file_of_their_history() {
         0,
         "no current-table file holds the person"
     );
+    // The next publication accounts for the purge: it rebuilds what changed.
+    let next = naerdata::publish::publish(&p, day + chrono::Duration::days(1))
+        .await
+        .unwrap();
+    let how = &next
+        .current
+        .iter()
+        .find(|m| m.table == format!("{TABLE}_current"))
+        .unwrap()
+        .how;
+    assert!(
+        matches!(how, naerdata::current::How::Rebuilt { .. }),
+        "{how:?}"
+    );
+    assert_eq!(holding(&p).await, 0);
     assert!(
         r.tables.contains_key(&format!("{TABLE}_current")),
         "{:?}",
