@@ -351,26 +351,31 @@ pub fn session_as_of<'a>(
     Box::pin(session_as_of_inner(p, as_of))
 }
 
-/// The body of [`session_as_of`].
-async fn session_as_of_inner(
-    p: &Platform,
-    as_of: &AsOf,
-) -> Result<(SessionContext, BTreeMap<String, u64>), QueryError> {
-    // Plain `Utf8` strings, as the lake's files declare them: DataFusion (and delta-rs)
-    // would read them as string views, which every reader downstream (disclosure
-    // control, extracts, the published Parquet) would then have to expect.
+/// A DataFusion context as every reader and writer of the lake needs it. Plain `Utf8`
+/// strings, as the lake's files declare them: DataFusion (and delta-rs) would read them
+/// as string views, which every reader downstream (disclosure control, extracts, the
+/// published Parquet) would then have to expect. delta-rs's planner: writes and merges
+/// from plans of the context (its write and merge nodes need it; plain queries plan as
+/// before).
+pub fn engine_context() -> SessionContext {
     let config = SessionConfig::new().set_bool(
         "datafusion.execution.parquet.schema_force_view_types",
         false,
     );
-    // delta-rs's planner: publish writes and merges current tables from plans of
-    // this session (its write and merge nodes need it; plain queries plan as before).
     let state = datafusion::execution::SessionStateBuilder::new()
         .with_default_features()
         .with_config(config)
         .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
         .build();
-    let ctx = SessionContext::new_with_state(state);
+    SessionContext::new_with_state(state)
+}
+
+/// The body of [`session_as_of`].
+async fn session_as_of_inner(
+    p: &Platform,
+    as_of: &AsOf,
+) -> Result<(SessionContext, BTreeMap<String, u64>), QueryError> {
+    let ctx = engine_context();
     // A lake in S3: DataFusion reads `s3://<bucket>/...` (the presentation zone, which
     // is plain Parquet) through the store's own client.
     let root = p.stores.lake.locate("");

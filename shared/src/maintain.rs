@@ -85,7 +85,8 @@ impl Default for MaintainOptions {
     }
 }
 
-fn writer_properties() -> WriterProperties {
+/// How files rewritten by the lake's own maintenance are written (zstd 3).
+pub(crate) fn writer_properties() -> WriterProperties {
     WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(3).expect("level 3 exists"),
@@ -176,6 +177,43 @@ pub struct PurgeRecord {
 pub struct PurgedTable {
     pub rows_deleted: u64,
     pub files_removed: usize,
+}
+
+/// Deletes, with all their versions, the Parquet files under a table's prefix that its
+/// newest version does not reference and for which `held` says yes: the history of
+/// rows that must not stay (a purge) or of a column that must not (withholding).
+/// Parquet is known by its content: a current table rebuilt on the warehouse has
+/// Athena's files, which have no extension. Returns how many were deleted.
+pub(crate) async fn delete_history(
+    p: &Platform,
+    prefix: &str,
+    t: &deltalake::DeltaTable,
+    mut held: impl FnMut(&Bytes) -> Result<bool, String>,
+) -> Result<usize, StepError> {
+    let lake = p.stores.lake.as_ref();
+    let active: std::collections::HashSet<String> = delta::active_paths(t)?
+        .into_iter()
+        .map(|path| format!("{prefix}{path}"))
+        .collect();
+    let mut deleted = 0;
+    for obj in lake.list(prefix).await? {
+        if obj.key[prefix.len()..].starts_with('_') || active.contains(&obj.key) {
+            continue;
+        }
+        let Some(bytes) = lake.get(&obj.key).await? else {
+            continue;
+        };
+        if !crate::lake::is_parquet(&bytes) {
+            continue;
+        }
+        let yes =
+            held(&bytes).map_err(|m| StepError::Internal(format!("reading {}: {m}", obj.key)))?;
+        if yes {
+            lake.delete_all_versions(&obj.key).await?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
 }
 
 /// Whether a Parquet file holds `value` in `column`.
@@ -281,34 +319,8 @@ async fn purge_inner(
         let t = delta::open(p.stores.lake.as_ref(), &prefix, None)
             .await?
             .unwrap_or(t);
-        let active: std::collections::HashSet<String> = delta::active_paths(&t)?
-            .into_iter()
-            .map(|path| format!("{prefix}{path}"))
-            .collect();
-        let mut files_removed = 0;
-        for obj in p.stores.lake.list(&prefix).await.map_err(StepError::from)? {
-            if obj.key[prefix.len()..].starts_with('_') || active.contains(&obj.key) {
-                continue;
-            }
-            let Some(bytes) = p.stores.lake.get(&obj.key).await.map_err(StepError::from)? else {
-                continue;
-            };
-            // By content: a current table rebuilt on the warehouse has Athena's files,
-            // which have no extension.
-            if !crate::lake::is_parquet(&bytes) {
-                continue;
-            }
-            let held = holds(bytes, column, &value)
-                .map_err(|m| StepError::Internal(format!("reading {}: {m}", obj.key)))?;
-            if held {
-                p.stores
-                    .lake
-                    .delete_all_versions(&obj.key)
-                    .await
-                    .map_err(StepError::from)?;
-                files_removed += 1;
-            }
-        }
+        let files_removed =
+            delete_history(p, &prefix, &t, |bytes| holds(bytes.clone(), column, &value)).await?;
         if rows_deleted > 0 || files_removed > 0 {
             tables.insert(
                 name,

@@ -16,18 +16,14 @@
 //! its files; one that brings the column back (a writer still on the old contract)
 //! fails the run, which is then repeated.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
-use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::ParquetMetaDataReader;
-use parquet::file::properties::WriterProperties;
 use serde_json::json;
 
 use crate::contract::Contract;
@@ -120,7 +116,10 @@ async fn withhold_table(
     // Always, so that a run that stopped after its commit finishes here, and files
     // replaced by anything else (a publication that rebuilt the current table under
     // the new contract before this ran) are found too.
-    let files_deleted = delete_history(p, prefix, &t, withheld).await?;
+    let files_deleted = crate::maintain::delete_history(p, prefix, &t, |bytes| {
+        withheld_in(bytes, withheld).map(|held| !held.is_empty())
+    })
+    .await?;
     if columns.is_empty() && files_deleted == 0 {
         return Ok(None);
     }
@@ -144,7 +143,10 @@ async fn active_holding(
     for path in delta::active_paths(t)? {
         let key = format!("{prefix}{path}");
         if let Some(bytes) = p.stores.lake.get(&key).await? {
-            held.extend(withheld_in(&key, &bytes, withheld)?);
+            held.extend(
+                withheld_in(&bytes, withheld)
+                    .map_err(|m| StepError::Internal(format!("reading {key}: {m}")))?,
+            );
         }
     }
     Ok(held)
@@ -153,13 +155,13 @@ async fn active_holding(
 /// The withheld columns a Parquet file's own schema has; nothing for any other
 /// object. Parquet is known by its magic bytes, not its name: files the warehouse
 /// writes (Athena's UNLOAD, a current table's rebuild) have no extension.
-fn withheld_in(key: &str, bytes: &[u8], withheld: &[String]) -> Result<Vec<String>, StepError> {
+fn withheld_in(bytes: &[u8], withheld: &[String]) -> Result<Vec<String>, String> {
     if !crate::lake::is_parquet(bytes) {
         return Ok(Vec::new());
     }
     let meta = ParquetMetaDataReader::new()
         .parse_and_finish(&Bytes::copy_from_slice(bytes))
-        .map_err(|e| StepError::Internal(format!("reading {key}: {e}")))?;
+        .map_err(|e| e.to_string())?;
     Ok(meta
         .file_metadata()
         .schema_descr()
@@ -187,18 +189,7 @@ async fn rewrite(
         .fields()
         .map(|f| f.name().to_string())
         .collect();
-    // delta-rs's planner (its write node needs it); strings stay plain strings, as the
-    // process step writes them.
-    let config = SessionConfig::new().set_bool(
-        "datafusion.execution.parquet.schema_force_view_types",
-        false,
-    );
-    let state = SessionStateBuilder::new()
-        .with_default_features()
-        .with_config(config)
-        .with_query_planner(deltalake::delta_datafusion::planner::DeltaPlanner::new())
-        .build();
-    let ctx = SessionContext::new_with_state(state);
+    let ctx = crate::catalog::engine_context();
     t.update_datafusion_session(&ctx.state())
         .map_err(|e| DeltaError::table(name, e))?;
     let provider = t
@@ -225,14 +216,7 @@ async fn rewrite(
         .with_save_mode(SaveMode::Overwrite)
         .with_schema_mode(SchemaMode::Overwrite)
         .with_partition_columns(partitions)
-        .with_writer_properties(
-            WriterProperties::builder()
-                .set_compression(Compression::ZSTD(
-                    ZstdLevel::try_new(3).expect("level 3 exists"),
-                ))
-                .set_created_by(format!("naerdata {}", env!("CARGO_PKG_VERSION")))
-                .build(),
-        )
+        .with_writer_properties(crate::maintain::writer_properties())
         .with_commit_properties(props)
         .await
         .map_err(|e| DeltaError::table(name, e).into())
@@ -280,33 +264,4 @@ fn select_sql(
         })
         .collect();
     format!("SELECT {} FROM withheld_source", columns.join(", "))
-}
-
-/// Deletes every object under the table's prefix that the newest version does not
-/// reference and that is a Parquet file whose schema has a withheld column.
-async fn delete_history(
-    p: &Platform,
-    prefix: &str,
-    t: &deltalake::DeltaTable,
-    withheld: &[String],
-) -> Result<usize, StepError> {
-    let lake = p.stores.lake.as_ref();
-    let active: HashSet<String> = delta::active_paths(t)?
-        .into_iter()
-        .map(|path| format!("{prefix}{path}"))
-        .collect();
-    let mut deleted = 0;
-    for obj in lake.list(prefix).await? {
-        if obj.key[prefix.len()..].starts_with('_') || active.contains(&obj.key) {
-            continue;
-        }
-        let Some(bytes) = lake.get(&obj.key).await? else {
-            continue;
-        };
-        if !withheld_in(&obj.key, &bytes, withheld)?.is_empty() {
-            lake.delete_all_versions(&obj.key).await?;
-            deleted += 1;
-        }
-    }
-    Ok(deleted)
 }
